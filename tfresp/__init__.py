@@ -1,0 +1,53 @@
+"""tfresp: responsible training for Keras/TensorFlow.
+
+One call, :func:`tfresp.fit`, trains a model and in the same run makes it private, fair,
+robust, explainable and compact, exports it and writes an audit-ready report.
+
+The environment switches below must run before anything imports ``tf.keras``:
+tensorflow-privacy, tensorflow-model-optimization and transformers' TF models only work
+with Keras 2 (``tf_keras``), and ``import tensorflow_privacy`` crashes on TF >= 2.16
+unless its top-level import is skipped (we import its submodules directly).
+"""
+import os as _os
+import sys as _sys
+
+_os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_sys.skip_tf_privacy_import = True
+
+__version__ = "0.1.0"
+
+from tfresp.errors import (  # noqa: E402
+    BudgetExhaustedError,
+    ConfigError,
+    DataError,
+    GateFailedError,
+    IncompatibleModelError,
+    TfrespError,
+)
+
+
+def fit(config=None, **kwargs):
+    """Train, audit, export and report in one run. See :func:`tfresp.api.fit`."""
+    from tfresp.api import fit as _fit
+
+    return _fit(config, **kwargs)
+
+
+def load_config(config=None, overrides=None, **kwargs):
+    """Resolve a config from a path, dict, or RunConfig plus ``key=value`` overrides."""
+    from tfresp.config import load_config as _load
+
+    return _load(config, overrides=overrides, **kwargs)
+
+
+__all__ = [
+    "fit",
+    "load_config",
+    "TfrespError",
+    "ConfigError",
+    "DataError",
+    "IncompatibleModelError",
+    "BudgetExhaustedError",
+    "GateFailedError",
+]

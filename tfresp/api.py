@@ -1,0 +1,34 @@
+"""``tfresp.fit``: the Python front of the builder."""
+from __future__ import annotations
+
+from tfresp.config import load_config
+
+
+def fit(config=None, *, data=None, out=None, overwrite: bool = False, quiet: bool = False,
+        resume: bool = False, overrides=None, **kwargs):
+    """Train, audit, export and report in one run.
+
+    Args:
+        config: YAML path, dict, or :class:`~tfresp.config.RunConfig` (None: all defaults, i.e. Adult).
+        data: optional in-memory data (DataFrame, dict of columns, or ``(X, y)``) replacing ``data.source``.
+        out: run directory (default ``runs/<name>``).
+        overwrite: replace an existing run directory (only after the new run succeeded).
+        quiet: no progress bar.
+        overrides: ``["train.epochs=3", ...]`` like the CLI's ``--set``.
+        **kwargs: config sections or dotted keys, e.g. ``train={"epochs": 3}``, ``privacy={"target_epsilon": 3}``.
+
+    Returns:
+        :class:`~tfresp.builder.RunResult` with the model, history, test metrics, report and paths.
+
+    Example:
+        >>> result = tfresp.fit("configs/quickstart.yaml", train={"epochs": 2}, out="runs/demo")
+        >>> result.metrics["accuracy"]
+    """
+    from tfresp.builder import build_and_run
+
+    if data is not None:
+        kwargs.setdefault("data", {})
+        if isinstance(kwargs["data"], dict):
+            kwargs["data"] = {"source": "memory", **kwargs["data"]}
+    cfg = load_config(config, overrides=overrides, **kwargs)
+    return build_and_run(cfg, out=out, overwrite=overwrite, quiet=quiet, memory=data, resume=resume)

@@ -1,0 +1,214 @@
+"""The builder: the one place that composes a tfresp run.
+
+Order of a run (see DESIGN.md):
+    config -> data -> strategy -> core model -> concerns' contributions (ascending ``order``;
+    privacy last so every loss term is inside per-example clipping) -> fit -> predictions ->
+    audits -> export -> report -> gates.
+
+Everything is written into a staging directory that becomes the run directory only on success.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp import concerns as concern_registry
+from tfresp import rundir
+from tfresp.concerns import Contribution
+from tfresp.data.dataset import DataBundle, make_dataset, prepare
+from tfresp.distribute import pick_strategy
+from tfresp.errors import ConfigError, TfrespError
+from tfresp.models.base import TfrespModel
+from tfresp.models.registry import build_core
+from tfresp.training import class_weights, make_optimizer
+
+log = logging.getLogger("tfresp")
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a concern may read (and the builder fills in) during a run."""
+
+    config: Any
+    data: DataBundle
+    run_dir: Path
+    strategy: Any = None
+    strategy_name: str = "default"
+    core: Optional[keras.Model] = None
+    model: Optional[TfrespModel] = None
+    train_extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    callbacks: List[Any] = dataclasses.field(default_factory=list)
+    contributions: Dict[str, Contribution] = dataclasses.field(default_factory=dict)
+    history: Dict[str, list] = dataclasses.field(default_factory=dict)
+    predictions: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    report: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: Dict[str, float] = dataclasses.field(default_factory=dict)
+    artifacts: Dict[str, str] = dataclasses.field(default_factory=dict)
+    state: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    quiet: bool = False
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(math.ceil(len(self.data.train) / self.config.train.batch_size))
+
+    def predict_proba(self, x, batch_size: int = 2048) -> np.ndarray:
+        """Class probabilities of the trained core on encoded inputs (no post-processing)."""
+        logits = self.core.predict(x, batch_size=batch_size, verbose=0)
+        return tf.nn.softmax(logits).numpy()
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`tfresp.fit` returns."""
+
+    model: keras.Model
+    history: Dict[str, list]
+    metrics: Dict[str, Any]
+    report: Dict[str, Any]
+    run_dir: Path
+    paths: Dict[str, str]
+    context: Any = None
+
+
+def set_seed(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # already enabled / unsupported backend: determinism stays best-effort
+        pass
+
+
+def _apply(ctx: RunContext, name: str, contrib: Contribution, model: TfrespModel) -> None:
+    for fn in contrib.per_example_losses:
+        model.per_example_losses.append(fn)
+    for fn in contrib.batch_losses:
+        model.batch_losses.append(fn)
+    for attr in ("input_transform", "gradient_fn"):
+        fn = getattr(contrib, attr)
+        if fn is not None:
+            if getattr(model, attr) is not None:
+                raise ConfigError([(name, attr, f"two concerns both set {attr}; they cannot be combined")])
+            setattr(model, attr, fn)
+    if contrib.sample_weight is not None:
+        w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
+        ctx.train_extras["sample_weight"] = (w * np.asarray(contrib.sample_weight, np.float32)).astype(np.float32)
+    ctx.callbacks.extend(contrib.callbacks)
+
+
+def _train_dataset(ctx: RunContext):
+    for name, contrib in ctx.contributions.items():
+        if contrib.train_dataset is not None:
+            return contrib.train_dataset(ctx)
+    cfg = ctx.config
+    return make_dataset(ctx.data.train.x, ctx.data.train.y, ctx.train_extras, cfg.train.batch_size,
+                        shuffle=True, seed=cfg.seed)
+
+
+def _standard_callbacks(ctx: RunContext) -> list:
+    cbs = [keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"), profile_batch=0,
+                                       write_graph=False)]
+    es = ctx.config.train.early_stopping
+    if es and ctx.data.validation is not None:
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=es, restore_best_weights=True))
+    return cbs
+
+
+def plan(ctx: RunContext) -> List[Any]:
+    """Ask every enabled concern for its contribution, in order; return the enabled concerns."""
+    active = [c for c in concern_registry.registered() if c.enabled(ctx.config)]
+    for c in active:
+        c.validate(ctx)
+    for c in active:
+        contrib = c.plan(ctx) or Contribution()
+        if contrib.wrap_core is not None:
+            ctx.core = contrib.wrap_core(ctx.core, ctx)
+            ctx.model.core = ctx.core
+        ctx.contributions[c.config_key] = contrib
+        _apply(ctx, c.config_key, contrib, ctx.model)
+    return active
+
+
+def train(ctx: RunContext) -> None:
+    cfg = ctx.config
+    if cfg.train.class_weight == "balanced":
+        w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
+        ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes)
+    optimizer = make_optimizer(cfg.train, ctx.steps_per_epoch)
+    for contrib in ctx.contributions.values():
+        if contrib.optimizer is not None:
+            optimizer = contrib.optimizer(optimizer, ctx)
+    jit = cfg.train.jit_compile
+    if jit == "auto":
+        jit = bool(tf.config.list_logical_devices("GPU")) and ctx.model.gradient_fn is None
+    ctx.model.compile(optimizer=optimizer, weighted_metrics=[], jit_compile=jit, steps_per_execution=cfg.train.steps_per_execution)
+    train_ds = _train_dataset(ctx)
+    val_ds = None
+    if ctx.data.validation is not None:
+        val_ds = make_dataset(ctx.data.validation.x, ctx.data.validation.y, {}, max(cfg.train.batch_size, 512),
+                              shuffle=False, seed=cfg.seed)
+    callbacks = _standard_callbacks(ctx) + ctx.callbacks
+    t0 = time.perf_counter()
+    hist = ctx.model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+                         verbose=0 if ctx.quiet else "auto")
+    ctx.timings["fit_seconds"] = time.perf_counter() - t0
+    ctx.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def predict_all(ctx: RunContext) -> None:
+    ctx.predictions["test"] = ctx.predict_proba(ctx.data.test.x)
+    if ctx.data.validation is not None:
+        ctx.predictions["validation"] = ctx.predict_proba(ctx.data.validation.x)
+
+
+def audit(ctx: RunContext, active) -> None:
+    for c in active:
+        t0 = time.perf_counter()
+        section = c.audit(ctx)
+        ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
+        if section is not None:
+            ctx.report[c.report_key or c.config_key] = section
+
+
+def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
+                  resume: bool = False) -> RunResult:
+    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`."""
+    from tfresp.export.saved_model import export_saved_model
+    from tfresp.report.writer import finalize_report
+
+    target = rundir.resolve_out(out if out is not None else config.out, config.name)
+    rundir.check_target(target, overwrite, resume)
+    set_seed(config.seed)
+    t_start = time.perf_counter()
+    data = prepare(config, memory=memory)
+    stage = rundir.staging_dir(target)
+    try:
+        strategy, sname = pick_strategy(config.distribute)
+        ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
+                         quiet=quiet)
+        with strategy.scope():
+            ctx.core = build_core(config, data)
+            ctx.model = TfrespModel(ctx.core)
+            active = plan(ctx)
+            train(ctx)
+        predict_all(ctx)
+        audit(ctx, active)
+        if config.export.saved_model:
+            export_saved_model(ctx)
+        ctx.timings["total_seconds"] = time.perf_counter() - t_start
+        report = finalize_report(ctx)
+        final = rundir.commit(stage, target, overwrite)
+    except BaseException:
+        rundir.discard(stage)
+        raise
+    paths = {k: str(final / v) for k, v in ctx.artifacts.items()}
+    metrics = report.get("evaluation", {}).get("test", {})
+    return RunResult(model=ctx.core, history=ctx.history, metrics=metrics, report=report, run_dir=final,
+                     paths=paths, context=ctx)

@@ -1,0 +1,101 @@
+"""Command line: ``tfresp fit CONFIG [--set k=v]... [--out DIR] [--overwrite] [--resume] [--quiet]``.
+
+Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints); 3 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfresp", description="Responsible training for Keras/TensorFlow.")
+    sub = p.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fit", help="train, audit, export and report")
+    f.add_argument("config", help="YAML config file")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (VALUE is YAML); repeatable")
+    f.add_argument("--out", default=None, help="run directory (default runs/<name>)")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing run directory on success")
+    f.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoints")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = sub.add_parser("report", help="re-render a run's report from report.json")
+    r.add_argument("run")
+    r.add_argument("--check", action="store_true", help="exit 1 if a release gate fails")
+    c = sub.add_parser("compare", help="compare two runs side by side")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    a = sub.add_parser("audit", help="re-run audits on a finished run")
+    a.add_argument("run")
+    a.add_argument("--privacy", action="store_true")
+    a.add_argument("--fairness", action="store_true")
+    a.add_argument("--robustness", action="store_true")
+    e = sub.add_parser("explain", help="explain predictions of a finished run")
+    e.add_argument("run")
+    e.add_argument("--input", default=None)
+    e.add_argument("--row", type=int, default=None)
+    x = sub.add_parser("export", help="export a finished run")
+    x.add_argument("run")
+    x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[])
+    return p
+
+
+def _cmd_fit(args) -> int:
+    from tfresp.api import fit
+    from tfresp.errors import GateFailedError
+
+    result = fit(args.config, out=args.out, overwrite=args.overwrite, quiet=args.quiet, resume=args.resume,
+                 overrides=args.overrides)
+    ev = result.metrics
+    print(f"tfresp: run written to {result.run_dir}")
+    if ev:
+        print("tfresp: test " + ", ".join(f"{k}={ev[k]:.4f}" for k in ("accuracy", "f1", "roc_auc")
+                                          if isinstance(ev.get(k), float)))
+    priv = result.report.get("privacy") or {}
+    if priv.get("epsilon") is not None:
+        print(f"tfresp: privacy epsilon={priv['epsilon']:.4f} delta={priv['delta']:.3g}")
+    gates = result.report.get("gates")
+    if gates and not gates["passed"]:
+        raise GateFailedError("gates failed: " + "; ".join(
+            f"{g['gate']} (value {g['value']})" for g in gates["results"] if not g["passed"]))
+    return 0
+
+
+def _dispatch(args) -> int:
+    if args.command == "fit":
+        return _cmd_fit(args)
+    import importlib
+
+    module = importlib.import_module(f"tfresp.commands.{args.command}")
+    return module.run(args)
+
+
+def main(argv=None) -> int:
+    import tfresp  # noqa: F401  (sets the Keras 2 / tf-privacy switches first)
+    from tfresp.errors import TfrespError
+
+    args = _parser().parse_args(argv)
+    try:
+        code = _dispatch(args)
+    except TfrespError as exc:
+        print(f"tfresp: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("tfresp.commands"):
+            print(f"tfresp: error: command {args.command!r} is not available in this version", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        return 3
+    except KeyboardInterrupt:
+        print("tfresp: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # an internal error: show the traceback, exit 3
+        traceback.print_exc()
+        print("tfresp: internal error (exit 3); please report it with the traceback above", file=sys.stderr)
+        return 3
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The run config: one pydantic model, loaded from YAML, dicts or kwargs, plus ``--set`` overrides.
+
+Every problem is collected and raised as one :class:`~tfresp.errors.ConfigError` naming each
+field path and the received value.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, List, Literal, Optional, Union
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from tfresp._configbase import Section
+from tfresp.compression.config import CompressionConfig
+from tfresp.errors import ConfigError
+from tfresp.explain.config import ExplainConfig
+from tfresp.fairness.config import FairnessConfig
+from tfresp.privacy.config import PrivacyConfig
+from tfresp.robustness.config import RobustnessConfig
+
+
+class SplitConfig(Section):
+    """``test``: ``official`` (the source's own test split) or a fraction held out."""
+
+    test: Union[Literal["official"], float] = "official"
+    validation: float = Field(0.1, ge=0, lt=1)
+
+    @field_validator("test")
+    @classmethod
+    def _test_fraction(cls, v):
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError("must be 'official' or a fraction in (0, 1)")
+        return v
+
+
+class DeidentifyConfig(Section):
+    """De-identification applied before anything else sees the data."""
+
+    text: List[Literal["email", "url", "handle", "phone", "ip", "card"]] = [
+        "email", "url", "handle", "phone", "ip", "card"]
+    drop: List[str] = []
+    generalize: dict = {}
+    k_anonymity: Optional[List[str]] = None
+
+
+class DataConfig(Section):
+    source: str = "adult"
+    label: Optional[str] = None
+    sensitive: List[str] = []
+    features: Optional[List[str]] = None
+    use_sensitive: bool = False
+    text: Optional[str] = None
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    split: SplitConfig = SplitConfig()
+    deidentify: Optional[DeidentifyConfig] = None
+    max_rows: Optional[int] = Field(None, ge=1)
+    max_length: int = Field(64, ge=4, le=512)
+
+
+class ModelConfig(Section):
+    kind: Literal["mlp", "cnn", "bert", "checkpoint"] = "mlp"
+    hidden: List[int] = [64, 32]
+    dropout: float = Field(0.0, ge=0, lt=1)
+    activation: str = "relu"
+    checkpoint: Optional[str] = None
+    freeze: Optional[Union[int, Literal["embeddings", "all-but-head"]]] = None
+    lora: Optional[dict] = None
+    adapters: Optional[dict] = None
+    bert: Optional[dict] = None
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v):
+        if any(h <= 0 for h in v):
+            raise ValueError("every layer width must be a positive integer")
+        return v
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, le=100000)
+    batch_size: int = Field(256, ge=1, le=1_000_000)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    warmup: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    early_stopping: Optional[int] = Field(None, ge=1)
+    mixed_precision: bool = False
+    jit_compile: Union[Literal["auto"], bool] = "auto"
+    clipnorm: Optional[float] = Field(None, gt=0)
+    class_weight: Optional[Literal["balanced"]] = None
+    checkpoint_every: Optional[int] = Field(None, ge=1)
+    steps_per_execution: int = Field(1, ge=1)
+
+
+class ExportConfig(Section):
+    saved_model: bool = True
+    tflite: List[Literal["float", "int8", "dynamic", "float16"]] = []
+
+
+class ReportConfig(Section):
+    description: str = ""
+    intended_use: str = ""
+    out_of_scope: str = ""
+    limitations: str = ""
+    license: str = "other"
+    html: bool = True
+
+
+class RunConfig(Section):
+    """The whole run. A section that is absent or null is off."""
+
+    name: str = "run"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    task: Literal["classification", "mlm"] = "classification"
+    train: TrainConfig = TrainConfig()
+    privacy: Optional[PrivacyConfig] = None
+    fairness: Optional[FairnessConfig] = None
+    robustness: Optional[RobustnessConfig] = None
+    explain: Optional[ExplainConfig] = None
+    compression: Optional[CompressionConfig] = None
+    export: ExportConfig = ExportConfig()
+    distribute: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
+    gates: List[str] = []
+    report: ReportConfig = ReportConfig()
+    out: Optional[str] = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        if not v or "/" in v or "\\" in v or v in (".", ".."):
+            raise ValueError("must be a non-empty name without path separators")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self):
+        if self.task == "classification" and self.data.source == "adult" and self.data.label is None:
+            self.data.label = "income"
+        if self.task == "classification" and not self.data.label:
+            raise ValueError("data.label is required for task 'classification'")
+        return self
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTION_DEFAULTS = {"privacy": {"target_epsilon": 8.0}}
+
+
+def _format_loc(loc) -> str:
+    parts = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("function-after", "function-before") or "[" in str(p) and "Literal" in str(p):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "config"
+
+
+def _from_validation_error(err: ValidationError, raw: dict) -> ConfigError:
+    problems = []
+    seen = set()
+    for e in err.errors():
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function")))]
+        path = _format_loc(loc)
+        if path in seen:
+            continue
+        seen.add(path)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = e.get("input", ConfigError.MISSING)
+        if e["type"] == "missing":
+            value = ConfigError.MISSING
+        problems.append((path, value, msg))
+    return ConfigError(problems)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse ``a.b=VALUE`` where VALUE is YAML (so ``3`` is an int, ``[sex]`` a list)."""
+    if "=" not in item:
+        raise ConfigError([("--set", item, "expected key=value")])
+    key, _, raw = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError([("--set", item, "expected a dotted key path like train.epochs")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([(key, raw, f"value is not valid YAML ({exc.__class__.__name__})")]) from None
+    return key, value
+
+
+def apply_override(cfg: dict, key: str, value: Any) -> None:
+    node = cfg
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = dict(_SECTION_DEFAULTS.get(part, {})) if node is cfg else {}
+            node[part] = nxt
+        elif not isinstance(nxt, dict):
+            raise ConfigError([(key, value, f"`{part}` is not a section")])
+        node = nxt
+    node[parts[-1]] = value
+
+
+def read_yaml(path: Union[str, os.PathLike]) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError([("config", str(p), "file does not exist")])
+    if p.is_dir():
+        raise ConfigError([("config", str(p), "is a directory, expected a YAML file")])
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([("config", str(p), "is not UTF-8 text")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ConfigError([("config", str(p), f"is not valid safe YAML ({first})")]) from None
+    if data is None:
+        raise ConfigError([("config", str(p), "is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError([("config", type(data).__name__, "top level must be a mapping of sections")])
+    return data
+
+
+def load_config(config=None, overrides=None, **kwargs) -> RunConfig:
+    """Resolve a :class:`RunConfig`.
+
+    Args:
+        config: a YAML path, a dict, a :class:`RunConfig`, or None (all defaults).
+        overrides: ``["train.epochs=3", ...]`` applied after ``config``.
+        **kwargs: top-level sections or dotted keys (``train={"epochs": 3}``, ``**{"train.epochs": 3}``).
+
+    Example:
+        >>> cfg = load_config({"train": {"epochs": 2}}, overrides=["privacy.target_epsilon=3"])
+    """
+    if isinstance(config, RunConfig):
+        raw = config.to_dict()
+    elif config is None:
+        raw = {}
+    elif isinstance(config, dict):
+        raw = copy.deepcopy(config)
+    elif isinstance(config, (str, os.PathLike)):
+        raw = read_yaml(config)
+    else:
+        raise ConfigError([("config", type(config).__name__, "expected a path, dict or RunConfig")])
+    for key, value in kwargs.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            for k2, v2 in value.items():
+                apply_override(raw, f"{key}.{k2}", v2)
+        else:
+            apply_override(raw, key, value)
+    for item in overrides or []:
+        k, v = parse_override(item) if isinstance(item, str) else item
+        apply_override(raw, k, v)
+    for section, defaults in _SECTION_DEFAULTS.items():
+        if isinstance(raw.get(section), dict):
+            sec = raw[section]
+            if section == "privacy" and "noise_multiplier" in sec and sec.get("noise_multiplier") is not None:
+                continue
+            for k, v in defaults.items():
+                sec.setdefault(k, v)
+        elif raw.get(section) == {}:
+            raw[section] = dict(defaults)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _from_validation_error(err, raw) from None

@@ -1,0 +1,140 @@
+"""Tabular preprocessing fitted on the training split only, implemented once in TensorFlow.
+
+The same :class:`TabularPreprocessor` transforms the training data (eagerly, once) and runs
+inside the exported SavedModel's serving signature, so predictions on raw rows match
+training exactly. Numeric columns are standardized with train mean/std; categorical columns
+are one-hot encoded with the train vocabulary (unseen categories map to all zeros).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfresp.data.sources import MISSING
+from tfresp.errors import DataError
+
+
+def column_kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    return "categorical"
+
+
+class TabularPreprocessor(tf.Module):
+    """Standardize numeric columns and one-hot categorical columns (fitted on train).
+
+    Example:
+        >>> pre = TabularPreprocessor.fit(train_df, ["age", "sex"])
+        >>> x = pre.transform_frame(test_df)      # float32 [rows, encoded_dim]
+    """
+
+    def __init__(self, spec: List[dict]):
+        super().__init__(name="tabular_preprocessor")
+        self.spec = spec
+        self._tables = {}
+        for col in spec:
+            if col["kind"] == "categorical":
+                keys = tf.constant(col["vocab"], dtype=tf.string)
+                vals = tf.range(len(col["vocab"]), dtype=tf.int64)
+                self._tables[col["name"]] = tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=-1)
+
+    # -- fitting -------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, df: pd.DataFrame, columns: List[str]) -> "TabularPreprocessor":
+        spec = []
+        for name in columns:
+            s = df[name]
+            kind = column_kind(s)
+            if kind == "numeric":
+                v = s.astype("float64").to_numpy()
+                mean, std = float(np.mean(v)), float(np.std(v))
+                spec.append({"name": name, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0})
+            else:
+                counts = s.astype(str).value_counts()
+                vocab = sorted(counts.index.tolist())
+                spec.append({"name": name, "kind": "categorical", "vocab": vocab})
+        return cls(spec)
+
+    @property
+    def columns(self) -> List[str]:
+        return [c["name"] for c in self.spec]
+
+    @property
+    def encoded_names(self) -> List[str]:
+        names = []
+        for c in self.spec:
+            if c["kind"] == "numeric":
+                names.append(c["name"])
+            else:
+                names.extend(f"{c['name']}={v}" for v in c["vocab"])
+        return names
+
+    @property
+    def encoded_dim(self) -> int:
+        return len(self.encoded_names)
+
+    def numeric_mask(self) -> np.ndarray:
+        """1.0 for encoded dims that come from numeric columns (attackable), 0.0 for one-hot dims."""
+        mask = []
+        for c in self.spec:
+            mask.extend([1.0] if c["kind"] == "numeric" else [0.0] * len(c["vocab"]))
+        return np.asarray(mask, dtype=np.float32)
+
+    def input_signature(self) -> Dict[str, tf.TensorSpec]:
+        return {c["name"]: tf.TensorSpec([None], tf.float32 if c["kind"] == "numeric" else tf.string, name=c["name"])
+                for c in self.spec}
+
+    # -- transforming --------------------------------------------------------------------
+    def transform(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """TF transform of raw columns -> float32 [batch, encoded_dim] (used in training and serving)."""
+        parts = []
+        for c in self.spec:
+            x = inputs[c["name"]]
+            if c["kind"] == "numeric":
+                x = tf.cast(x, tf.float32)
+                parts.append(tf.reshape((x - c["mean"]) / c["std"], [-1, 1]))
+            else:
+                idx = self._tables[c["name"]].lookup(tf.strings.strip(tf.strings.as_string(x)
+                                                                      if x.dtype != tf.string else x))
+                parts.append(tf.one_hot(idx, depth=len(c["vocab"]), dtype=tf.float32))
+        return tf.concat(parts, axis=1)
+
+    def frame_to_inputs(self, df: pd.DataFrame) -> Dict[str, np.ndarray]:
+        out = {}
+        for c in self.spec:
+            if c["name"] not in df.columns:
+                raise DataError(f"Invalid value for `data`: column {c['name']!r} is missing from the rows to encode")
+            s = df[c["name"]]
+            if c["kind"] == "numeric":
+                out[c["name"]] = s.astype("float32").to_numpy()
+            else:
+                out[c["name"]] = s.astype(str).fillna(MISSING).to_numpy().astype(object)
+        return out
+
+    def transform_frame(self, df: pd.DataFrame) -> np.ndarray:
+        inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df).items()}
+        return self.transform(inputs).numpy()
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {"type": "tabular", "columns": self.spec}
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "tabular.json"
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> "TabularPreprocessor":
+        spec = json.loads((Path(directory) / "tabular.json").read_text())["columns"]
+        return cls(spec)

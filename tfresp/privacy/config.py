@@ -1,0 +1,32 @@
+"""Config of the privacy concern (DP-SGD)."""
+from typing import Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from tfresp._configbase import Section
+
+
+class PrivacyConfig(Section):
+    """DP-SGD settings. Give either ``target_epsilon`` (σ is calibrated) or ``noise_multiplier``.
+
+    ``delta: auto`` means the largest power of ten below 1/n (n = training rows).
+    """
+
+    target_epsilon: Optional[float] = Field(None, gt=0)
+    delta: Union[Literal["auto"], float] = "auto"
+    l2_norm_clip: float = Field(1.0, gt=0)
+    noise_multiplier: Optional[float] = Field(None, ge=0)
+    sampling: Literal["poisson", "shuffle"] = "poisson"
+    accountant: Literal["rdp", "pld"] = "pld"
+    clipping: Literal["auto", "ghost", "vectorized"] = "auto"
+    audit: bool = True
+
+    @model_validator(mode="after")
+    def _check(self):
+        if isinstance(self.delta, float) and not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1) or 'auto', got {self.delta}")
+        if self.target_epsilon is None and self.noise_multiplier is None:
+            raise ValueError("set target_epsilon or noise_multiplier")
+        if self.target_epsilon is not None and self.noise_multiplier is not None:
+            raise ValueError("set only one of target_epsilon and noise_multiplier")
+        return self

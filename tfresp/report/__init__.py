@@ -1,0 +1,1 @@
+"""The responsibility report: report.json, report.md (model card) and report.html."""

@@ -1,0 +1,121 @@
+"""Assemble the report from a finished run and write report.json / report.md (and html)."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tfresp.report.environment import config_hash, git_hash, versions
+from tfresp.report.gates import evaluate
+
+SCHEMA_VERSION = "1.0"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating,)):
+        v = float(obj)
+        return None if np.isnan(v) or np.isinf(v) else v
+    if isinstance(obj, float):
+        return None if (obj != obj or obj in (float("inf"), float("-inf"))) else obj
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def model_section(ctx) -> dict:
+    core = ctx.core
+    total = int(sum(int(np.prod(v.shape)) for v in core.weights))
+    trainable = int(sum(int(np.prod(v.shape)) for v in core.trainable_weights))
+    return {
+        "kind": ctx.config.model.kind,
+        "name": core.name,
+        "architecture": [{"name": l.name, "class": l.__class__.__name__,
+                          "params": int(l.count_params()) if l.built else None} for l in core.layers],
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "trainable_percent": 100.0 * trainable / max(total, 1),
+        "base_checkpoint": ctx.config.model.checkpoint,
+        **ctx.state.get("model_extra", {}),
+    }
+
+
+def training_section(ctx) -> dict:
+    cfg = ctx.config
+    return {"epochs_requested": cfg.train.epochs, "epochs_run": len(next(iter(ctx.history.values()), [])),
+            "batch_size": cfg.train.batch_size, "optimizer": cfg.train.optimizer,
+            "learning_rate": cfg.train.learning_rate, "strategy": ctx.strategy_name,
+            "replicas": int(getattr(ctx.strategy, "num_replicas_in_sync", 1)),
+            "history": ctx.history, "timings": ctx.timings,
+            "notes": [n for c in ctx.contributions.values() for n in c.notes]}
+
+
+def build_report(ctx) -> dict:
+    cfg = ctx.config
+    cdict = cfg.to_dict()
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "run": {"name": cfg.name, "created": now, "seed": cfg.seed, "config_hash": config_hash(cdict),
+                "git_hash": git_hash(), "versions": versions(), "config": cdict,
+                "intended_use": cfg.report.intended_use, "out_of_scope": cfg.report.out_of_scope,
+                "description": cfg.report.description, "limitations": cfg.report.limitations,
+                "license": cfg.report.license},
+        "data": ctx.data.summary(),
+        "model": model_section(ctx),
+        "training": training_section(ctx),
+    }
+    for key in ("evaluation", "privacy", "fairness", "robustness", "explanations", "compression", "export"):
+        report[key] = ctx.report.get(key)
+    for key, value in ctx.report.items():
+        report.setdefault(key, value)
+    report["gates"] = evaluate(cfg.gates, report) if cfg.gates else None
+    return _jsonable(report)
+
+
+def _plots(ctx, report):
+    from tfresp.report.plots import training_curves
+
+    paths = {}
+    p = training_curves(ctx.history, ctx.run_dir / "plots" / "training.png")
+    if p:
+        paths["training"] = "plots/training.png"
+    return paths
+
+
+def write_files(run_dir: Path, report: dict) -> None:
+    from tfresp.report.markdown import render_markdown
+
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
+    (run_dir / "report.md").write_text(render_markdown(report))
+    if report["run"]["config"].get("report", {}).get("html", True):
+        try:
+            from tfresp.report.html import render_html
+        except ModuleNotFoundError as exc:
+            if exc.name != "tfresp.report.html":
+                raise
+        else:
+            (run_dir / "report.html").write_text(render_html(report, run_dir))
+
+
+def finalize_report(ctx) -> dict:
+    run_dir = ctx.run_dir
+    (run_dir / "config.yaml").write_text(ctx.config.to_yaml())
+    ctx.data.preprocessor.save(run_dir / "preprocessing")
+    plots = ctx.report.setdefault("plots", {})
+    plots.update(_plots(ctx, ctx.report))
+    report = build_report(ctx)
+    write_files(run_dir, report)
+    ctx.artifacts.update({"report_json": "report.json", "report_md": "report.md", "config": "config.yaml"})
+    if (run_dir / "report.html").exists():
+        ctx.artifacts["report_html"] = "report.html"
+    return report

@@ -1,0 +1,46 @@
+"""Optimizer, learning-rate schedule and standard callbacks from ``config.train``."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to ``peak`` over ``warmup_steps`` then linear decay to 0 at ``total_steps``."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = float(peak), int(warmup_steps), max(int(total_steps), 1)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+        decay = self.peak * tf.maximum(0.0, (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1))
+        return tf.where(step < self.warmup_steps, warm, decay)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+def make_optimizer(train_cfg, steps_per_epoch: int):
+    lr = train_cfg.learning_rate
+    total = steps_per_epoch * train_cfg.epochs
+    if train_cfg.warmup > 0:
+        lr = WarmupLinearDecay(lr, int(math.ceil(train_cfg.warmup * total)), total)
+    kw = {"learning_rate": lr}
+    if train_cfg.clipnorm:
+        kw["global_clipnorm"] = train_cfg.clipnorm
+    if train_cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, **kw)
+    if train_cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=train_cfg.weight_decay or 0.01, **kw)
+    return keras.optimizers.Adam(**kw)
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-row weights ``n / (k * count(class))`` (scikit-learn's 'balanced')."""
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    w = len(y) / (num_classes * np.maximum(counts, 1))
+    return w[y].astype(np.float32)
