@@ -19,20 +19,23 @@ from tfresp.errors import ConfigError
 from tfresp.explain.config import ExplainConfig
 from tfresp.fairness.config import FairnessConfig
 from tfresp.privacy.config import PrivacyConfig
+from tfresp.report.config import GateSpec, ScorecardConfig, check_gate_string
 from tfresp.robustness.config import RobustnessConfig
 
 
 class SplitConfig(Section):
-    """``test``: ``official`` (the source's own test split) or a fraction held out."""
+    """``test``: ``official`` (the source's own test split), a fraction held out, or a path to a test file."""
 
-    test: Union[Literal["official"], float] = "official"
+    test: Union[float, str] = "official"
     validation: float = Field(0.1, ge=0, lt=1)
 
     @field_validator("test")
     @classmethod
     def _test_fraction(cls, v):
         if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError("must be 'official' or a fraction in (0, 1)")
+            raise ValueError("must be 'official', a fraction in (0, 1), or a path to a test file")
+        if isinstance(v, str) and not v:
+            raise ValueError("must be 'official', a fraction in (0, 1), or a path to a test file")
         return v
 
 
@@ -125,7 +128,8 @@ class RunConfig(Section):
     compression: Optional[CompressionConfig] = None
     export: ExportConfig = ExportConfig()
     distribute: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
-    gates: List[str] = []
+    gates: List[Union[str, GateSpec]] = []
+    scorecard: Optional[ScorecardConfig] = None
     report: ReportConfig = ReportConfig()
     out: Optional[str] = None
 
@@ -134,6 +138,14 @@ class RunConfig(Section):
     def _name(cls, v):
         if not v or "/" in v or "\\" in v or v in (".", ".."):
             raise ValueError("must be a non-empty name without path separators")
+        return v
+
+    @field_validator("gates")
+    @classmethod
+    def _gates(cls, v):
+        for g in v:
+            if isinstance(g, str):
+                check_gate_string(g)
         return v
 
     @model_validator(mode="after")

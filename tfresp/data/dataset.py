@@ -118,6 +118,10 @@ def prepare(config, memory=None) -> DataBundle:
         from tfresp.data.text import prepare_text
 
         return prepare_text(config, frames, info)
+    if info.get("modality") == "image":
+        from tfresp.data.images import prepare_images
+
+        return prepare_images(config, frames, info)
     label = dc.label
     train_df = frames["train"]
     _require_columns(train_df, [label], "data.label")
@@ -125,13 +129,22 @@ def prepare(config, memory=None) -> DataBundle:
     if dc.max_rows and len(train_df) > dc.max_rows:
         train_df = train_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
 
-    if "test" in frames and dc.split.test == "official":
+    if isinstance(dc.split.test, str) and dc.split.test != "official":
+        from tfresp.data.sources import load_file
+
+        test_frames, test_info = load_file(dc.split.test, dc.format)
+        frames = {**frames, "test": test_frames["train"]}
+        info = {**info, "test_file": test_info}
+        split_mode = "official"
+    else:
+        split_mode = dc.split.test
+    if "test" in frames and split_mode == "official":
         test_df = frames["test"]
         _require_columns(test_df, [label] + dc.sensitive, "data.label")
         if dc.max_rows and len(test_df) > dc.max_rows:
             test_df = test_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
     else:
-        frac = 0.2 if dc.split.test == "official" else float(dc.split.test)
+        frac = 0.2 if split_mode == "official" else float(split_mode)
         train_df, test_df = _stratified_split(train_df, label, frac, config.seed)
         info = {**info, "test_split": f"stratified {frac:.0%} of the source (seed {config.seed})"}
     val_df = None

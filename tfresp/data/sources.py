@@ -134,29 +134,45 @@ def load_memory(data):
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
 
 
+def _flatten_tfds_frame(df: pd.DataFrame, features) -> pd.DataFrame:
+    """Expand fixed-size vector columns into scalar columns; decode bytes; ClassLabel ints -> names."""
+    cols = {}
+    for col in df.columns:
+        s = df[col]
+        first = s.iloc[0] if len(s) else None
+        if isinstance(first, np.ndarray) and first.ndim == 1:
+            mat = np.stack(s.to_numpy())
+            for k in range(mat.shape[1]):
+                cols[f"{col}_{k}"] = mat[:, k]
+        elif isinstance(first, bytes):
+            cols[col] = s.str.decode("utf-8", errors="replace")
+        else:
+            feat = features[col] if col in features.keys() else None
+            names = getattr(feat, "names", None)
+            cols[col] = s.map(lambda v: names[int(v)]) if names and pd.api.types.is_integer_dtype(s) else s
+    return pd.DataFrame(cols)
+
+
 def load_tfds(name: str):
     """A TensorFlow Datasets dataset by name (``tfds:<name>``); must already be in the local data dir."""
     import tensorflow_datasets as tfds
 
-    frames = {}
     try:
         builder = tfds.builder(name)
-        splits = list(builder.info.splits.keys())
-    except Exception as exc:  # tfds raises many types for unknown/unavailable datasets
+    except Exception as exc:  # tfds raises many types for unknown datasets
         raise DataError(f"Invalid value for `data.source`: TFDS dataset {name!r} is not available "
                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+    frames = {}
     for split in ("train", "test"):
-        if split in splits:
+        try:
             ds = tfds.load(name, split=split)
-            frames[split] = tfds.as_dataframe(ds)
-    if "train" not in frames:
-        raise DataError(f"Invalid value for `data.source`: TFDS dataset {name!r} has no train split")
-    for k, df in frames.items():
-        for col in df.columns:
-            if df[col].dtype == object and len(df) and isinstance(df[col].iloc[0], bytes):
-                df[col] = df[col].str.decode("utf-8", errors="replace")
-    return frames, {"name": name, "kind": "tfds", "version": str(builder.info.version),
-                    "files": {}}
+        except Exception as exc:  # missing split or data not prepared locally (no downloads here)
+            if split == "train":
+                raise DataError(f"Invalid value for `data.source`: TFDS dataset {name!r} has no usable train "
+                                f"split ({exc.__class__.__name__}: {str(exc).splitlines()[0][:160]})") from None
+            continue
+        frames[split] = _flatten_tfds_frame(tfds.as_dataframe(ds), builder.info.features)
+    return frames, {"name": name, "kind": "tfds", "version": str(builder.info.version), "files": {}}
 
 
 def load_source(source: str, fmt: str = "auto", memory=None):
@@ -164,6 +180,10 @@ def load_source(source: str, fmt: str = "auto", memory=None):
         return load_memory(memory)
     if source == "adult":
         return load_adult()
+    if source.split(":", 1)[0] == "digits":
+        from tfresp.data.images import load_digits
+
+        return load_digits(source)
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
     return load_file(source, fmt)
