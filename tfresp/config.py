@@ -61,6 +61,7 @@ class DataConfig(Section):
     deidentify: Optional[DeidentifyConfig] = None
     max_rows: Optional[int] = Field(None, ge=1)
     max_length: int = Field(64, ge=4, le=512)
+    tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
 
 
 class ModelConfig(Section):

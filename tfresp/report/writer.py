@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from tfresp.report.environment import config_hash, git_hash, versions
-from tfresp.report.gates import evaluate
+from tfresp.report.derive import derive
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # see tfresp/report/schema.json (changelog in its description)
 
 
 def _jsonable(obj):
@@ -78,8 +78,7 @@ def build_report(ctx) -> dict:
         report[key] = ctx.report.get(key)
     for key, value in ctx.report.items():
         report.setdefault(key, value)
-    report["gates"] = evaluate(cfg.gates, report) if cfg.gates else None
-    return _jsonable(report)
+    return derive(_jsonable(report))
 
 
 def _plots(ctx, report):

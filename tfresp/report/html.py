@@ -1,0 +1,370 @@
+"""report.html: one self-contained file (inline CSS, plots as data: URIs, no scripts, no network).
+
+Rendered with jinja2 and ``autoescape=True``: every string from the config, the data or a concern is
+HTML-escaped. The only markup that is not escaped is (a) what the template itself writes and (b) HTML
+snippets a concern ships under keys ending in ``_html`` (highlighted text explanations), which pass
+through :func:`tfresp.report.sanitize.sanitize_html`'s allow-list first. A Content-Security-Policy
+meta tag (``default-src 'none'``) additionally stops the browser from running scripts or fetching anything.
+
+Sections with names from DESIGN.md are laid out specifically; any key a view does not know is rendered
+generically (nested tables) under "More details", so new report fields show up without template changes.
+"""
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from tfresp.report.sanitize import sanitize_html
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+KNOWN = ("schema_version", "run", "data", "model", "training", "evaluation", "privacy", "fairness", "robustness",
+         "explanations", "compression", "export", "gates", "scorecard", "warnings", "plots")
+EVAL_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+
+
+# --- formatting ------------------------------------------------------------------------------------------------
+
+def fmt(value, digits: int = 4) -> str:
+    """Human formatting of a report value (``—`` for missing)."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f"{value:.3g}"
+        if abs(value) >= 1000:
+            return f"{value:,.1f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(ci) -> str:
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
+        return f"[{fmt(float(ci[0]), 3)}, {fmt(float(ci[1]), 3)}]"
+    return ""
+
+
+def is_scalar(v) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _is_ci(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(isinstance(c, (int, float)) or c is None for c in v)
+
+
+def prepare_generic(value, key: str = ""):
+    """Convert a section value for the generic renderer: ``*_html`` strings become sanitized Markup."""
+    if isinstance(value, str) and (key == "html" or key.endswith("_html")):
+        return Markup(sanitize_html(value))
+    if isinstance(value, dict):
+        return {str(k): prepare_generic(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [prepare_generic(v, key) for v in value]
+    return value
+
+
+def rows_with_ci(mapping: dict, skip=()) -> list:
+    """``(key, value, ci)`` rows of a mapping, folding ``<key>_ci`` into its metric."""
+    rows = []
+    for k, v in mapping.items():
+        if k in skip or (k.endswith("_ci") and k[:-3] in mapping):
+            continue
+        rows.append((k, prepare_generic(v, k), mapping.get(f"{k}_ci")))
+    return rows
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+def data_uri(run_dir: Path, rel: str) -> Optional[str]:
+    """The file ``run_dir/rel`` as a ``data:`` URI; None when it is missing, too large, not an image, or outside
+    the run directory (report.json is editable: it must not make the report embed arbitrary files)."""
+    try:
+        base = Path(run_dir).resolve()
+        path = (base / str(rel)).resolve()
+        path.relative_to(base)
+    except (ValueError, OSError):
+        return None
+    mime = _MIME.get(path.suffix.lower())
+    if mime is None or not path.is_file() or path.stat().st_size > MAX_IMAGE_BYTES:
+        return None
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _plot_paths(value) -> list:
+    """``[(title, relpath)]`` from a section's ``plots`` (dict name->path, list of paths or dicts)."""
+    out = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, str):
+                out.append((str(k), v))
+            elif isinstance(v, (list, dict)):
+                out.extend((f"{k} {t}".strip(), p) for t, p in _plot_paths(v))
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, str):
+                out.append((Path(v).stem.replace("_", " "), v))
+            elif isinstance(v, dict) and isinstance(v.get("path"), str):
+                out.append((str(v.get("title") or Path(v["path"]).stem), v["path"]))
+    elif isinstance(value, str):
+        out.append((Path(value).stem.replace("_", " "), value))
+    return out
+
+
+class _Images:
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.seen = set()
+
+    def take(self, pairs) -> list:
+        out = []
+        for title, rel in pairs:
+            if rel in self.seen:
+                continue
+            uri = data_uri(self.run_dir, rel)
+            if uri:
+                self.seen.add(rel)
+                out.append({"title": title, "uri": uri, "path": rel})
+        return out
+
+
+# --- derived plots ----------------------------------------------------------------------------------------------
+
+def _epsilon_points(priv: dict):
+    for key in ("epsilon_curve", "epsilon_history", "ledger", "curve"):
+        v = priv.get(key)
+        if isinstance(v, dict):
+            xs = v.get("steps") or v.get("step") or v.get("epochs") or v.get("x")
+            ys = v.get("epsilon") or v.get("epsilons") or v.get("y")
+            if isinstance(xs, list) and isinstance(ys, list) and len(xs) == len(ys):
+                return list(zip(xs, ys))
+        if isinstance(v, list) and v:
+            if all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v):
+                return [tuple(p) for p in v]
+            if all(isinstance(p, dict) and "epsilon" in p for p in v):
+                xk = next((k for k in ("step", "steps", "epoch") if k in v[0]), None)
+                return [(p.get(xk, i) if xk else i, p["epsilon"]) for i, p in enumerate(v)]
+    return None
+
+
+def derived_plots(report: dict, run_dir: Path) -> dict:
+    """Draw the plots the report derives from its numbers; ``{section: [(title, relpath)]}``."""
+    from tfresp.report import plots
+
+    out: dict = {}
+    pdir = Path(run_dir) / "plots"
+    priv = report.get("privacy")
+    if isinstance(priv, dict):
+        pts = _epsilon_points(priv)
+        if pts and plots.epsilon_curve(pts, pdir / "report_epsilon.png"):
+            out.setdefault("privacy", []).append(("epsilon during training", "plots/report_epsilon.png"))
+    fair = report.get("fairness")
+    if isinstance(fair, dict):
+        for attr, sec in fair.items():
+            safe = "".join(c if c.isalnum() else "_" for c in str(attr))[:40]
+            if isinstance(sec, dict) and plots.fairness_groups(attr, sec, pdir / f"report_fairness_{safe}.png"):
+                out.setdefault("fairness", []).append((f"{attr} by group", f"plots/report_fairness_{safe}.png"))
+    rob = report.get("robustness")
+    if isinstance(rob, dict):
+        clean = ((report.get("evaluation") or {}).get("test") or {}).get("accuracy")
+        if plots.robustness_sweep(rob, clean, pdir / "report_robustness.png"):
+            out.setdefault("robustness", []).append(("accuracy vs epsilon", "plots/report_robustness.png"))
+    comp = report.get("compression")
+    if isinstance(comp, dict):
+        rows = [(k, v.get("bytes"), v.get("accuracy")) for k, v in comp.items() if isinstance(v, dict)]
+        if plots.compression_tradeoff(rows, pdir / "report_compression.png"):
+            out.setdefault("compression", []).append(("size vs accuracy", "plots/report_compression.png"))
+    if plots.scorecard_terms(report.get("scorecard"), pdir / "report_scorecard.png"):
+        out.setdefault("scorecard", []).append(("score terms", "plots/report_scorecard.png"))
+    return out
+
+
+# --- view model ---------------------------------------------------------------------------------------------------
+
+def _rest(section: dict, used) -> dict:
+    return {k: prepare_generic(v, k) for k, v in section.items() if k not in used and k != "plots"}
+
+
+def _summary_cards(r: dict) -> list:
+    cards = []
+    ev = ((r.get("evaluation") or {}).get("test")) or {}
+    if isinstance(ev.get("accuracy"), (int, float)):
+        cards.append(("Test accuracy", fmt(ev["accuracy"], 3), fmt_ci(ev.get("accuracy_ci")) + " 95% CI"
+                      if ev.get("accuracy_ci") else "", "neutral"))
+    priv = r.get("privacy") or {}
+    eps = priv.get("epsilon") if isinstance(priv, dict) else None
+    cards.append(("Privacy ε", fmt(eps, 2) if eps is not None else "none",
+                  f"δ = {fmt(priv.get('delta'))}" if eps is not None else "no DP guarantee",
+                  "good" if isinstance(eps, (int, float)) and eps <= 10 else "bad"))
+    fair = r.get("fairness")
+    if isinstance(fair, dict):
+        gaps = [(a, s["equalized_odds_difference"]) for a, s in fair.items()
+                if isinstance(s, dict) and isinstance(s.get("equalized_odds_difference"), (int, float))]
+        if gaps:
+            a, g = max(gaps, key=lambda t: t[1])
+            cards.append(("Max EO difference", fmt(g, 3), f"attribute {a}", "good" if g <= 0.1 else "bad"))
+    else:
+        cards.append(("Fairness", "not audited", "", "bad" if (r.get("data") or {}).get("sensitive") else "neutral"))
+    rob = r.get("robustness")
+    if isinstance(rob, dict):
+        accs = [(k, v["accuracy"]) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)
+                and isinstance(v.get("accuracy"), (int, float))]
+        if accs:
+            k, a = min(accs, key=lambda t: t[1])
+            cards.append(("Worst robust acc.", fmt(a, 3), k, "good" if a >= 0.5 else "bad"))
+    card = r.get("scorecard") or {}
+    for kind, label in (("ethics", "Ethics score E"), ("bias", "Bias score B")):
+        v = (card.get(kind) or {}).get("normalized")
+        if v is not None:
+            good = v >= 0.5 if kind == "ethics" else v <= 0.1
+            cards.append((label, fmt(v, 3), "normalized, " + ("higher" if kind == "ethics" else "lower") + " is better",
+                          "good" if good else "bad"))
+    g = r.get("gates")
+    if isinstance(g, dict):
+        cards.append(("Release gates", "PASSED" if g.get("passed") else "FAILED",
+                      f"{g.get('count', 0) - len(g.get('failed', []))}/{g.get('count', 0)} passed",
+                      "good" if g.get("passed") else "bad"))
+    return cards
+
+
+def build_view(report: dict, run_dir: Path) -> dict:
+    """Everything the template needs, with section-specific tables and generic leftovers."""
+    r = report
+    images = _Images(run_dir)
+    derived = derived_plots(r, run_dir)
+    top_plots = _plot_paths(r.get("plots") or {})
+
+    def plots_for(name, section):
+        own = _plot_paths(section.get("plots")) if isinstance(section, dict) else []
+        named = [(t, p) for t, p in top_plots if t.split()[0].startswith(name[:5])]
+        return images.take(own + derived.get(name, []) + named)
+
+    view = {"r": r, "run": r.get("run") or {}, "cards": _summary_cards(r), "sections": {}}
+    s = view["sections"]
+    model = r.get("model") or {}
+    s["model"] = {"rest": _rest(model, {"kind", "name", "architecture", "parameters", "trainable_parameters",
+                                        "trainable_percent", "base_checkpoint"})}
+    data = r.get("data") or {}
+    splits = data.get("splits") or {}
+    group_tables = {}
+    min_group = (((r.get("run") or {}).get("config") or {}).get("fairness") or {}).get("min_group_size") or 30
+    for split, sec in splits.items():
+        for attr, groups in ((sec or {}).get("group_sizes") or {}).items():
+            group_tables.setdefault(attr, {})
+            for g, n in groups.items():
+                group_tables[attr].setdefault(g, {})[split] = n
+    s["data"] = {"splits": splits, "groups": group_tables, "min_group": min_group, "split_names": list(splits),
+                 "rest": _rest(data, {"source", "kind", "classes", "features", "encoded_dim", "sensitive",
+                                      "splits"}),
+                 "source_rest": _rest(data.get("source") or {}, {"name", "kind", "citation", "license", "files"})}
+    tr = r.get("training") or {}
+    hist = tr.get("history") or {}
+    s["training"] = {"plots": plots_for("training", tr),
+                     "final": [(k, v[-1] if v else None, len(v)) for k, v in hist.items() if isinstance(v, list)],
+                     "rest": _rest(tr, {"epochs_requested", "epochs_run", "batch_size", "optimizer",
+                                        "learning_rate", "strategy", "replicas", "history", "timings", "notes"})}
+    ev = r.get("evaluation") or {}
+    test, val = ev.get("test") or {}, ev.get("validation") or {}
+    s["evaluation"] = {
+        "metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m)) for m in EVAL_METRICS if m in test],
+        "test": test, "rest": _rest(ev, {"test", "validation", "split_used"}),
+        "test_rest": _rest(test, set(EVAL_METRICS) | {f"{m}_ci" for m in EVAL_METRICS}
+                           | {"rows", "per_class", "confusion_matrix", "threshold"}),
+        "plots": plots_for("evaluation", ev)}
+    priv = r.get("privacy")
+    if isinstance(priv, dict):
+        keys = ("epsilon", "delta", "noise_multiplier", "l2_norm_clip", "steps", "sampling_rate", "sampling",
+                "accountant", "epochs", "batch_size")
+        s["privacy"] = {"kv": [(k, priv[k]) for k in keys if k in priv],
+                        "audit": priv.get("audit") if isinstance(priv.get("audit"), dict) else None,
+                        "plots": plots_for("privacy", priv),
+                        "rest": _rest(priv, set(keys) | {"statement", "audit"})}
+    fair = r.get("fairness")
+    if isinstance(fair, dict):
+        attrs, other = [], {}
+        for attr, sec in fair.items():
+            if isinstance(sec, dict) and ("by_group" in sec or "demographic_parity_difference" in sec):
+                by_group = sec.get("by_group") or {}
+                metrics = []
+                for g in by_group.values():
+                    for m in (g or {}):
+                        if not m.endswith("_ci") and m not in metrics:
+                            metrics.append(m)
+                attrs.append({"name": attr,
+                              "summary": [(k, v, sec.get(f"{k}_ci")) for k, v in sec.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)],
+                              "metrics": metrics, "by_group": by_group,
+                              "rest": _rest(sec, {"by_group"} | {k for k, v in sec.items()
+                                                                 if isinstance(v, (int, float))
+                                                                 and not isinstance(v, bool)}
+                                            | {k for k in sec if k.endswith("_ci")})})
+            elif attr != "plots":
+                other[attr] = prepare_generic(sec, attr)
+        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair)}
+    rob = r.get("robustness")
+    if isinstance(rob, dict):
+        sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
+        cols = []
+        for _, v in sweep:
+            cols.extend(c for c in v if c not in cols and is_scalar(v[c]) and not c.endswith("_ci"))
+        s["robustness"] = {"sweep": sweep, "cols": cols, "plots": plots_for("robustness", rob),
+                           "rest": _rest(rob, {k for k, _ in sweep})}
+    ex = r.get("explanations")
+    if isinstance(ex, dict):
+        s["explanations"] = {"plots": plots_for("explanations", ex), "rest": _rest(ex, set())}
+    comp = r.get("compression")
+    if isinstance(comp, dict):
+        variants = [(k, v) for k, v in comp.items() if isinstance(v, dict) and
+                    any(m in v for m in ("accuracy", "bytes", "gzip_bytes", "latency_ms_p50"))]
+        cols = []
+        for _, v in variants:
+            cols.extend(c for c in v if c not in cols and is_scalar(v[c]))
+        s["compression"] = {"variants": variants, "cols": cols, "plots": plots_for("compression", comp),
+                            "rest": _rest(comp, {k for k, _ in variants})}
+    exp = r.get("export")
+    if isinstance(exp, dict):
+        s["export"] = {"rest": _rest(exp, set())}
+    s["scorecard"] = {"plots": images.take(derived.get("scorecard", []))}
+    s["other"] = {k: prepare_generic(v, k) for k, v in r.items() if k not in KNOWN and v is not None}
+    view["leftover_plots"] = images.take(top_plots)
+    view["config_yaml"] = yaml.safe_dump((r.get("run") or {}).get("config") or {}, sort_keys=False)
+    return view
+
+
+def _columns(rows: list, limit: int = 14) -> list:
+    cols = []
+    for row in rows[:50]:
+        for k in row:
+            if k not in cols:
+                cols.append(k)
+    return cols[:limit]
+
+
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("tfresp.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    env.filters["ci"] = fmt_ci
+    env.tests["scalar"] = is_scalar
+    env.tests["ci"] = _is_ci
+    env.filters["columns"] = _columns
+    return env
+
+
+def render_html(report: dict, run_dir) -> str:
+    """The self-contained HTML report of ``report`` (plots are read from, and derived ones drawn into,
+    ``run_dir/plots``)."""
+    return _env().get_template("report.html.j2").render(**build_view(report, Path(run_dir)))
