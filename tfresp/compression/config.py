@@ -1,9 +1,36 @@
-"""Config of the compression concern."""
-from typing import List, Literal, Optional
+"""Config of the compression concern.
 
-from pydantic import Field
+Example (YAML)::
+
+    compression:
+      prune: 0.8               # target sparsity of every pruned kernel
+      schedule: polynomial     # constant | polynomial (Zhu & Gupta 2017)
+      structured: null         # "2:4": two non-zeros in every group of four weights
+      include: null            # layer-name globs to prune (default: every kernel)
+      exclude: [logits]        # layer-name globs never pruned
+      quantize: int8           # qat | int8 | dynamic | float16
+      distill: {hidden: [32], temperature: 4.0, alpha: 0.5}
+"""
+from typing import List, Literal, Optional, Union
+
+from pydantic import Field, model_validator
 
 from tfresp._configbase import Section
+
+
+class DistillConfig(Section):
+    """Knowledge distillation of a smaller student from the run's trained model (Hinton et al. 2015).
+
+    ``data``: ``train`` (the run's training rows: the student sees private data, so under DP the
+    teacher's epsilon does *not* carry over and the run refuses it) or a path to a CSV/parquet of
+    public, unlabeled rows with the same feature columns (labels unused, ``alpha`` must be 0).
+    """
+
+    hidden: List[int] = [32]
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    epochs: Optional[int] = Field(None, ge=1)
+    data: str = "train"
 
 
 class CompressionConfig(Section):
@@ -14,5 +41,22 @@ class CompressionConfig(Section):
     structured: Optional[Literal["2:4"]] = None
     include: Optional[List[str]] = None
     exclude: Optional[List[str]] = None
+    method: Literal["auto", "tfmot", "mask"] = "auto"
+    begin: float = Field(0.0, ge=0, lt=1)
+    end: float = Field(0.75, gt=0, le=1)
+    frequency: int = Field(0, ge=0)
     quantize: Optional[Literal["qat", "int8", "dynamic", "float16"]] = None
-    distill: Optional[dict] = None
+    distill: Optional[Union[DistillConfig, bool]] = None
+    representative_rows: int = Field(200, ge=1, le=100000)
+    latency_runs: int = Field(200, ge=5, le=100000)
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if self.end <= self.begin:
+            raise ValueError(f"`end` ({self.end}) must be greater than `begin` ({self.begin}); both are "
+                             "fractions of the training steps")
+        if self.distill is True:
+            self.distill = DistillConfig()
+        elif self.distill is False:
+            self.distill = None
+        return self

@@ -1,0 +1,152 @@
+"""``PruningScheduler``: magnitude pruning of any Keras model's kernels by masks, as a callback.
+
+tfmot's ``prune_low_magnitude`` wraps layers and so needs a Sequential/Functional model; a
+subclassed model (``TFBertForSequenceClassification``, a ``keras.Model`` subclass) cannot be
+cloned that way. This callback needs nothing from the model but its variables: after every
+optimizer step it multiplies each selected kernel by a 0/1 mask, and recomputes the masks on
+the schedule's update steps (per-kernel magnitude, Zhu & Gupta 2017; or ``N:M``, Mishra et
+al. 2021). Because it acts *after* the update, it composes with any gradient computation,
+including DP-SGD: zeroing weights is post-processing of the privatized parameters.
+
+Example:
+    >>> sched = SparsitySchedule("polynomial", target=0.8, begin_step=0, end_step=200, frequency=20)
+    >>> model.fit(ds, epochs=3, callbacks=[PruningScheduler(sched)])
+    >>> kernel_sparsity(model)["global"]        # ~0.8
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp.compression.masks import magnitude_mask, name_selected, nm_applicable, nm_mask, sparsity
+from tfresp.compression.schedule import SparsitySchedule
+
+
+def is_kernel(var) -> bool:
+    """A weight matrix/tensor to prune: named ``*kernel`` and of rank >= 2 (not biases, norms, embeddings)."""
+    leaf = var.name.split("/")[-1].split(":")[0]
+    return leaf.endswith("kernel") and len(var.shape) >= 2
+
+
+def select_kernels(variables, include=None, exclude=None, structured: Optional[Sequence[int]] = None):
+    """``(selected, skipped)``: kernels to prune and ``(name, reason)`` for kernels left dense."""
+    selected, skipped, seen = [], [], set()
+    for v in variables:
+        if id(v) in seen or not is_kernel(v):
+            continue
+        seen.add(id(v))
+        if not name_selected(v.name, include, exclude):
+            skipped.append((v.name, "excluded by compression.include/exclude"))
+        elif structured is not None and not nm_applicable(v.shape, structured[1]):
+            skipped.append((v.name, f"input dimension {int(v.shape[-2])} is not a multiple of {structured[1]}"))
+        else:
+            selected.append(v)
+    return selected, skipped
+
+
+def kernel_sparsity(model_or_variables, include=None, exclude=None) -> Dict[str, object]:
+    """Per-kernel and global (parameter-weighted) sparsity of every kernel of a model."""
+    variables = (model_or_variables.weights if hasattr(model_or_variables, "weights")
+                 else list(model_or_variables))
+    per_layer, zeros, total, seen = {}, 0, 0, set()
+    for v in variables:
+        if id(v) in seen or not is_kernel(v):
+            continue
+        seen.add(id(v))
+        w = v.numpy() if hasattr(v, "numpy") else np.asarray(v)
+        per_layer[v.name.replace(":0", "")] = sparsity(w)
+        zeros += int(w.size - np.count_nonzero(w))
+        total += int(w.size)
+    return {"global": float(zeros / total) if total else 0.0, "per_layer": per_layer}
+
+
+class PruningScheduler(keras.callbacks.Callback):
+    """Mask-based magnitude pruning for any model (the subclassed-model path of ``compression.prune``).
+
+    Args:
+        schedule: a :class:`~tfresp.compression.schedule.SparsitySchedule` (when/how much).
+        structured: ``(n, m)`` for ``N:M`` sparsity (e.g. ``(2, 4)``); the schedule's ``target``
+            is then ignored and only its ``begin_step``/``frequency``/``end_step`` apply.
+        include: layer/variable-name globs to prune (default all kernels).
+        exclude: globs never pruned.
+        model: the model whose kernels are pruned (default: the model being fit).
+
+    Logs ``prune/sparsity`` (global kernel sparsity) at the end of every epoch.
+    """
+
+    def __init__(self, schedule: SparsitySchedule, *, structured: Optional[Sequence[int]] = None,
+                 include: Optional[List[str]] = None, exclude: Optional[List[str]] = None,
+                 model: Optional[keras.Model] = None):
+        super().__init__()
+        self.schedule = schedule
+        self.structured = tuple(structured) if structured else None
+        self.include = include
+        self.exclude = exclude
+        self._target_model = model
+        self.kernels: List[tf.Variable] = []
+        self.skipped: List[tuple] = []
+        self._masks: List[tf.Variable] = []
+        self._active = False
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        model = self._target_model or self.model
+        self.kernels, self.skipped = select_kernels(model.trainable_variables, self.include, self.exclude,
+                                                    self.structured)
+        if len(self._masks) != len(self.kernels) or any(
+                m.shape != k.shape for m, k in zip(self._masks, self.kernels)):
+            self._masks = [tf.Variable(tf.ones(k.shape, k.dtype), trainable=False, name="prune_mask")
+                           for k in self.kernels]
+            self._active = False
+        self._maybe_update(self._step())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._maybe_update(self._step())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["prune/sparsity"] = kernel_sparsity(self.kernels)["global"] if self.kernels else 0.0
+
+    def on_train_end(self, logs=None):
+        if self._active:
+            self._apply()
+
+    # -- internals --------------------------------------------------------------------------
+    def _step(self) -> int:
+        opt = getattr(self.model, "optimizer", None)
+        it = getattr(opt, "iterations", None)
+        return int(it.numpy()) if it is not None else 0
+
+    def _maybe_update(self, step: int) -> None:
+        if self.schedule.update_due(step):
+            self.update_masks(step)
+        if self._active:
+            self._apply()
+
+    def update_masks(self, step: int) -> None:
+        """Recompute every mask from the current (already masked) kernel magnitudes."""
+        target = self.schedule.sparsity(step)
+        for k, m in zip(self.kernels, self._masks):
+            w = k.numpy()
+            if self.structured:
+                new = nm_mask(w, *self.structured)
+            else:
+                # Keep zeros already pruned (magnitude 0 sorts first), so sparsity never decreases.
+                new = magnitude_mask(w, target)
+            m.assign(new.astype(k.dtype.as_numpy_dtype))
+        self._active = bool(self.kernels) and (self.structured is not None or target > 0)
+
+    @tf.function
+    def _apply_fn(self, pairs):
+        for k, m in pairs:
+            k.assign(k * m)
+
+    def _apply(self) -> None:
+        if self.kernels:
+            self._apply_fn(list(zip(self.kernels, self._masks)))
+
+    def masks(self) -> Dict[str, np.ndarray]:
+        return {k.name: m.numpy() for k, m in zip(self.kernels, self._masks)}

@@ -1,0 +1,290 @@
+"""TFLite export (float, dynamic-range int8, full-integer int8, float16) with a reload round-trip check.
+
+The TFLite model is the *core* (encoded features -> logits): the fitted preprocessing stays in
+``preprocessing/`` and in the SavedModel (string hash tables are not TFLite builtins). Each
+variant is converted, written atomically to ``run_dir/model_<variant>.tflite``, reloaded in a
+fresh interpreter and compared with the Keras model on test rows:
+
+===========  =============================================  =====================================
+variant      conversion                                     round-trip tolerance (probabilities)
+===========  =============================================  =====================================
+float        no optimization                                max |Δp| <= 1e-4
+float16      weights stored as float16                      max |Δp| <= 1e-2
+dynamic      int8 weights, float activations                agreement >= 0.97, mean |Δp| <= 0.02
+int8         int8 weights+activations, calibrated on a      agreement >= 0.95, mean |Δp| <= 0.03
+             representative sample of *training* rows
+===========  =============================================  =====================================
+
+Ops without an int8 kernel do not crash the export: the converter retries with float
+fallback and the report lists the ops (with their tensor names, which carry the layer names)
+that stayed float. References: Jacob et al. 2018 (integer-only inference), TFLite
+post-training quantization guide.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfresp.compression.measure import gzip_size, latency_ms, num_rows, scores, take_rows
+
+log = logging.getLogger("tfresp")
+
+VARIANTS = ("float", "dynamic", "int8", "float16")
+TOLERANCE = {
+    "float": {"max_abs_diff": 1e-4},
+    "float16": {"max_abs_diff": 1e-2},
+    "dynamic": {"agreement": 0.97, "mean_abs_diff": 0.02},
+    "int8": {"agreement": 0.95, "mean_abs_diff": 0.03},
+}
+_WEIGHT_OPS = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL", "TRANSPOSE_CONV"}
+_NOT_COMPUTE = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SHAPE", "STRIDED_SLICE", "PACK", "DELEGATE"}
+
+
+def _input_specs(x):
+    if isinstance(x, dict):
+        return {k: tf.TensorSpec([None, *np.asarray(v).shape[1:]], tf.as_dtype(np.asarray(v).dtype), name=k)
+                for k, v in x.items()}
+    x = np.asarray(x)
+    return tf.TensorSpec([None, *x.shape[1:]], tf.as_dtype(x.dtype), name="features")
+
+
+def concrete_function(core, sample_x):
+    """A concrete ``logits = core(x)`` function over the structure/dtype of ``sample_x``."""
+    spec = _input_specs(sample_x)
+    if isinstance(spec, dict):
+        fn = tf.function(lambda **kw: {"logits": core(kw, training=False)})
+        return fn.get_concrete_function(**spec)
+    fn = tf.function(lambda features: {"logits": core(features, training=False)})
+    return fn.get_concrete_function(spec)
+
+
+def convert(core, variant: str, representative_x=None, sample_x=None) -> Dict[str, object]:
+    """Convert ``core`` to TFLite ``variant``.
+
+    Returns:
+        ``{"content": bytes, "float_fallback": [...], "strict": bool}``; ``float_fallback`` lists
+        the ops left in float for the int8 variant (empty when every op is integer).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Invalid value for argument `variant`. Received: variant={variant!r}. "
+                         f"Expected one of {VARIANTS}")
+    sample_x = representative_x if sample_x is None else sample_x
+    cf = concrete_function(core, sample_x)
+
+    def converter(ops=None):
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([cf], core)
+        if variant != "float":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "float16":
+            conv.target_spec.supported_types = [tf.float16]
+        if variant == "int8":
+            if representative_x is None:
+                raise ValueError("the int8 variant needs representative rows")
+
+            def rep():
+                for i in range(num_rows(representative_x)):
+                    row = take_rows(representative_x, slice(i, i + 1))
+                    yield row if isinstance(row, dict) else [row]
+
+            conv.representative_dataset = rep
+            conv.target_spec.supported_ops = ops
+        return conv
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if variant != "int8":
+            return {"content": converter().convert(), "float_fallback": [], "strict": True}
+        try:
+            content = converter([tf.lite.OpsSet.TFLITE_BUILTINS_INT8]).convert()
+            return {"content": content, "float_fallback": [], "strict": True}
+        except Exception as exc:  # an op without an int8 kernel: retry with float fallback, report the ops
+            log.warning("tfresp: strict int8 conversion failed (%s); retrying with float fallback",
+                        str(exc).splitlines()[0][:200])
+            content = converter([tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]).convert()
+            return {"content": content, "float_fallback": float_ops(content), "strict": False}
+
+
+def _interpreter(content: bytes, delegates: bool = True, num_threads: int = 1):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = {}
+        if not delegates:
+            kw["experimental_op_resolver_type"] = tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interp = tf.lite.Interpreter(model_content=content, num_threads=num_threads, **kw)
+    interp.allocate_tensors()
+    return interp
+
+
+def float_ops(content: bytes) -> List[Dict[str, str]]:
+    """Compute ops of a converted model whose first input is float (not quantized), by name."""
+    interp = _interpreter(content, delegates=False)
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    out = []
+    for op in interp._get_ops_details():  # noqa: SLF001 (TFLite has no public per-op API)
+        if op["op_name"] in _NOT_COMPUTE or not len(op["inputs"]):
+            continue
+        t = details.get(int(op["inputs"][0]))
+        if t is not None and t["dtype"] in (np.float32, np.float16):
+            out.append({"op": op["op_name"], "tensor": t["name"]})
+    return out
+
+
+def tflite_sparsity(content: bytes) -> Dict[str, object]:
+    """Sparsity of the constant weight tensors that weight ops read (through DEQUANTIZE)."""
+    interp = _interpreter(content, delegates=False)
+    ops = interp._get_ops_details()  # noqa: SLF001
+    produced = {int(o): op for op in ops for o in op["outputs"]}
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    per, zeros, total = {}, 0, 0
+    for op in ops:
+        if op["op_name"] not in _WEIGHT_OPS or len(op["inputs"]) < 2:
+            continue
+        w_idx = int(op["inputs"][1])
+        src = produced.get(w_idx)
+        if src is not None:
+            if src["op_name"] != "DEQUANTIZE":
+                continue  # an activation (e.g. attention scores), not a weight
+            w_idx = int(src["inputs"][0])
+            if w_idx in produced:
+                continue
+        try:
+            w = interp.get_tensor(w_idx)
+        except ValueError:
+            continue
+        z = int(w.size - np.count_nonzero(w))
+        per[names.get(w_idx, str(w_idx))] = float(z / max(w.size, 1))
+        zeros += z
+        total += int(w.size)
+    return {"global": float(zeros / total) if total else 0.0, "per_layer": per}
+
+
+class TFLiteModel:
+    """A loaded TFLite model behind ``predict_logits(x)`` (signature runner; resizes per batch)."""
+
+    def __init__(self, content: bytes, num_threads: int = 1):
+        self.interpreter = _interpreter(content, num_threads=num_threads)
+        self.runner = self.interpreter.get_signature_runner()
+        self._inputs = list(self.interpreter.get_signature_list()["serving_default"]["inputs"])
+
+    def _feed(self, x):
+        if isinstance(x, dict):
+            return {k: np.asarray(v) for k, v in x.items()}
+        return {self._inputs[0]: np.asarray(x)}
+
+    def predict_logits(self, x, batch_size: int = 256) -> np.ndarray:
+        outs = []
+        n = num_rows(x)
+        for start in range(0, n, batch_size):
+            rows = take_rows(x, slice(start, min(start + batch_size, n)))
+            outs.append(np.asarray(self.runner(**self._feed(rows))["logits"], np.float32))
+        return np.concatenate(outs, axis=0)
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def roundtrip(variant: str, reference_proba: np.ndarray, proba: np.ndarray) -> Dict[str, object]:
+    """Compare TFLite and Keras probabilities against the documented tolerance of ``variant``."""
+    diff = np.abs(proba - reference_proba)
+    res = {"rows": int(len(proba)), "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+           "agreement": float(np.mean(proba.argmax(1) == reference_proba.argmax(1))),
+           "tolerance": TOLERANCE[variant]}
+    tol = TOLERANCE[variant]
+    res["passed"] = bool(all((res[k] >= v) if k == "agreement" else (res[k] <= v) for k, v in tol.items()))
+    return res
+
+
+def write_atomic(content: bytes, path: Path) -> Path:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
+    return path
+
+
+def representative_rows(x, rows: int, seed: int):
+    """A seeded sample of *training* rows used to calibrate int8 activation ranges."""
+    n = num_rows(x)
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(rows, n), replace=False))
+    return take_rows(x, idx)
+
+
+def export_variant(core, variant: str, data, path: Optional[Path], *, reference_proba=None, rep_rows: int = 200,
+                   seed: int = 0, latency_runs: int = 200, check_rows: int = 2000) -> Dict[str, object]:
+    """Convert, (write,) reload, round-trip check and measure one TFLite variant of ``core``.
+
+    Returns a dict with ``accuracy, group_gap, bytes, gzip_bytes, latency_ms_p50, latency_ms_p95,
+    sparsity, per_layer_sparsity, roundtrip, float_fallback`` (and ``path`` if written).
+    """
+    rep = representative_rows(data.train.x, rep_rows, seed)
+    conv = convert(core, variant, representative_x=rep)
+    content = conv["content"]
+    out: Dict[str, object] = {"format": "tflite", "variant": variant}
+    if path is not None:
+        write_atomic(content, path)
+        out["path"] = path.name
+    # Reload from disk (or bytes) in a fresh interpreter: this is the round trip.
+    model = TFLiteModel(path.read_bytes() if path is not None else content)
+    test = data.test
+    proba = _softmax(model.predict_logits(test.x))
+    out.update(scores(test.y, proba, test.groups, data.num_classes))
+    if reference_proba is not None:
+        n = min(check_rows, len(proba))
+        out["roundtrip"] = roundtrip(variant, reference_proba[:n], proba[:n])
+    sp = tflite_sparsity(content)
+    out.update({"bytes": len(content), "gzip_bytes": gzip_size(content), "sparsity": sp["global"],
+                "per_layer_sparsity": sp["per_layer"], "float_fallback": conv["float_fallback"],
+                "strict_int8": conv["strict"] if variant == "int8" else None})
+    one = take_rows(test.x, slice(0, 1))
+    feed = model._feed(one)
+    out.update(latency_ms(lambda f: model.runner(**f), feed, runs=latency_runs))
+    out["latency_threads"] = 1
+    return out
+
+
+def export_tflite(ctx, variants) -> Dict[str, dict]:
+    """Write ``run_dir/model_<variant>.tflite`` for each variant and record it in the report.
+
+    Measurements go to ``report["compression"][<variant>]``; paths and round-trip checks to
+    ``report["export"]["tflite"][<variant>]``. A variant that cannot be converted is reported
+    with its error instead of failing the run.
+    """
+    comp = ctx.config.compression
+    rep_rows = comp.representative_rows if comp is not None else 200
+    runs = comp.latency_runs if comp is not None else 200
+    reference = ctx.predictions.get("test")
+    if reference is None:
+        reference = ctx.predict_proba(ctx.data.test.x)
+    section = ctx.report.setdefault("compression", {}) or {}
+    ctx.report["compression"] = section
+    exp = ctx.report.setdefault("export", {}) or {}
+    ctx.report["export"] = exp
+    params = int(sum(int(np.prod(v.shape)) for v in ctx.core.weights))
+    for variant in dict.fromkeys(variants):
+        if isinstance(section.get(variant), dict) and section[variant].get("path"):
+            continue  # already exported in this run (the compression audit exports before the builder)
+        path = ctx.run_dir / f"model_{variant}.tflite"
+        try:
+            res = export_variant(ctx.core, variant, ctx.data, path, reference_proba=reference, rep_rows=rep_rows,
+                                 seed=ctx.config.seed, latency_runs=runs)
+        except Exception as exc:  # report, never crash the run on an exporter limitation
+            log.warning("tfresp: TFLite %s export failed: %s", variant, exc)
+            section[variant] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"}
+            continue
+        res["parameters"] = params
+        section[variant] = res
+        ctx.artifacts[f"tflite_{variant}"] = res["path"]
+        exp.setdefault("tflite", {})[variant] = {"path": res["path"], "bytes": res["bytes"],
+                                                 "roundtrip": res.get("roundtrip")}
+        if res.get("roundtrip") and not res["roundtrip"]["passed"]:
+            log.warning("tfresp: TFLite %s round trip outside tolerance: %s", variant, res["roundtrip"])
+    return section
