@@ -239,7 +239,8 @@ class _EmbeddingPath:
 
 def text_integrated_gradients(model, texts: Sequence[str], target: Optional[Sequence[int]] = None, *,
                               steps: int = 32, max_steps: int = 1024, tolerance: float = 0.05,
-                              from_logits: bool = True, batch_size: int = 256) -> List[dict]:
+                              from_logits: bool = True, batch_size: int = 256, forward: Optional[Callable] = None,
+                              vocab: Optional[Sequence[str]] = None) -> List[dict]:
     """IG over the embedding vectors of a Keras text model (strings in, logits out).
 
     The baseline is the all-zero embedding sequence (same length and padding mask as the input);
@@ -250,6 +251,9 @@ def text_integrated_gradients(model, texts: Sequence[str], target: Optional[Sequ
         model: Keras model with a ``TextVectorization`` layer followed by an ``Embedding`` layer.
         texts: raw strings.
         target: class per text (default: predicted).
+        forward: ``strings -> logits`` when ``model`` itself does not take strings (e.g. a run's
+            preprocessor followed by its core); ``model`` is then only searched for the Embedding layer.
+        vocab: id -> token names (default: the model's ``TextVectorization`` vocabulary).
 
     Returns:
         one dict per text: ``tokens``, ``attributions`` (per token), ``steps``, ``completeness_error``,
@@ -261,14 +265,16 @@ def text_integrated_gradients(model, texts: Sequence[str], target: Optional[Sequ
 
         raise IncompatibleModelError(f"model {model.name!r} has no Embedding layer: text integrated gradients "
                                      "attribute to token embeddings; use method 'lime' for this model")
-    vec = _find(model, ("TextVectorization",))
-    vocab = vec[0].get_vocabulary() if vec else None
+    if vocab is None:
+        vec = _find(model, ("TextVectorization",))
+        vocab = vec[0].get_vocabulary() if vec else None
+    forward = forward or model
     hook = _EmbeddingPath(emb_layers[0])
     results = []
     with hook:
         def proba(strings, alpha):
             hook.alpha = alpha
-            out = model(strings, training=False)
+            out = forward(strings, training=False) if forward is model else forward(strings)
             return tf.nn.softmax(out) if from_logits else out
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.float32),
