@@ -202,6 +202,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         audit(ctx, active)
         if config.export.saved_model:
             export_saved_model(ctx)
+        if config.export.tflite and config.task == "classification":
+            from tfresp.export.tflite import export_tflite
+
+            export_tflite(ctx, config.export.tflite)
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
         report = finalize_report(ctx)
         final = rundir.commit(stage, target, overwrite)
