@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp import checkpointing, rundir
 from tfresp import concerns as concern_registry
+from tfresp import rundir
 from tfresp.concerns import Contribution
 from tfresp.data.dataset import DataBundle, make_dataset, prepare
 from tfresp.distribute import pick_strategy
