@@ -33,6 +33,8 @@ class FairnessConfig(Section):
         mmd_bandwidth: Gaussian kernel length scale of the MMD penalty (MinDiff default 0.1).
         reweigh_epsilon: under DP, the ε of the Laplace mechanism used to release the group x label
             counts the Kamiran-Calders weights come from (reported; adds to the run's ε by composition).
+        positive_class: the class whose selection is audited (default: index 1 of the sorted classes
+            for binary tasks, the last class for multi-class tasks, one-vs-rest).
     """
 
     sensitive: Optional[List[str]] = None
@@ -49,10 +51,11 @@ class FairnessConfig(Section):
     intersectional: bool = True
     mitigate_on: Optional[List[str]] = None
     identity_terms: Optional[List[List[str]]] = None
-    tolerance: float = Field(0.01, ge=0, le=1)
+    tolerance: float = Field(0.02, ge=0, le=1)
     adversary_hidden: int = Field(16, ge=0)
     mmd_bandwidth: float = Field(0.1, gt=0)
     reweigh_epsilon: float = Field(0.1, gt=0)
+    positive_class: Optional[str] = None
 
     @field_validator("thresholds")
     @classmethod

@@ -1,0 +1,409 @@
+"""The fairness concern: group metrics with CIs in the audit, and one mitigation in training.
+
+Audit (always): for every sensitive attribute and the intersection of the first two, per-group
+selection rate, TPR/FPR/FNR/TNR, accuracy, precision and calibration (ECE), the gaps between
+groups (difference and ratio), disparate impact, a sweep over decision thresholds, percentile
+bootstrap CIs and normalized ``score_hooks``. fairlearn's ``MetricFrame`` is the metric engine.
+
+Mitigation (``fairness.mitigation``), each a Keras-native piece of the run's Contribution:
+
+========== =============================================== ====================== ===========
+mitigation  mechanism                                        contribution           with DP-SGD
+========== =============================================== ====================== ===========
+reweigh     Kamiran & Calders (2012) sample weights          ``sample_weight``      yes (counts
+                                                                                    via Laplace)
+mmd         MinDiff Gaussian MMD (Prost et al. 2019)         ``batch_losses``       refused
+adversarial gradient-reversal adversary (Zhang et al. 2018)  per-example loss +     yes
+                                                             ``wrap_core``
+clp         counterfactual logit pairing (Garg et al. 2019)  per-example loss       yes
+threshold   group thresholds (Hardt et al. 2016)             serving post-process   yes
+========== =============================================== ====================== ===========
+
+Example:
+    >>> tfresp.fit({"data": {"source": "adult", "sensitive": ["sex", "race"]},
+    ...             "fairness": {"mitigation": "threshold", "constraint": "equalized_odds"}})
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp.concerns import Concern, Contribution, register
+from tfresp.errors import ConfigError
+from tfresp.fairness import metrics as fm
+from tfresp.fairness import postprocess
+from tfresp.fairness.config import METRIC_NAMES
+
+CONSTRAINT_GAP = {"demographic_parity": "demographic_parity_difference",
+                  "equalized_odds": "equalized_odds_difference",
+                  "equal_opportunity": "equal_opportunity_difference"}
+_SHORT = {"demographic_parity": "dp_diff", "equalized_odds": "eo_diff", "equal_opportunity": "eopp_diff"}
+HOOKS = {"demographic_parity": "demographic_parity_difference", "equalized_odds": "equalized_odds_difference",
+         "equal_opportunity": "equal_opportunity_difference", "calibration": "ece_difference"}
+
+
+def sensitive_of(ctx) -> List[str]:
+    cfg = ctx.config.fairness
+    return list(cfg.sensitive if cfg.sensitive is not None else ctx.data.sensitive)
+
+
+def mitigation_attributes(ctx) -> List[str]:
+    cfg = ctx.config.fairness
+    return list(cfg.mitigate_on or sensitive_of(ctx)[:1])
+
+
+def group_array(split, attr: str) -> np.ndarray:
+    """Group labels of one attribute on a split (kept-aside sensitive column or a raw frame column)."""
+    if attr in split.groups:
+        return np.asarray(split.groups[attr]).astype(str)
+    return split.frame[attr].astype(str).to_numpy()
+
+
+def positive_index(ctx) -> int:
+    cfg, classes = ctx.config.fairness, [str(c) for c in ctx.data.classes]
+    if cfg.positive_class is not None:
+        return classes.index(cfg.positive_class)
+    return 1 if len(classes) == 2 else len(classes) - 1
+
+
+class FairnessMonitor(keras.callbacks.Callback):
+    """Logs the targeted gap on validation data after each epoch as ``fair/<gap>`` (e.g. ``fair/eo_diff``).
+
+    Args:
+        x, y: validation inputs and integer labels.
+        groups: validation group labels (the mitigation attribute).
+        constraint: which gap to log.
+        positive: index of the positive class.
+        threshold: decision threshold on P(positive).
+    """
+
+    def __init__(self, x, y, groups, constraint: str, positive: int, threshold: float):
+        super().__init__()
+        self.x, self.groups_ = x, np.asarray(groups).astype(str)
+        self.y = (np.asarray(y) == positive).astype(np.int64)
+        self.constraint, self.positive, self.threshold = constraint, positive, threshold
+        self.names = sorted(np.unique(self.groups_).tolist())
+        self.gidx = np.searchsorted(self.names, self.groups_)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or len(self.names) < 2:
+            return
+        core = getattr(self.model, "core", self.model)
+        prob = tf.nn.softmax(core.predict(self.x, batch_size=2048, verbose=0)).numpy()[:, self.positive]
+        pred = (prob >= self.threshold).astype(np.int64)
+        rates = fm.group_rates(self.y, pred, prob, self.gidx, len(self.names))
+        logs[f"fair/{_SHORT[self.constraint]}"] = float(fm.gap_stats(rates)[CONSTRAINT_GAP[self.constraint]][0])
+
+
+@register
+class Fairness(Concern):
+    """Group fairness metrics (+ CIs) and one training- or post-processing mitigation."""
+
+    config_key = "fairness"
+    order = 10
+
+    # ------------------------------------------------------------------------ validate ----
+    def validate(self, ctx) -> None:
+        cfg, data = ctx.config.fairness, ctx.data
+        problems = []
+        if ctx.config.task != "classification":
+            problems.append(("fairness", ctx.config.task, "fairness audits need task: classification"))
+            raise ConfigError(problems)
+        sensitive = sensitive_of(ctx)
+        if not sensitive and cfg.mitigation != "clp":
+            problems.append(("fairness.sensitive", sensitive,
+                             "name at least one sensitive attribute (here or in data.sensitive)"))
+        for attr in sensitive:
+            if attr not in data.test.groups and attr not in data.test.frame.columns:
+                problems.append(("fairness.sensitive", attr, f"a column of the data (available: "
+                                 f"{list(map(str, data.test.frame.columns))[:20]})"))
+        for attr, group in (cfg.privileged or {}).items():
+            if attr not in sensitive:
+                problems.append((f"fairness.privileged.{attr}", group, f"an attribute listed in fairness.sensitive "
+                                 f"{sensitive}"))
+        for attr in cfg.mitigate_on or []:
+            if attr not in sensitive:
+                problems.append(("fairness.mitigate_on", attr, f"one of fairness.sensitive {sensitive}"))
+        if cfg.metrics is not None and not cfg.metrics:
+            problems.append(("fairness.metrics", [], f"a non-empty subset of {list(METRIC_NAMES)}"))
+        if cfg.positive_class is not None and cfg.positive_class not in [str(c) for c in data.classes]:
+            problems.append(("fairness.positive_class", cfg.positive_class, f"one of the classes {data.classes}"))
+        m = cfg.mitigation
+        if m == "mmd" and ctx.config.privacy is not None:
+            problems.append(("fairness.mitigation", m,
+                             "a mitigation compatible with DP-SGD: the MMD penalty compares predictions across the "
+                             "whole batch, so it cannot be clipped per example and the privacy section refuses it; "
+                             "use reweigh, adversarial or threshold (or turn privacy off)"))
+        if m in ("mmd", "adversarial", "reweigh", "threshold") and not mitigation_attributes(ctx):
+            problems.append(("fairness.mitigate_on", None, f"an attribute to mitigate on for mitigation {m!r}"))
+        if m == "clp":
+            if data.kind != "text" or not isinstance(data.train.x, dict) or "input_ids" not in data.train.x:
+                problems.append(("fairness.mitigation", m, "clp (counterfactual logit pairing swaps identity "
+                                 "words) needs text data (data.text); for tabular data use reweigh, mmd, "
+                                 "adversarial or threshold"))
+        if m == "threshold":
+            if data.validation is None:
+                problems.append(("fairness.mitigation", m, "a validation split to fit group thresholds on "
+                                 "(data.split.validation > 0)"))
+            if data.num_classes != 2:
+                problems.append(("fairness.mitigation", m, "a binary task (group thresholds act on P(class 1))"))
+            if data.kind != "tabular":
+                problems.append(("fairness.mitigation", m, "tabular data (the group column must be a serving "
+                                 "input next to the raw features)"))
+        if problems:
+            raise ConfigError(problems)
+
+    # ---------------------------------------------------------------------------- plan ----
+    def plan(self, ctx) -> Contribution:
+        cfg, data = ctx.config.fairness, ctx.data
+        contrib = Contribution()
+        info = {"name": cfg.mitigation, "constraint": cfg.constraint}
+        ctx.state["fairness_plan"] = info
+        pos = positive_index(ctx)
+        attrs = mitigation_attributes(ctx)
+        if attrs and data.validation is not None and cfg.mitigation not in ("none", "clp"):
+            contrib.callbacks.append(FairnessMonitor(
+                data.validation.x, data.validation.y, postprocess.group_keys(
+                    {a: group_array(data.validation, a) for a in attrs}, attrs),
+                cfg.constraint, pos, cfg.decision_threshold))
+        if cfg.mitigation in ("none", "threshold"):
+            if cfg.mitigation == "threshold":
+                info.update(attributes=attrs, stage="post-processing (fitted on validation predictions after "
+                            "training; see fairness.mitigation.thresholds)")
+            return contrib
+        if cfg.mitigation == "clp":
+            return self._plan_clp(ctx, contrib, info)
+        keys = postprocess.group_keys({a: group_array(data.train, a) for a in attrs}, attrs)
+        names = sorted(np.unique(keys).tolist())
+        gid = np.searchsorted(names, keys).astype(np.int32)
+        info.update(attributes=attrs, groups=names, weight=cfg.weight)
+        if cfg.mitigation == "reweigh":
+            from tfresp.fairness import reweigh
+
+            counts = reweigh.group_label_counts(gid, data.train.y, len(names), data.num_classes)
+            if ctx.config.privacy is not None:
+                noisy = reweigh.laplace_counts(counts, cfg.reweigh_epsilon, ctx.config.seed)
+                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, noisy)
+                ctx.state.setdefault("privacy_extra_epsilon", []).append(
+                    {"source": "fairness.reweigh", "epsilon": float(cfg.reweigh_epsilon), "delta": 0.0,
+                     "mechanism": "Laplace on the group x label histogram (sensitivity 1)"})
+                info["privacy"] = (f"the group x label counts were released with the Laplace mechanism "
+                                   f"(epsilon={cfg.reweigh_epsilon}); by basic composition the run's total epsilon "
+                                   f"is privacy.epsilon + {cfg.reweigh_epsilon}")
+                contrib.notes.append(info["privacy"])
+            else:
+                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes)
+            contrib.sample_weight = w
+            info["weights"] = {g: {str(c): float(table[i, j]) for j, c in enumerate(data.classes)}
+                               for i, g in enumerate(names)}
+            info["group_label_counts"] = {g: {str(c): int(counts[i, j]) for j, c in enumerate(data.classes)}
+                                          for i, g in enumerate(names)}
+            return contrib
+        ctx.train_extras["fair_group"] = gid
+        if cfg.mitigation == "mmd":
+            from tfresp.fairness.mmd import make_mmd_loss
+
+            contrib.batch_losses.append(make_mmd_loss(cfg.constraint, len(names), cfg.weight, cfg.mmd_bandwidth, pos))
+            info.update(kernel="gaussian", bandwidth=cfg.mmd_bandwidth, reference="Prost et al. 2019 (MinDiff)")
+        elif cfg.mitigation == "adversarial":
+            from tfresp.fairness import adversarial
+
+            dim = 1 if cfg.constraint == "demographic_parity" else 3
+            holder = adversarial.AdversaryHolder(len(names), dim, cfg.adversary_hidden, name=adversarial.HOLDER_NAME)
+            contrib.wrap_core = lambda core, _ctx: adversarial.attach(core, holder)
+            contrib.per_example_losses.append(adversarial.make_adversarial_loss(holder, cfg.constraint, cfg.weight,
+                                                                                pos))
+            info.update(adversary_hidden=cfg.adversary_hidden, adversary_inputs="logit margin" if dim == 1 else
+                        "logit margin, margin*y, margin*(1-y)", reference="Zhang, Lemoine & Mitchell 2018")
+            ctx.state["fairness_adversary"] = holder
+            if ctx.config.privacy is not None:
+                contrib.notes.append("fairness.adversarial: the adversary's variables are part of the core model, so "
+                                     "DP-SGD clips and noises their gradients too; they are used only inside the "
+                                     "loss, so the per-example gradient norm must come from the per-example loss "
+                                     "(ghost clipping of the forward layers alone would miss them)")
+        return contrib
+
+    def _plan_clp(self, ctx, contrib, info):
+        from tfresp.fairness import clp
+
+        cfg, pre = ctx.config.fairness, ctx.data.preprocessor
+        terms = cfg.identity_terms or clp.DEFAULT_IDENTITY_TERMS
+        table, pairs, skipped = clp.swap_table(pre.vocab, terms, getattr(pre, "lowercase", True))
+        if not pairs:
+            raise ConfigError([("fairness.identity_terms", terms, "at least two terms of one list that are single "
+                                "WordPieces of the vocabulary")])
+        contrib.per_example_losses.append(clp.make_clp_loss(table, cfg.weight))
+        ctx.state["fairness_clp_table"] = table
+        info.update(swaps=[f"{a}->{b}" for a, b in pairs], skipped_terms=skipped, weight=cfg.weight,
+                    reference="Garg et al. 2019")
+        return contrib
+
+    # --------------------------------------------------------------------------- audit ----
+    def audit(self, ctx) -> Optional[dict]:
+        cfg, data = ctx.config.fairness, ctx.data
+        pos = positive_index(ctx)
+        proba = ctx.predictions["test"]
+        y = (data.test.y == pos).astype(np.int64)
+        prob = proba[:, pos].astype(np.float64)
+        if data.num_classes == 2:
+            raw = (prob >= cfg.decision_threshold).astype(np.int64)
+        else:
+            raw = (proba.argmax(axis=1) == pos).astype(np.int64)
+        sensitive = sensitive_of(ctx)
+        section: Dict[str, object] = {
+            "positive_class": str(data.classes[pos]), "decision_threshold": cfg.decision_threshold,
+            "constraint": cfg.constraint, "attributes": sensitive,
+            "engine": "fairlearn.metrics.MetricFrame (point estimates); vectorized percentile bootstrap (CIs)",
+            "split": "test"}
+        info = dict(ctx.state.get("fairness_plan", {"name": cfg.mitigation}))
+        decisions, post = raw, None
+        if cfg.mitigation == "threshold":
+            post = self._fit_thresholds(ctx, info, pos)
+            decisions = post
+        thresholds = cfg.thresholds or list(fm.DEFAULT_THRESHOLDS)
+        kw = dict(metrics=cfg.metrics, min_group_size=cfg.min_group_size, bootstrap=cfg.bootstrap,
+                  confidence=cfg.confidence, seed=ctx.config.seed)
+        reports = {}
+        for attr in sensitive:
+            groups = group_array(data.test, attr)
+            rep = fm.group_report(y, decisions, prob, groups, privileged=(cfg.privileged or {}).get(attr), **kw)
+            rep["threshold_sweep"] = fm.threshold_sweep(y, prob, groups, thresholds, cfg.min_group_size)
+            reports[attr] = rep
+            section[attr] = rep
+        if cfg.intersectional and len(sensitive) >= 2:
+            attrs = sensitive[:2]
+            key = fm.INTERSECTION_SEP.join(attrs)
+            groups = fm.intersect({a: group_array(data.test, a) for a in attrs}, attrs)
+            rep = fm.group_report(y, decisions, prob, groups, **kw)
+            rep["attributes"] = attrs
+            rep["threshold_sweep"] = fm.threshold_sweep(y, prob, groups, thresholds, cfg.min_group_size)
+            section["intersectional"] = {key: rep}
+            reports[key] = rep
+        # headline numbers: the worst attribute (gate-able as fairness.equalized_odds_difference)
+        for gap in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
+            vals = {a: r[gap] for a, r in reports.items() if a in sensitive and r.get(gap) is not None}
+            if vals:
+                worst = max(vals, key=vals.get)
+                section[gap] = vals[worst]
+                section[f"{gap}_ci"] = reports[worst].get(f"{gap}_ci")
+                section[f"{gap}_attribute"] = worst
+        section["score_hooks"] = score_hooks(reports)
+        if cfg.mitigation == "clp":
+            info.update(self._clp_audit(ctx))
+        section["mitigation"] = info
+        section["tradeoff"] = self._tradeoff(ctx, y, raw, post, prob, reports)
+        section["plots"] = self._plots(ctx, reports)
+        return section
+
+    def _fit_thresholds(self, ctx, info, pos):
+        cfg, data = ctx.config.fairness, ctx.data
+        attrs = mitigation_attributes(ctx)
+        yv = (data.validation.y == pos).astype(np.int64)
+        pv = ctx.predictions["validation"][:, pos]
+        keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
+        fitted = postprocess.fit_group_thresholds(yv, pv, keys_v, cfg.constraint, cfg.tolerance,
+                                                  cfg.decision_threshold, cfg.min_group_size)
+        path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
+        ctx.artifacts["fairness_thresholds"] = "preprocessing/thresholds.json"
+        ctx.state["serving_postprocess"] = postprocess.GroupThresholds(attrs, fitted["thresholds"],
+                                                                       fitted["default"], pos)
+        extra = ctx.state.setdefault("serving_extra_inputs", {})
+        for a in attrs:
+            extra[a] = tf.TensorSpec([None], tf.string, name=a)
+        keys_t = postprocess.group_keys({a: group_array(data.test, a) for a in attrs}, attrs)
+        post = postprocess.apply_thresholds(ctx.predictions["test"][:, pos], keys_t, fitted)
+        y_pred = np.where(post == 1, pos, 1 - pos)
+        evaluation = ctx.report.get("evaluation")
+        if isinstance(evaluation, dict):
+            from tfresp.evaluation.metrics import classification_metrics
+
+            evaluation["test_postprocessed"] = classification_metrics(data.test.y, ctx.predictions["test"],
+                                                                      data.classes, y_pred=y_pred)
+            evaluation["test_postprocessed"]["postprocessing"] = "fairness group thresholds (served by SavedModel)"
+        info.update(thresholds=fitted["thresholds"], default_threshold=fitted["default"],
+                    defaulted_groups=fitted["defaulted_groups"], tolerance=fitted["tolerance"],
+                    validation=fitted["validation"], saved_to=str(path.relative_to(ctx.run_dir)),
+                    serving=(f"SavedModel serving_default takes the extra string input(s) {attrs} (sensitive columns "
+                             "are not model features; they are needed only to pick the group threshold); unknown "
+                             "groups use the default threshold"),
+                    method="deterministic per-group thresholds maximizing validation accuracy subject to the "
+                           "constraint gap <= tolerance (Hardt et al. 2016 without randomization)")
+        return post
+
+    def _clp_audit(self, ctx) -> dict:
+        from tfresp.fairness import clp
+
+        table = ctx.state.get("fairness_clp_table")
+        if table is None:
+            return {}
+
+        def logits(x):
+            return np.asarray(ctx.core.predict(x, batch_size=512, verbose=0))
+
+        return {"counterfactual_test": clp.counterfactual_report(logits, ctx.data.test.x, table)}
+
+    def _tradeoff(self, ctx, y, raw, post, prob, reports) -> dict:
+        cfg = ctx.config.fairness
+        attrs = mitigation_attributes(ctx) or sensitive_of(ctx)[:1]
+        gap_name = CONSTRAINT_GAP[cfg.constraint]
+        out = {"gap": gap_name, "attribute": fm.INTERSECTION_SEP.join(attrs)}
+        if not attrs:
+            return out
+        keys = postprocess.group_keys({a: group_array(ctx.data.test, a) for a in attrs}, attrs)
+
+        def point(dec):
+            rep = fm.group_report(y, dec, prob, keys, min_group_size=cfg.min_group_size, bootstrap=0,
+                                  metrics=["accuracy"])
+            return {"accuracy": float(np.mean(dec == y)), gap_name: rep.get(gap_name),
+                    "demographic_parity_difference": rep.get("demographic_parity_difference"),
+                    "equalized_odds_difference": rep.get("equalized_odds_difference")}
+
+        if post is not None:
+            out["before"] = {**point(raw), "what": f"same model, single threshold {cfg.decision_threshold}"}
+            out["after"] = {**point(post), "what": "same model, group thresholds (served)"}
+        else:
+            out["after"] = {**point(raw), "what": f"this run's model at threshold {cfg.decision_threshold}"}
+            out["before"] = None
+            out["note"] = ("no unmitigated baseline is trained inside the run (it would double the training cost); "
+                           "compare with a mitigation: none run (tfresp compare) or benchmarks/fairness_tradeoff.py")
+        sweep = [{"threshold": r["threshold"], "accuracy": r["accuracy"], gap_name: r.get(gap_name)}
+                 for r in fm.threshold_sweep(y, prob, keys, cfg.thresholds or fm.DEFAULT_THRESHOLDS,
+                                             cfg.min_group_size)]
+        out["accuracy_vs_gap_by_threshold"] = sweep
+        return out
+
+    def _plots(self, ctx, reports) -> List[str]:
+        from tfresp.fairness import plots
+
+        out = []
+        try:
+            if plots.group_bars(reports, ctx.run_dir / "plots" / "fairness_groups.png"):
+                out.append("plots/fairness_groups.png")
+            if plots.threshold_gaps(reports, ctx.config.fairness.decision_threshold,
+                                    ctx.run_dir / "plots" / "fairness_thresholds.png"):
+                out.append("plots/fairness_thresholds.png")
+        except ImportError:  # matplotlib missing: numbers stay in the report
+            pass
+        return out
+
+
+def score_hooks(reports: Dict[str, dict]) -> dict:
+    """Normalized gaps in [0, 1] (0 = parity) for the ethics/bias scorecard, per attribute and worst."""
+    hooks = {}
+    for attr, rep in reports.items():
+        h = {}
+        for name, key in HOOKS.items():
+            v = rep.get(key)
+            if v is not None:
+                h[name] = float(np.clip(v, 0.0, 1.0))
+        di = rep.get("disparate_impact")
+        if di is not None:
+            h["disparate_impact"] = float(np.clip(1.0 - di, 0.0, 1.0))
+        if h:
+            hooks[attr] = h
+    worst = [v for h in hooks.values() for v in h.values()]
+    return {"gaps": hooks, "worst": max(worst) if worst else None,
+            "definition": "absolute between-group gaps clipped to [0,1]; disparate_impact as 1 - ratio; 0 = parity"}
