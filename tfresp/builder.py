@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfresp import checkpointing, rundir
 from tfresp import concerns as concern_registry
-from tfresp import rundir
 from tfresp.concerns import Contribution
 from tfresp.data.dataset import DataBundle, make_dataset, prepare
 from tfresp.distribute import pick_strategy
@@ -155,11 +155,15 @@ def train(ctx: RunContext) -> None:
         val_ds = make_dataset(ctx.data.validation.x, ctx.data.validation.y, {}, max(cfg.train.batch_size, 512),
                               shuffle=False, seed=cfg.seed)
     callbacks = _standard_callbacks(ctx) + ctx.callbacks
+    # Step checkpoints + SIGTERM + exact resume (tfresp/checkpointing.py); the saver goes last.
+    fit_plan = checkpointing.prepare_fit(ctx, train_ds, callbacks, ctx.state.get("target"),
+                                         ctx.state.get("resume_point"))
+    callbacks.append(fit_plan.saver)
     t0 = time.perf_counter()
-    hist = ctx.model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=callbacks,
-                         verbose=0 if ctx.quiet else "auto")
+    hist = ctx.model.fit(fit_plan.dataset, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=callbacks,
+                         verbose=0 if ctx.quiet else "auto", **fit_plan.fit_kwargs)
     ctx.timings["fit_seconds"] = time.perf_counter() - t0
-    ctx.history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    ctx.history = {k: [float(v) for v in vals] for k, vals in fit_plan.finish(hist.history).items()}
 
 
 def predict_all(ctx: RunContext) -> None:
@@ -185,6 +189,7 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
 
     target = rundir.resolve_out(out if out is not None else config.out, config.name)
     rundir.check_target(target, overwrite, resume)
+    resume_point = checkpointing.check_resume(target, config, resume, overwrite)
     set_seed(config.seed)
     t_start = time.perf_counter()
     data = prepare(config, memory=memory)
@@ -193,14 +198,21 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         strategy, sname = pick_strategy(config.distribute)
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
                          quiet=quiet)
+        ctx.state.update(target=target, resume_point=resume_point)
         with strategy.scope():
             ctx.core = build_core(config, data)
-            ctx.model = TfrespModel(ctx.core)
+            if config.task == "mlm":
+                from tfresp.tasks.mlm import MlmModel
+
+                ctx.model = MlmModel.for_run(ctx)
+            else:
+                ctx.model = TfrespModel(ctx.core)
             active = plan(ctx)
             train(ctx)
-        predict_all(ctx)
+        if config.task == "classification":
+            predict_all(ctx)
         audit(ctx, active)
-        if config.export.saved_model:
+        if config.export.saved_model and config.task == "classification":
             export_saved_model(ctx)
         if config.export.tflite and config.task == "classification":
             from tfresp.export.tflite import export_tflite
@@ -208,7 +220,9 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
             export_tflite(ctx, config.export.tflite)
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
         report = finalize_report(ctx)
+        checkpointing.move_into_run(target, stage)
         final = rundir.commit(stage, target, overwrite)
+        checkpointing.cleanup(target)
     except BaseException:
         rundir.discard(stage)
         raise

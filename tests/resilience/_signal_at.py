@@ -1,0 +1,33 @@
+"""Run the real CLI and send this process a signal right after training step N (test helper).
+
+Usage: ``python _signal_at.py KILL|TERM N fit CONFIG --out DIR ...``; N counts the steps of this
+process (a resumed run counts from its resume point). SIGKILL is a real SIGKILL: no handler and no
+cleanup, exactly like a lost node. The helper callback runs before tfresp's checkpoint saver.
+"""
+import os
+import signal
+import sys
+
+import tfresp  # noqa: F401  (environment switches first)
+import tf_keras as keras
+
+from tfresp import builder, cli
+
+SIG = getattr(signal, "SIG" + sys.argv[1])
+AT = int(sys.argv[2])
+
+
+class _SignalAt(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step == AT:
+            os.kill(os.getpid(), SIG)
+
+
+_orig = builder._standard_callbacks
+builder._standard_callbacks = lambda ctx: _orig(ctx) + [_SignalAt()]
+sys.exit(cli.main(sys.argv[3:]))
