@@ -213,7 +213,7 @@ def _strings_predictor(ctx, batch_size):
                                      "(input_signature()); publish ctx.state['predict_strings'] instead")
     name = next(iter(sig))
     return BatchedPredictor(lambda s: tf.nn.softmax(core(pre.transform({name: s}), training=False)),
-                            tf.TensorSpec([None], tf.string), batch_size, dedup=True)
+                            tf.TensorSpec([None], tf.string), batch_size, dedup=True, sort_by_length=True)
 
 
 def _text(ctx, cfg) -> dict:
@@ -258,6 +258,7 @@ def _text(ctx, cfg) -> dict:
             pre = data.preprocessor
             name = next(iter(pre.input_signature()))
             res = text_integrated_gradients(ctx.core, [texts[r] for r in idx], steps=cfg.ig_steps,
+                                            vocab=getattr(pre, "vocab", None),
                                             max_steps=cfg.ig_max_steps, tolerance=cfg.ig_tolerance,
                                             forward=lambda s: ctx.core(pre.transform({name: s}), training=False))
             for item, r in zip(section["examples"], res):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tfresp.explain import _lime
-from tfresp.explain.predict import BatchedPredictor, tabular_raw_predictor
+from tfresp.explain.predict import BatchedPredictor, raw_proba_fn, tabular_raw_predictor
 
 WORD_SPLIT = r"\W+"
 
@@ -110,15 +110,17 @@ class TabularLime:
 
     Args:
         preprocessor: the run's fitted :class:`~tfresp.data.preprocess.TabularPreprocessor`.
-        core: the trained core model (encoded rows -> logits).
+        core: the trained core model (encoded rows -> logits); or None with ``raw_proba``.
         train_frame: raw training rows (LIME's statistics; a sample of ``max_train`` rows is used).
         class_names: names of the classes.
         batch_size: rows per compiled predict call.
         max_train: rows of ``train_frame`` used for LIME's feature statistics.
+        raw_proba: TF function ``{column: tensor} -> probabilities`` replacing preprocessor + core
+            (e.g. a SavedModel's serving signature via :func:`~tfresp.explain.predict.serving_proba_fn`).
     """
 
     def __init__(self, preprocessor, core, train_frame: pd.DataFrame, class_names=None, batch_size: int = 512,
-                 max_train: int = 5000, seed: int = 0):
+                 max_train: int = 5000, seed: int = 0, raw_proba: Optional[Callable] = None):
         self.preprocessor = preprocessor
         self.class_names = class_names
         self.columns = []
@@ -129,7 +131,7 @@ class TabularLime:
                 self.columns.append({"name": spec["name"], "kind": "categorical", "values": list(spec["vocab"])})
         if len(train_frame) > max_train:
             train_frame = train_frame.sample(n=max_train, random_state=seed)
-        self.core = core
+        self.raw_proba = raw_proba or raw_proba_fn(preprocessor, core)
         self.batch_size = int(batch_size)
         self.training = self.encode(train_frame)
         self.predict: BatchedPredictor = None
@@ -187,7 +189,7 @@ class TabularLime:
         return tuple(len(c["values"]) for c in self.columns if c["kind"] == "categorical")
 
     def _build_predictor(self):
-        self.predict = tabular_raw_predictor(self.preprocessor, self.core, self.columns, self.batch_size)
+        self.predict = tabular_raw_predictor(self.raw_proba, self.columns, self.batch_size)
         self._compiled_sizes = self._table_sizes()
 
 

@@ -31,6 +31,8 @@ class BatchedPredictor:
         input_signature: ``tf.TensorSpec`` of one batch (batch dimension ``None``).
         batch_size: rows per call of the compiled function.
         dedup: predict identical rows once (useful for LIME text/tabular neighbourhoods).
+        sort_by_length: for string inputs, run strings in order of length so that models padding a
+            batch to its longest row (tokenizers) pad little.
 
     Attributes:
         calls: number of calls of the compiled function so far.
@@ -38,9 +40,10 @@ class BatchedPredictor:
     """
 
     def __init__(self, fn: Callable, input_signature: tf.TensorSpec, batch_size: int = 512,
-                 dedup: bool = False):
+                 dedup: bool = False, sort_by_length: bool = False):
         self.batch_size = int(batch_size)
         self.dedup = dedup
+        self.sort_by_length = sort_by_length
         self.spec = input_signature
         self._compiled = tf.function(fn, input_signature=[input_signature])
         self.calls = 0
@@ -66,7 +69,13 @@ class BatchedPredictor:
                 flat = x.reshape(len(x), -1)
                 _, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
                 x = x[first]
-        out = self._run(x)
+        if self.sort_by_length and x.dtype == object and len(x):
+            order = np.argsort([len(str(s)) for s in x], kind="stable")
+            sorted_out = self._run(x[order])
+            out = np.empty_like(sorted_out)
+            out[order] = sorted_out
+        else:
+            out = self._run(x)
         return out if inverse is None else out[inverse.reshape(-1)]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -105,7 +114,7 @@ def string_predictor(model, batch_size: int = 512, from_logits: bool = True, ded
                      ) -> BatchedPredictor:
     """Compiled ``strings -> probabilities`` for a Keras model that takes raw strings (TextVectorization)."""
     return BatchedPredictor(keras_proba_fn(model, from_logits), tf.TensorSpec([None], tf.string), batch_size,
-                            dedup=dedup)
+                            dedup=dedup, sort_by_length=True)
 
 
 class TokenizedTextPredictor:
@@ -189,13 +198,18 @@ def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 
                                   pad_id=int(tokenizer.pad_token_id or 0))
 
 
-def tabular_raw_predictor(preprocessor, core, columns: List[dict], batch_size: int = 512) -> BatchedPredictor:
+def tabular_raw_predictor(raw_proba: Callable, columns: List[dict], batch_size: int = 512) -> BatchedPredictor:
     """Compiled predictor on LIME's numeric view of raw rows, through the run's fitted preprocessor.
 
-    ``columns`` describes LIME's matrix: ``{"name", "kind": "numeric"|"categorical", "values": [...]}``;
-    categorical columns hold integer codes into ``values`` (raw category strings). Inside the compiled
-    function codes become the raw strings and go through ``preprocessor.transform`` exactly like
-    serving does, so explanations are of the deployed raw-input model.
+    Args:
+        raw_proba: TF function ``{column: [B] tensor} -> probabilities`` on raw columns, e.g.
+            :func:`raw_proba_fn` (the run's preprocessor + core) or a SavedModel's serving signature.
+        columns: LIME's matrix layout, ``{"name", "kind": "numeric"|"categorical", "values": [...]}``;
+            categorical columns hold integer codes into ``values`` (raw category strings).
+        batch_size: rows per compiled call.
+
+    Inside the compiled function codes become the raw strings and go through the preprocessing
+    exactly like serving does, so explanations are of the deployed raw-input model.
     """
     tables: Dict[str, tf.Tensor] = {c["name"]: tf.constant([str(v) for v in c["values"]], tf.string)
                                     for c in columns if c["kind"] == "categorical"}
@@ -208,6 +222,24 @@ def tabular_raw_predictor(preprocessor, core, columns: List[dict], batch_size: i
                 inputs[c["name"]] = tf.gather(tables[c["name"]], tf.cast(tf.round(col), tf.int32))
             else:
                 inputs[c["name"]] = tf.cast(col, tf.float32)
-        return tf.nn.softmax(core(preprocessor.transform(inputs), training=False))
+        return raw_proba(inputs)
 
     return BatchedPredictor(fn, tf.TensorSpec([None, len(columns)], tf.float64), batch_size, dedup=False)
+
+
+def raw_proba_fn(preprocessor, core) -> Callable:
+    """``{column: tensor} -> softmax(core(preprocessor.transform(columns)))``."""
+
+    def fn(inputs):
+        return tf.nn.softmax(core(preprocessor.transform(inputs), training=False))
+
+    return fn
+
+
+def serving_proba_fn(signature) -> Callable:
+    """Raw-column probabilities from a tfresp SavedModel's ``serving_default`` signature."""
+
+    def fn(inputs):
+        return signature(**inputs)["probabilities"]
+
+    return fn
