@@ -1,0 +1,98 @@
+"""``tfresp export RUN --tflite int8|float16|float|dynamic``: add TFLite variants to a finished run.
+
+The model exported is exactly the one the run serves: the core restored from
+``RUN/saved_model`` (pruning wrappers were stripped before it was saved). The data are
+re-prepared from ``RUN/config.yaml`` (same seed, same splits), so the int8 calibration uses
+training rows and accuracy / group gap / round trip are measured on the run's test split.
+Results are merged into ``RUN/report.json`` (``compression.<variant>``,
+``export.tflite.<variant>``) and the Markdown/HTML reports are re-rendered.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfresp.errors import CheckpointError, ConfigError, DataError
+
+
+def _restored_core(run_dir: Path):
+    path = run_dir / "saved_model"
+    if not (path / "saved_model.pb").is_file():
+        raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} has no saved_model/ (was the run "
+                              "fitted with export.saved_model: false?). Re-run `tfresp fit` with it on.")
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # corrupted or foreign SavedModel
+        raise CheckpointError(f"Invalid value for `RUN`: cannot load {str(path)!r} "
+                              f"({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+    core = getattr(loaded, "core", None)
+    if core is None:
+        raise CheckpointError(f"Invalid value for `RUN`: {str(path)!r} is not a tfresp SavedModel (no `core`)")
+    return loaded, core
+
+
+def _proba(core, x, batch_size: int = 1024) -> np.ndarray:
+    from tfresp.compression.measure import num_rows, take_rows
+
+    outs = []
+    for start in range(0, num_rows(x), batch_size):
+        rows = take_rows(x, slice(start, start + batch_size))
+        outs.append(tf.nn.softmax(core(rows, training=False)).numpy())
+    return np.concatenate(outs, axis=0)
+
+
+def export_run(run_dir, variants, quiet: bool = False) -> dict:
+    """Export ``variants`` of a finished run; return the updated report's ``compression`` section."""
+    from tfresp.config import load_config
+    from tfresp.data.dataset import prepare
+    from tfresp.export.tflite import VARIANTS, export_variant
+    from tfresp.report.writer import _jsonable, write_files
+
+    run_dir = Path(run_dir)
+    bad = [v for v in variants if v not in VARIANTS]
+    if not variants or bad:
+        raise ConfigError([("--tflite", bad or variants, f"one or more of {list(VARIANTS)}")])
+    if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run "
+                              "(expected report.json and config.yaml)")
+    report = json.loads((run_dir / "report.json").read_text())
+    config = load_config(run_dir / "config.yaml")
+    if config.task != "classification":
+        raise ConfigError([("task", config.task, "TFLite export supports classification runs")])
+    data = prepare(config)
+    expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
+    if expected is not None and int(expected) != len(data.test):
+        raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "
+                        f"data gives {len(data.test)}; the data source changed since the run")
+    _, core = _restored_core(run_dir)
+    reference = _proba(core, data.test.x)
+    params = int(sum(int(np.prod(v.shape)) for v in core.variables))
+    comp = config.compression
+    section = report.get("compression") or {}
+    exp = report.get("export") or {}
+    for variant in dict.fromkeys(variants):
+        res = export_variant(core, variant, data, run_dir / f"model_{variant}.tflite", reference_proba=reference,
+                             rep_rows=comp.representative_rows if comp else 200, seed=config.seed,
+                             latency_runs=comp.latency_runs if comp else 200)
+        res["parameters"] = params
+        res["measured_by"] = "tfresp export"
+        section[variant] = res
+        exp.setdefault("tflite", {})[variant] = {"path": res["path"], "bytes": res["bytes"],
+                                                 "roundtrip": res.get("roundtrip")}
+        if not quiet:
+            rt = res.get("roundtrip") or {}
+            print(f"tfresp: {res['path']}: {res['bytes']} bytes (gzip {res['gzip_bytes']}), accuracy "
+                  f"{res['accuracy']:.4f}, p50 {res['latency_ms_p50']:.4f} ms, round trip "
+                  f"{'ok' if rt.get('passed') else 'OUTSIDE TOLERANCE'} (max |dp| {rt.get('max_abs_diff', 0):.2e})")
+    report["compression"] = section
+    report["export"] = exp
+    write_files(run_dir, _jsonable(report))
+    return section
+
+
+def run(args) -> int:
+    export_run(args.run, list(args.tflite))
+    return 0
