@@ -23,9 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render a run's report from report.json")
     r.add_argument("run")
     r.add_argument("--check", action="store_true", help="exit 1 if a release gate fails")
+    r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
+                   help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")
     c = sub.add_parser("compare", help="compare two runs side by side")
     c.add_argument("run_a")
     c.add_argument("run_b")
+    c.add_argument("--out", default=".", help="directory for compare.md / compare.html (default: current)")
     a = sub.add_parser("audit", help="re-run audits on a finished run")
     a.add_argument("run")
     a.add_argument("--privacy", action="store_true")
@@ -61,8 +64,11 @@ def _cmd_fit(args) -> int:
         print(f"tfresp: privacy epsilon={priv['epsilon']:.4f} delta={priv['delta']:.3g}")
     gates = result.report.get("gates")
     if gates and not gates["passed"]:
-        raise GateFailedError("gates failed: " + "; ".join(
-            f"{g['gate']} (value {g['value']})" for g in gates["results"] if not g["passed"]))
+        from tfresp.report.gates import failure_lines
+
+        for line in failure_lines(gates):
+            print(line)
+        raise GateFailedError(f"{len(gates['failed'])} of {gates['count']} release gates failed")
     return 0
 
 

@@ -158,6 +158,8 @@ def failure_lines(gates_section: Optional[dict]) -> list:
     out = []
     for r in gates_section.get("results", []):
         if not r["passed"]:
-            shown = "missing" if r["value"] is None else f"{r['value']:.6g}"
-            out.append(f"FAILED gate {r['gate']}: value {shown} ({r.get('reason') or 'failed'})")
+            if r["value"] is None:
+                out.append(f"FAILED gate {r['gate']}: {r.get('reason') or 'metric missing'}")
+            else:
+                out.append(f"FAILED gate {r['gate']}: value {r['value']:.6g}")
     return out

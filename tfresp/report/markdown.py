@@ -1,50 +1,135 @@
-"""report.md: a Hugging Face model card (YAML header + sections) rendered with jinja2."""
+"""report.md: a Hugging Face model card (YAML metadata header + sections) rendered with jinja2.
+
+The header follows the Hub's model-card metadata spec (``license``, ``library_name``, ``tags``, ``datasets``,
+``metrics``, ``base_model``, ``pipeline_tag`` and ``model-index`` with self-reported eval results); the body
+follows Mitchell et al. 2019, "Model Cards for Model Reporting" (model details, intended use, factors/data,
+metrics, evaluation, ethical considerations, caveats). User text is escaped so it cannot inject HTML into a
+rendered card.
+"""
 from __future__ import annotations
+
+import math
+import re
 
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from tfresp.report.html import fmt, fmt_ci
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|])")
+
 
 def _fmt(value, digits=4):
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return "n/a" if value is None else fmt(value, digits)
+
+
+def md_escape(text) -> str:
+    """Escape Markdown/HTML control characters in user text (``<script>`` renders as text)."""
+    if text is None:
+        return ""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def md_text(text) -> str:
+    """User prose for a paragraph: HTML-significant characters become entities, line breaks are kept."""
+    if text is None:
+        return ""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def flatten(value, prefix: str = "", limit: int = 60) -> list:
+    """``[(dotted.key, scalar)]`` of a nested section (lists of scalars are joined), for generic rendering."""
+    out = []
+
+    def walk(v, p):
+        if len(out) >= limit:
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if k != "plots":
+                    walk(x, f"{p}.{k}" if p else str(k))
+        elif isinstance(v, list) and v and all(isinstance(x, (int, float, str, bool)) or x is None for x in v):
+            shown = ", ".join(_fmt(x, 3) for x in v[:8]) + (f", … ({len(v)} values)" if len(v) > 8 else "")
+            out.append((p, shown))
+        elif isinstance(v, list):
+            for i, x in enumerate(v[:10]):
+                walk(x, f"{p}[{i}]")
+        else:
+            out.append((p, _fmt(v)))
+
+    walk(value, prefix)
+    return out
+
+
+def _pipeline_tag(report: dict) -> str:
+    kind = (report.get("data") or {}).get("kind")
+    return {"text": "text-classification", "image": "image-classification"}.get(kind, "tabular-classification")
 
 
 def model_card_header(report: dict) -> dict:
+    """The model card's YAML metadata (Hub model-index with this run's test metrics)."""
     run = report["run"]
-    ev = (report.get("evaluation") or {}).get("test", {})
-    metrics = [{"type": k, "value": ev[k], "name": f"test {k}"} for k in ("accuracy", "f1", "roc_auc")
-               if ev.get(k) is not None]
+    ev = ((report.get("evaluation") or {}).get("test")) or {}
+    source = (report.get("data") or {}).get("source") or {}
+    ds_name = source.get("name", "unknown")
+    metrics = [{"type": k, "value": round(float(ev[k]), 6), "name": f"Test {k.replace('_', ' ')}"}
+               for k in ("accuracy", "balanced_accuracy", "f1", "roc_auc")
+               if isinstance(ev.get(k), (int, float))]
     priv = report.get("privacy") or {}
-    if priv.get("epsilon") is not None:
-        metrics.append({"type": "dp_epsilon", "value": priv["epsilon"], "name": "DP epsilon"})
-    tags = ["tfresp", "keras", "tensorflow"] + [k for k in ("privacy", "fairness", "robustness", "compression")
-                                                 if report.get(k)]
+    if isinstance(priv.get("epsilon"), (int, float)):
+        metrics.append({"type": "dp_epsilon", "value": round(float(priv["epsilon"]), 6),
+                        "name": f"DP epsilon (delta={priv.get('delta')})"})
+    for attr, sec in sorted((report.get("fairness") or {}).items()):
+        if isinstance(sec, dict):
+            for m in ("demographic_parity_difference", "equalized_odds_difference"):
+                if isinstance(sec.get(m), (int, float)):
+                    metrics.append({"type": m, "value": round(float(sec[m]), 6), "name": f"{m} ({attr})"})
+    for key, sec in sorted((report.get("robustness") or {}).items()):
+        if "@" in str(key) and isinstance(sec, dict) and isinstance(sec.get("accuracy"), (int, float)):
+            metrics.append({"type": "robust_accuracy", "value": round(float(sec["accuracy"]), 6),
+                            "name": f"Robust accuracy {key}"})
+    tags = ["tfresp", "keras", "tensorflow", "responsible-ai"]
     if priv:
-        tags.append("differential-privacy")
-    source = report["data"]["source"]
-    return {
+        tags += ["differential-privacy", "dp-sgd"]
+    for key, tag in (("fairness", "fairness"), ("robustness", "adversarial-robustness"),
+                     ("explanations", "explainability"), ("compression", "model-compression")):
+        if report.get(key):
+            tags.append(tag)
+    header = {
         "license": run.get("license") or "other",
         "library_name": "tf-keras",
+        "pipeline_tag": _pipeline_tag(report),
         "tags": tags,
-        "datasets": [source.get("name", "unknown")],
-        "metrics": [m["type"] for m in metrics],
-        "model-index": [{"name": run["name"], "results": [{
-            "task": {"type": "text-classification" if report["data"].get("kind") == "text"
-                     else "tabular-classification"},
-            "dataset": {"name": source.get("name", "unknown"), "type": source.get("name", "unknown"),
-                        "split": "test"},
-            "metrics": metrics}]}],
+        "datasets": [ds_name],
+        "metrics": sorted({m["type"] for m in metrics}),
     }
+    base = (report.get("model") or {}).get("base_checkpoint")
+    if base:
+        header["base_model"] = str(base)
+    if (report.get("data") or {}).get("kind") == "text":
+        header["language"] = ["en"]
+    header["model-index"] = [{"name": run["name"], "results": [{
+        "task": {"type": _pipeline_tag(report), "name": _pipeline_tag(report).replace("-", " ").title()},
+        "dataset": {"name": ds_name, "type": ds_name, "split": "test"},
+        "metrics": [{**m, "verified": False} for m in metrics]}]}]
+    return header
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def render_markdown(report: dict) -> str:
+    """The full model card: ``---\\n<yaml>---\\n\\n<body>``."""
     env = Environment(loader=PackageLoader("tfresp.report", "templates"), undefined=StrictUndefined,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = _fmt
-    header = yaml.safe_dump(model_card_header(report), sort_keys=False)
-    body = env.get_template("report.md.j2").render(r=report)
+    env.filters["ci"] = fmt_ci
+    env.filters["esc"] = md_escape
+    env.filters["text"] = md_text
+    env.filters["flatten"] = flatten
+    env.tests["finite"] = _finite
+    header = yaml.safe_dump(model_card_header(report), sort_keys=False, allow_unicode=True)
+    body = env.get_template("report.md.j2").render(r=report, run=report.get("run") or {})
+    body = re.sub(r"\n{3,}", "\n\n", body)
     return f"---\n{header}---\n\n{body}"
