@@ -24,11 +24,11 @@ def fit(config=None, *, data=None, out=None, overwrite: bool = False, quiet: boo
         >>> result = tfresp.fit("configs/quickstart.yaml", train={"epochs": 2}, out="runs/demo")
         >>> result.metrics["accuracy"]
     """
-    from tfresp.builder import build_and_run
-
     if data is not None:
         kwargs.setdefault("data", {})
         if isinstance(kwargs["data"], dict):
             kwargs["data"] = {"source": "memory", **kwargs["data"]}
     cfg = load_config(config, overrides=overrides, **kwargs)
+    from tfresp.builder import build_and_run  # imports TensorFlow: after the config is known to be valid
+
     return build_and_run(cfg, out=out, overwrite=overwrite, quiet=quiet, memory=data, resume=resume)
