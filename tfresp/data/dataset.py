@@ -206,4 +206,9 @@ def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: 
     ds = tf.data.Dataset.from_tensor_slices((x, y, extras))
     if shuffle:
         ds = ds.shuffle(min(n, 100_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if isinstance(x, dict) and "attention_mask" in x:  # text: dynamic padding per batch
+        from tfresp.data.text import trim_padding
+
+        ds = ds.map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

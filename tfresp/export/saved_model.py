@@ -41,7 +41,8 @@ class ServingModule(tf.Module):
 
 def build_serving_module(ctx):
     post = ctx.state.get("serving_postprocess")
-    return ServingModule(ctx.data.preprocessor, ctx.core, ctx.data.classes, post)
+    core = ctx.state.get("export_core", ctx.core)  # e.g. LoRA merged into the base weights
+    return ServingModule(ctx.data.preprocessor, core, ctx.data.classes, post)
 
 
 def save_module(module, signature_input, path: Path) -> Path:

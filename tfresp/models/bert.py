@@ -1,0 +1,481 @@
+"""A functional Keras BERT (Devlin et al., 2019) that loads transformers TF checkpoints.
+
+Built only from layers that tensorflow-privacy's fast-clipping registry and tfmot understand
+(``Embedding``, ``Dense``, ``LayerNormalization``, ``Dropout``) plus small weight-free layers for
+the attention arithmetic, so DP ghost clipping (Li et al., 2022) and pruning apply to the whole
+encoder. Weights use the transformers naming (``encoder/layer_._0/attention/self/query/kernel``),
+so a transformers ``tf_model.h5`` and a tfresp checkpoint load through the same code.
+
+Example:
+    >>> cfg = BertConfig(vocab_size=8000, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=256)
+    >>> core = build_classifier(cfg, num_classes=3, max_length=64)
+    >>> core({"input_ids": ids, "attention_mask": mask}).shape   # [batch, 3] logits
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp.errors import ConfigError, IncompatibleModelError
+from tfresp.models.registry import register_model
+
+CHECKPOINT_DIR = "bert"
+WEIGHTS_FILE = "weights.npz"
+CONFIG_FILE = "bert_config.json"
+
+
+@dataclasses.dataclass
+class BertConfig:
+    """Architecture hyper-parameters (transformers ``BertConfig`` names in ``from_hf``)."""
+
+    vocab_size: int = 8000
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    max_position: int = 128
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    @classmethod
+    def from_hf(cls, d: dict) -> "BertConfig":
+        if d.get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_python"):
+            raise IncompatibleModelError(f"checkpoint uses hidden_act={d.get('hidden_act')!r}; "
+                                         "the functional BERT supports gelu. Remedy: use a gelu BERT checkpoint")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise IncompatibleModelError("checkpoint uses relative position embeddings; remedy: use an "
+                                         "absolute-position BERT checkpoint")
+        return cls(vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], num_layers=d["num_hidden_layers"],
+                   num_heads=d["num_attention_heads"], intermediate_size=d["intermediate_size"],
+                   max_position=d["max_position_embeddings"], type_vocab_size=d.get("type_vocab_size", 2),
+                   dropout=d.get("hidden_dropout_prob", 0.1),
+                   attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
+                   layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+                   initializer_range=d.get("initializer_range", 0.02))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# -- weight-free helper layers (no trainable variables: transparent to DP clipping and pruning) ----------
+class PositionIds(keras.layers.Layer):
+    """``[batch, length]`` position ids ``0..length-1`` for an ``input_ids`` tensor."""
+
+    def call(self, input_ids):
+        length = tf.shape(input_ids)[1]
+        return tf.broadcast_to(tf.range(length, dtype=input_ids.dtype)[tf.newaxis, :], tf.shape(input_ids))
+
+
+class ZerosLike(keras.layers.Layer):
+    """Token-type ids (all segment 0: single-sentence tasks)."""
+
+    def call(self, input_ids):
+        return tf.zeros_like(input_ids)
+
+
+class ClsToken(keras.layers.Layer):
+    """The hidden state of the first (``[CLS]``) token."""
+
+    def call(self, hidden):
+        return hidden[:, 0, :]
+
+
+class DotProductAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention over projected q, k, v (Vaswani et al., 2017).
+
+    Args:
+        num_heads: number of heads; the hidden size must be divisible by it.
+        dropout: dropout on the attention probabilities.
+    """
+
+    def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.dropout = int(num_heads), float(dropout)
+        self._drop = keras.layers.Dropout(self.dropout)
+
+    def call(self, q, k, v, mask, training=None):
+        b, n = tf.shape(q)[0], tf.shape(q)[1]
+        hidden = q.shape[-1]
+        d = hidden // self.num_heads
+
+        def heads(t):
+            return tf.transpose(tf.reshape(t, [b, -1, self.num_heads, d]), [0, 2, 1, 3])
+
+        scores = tf.matmul(heads(q), heads(k), transpose_b=True) / math.sqrt(d)
+        add = (1.0 - tf.cast(mask, scores.dtype))[:, tf.newaxis, tf.newaxis, :] * tf.cast(-1e9, scores.dtype)
+        probs = self._drop(tf.nn.softmax(scores + add, axis=-1), training=training)
+        ctx = tf.matmul(probs, heads(v))
+        return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [b, n, hidden])
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
+
+
+def gelu(x):
+    """Exact (erf) GELU, as in BERT and transformers' ``gelu``."""
+    return tf.nn.gelu(x, approximate=False)
+
+
+# -- building -------------------------------------------------------------------------------------------
+def _init(cfg: BertConfig):
+    return keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
+
+
+def _projection(x, width: int, name: str, cfg: BertConfig, peft: Optional[dict], activation=None):
+    """Dense projection, plus a LoRA branch (Hu et al., 2022) when ``name`` is a LoRA target."""
+    from tfresp.models import peft as peft_mod
+
+    out = keras.layers.Dense(width, activation=None, kernel_initializer=_init(cfg), name=name)(x)
+    if peft and peft.get("lora") and peft_mod.is_lora_target(name, peft["lora"]):
+        out = peft_mod.lora_branch(x, out, name, peft["lora"])
+    if activation is not None:
+        out = keras.layers.Activation(activation, name=f"{name}_act")(out)
+    return out
+
+
+def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
+    """Inputs and the final hidden states ``[batch, length, hidden]`` of a BERT encoder."""
+    if cfg.hidden_size % cfg.num_heads:
+        raise ConfigError([("model.bert.heads", cfg.num_heads, f"must divide hidden={cfg.hidden_size}")])
+    ids = keras.Input(shape=(None,), dtype=tf.int32, name="input_ids")
+    mask = keras.Input(shape=(None,), dtype=tf.int32, name="attention_mask")
+    word = keras.layers.Embedding(cfg.vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+                                  name="embeddings_word")(ids)
+    pos = keras.layers.Embedding(cfg.max_position, cfg.hidden_size, embeddings_initializer=_init(cfg),
+                                 name="embeddings_position")(PositionIds(name="position_ids")(ids))
+    typ = keras.layers.Embedding(cfg.type_vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+                                 name="embeddings_token_type")(ZerosLike(name="token_type_ids")(ids))
+    h = keras.layers.Add(name="embeddings_sum")([word, pos, typ])
+    h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_ln")(h)
+    h = keras.layers.Dropout(cfg.dropout, name="embeddings_dropout")(h)
+    for i in range(cfg.num_layers):
+        p = f"layer_{i}_"
+        q = _projection(h, cfg.hidden_size, p + "query", cfg, peft)
+        k = _projection(h, cfg.hidden_size, p + "key", cfg, peft)
+        v = _projection(h, cfg.hidden_size, p + "value", cfg, peft)
+        a = DotProductAttention(cfg.num_heads, cfg.attention_dropout, name=p + "attention")(q, k, v, mask)
+        a = _projection(a, cfg.hidden_size, p + "attention_output", cfg, peft)
+        a = keras.layers.Dropout(cfg.dropout, name=p + "attention_dropout")(a)
+        if peft and peft.get("adapters"):
+            from tfresp.models.peft import adapter
+
+            a = adapter(a, p + "attention_adapter", peft["adapters"], cfg.hidden_size)
+        h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=p + "attention_ln")(
+            keras.layers.Add(name=p + "attention_residual")([h, a]))
+        f = _projection(h, cfg.intermediate_size, p + "intermediate", cfg, peft, activation=gelu)
+        f = _projection(f, cfg.hidden_size, p + "output", cfg, peft)
+        f = keras.layers.Dropout(cfg.dropout, name=p + "output_dropout")(f)
+        if peft and peft.get("adapters"):
+            from tfresp.models.peft import adapter
+
+            f = adapter(f, p + "output_adapter", peft["adapters"], cfg.hidden_size)
+        h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=p + "output_ln")(
+            keras.layers.Add(name=p + "output_residual")([h, f]))
+    return {"input_ids": ids, "attention_mask": mask}, h
+
+
+def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, peft: Optional[dict] = None,
+                     name: str = "bert_classifier") -> keras.Model:
+    """BERT encoder + pooler (tanh on ``[CLS]``) + dropout + linear logits."""
+    inputs, h = encoder(cfg, max_length, peft)
+    pooled = keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
+                                name="pooler")(ClsToken(name="cls_token")(h))
+    pooled = keras.layers.Dropout(cfg.dropout, name="classifier_dropout")(pooled)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=_init(cfg), name="classifier")(pooled)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_mlm(cfg: BertConfig, max_length: int = 128, name: str = "bert_mlm") -> keras.Model:
+    """BERT encoder + masked-LM head (dense-gelu-LayerNorm-vocab logits ``[batch, length, vocab]``)."""
+    inputs, h = encoder(cfg, max_length)
+    t = keras.layers.Dense(cfg.hidden_size, activation=gelu, kernel_initializer=_init(cfg), name="mlm_transform")(h)
+    t = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="mlm_ln")(t)
+    logits = keras.layers.Dense(cfg.vocab_size, kernel_initializer=_init(cfg), name="mlm_logits")(t)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_hidden_model(cfg: BertConfig, max_length: int = 128) -> keras.Model:
+    """Encoder only: ``last_hidden_state`` (for equality checks against transformers)."""
+    inputs, h = encoder(cfg, max_length)
+    return keras.Model(inputs, h, name="bert_encoder")
+
+
+# -- transformers-style weight names --------------------------------------------------------------------
+_LAYER_MAP = {"query": "attention/self/query", "key": "attention/self/key", "value": "attention/self/value",
+              "attention_output": "attention/output/dense", "attention_ln": "attention/output/LayerNorm",
+              "intermediate": "intermediate/dense", "output": "output/dense", "output_ln": "output/LayerNorm"}
+_TOP_MAP = {"embeddings_word": "embeddings/word_embeddings", "embeddings_position": "embeddings/position_embeddings",
+            "embeddings_token_type": "embeddings/token_type_embeddings", "embeddings_ln": "embeddings/LayerNorm",
+            "pooler": "pooler/dense"}
+_VAR_MAP = {"kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta", "embeddings": "embeddings"}
+
+
+def hf_name(layer_name: str, var_name: str) -> Optional[str]:
+    """transformers name of a functional-BERT variable (None for non-BERT layers such as LoRA or heads)."""
+    base = None
+    if layer_name in _TOP_MAP:
+        base = _TOP_MAP[layer_name]
+    elif layer_name.startswith("layer_"):
+        i, _, rest = layer_name[len("layer_"):].partition("_")
+        if rest in _LAYER_MAP:
+            base = f"encoder/layer_._{i}/{_LAYER_MAP[rest]}"
+    if base is None:
+        return None
+    if base == "embeddings/word_embeddings":
+        return base + "/weight"
+    return f"{base}/{_VAR_MAP.get(var_name, var_name)}"
+
+
+def _short(var) -> str:
+    return var.name.split("/")[-1].split(":")[0]
+
+
+def named_weights(model: keras.Model, include_all: bool = False) -> Dict[str, np.ndarray]:
+    """``{transformers name: array}`` for the encoder (and, with ``include_all``, ``<layer>/<var>`` for the rest)."""
+    out = {}
+    for layer in model.layers:
+        for var in layer.weights:
+            name = hf_name(layer.name, _short(var))
+            if name is None and include_all:
+                name = f"tfresp/{layer.name}/{_short(var)}"
+            if name is not None:
+                out[name] = var.numpy()
+    return out
+
+
+def assign_named_weights(model: keras.Model, weights: Dict[str, np.ndarray], strict: bool = True) -> List[str]:
+    """Copy ``weights`` (transformers names) into ``model``; returns the names that were loaded.
+
+    Raises:
+        IncompatibleModelError: a BERT variable is missing in ``weights`` (``strict``) or its shape differs.
+    """
+    loaded = []
+    for layer in model.layers:
+        for var in layer.weights:
+            name = hf_name(layer.name, _short(var))
+            if name is None:
+                name = f"tfresp/{layer.name}/{_short(var)}"
+                if name not in weights or tuple(weights[name].shape) != tuple(var.shape):
+                    continue  # heads/PEFT weights load only when they fit (same task and classes)
+            if name not in weights and name.startswith("pooler/"):
+                continue  # an MLM-pretrained encoder has no pooler: it starts from its initializer
+            if name not in weights:
+                if strict:
+                    raise IncompatibleModelError(f"layer {layer.name!r}: checkpoint has no weight {name!r}. "
+                                                 "Remedy: point model.checkpoint at a BERT checkpoint")
+                continue
+            value = weights[name]
+            if tuple(value.shape) != tuple(var.shape):
+                if name == "embeddings/position_embeddings/embeddings" and value.shape[0] > var.shape[0]:
+                    value = value[: var.shape[0]]
+                else:
+                    raise IncompatibleModelError(
+                        f"layer {layer.name!r}: weight {name!r} has shape {tuple(value.shape)} in the checkpoint "
+                        f"but {tuple(var.shape)} in the model. Remedy: match model.bert to the checkpoint")
+            var.assign(value)
+            loaded.append(name)
+    return loaded
+
+
+def read_hf_h5(path) -> Dict[str, np.ndarray]:
+    """Read a transformers ``tf_model.h5`` into ``{name relative to 'bert/': array}``."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                key = name.split(":")[0]
+                if "/bert/" in "/" + key:
+                    key = ("/" + key).rsplit("/bert/", 1)[1]
+                out[key] = np.asarray(obj)
+
+        f.visititems(visit)
+    return out
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------
+def resolve_checkpoint(path) -> dict:
+    """Describe a checkpoint dir: a transformers TF dir or a tfresp run (``RUN/bert``).
+
+    Returns:
+        dict with ``kind`` (``transformers`` | ``tfresp``), ``config`` (:class:`BertConfig`), ``vocab`` (path),
+        ``lowercase``, ``weights`` (a loader callable) and ``path``.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError([("model.checkpoint", str(path), "directory does not exist")])
+    if (p / CHECKPOINT_DIR / CONFIG_FILE).exists():
+        p = p / CHECKPOINT_DIR
+    if (p / CONFIG_FILE).exists():
+        meta = json.loads((p / CONFIG_FILE).read_text())
+        cfg = BertConfig(**meta["bert"])
+        return {"kind": "tfresp", "path": str(p), "config": cfg, "vocab": str(p / "vocab.txt"),
+                "lowercase": meta.get("lowercase", True), "max_length": meta.get("max_length"),
+                "weights": lambda: dict(np.load(p / WEIGHTS_FILE))}
+    if (p / "config.json").exists() and (p / "tf_model.h5").exists():
+        hf = json.loads((p / "config.json").read_text())
+        if hf.get("model_type", "bert") != "bert":
+            raise IncompatibleModelError(f"model.checkpoint {str(p)!r} is a {hf.get('model_type')!r} model; "
+                                         "remedy: use a BERT-architecture checkpoint (bert, MiniLM)")
+        lower = True
+        tc = p / "tokenizer_config.json"
+        if tc.exists():
+            lower = bool(json.loads(tc.read_text()).get("do_lower_case", True))
+        if not (p / "vocab.txt").exists():
+            raise ConfigError([("model.checkpoint", str(p), "has no vocab.txt (WordPiece vocabulary)")])
+        return {"kind": "transformers", "path": str(p), "config": BertConfig.from_hf(hf),
+                "vocab": str(p / "vocab.txt"), "lowercase": lower, "max_length": None,
+                "weights": lambda: read_hf_h5(p / "tf_model.h5")}
+    raise ConfigError([("model.checkpoint", str(path),
+                        "expected a transformers TF checkpoint (config.json + tf_model.h5 + vocab.txt) "
+                        "or a tfresp run directory with bert/ (a finished bert run)")])
+
+
+def save_checkpoint(model: keras.Model, cfg: BertConfig, directory, vocab_path, lowercase: bool,
+                    max_length: int, extra: Optional[dict] = None) -> Path:
+    """Write ``bert_config.json``, ``weights.npz`` (transformers names) and ``vocab.txt`` to ``directory``."""
+    import shutil
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    np.savez(d / WEIGHTS_FILE, **named_weights(model, include_all=True))
+    (d / CONFIG_FILE).write_text(json.dumps({"bert": cfg.to_json(), "lowercase": lowercase,
+                                             "max_length": max_length, **(extra or {})}, indent=1))
+    shutil.copyfile(vocab_path, d / "vocab.txt")
+    return d
+
+
+# -- config -> model ------------------------------------------------------------------------------------
+_BERT_KEYS = {"hidden": "hidden_size", "layers": "num_layers", "heads": "num_heads",
+              "intermediate": "intermediate_size", "max_position": "max_position"}
+
+
+def config_from_model_section(mc, vocab_size: int, max_length: int) -> BertConfig:
+    """:class:`BertConfig` from ``model.bert`` (``hidden``, ``layers``, ``heads``, ``intermediate``)."""
+    spec = dict(mc.bert or {})
+    problems = []
+    kw = {}
+    for k, v in spec.items():
+        if k not in _BERT_KEYS:
+            problems.append((f"model.bert.{k}", v, f"unknown key; expected one of {sorted(_BERT_KEYS)}"))
+        elif not isinstance(v, int) or v <= 0:
+            problems.append((f"model.bert.{k}", v, "a positive integer"))
+        else:
+            kw[_BERT_KEYS[k]] = v
+    if problems:
+        raise ConfigError(problems)
+    kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 64))
+    kw.setdefault("max_position", max(128, max_length))
+    if kw["max_position"] < max_length:
+        raise ConfigError([("model.bert.max_position", kw["max_position"], f">= data.max_length ({max_length})")])
+    return BertConfig(vocab_size=vocab_size, dropout=mc.dropout, attention_dropout=mc.dropout, **kw)
+
+
+def apply_freeze(core: keras.Model, freeze, num_layers: int) -> List[str]:
+    """Freeze ``embeddings`` | first ``N`` encoder layers (+ embeddings) | ``all-but-head``; returns frozen layers."""
+    frozen = []
+    for layer in core.layers:
+        n = layer.name
+        is_emb = n.startswith("embeddings_")
+        block = int(n.split("_")[1]) if n.startswith("layer_") and n.split("_")[1].isdigit() else None
+        if freeze == "embeddings":
+            hit = is_emb
+        elif freeze == "all-but-head":
+            hit = is_emb or block is not None
+        elif isinstance(freeze, int):
+            hit = is_emb or (block is not None and block < freeze)
+        else:
+            hit = False
+        if hit and layer.weights and "_lora_" not in n and "_adapter_" not in n:
+            layer.trainable = False
+            frozen.append(n)
+    return frozen
+
+
+def _build(config, data, cfg: BertConfig, weights=None, source=None):
+    import tfresp.tasks.text_model  # noqa: F401  (registers the BERT run concern)
+    from tfresp.models import peft as peft_mod
+
+    mc = config.model
+    max_length = data.extra["max_length"]
+    if config.task == "mlm":
+        if mc.lora or mc.adapters:
+            raise ConfigError([("model.lora", mc.lora or mc.adapters, "LoRA/adapters apply to fine-tuning "
+                                "(task: classification), not to mlm pretraining")])
+        core = build_mlm(cfg, max_length)
+    else:
+        peft = peft_mod.parse(mc)
+        core = build_classifier(cfg, data.num_classes, max_length, peft)
+    extra = {"bert": cfg.to_json(), "max_length": max_length}
+    if weights is not None:
+        loaded = assign_named_weights(core, weights, strict=True)
+        extra["loaded_weights"] = len(loaded)
+        extra["checkpoint_kind"] = source
+    if isinstance(mc.freeze, int) and not 0 <= mc.freeze <= cfg.num_layers:
+        raise ConfigError([("model.freeze", mc.freeze, f"0..{cfg.num_layers} (encoder layers)")])
+    frozen = apply_freeze(core, mc.freeze, cfg.num_layers)
+    peft_info = peft_mod.apply_trainability(core, mc) if config.task != "mlm" else None
+    if peft_info:
+        extra.update(peft_info)
+    if frozen:
+        extra["frozen_layers"] = frozen
+    if config.privacy is not None:
+        extra["dp_layer_support"] = dp_layer_support(core)
+    data.extra.setdefault("model_extra", {}).update(extra)
+    data.extra["bert_config"] = cfg
+    return core
+
+
+def dp_layer_support(core: keras.Model) -> dict:
+    """Which trainable layers tensorflow-privacy's default fast-clipping registry covers.
+
+    Embedding gathers are covered (``embedding_layer_computation``), so embeddings stay trainable under DP;
+    LayerNormalization has a registry function in tf-privacy that the privacy concern may insert.
+    """
+    try:
+        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
+    except Exception:  # tf-privacy missing: report nothing rather than guess
+        return {}
+    reg = layer_registry.make_default_layer_registry()
+    supported, other = set(), set()
+    for layer in core.layers:
+        if layer.trainable_weights:
+            (supported if reg.is_elem(layer) else other).add(layer.__class__.__name__)
+    return {"registry_supported": sorted(supported), "registry_unsupported": sorted(other),
+            "embeddings_frozen_for_dp": False}
+
+
+@register_model("bert")
+def _bert(config, data):
+    if data.kind != "text":
+        raise ConfigError([("model.kind", "bert", f"BERT needs text data (set data.text), but the data is {data.kind}")])
+    cfg = config_from_model_section(config.model, data.extra["vocab_size"], data.extra["max_length"])
+    if config.model.checkpoint:
+        ck = resolve_checkpoint(config.model.checkpoint)
+        return _build(config, data, ck["config"], ck["weights"](), ck["kind"])
+    return _build(config, data, cfg)
+
+
+@register_model("checkpoint")
+def _checkpoint(config, data):
+    if data.kind != "text":
+        raise ConfigError([("model.kind", "checkpoint", "a BERT checkpoint needs text data (set data.text)")])
+    if not config.model.checkpoint:
+        raise ConfigError([("model.checkpoint", None, "a path to a transformers TF checkpoint or a tfresp run")])
+    ck = resolve_checkpoint(config.model.checkpoint)
+    cfg = dataclasses.replace(ck["config"], dropout=config.model.dropout, attention_dropout=config.model.dropout)
+    if data.extra["max_length"] > cfg.max_position:
+        raise ConfigError([("data.max_length", data.extra["max_length"],
+                            f"<= the checkpoint's max_position ({cfg.max_position})")])
+    return _build(config, data, cfg, ck["weights"](), ck["kind"])
