@@ -90,21 +90,18 @@ class PruningScheduler(keras.callbacks.Callback):
         self.skipped: List[tuple] = []
         self._masks: List[tf.Variable] = []
         self._active = False
+        self._ready = False
 
     # -- hooks ------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
-        model = self._target_model or self.model
-        self.kernels, self.skipped = select_kernels(model.trainable_variables, self.include, self.exclude,
-                                                    self.structured)
-        if len(self._masks) != len(self.kernels) or any(
-                m.shape != k.shape for m, k in zip(self._masks, self.kernels)):
-            self._masks = [tf.Variable(tf.ones(k.shape, k.dtype), trainable=False, name="prune_mask")
-                           for k in self.kernels]
-            self._active = False
-        self._maybe_update(self._step())
+        self._ready = False
+        self._init_targets()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._maybe_update(self._step())
+        if not self._ready:  # a subclassed model is only built by its first batch
+            self._init_targets()
+        if self._ready:
+            self._maybe_update(self._step())
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -115,6 +112,23 @@ class PruningScheduler(keras.callbacks.Callback):
             self._apply()
 
     # -- internals --------------------------------------------------------------------------
+    def _init_targets(self) -> None:
+        model = self._target_model or self.model
+        variables = model.trainable_variables
+        if not variables:
+            return
+        self.kernels, self.skipped = select_kernels(variables, self.include, self.exclude, self.structured)
+        if len(self._masks) != len(self.kernels) or any(
+                m.shape != k.shape for m, k in zip(self._masks, self.kernels)):
+            self._masks = [tf.Variable(tf.ones(k.shape, k.dtype), trainable=False, name="prune_mask")
+                           for k in self.kernels]
+            self._active = False
+        self._ready = True
+        step = self._step()
+        if step >= self.schedule.begin_step and not self._active and not self.schedule.update_due(step):
+            self.update_masks(step)  # built late (subclassed model): catch up with the schedule now
+        self._maybe_update(step)
+
     def _step(self) -> int:
         opt = getattr(self.model, "optimizer", None)
         it = getattr(opt, "iterations", None)

@@ -42,19 +42,18 @@ class SparsitySchedule:
     def sparsity(self, step: int) -> float:
         if step < self.begin_step:
             return 0.0
-        if self.kind == "constant":
+        if self.kind == "constant" or self.end_step <= self.begin_step:
             return float(self.target)
         span = max(self.end_step - self.begin_step, 1)
         frac = min(max((step - self.begin_step) / span, 0.0), 1.0)
         return float(self.target + (self.initial - self.target) * (1.0 - frac) ** self.power)
 
     def update_due(self, step: int) -> bool:
-        """Masks are recomputed at ``begin_step`` and every ``frequency`` steps until ``end_step``."""
-        if step < self.begin_step:
+        """Masks are recomputed at ``begin_step`` and every ``frequency`` steps after it (until
+        ``end_step`` for the polynomial schedule; forever for the constant one), as in tfmot."""
+        if step < self.begin_step or (step - self.begin_step) % self.frequency:
             return False
-        if self.kind == "constant":
-            return (step - self.begin_step) % self.frequency == 0 and step <= max(self.end_step, self.begin_step)
-        return step <= self.end_step and ((step - self.begin_step) % self.frequency == 0 or step == self.end_step)
+        return self.kind == "constant" or step <= self.end_step
 
 
 def make_schedule(cfg, total_steps: int, target: float) -> SparsitySchedule:
@@ -62,6 +61,8 @@ def make_schedule(cfg, total_steps: int, target: float) -> SparsitySchedule:
     total_steps = max(int(total_steps), 1)
     begin = int(math.floor(cfg.begin * total_steps))
     end = max(int(math.ceil(cfg.end * total_steps)) - 1, begin)
-    freq = cfg.frequency or max(1, (end - begin) // 10 or 1)
+    freq = cfg.frequency or max(1, (end - begin) // 10)
+    # Align the end on an update step so the polynomial schedule really reaches the target.
+    end = begin + freq * ((end - begin) // freq)
     return SparsitySchedule(kind=cfg.schedule, target=float(target), begin_step=begin, end_step=end,
                             frequency=int(freq))
