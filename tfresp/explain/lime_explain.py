@@ -213,10 +213,12 @@ def explain_image(image: np.ndarray, predict: Callable[[np.ndarray], np.ndarray]
     image = np.asarray(image)
     if segments is None:
         segments = grid_segments(image.shape[0], image.shape[1])
-    label = _label_for(predict, image[None], label)
+    proba = predict(image[None])[0]
+    label = int(np.argmax(proba)) if label is None else int(label)
     explainer = _lime.image_explainer(seed)
     exp = _lime.explain_image_instance(explainer, image, predict, label, num_samples, batch_size, segments, seed,
                                        hide_color)
+    exp.predict_proba = proba  # lime's ImageExplanation does not keep it
     out = _summarize(exp, label, top_k, lambda i: f"segment_{i}", seed, num_samples, class_names)
     weights = np.zeros(int(segments.max()) + 1)
     for i, w in exp.local_exp[label]:
