@@ -189,13 +189,14 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
 
     target = rundir.resolve_out(out if out is not None else config.out, config.name)
     rundir.check_target(target, overwrite, resume)
+    # Before any TF op: MultiWorkerMirroredStrategy must configure collectives at program start.
+    strategy, sname = pick_strategy(config.distribute)
     resume_point = checkpointing.check_resume(target, config, resume, overwrite)
     set_seed(config.seed)
     t_start = time.perf_counter()
     data = prepare(config, memory=memory)
     stage = rundir.staging_dir(target)
     try:
-        strategy, sname = pick_strategy(config.distribute)
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
                          quiet=quiet)
         ctx.state.update(target=target, resume_point=resume_point)

@@ -465,8 +465,13 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
                             early_stopping=next((c for c in callbacks
                                                  if isinstance(c, keras.callbacks.EarlyStopping)), None))
     fit_kwargs = {"steps_per_epoch": steps, "initial_epoch": resume.state["epoch"] if resume else 0}
-    ctx.state["checkpointing"] = {"every": cfg.train.checkpoint_every, "working_dir": str(root.parent),
-                                  "resumed_from_step": skip if resume else None, "steps_per_epoch": steps}
+    from tfresp.distribute import batch_sizes
+
+    extra = ctx.state.setdefault("training_extra", {})
+    extra.update(batch_sizes(ctx.strategy, cfg.train.batch_size))
+    extra["steps_per_epoch"] = steps
+    extra["checkpointing"] = {"every": cfg.train.checkpoint_every, "resumed_from_step": skip if resume else None,
+                              "resumed_from_epoch": resume.state["epoch"] if resume else None}
     return FitPlan(dataset, fit_kwargs, saver)
 
 

@@ -1,64 +1,164 @@
-"""Pick the ``tf.distribute`` strategy for ``config.distribute``."""
+"""Pick the ``tf.distribute`` strategy for ``config.distribute`` and describe its batch split.
+
+``config.distribute``:
+
+* ``none``: the default (single-device) strategy.
+* ``mirrored``: :class:`tf.distribute.MirroredStrategy` over all GPUs, or over all logical CPUs when
+  there is no GPU and several logical CPU devices are configured (tests, :func:`logical_cpus`).
+* ``multi_worker``: :class:`tf.distribute.MultiWorkerMirroredStrategy`; needs ``TF_CONFIG``.
+* ``tpu``: :class:`tf.distribute.TPUStrategy`; a :class:`~tfresp.errors.ConfigError` without a TPU.
+* ``auto``: TPU when the runtime has one, multi-worker when ``TF_CONFIG`` names several workers,
+  mirrored with more than one GPU, else the default strategy.
+
+Batch sizes: ``train.batch_size`` is the *global* batch (what DP accounting's sampling rate and the
+learning rate refer to); each of the ``R`` replicas gets ``batch_size / R`` rows. Keras splits a global
+batch across replicas; ``TfrespModel.train_step`` divides each replica's mean loss by ``R`` because the
+optimizer sums the replicas' gradients, so a step equals the single-device step on the same global
+batch. Both sizes are reported under ``report.training``.
+
+TPU discovery (Colab and Cloud TPU VMs): a TPU VM exposes its chips locally (``/dev/accel*`` or
+``/dev/vfio``) and needs ``TPUClusterResolver(tpu="local")``; the older TPU-node runtime names the TPU
+through ``TPU_NAME`` / ``COLAB_TPU_ADDR``. :func:`tpu_or_default` is the notebook helper that falls back
+to the default strategy off TPU.
+"""
 from __future__ import annotations
 
+import glob
 import json
+import logging
+import math
 import os
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
 from tfresp.errors import ConfigError
 
+log = logging.getLogger("tfresp")
+
+
+def _tpu_vm() -> bool:
+    return bool(glob.glob("/dev/accel*")) or os.path.isdir("/dev/vfio") and bool(os.environ.get("TPU_ACCELERATOR_TYPE"))
+
+
+def _tpu_hint() -> bool:
+    return bool(os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME") or _tpu_vm())
+
 
 def _tpu_resolver():
-    try:
-        return tf.distribute.cluster_resolver.TPUClusterResolver()
-    except (ValueError, tf.errors.NotFoundError):
-        pass
-    try:  # Colab TPU VMs expose the TPU locally
-        return tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
-    except (ValueError, tf.errors.NotFoundError, RuntimeError):
-        return None
+    """A TPU cluster resolver, or None off TPU. Never contacts a metadata server without a hint."""
+    attempts = []
+    if _tpu_vm():
+        attempts.append({"tpu": "local"})  # Colab / Cloud TPU VMs (the current runtime)
+    name = os.environ.get("TPU_NAME")
+    if name:
+        attempts.append({"tpu": name})
+    if os.environ.get("COLAB_TPU_ADDR"):
+        attempts.append({})  # legacy Colab TPU node: the resolver reads COLAB_TPU_ADDR itself
+    for kwargs in attempts:
+        try:
+            return tf.distribute.cluster_resolver.TPUClusterResolver(**kwargs)
+        except (ValueError, RuntimeError, tf.errors.NotFoundError, tf.errors.UnavailableError) as exc:
+            log.info("tfresp: TPUClusterResolver(%s) failed: %s", kwargs, exc)
+    return None
 
 
 def _tpu_strategy(resolver):
-    tf.config.experimental_connect_to_cluster(resolver)
+    if getattr(resolver, "_tpu", None) not in (b"local", "local"):
+        tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
 
 
-def pick_strategy(mode: str = "auto"):
-    """Return ``(strategy, description)``.
+def tpu_or_default() -> Tuple[tf.distribute.Strategy, str]:
+    """``(TPUStrategy, "tpu")`` on a TPU runtime, else ``(default strategy, "default")``.
 
-    ``auto``: TPUStrategy on a TPU runtime, MultiWorkerMirroredStrategy when ``TF_CONFIG`` names
-    several workers, MirroredStrategy with more than one GPU, else the default strategy.
+    Example:
+        >>> strategy, kind = tpu_or_default()
+        >>> with strategy.scope():
+        ...     model = build()
     """
+    if _tpu_hint():
+        resolver = _tpu_resolver()
+        if resolver is not None:
+            try:
+                return _tpu_strategy(resolver), "tpu"
+            except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+                log.warning("tfresp: TPU found but could not be initialised (%s); using the default strategy", exc)
+    return tf.distribute.get_strategy(), "default"
+
+
+def logical_cpus(n: int) -> None:
+    """Split the host CPU into ``n`` logical devices (call before TensorFlow initialises its devices).
+
+    For tests and CPU benchmarks of :class:`~tf.distribute.MirroredStrategy`.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * int(n))
+
+
+def _workers_in_tf_config() -> int:
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        return 0
+    try:
+        cluster = json.loads(tf_config).get("cluster", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise ConfigError([("TF_CONFIG", tf_config[:80], "is not valid JSON with a `cluster` mapping")]) from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def _mirrored():
     gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) > 1:
+        return tf.distribute.MirroredStrategy(devices=[d.name for d in cpus])
+    return tf.distribute.MirroredStrategy()
+
+
+def pick_strategy(mode: str = "auto"):
+    """Return ``(strategy, description)`` for ``config.distribute``."""
     if mode == "none":
         return tf.distribute.get_strategy(), "default"
     if mode == "tpu":
-        resolver = _tpu_resolver()
+        resolver = _tpu_resolver() if _tpu_hint() else None
         if resolver is None:
-            raise ConfigError([("distribute", "tpu", "no TPU runtime found")])
+            raise ConfigError([("distribute", "tpu", "no TPU runtime found (no /dev/accel*, TPU_NAME or "
+                                "COLAB_TPU_ADDR); use distribute: auto to fall back to CPU/GPU")])
         return _tpu_strategy(resolver), "tpu"
     if mode == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise ConfigError([("distribute", "multi_worker", "needs the TF_CONFIG environment variable")])
+        if _workers_in_tf_config() < 1:
+            raise ConfigError([("distribute", "multi_worker", "needs the TF_CONFIG environment variable "
+                                "naming the cluster's workers")])
         return tf.distribute.MultiWorkerMirroredStrategy(), "multi_worker"
     if mode == "mirrored":
-        return tf.distribute.MirroredStrategy(), "mirrored"
+        return _mirrored(), "mirrored"
     # auto
-    if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"):
+    if _tpu_hint():
         resolver = _tpu_resolver()
         if resolver is not None:
             return _tpu_strategy(resolver), "tpu"
-    tf_config = os.environ.get("TF_CONFIG")
-    if tf_config:
-        try:
-            workers = json.loads(tf_config).get("cluster", {}).get("worker", [])
-        except json.JSONDecodeError:
-            raise ConfigError([("TF_CONFIG", tf_config[:80], "is not valid JSON")]) from None
-        if len(workers) > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy(), "multi_worker"
-    if len(gpus) > 1:
+    if _workers_in_tf_config() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy(), "multi_worker"
+    if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy(), "mirrored"
     return tf.distribute.get_strategy(), "default"
+
+
+def batch_sizes(strategy, global_batch: int) -> dict:
+    """How a global batch is split: ``{global_batch_size, per_replica_batch_size, replicas, ...}``."""
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1))
+    workers = 1
+    resolver: Optional[object] = getattr(strategy, "cluster_resolver", None)
+    if resolver is not None:
+        try:
+            workers = max(1, len(resolver.cluster_spec().as_dict().get("worker", [])) +
+                          len(resolver.cluster_spec().as_dict().get("chief", [])))
+        except Exception:  # a resolver without a cluster spec (single host)
+            workers = 1
+    devices = list(getattr(getattr(strategy, "extended", None), "worker_devices", []) or [])
+    return {"global_batch_size": int(global_batch),
+            "per_replica_batch_size": int(math.ceil(global_batch / replicas)),
+            "replicas": replicas, "workers": workers, "devices": [str(d) for d in devices]}

@@ -84,7 +84,11 @@ class TfrespModel(keras.Model):
         else:
             with tf.GradientTape() as tape:
                 loss, logits = self.total_loss(x, y, extras, training=True)
-                scaled = self.optimizer.get_scaled_loss(loss) if hasattr(self.optimizer, "get_scaled_loss") else loss
+                # Under tf.distribute the optimizer SUMs the replicas' gradients (all-reduce): divide the
+                # per-replica mean by the replica count so the update is the global-batch mean's.
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                scaled = loss / replicas if replicas > 1 else loss
+                scaled = self.optimizer.get_scaled_loss(scaled) if hasattr(self.optimizer, "get_scaled_loss") else scaled
             grads = tape.gradient(scaled, self.core.trainable_variables)
             if hasattr(self.optimizer, "get_unscaled_gradients"):
                 grads = self.optimizer.get_unscaled_gradients(grads)

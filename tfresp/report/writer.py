@@ -56,7 +56,8 @@ def training_section(ctx) -> dict:
             "learning_rate": cfg.train.learning_rate, "strategy": ctx.strategy_name,
             "replicas": int(getattr(ctx.strategy, "num_replicas_in_sync", 1)),
             "history": ctx.history, "timings": ctx.timings,
-            "notes": [n for c in ctx.contributions.values() for n in c.notes]}
+            "notes": [n for c in ctx.contributions.values() for n in c.notes],
+            **ctx.state.get("training_extra", {})}
 
 
 def build_report(ctx) -> dict:
