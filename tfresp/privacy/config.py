@@ -7,9 +7,13 @@ from tfresp._configbase import Section
 
 
 class PrivacyConfig(Section):
-    """DP-SGD settings. Give either ``target_epsilon`` (σ is calibrated) or ``noise_multiplier``.
+    """DP-SGD settings. Give ``target_epsilon`` (σ is calibrated to it) or ``noise_multiplier``.
 
-    ``delta: auto`` means the largest power of ten below 1/n (n = training rows).
+    Giving both fixes σ and makes ``target_epsilon`` a hard budget: training stops before the step that
+    would exceed it. ``delta: auto`` means the largest power of ten below 1/n (n = training rows).
+    ``sampling: poisson`` samples every row with probability q = batch_size / n per step (what the
+    accountant assumes); ``shuffle`` uses fixed-size shuffled batches (the Poisson accounting is then an
+    approximation, and the report says so).
     """
 
     target_epsilon: Optional[float] = Field(None, gt=0)
@@ -27,6 +31,4 @@ class PrivacyConfig(Section):
             raise ValueError(f"delta must be in (0, 1) or 'auto', got {self.delta}")
         if self.target_epsilon is None and self.noise_multiplier is None:
             raise ValueError("set target_epsilon or noise_multiplier")
-        if self.target_epsilon is not None and self.noise_multiplier is not None:
-            raise ValueError("set only one of target_epsilon and noise_multiplier")
         return self

@@ -1,0 +1,187 @@
+"""Per-example clipping + Gaussian noise as a :class:`~tfresp.models.base.TfrespModel` ``gradient_fn``.
+
+DP-SGD (Abadi et al. 2016): each example's gradient ``g_i`` is clipped to L2 norm ``C``
+(``g_i · min(1, C/‖g_i‖)``), the clipped gradients are summed, Gaussian noise ``N(0, σ²C²I)`` is added once
+to the sum, and the result is divided by the expected batch size ``q·n`` (Poisson sampling; dividing by the
+realised batch size would leak it) or by the fixed batch size (shuffling).
+
+Two ways to get the clipped sum, with the same result:
+
+* ``vectorized``: ``tf.vectorized_map`` over examples of :meth:`TfrespModel.per_example_loss`, so fairness and
+  adversarial per-example terms and the input transform are *inside* clipping. Works for any model; memory
+  grows with ``batch × parameters``.
+* ``ghost``: per-example norms from layer pre-activations (tensorflow-privacy's layer registry) and a second
+  backward pass on the clip-weighted loss (Li et al. 2022, "Large Language Models Can Be Strong Differentially
+  Private Learners"). Only when every trainable layer is supported and the loss is the plain weighted
+  cross-entropy.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp.errors import IncompatibleModelError
+from tfresp.privacy import _tfprivacy
+
+#: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
+MIXING_LAYERS = (keras.layers.BatchNormalization,)
+#: Stochastic layers; ghost clipping is skipped for them (kept simple: one forward pass, Keras inference mode).
+STOCHASTIC_LAYERS = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                     keras.layers.AlphaDropout)
+
+
+def _flat_layers(model) -> list:
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_flat_layers(layer))
+        out.append(layer)
+    return out
+
+
+def check_model(core: keras.Model) -> None:
+    """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy."""
+    problems = []
+    for layer in _flat_layers(core):
+        if isinstance(layer, MIXING_LAYERS) and layer.trainable:
+            problems.append(f"layer {layer.name!r} ({type(layer).__name__}) mixes examples within a batch, so "
+                            "per-example clipping cannot bound one example's influence; remedy: replace it with "
+                            "LayerNormalization (or freeze it: layer.trainable = False)")
+        if getattr(layer, "activity_regularizer", None) is not None:
+            problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
+                            "loss that escapes clipping); remedy: remove it or use a weight regularizer")
+    if problems:
+        raise IncompatibleModelError("The model cannot be trained with DP-SGD: " + "; ".join(problems))
+
+
+def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
+    """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a TfrespModel) and say why.
+
+    Returns:
+        ``(mode, reason)``.
+
+    Raises:
+        IncompatibleModelError: ``ghost`` was requested but is not applicable (the message lists why).
+    """
+    blockers = []
+    core = model.core
+    if not _tfprivacy.is_functional(core):
+        blockers.append(f"the core model {core.name!r} is a subclassed model (ghost clipping walks the "
+                        "functional layer graph); remedy: build it with the functional API")
+    else:
+        unsupported = sorted({f"{l.name!r} ({type(l).__name__})" for l in _flat_layers(core)
+                              if l.trainable_weights and not isinstance(l, keras.Model)
+                              and type(l) not in _tfprivacy.GHOST_LAYERS.values()})
+        if unsupported:
+            blockers.append("trainable layers without a fast-norm rule: " + ", ".join(unsupported)
+                            + f" (supported: {sorted(_tfprivacy.GHOST_LAYERS)})")
+        stochastic = sorted(l.name for l in _flat_layers(core) if isinstance(l, STOCHASTIC_LAYERS))
+        if stochastic:
+            blockers.append(f"stochastic layers {stochastic} (ghost clipping's layer-graph pass runs them in "
+                            "inference mode)")
+    if model.per_example_losses:
+        blockers.append(f"{len(model.per_example_losses)} extra per-example loss term(s) (fairness/robustness) "
+                        "depend on more than the logits")
+    if model.input_transform is not None:
+        blockers.append("an input transform (adversarial training) runs inside the per-example loss")
+    if requested == "vectorized":
+        return "vectorized", "requested by privacy.clipping"
+    if requested == "ghost":
+        if blockers:
+            raise IncompatibleModelError("privacy.clipping='ghost' is not possible: " + "; ".join(blockers)
+                                         + ". Remedy: use privacy.clipping: vectorized (or auto)")
+        return "ghost", "requested by privacy.clipping"
+    if blockers:
+        return "vectorized", "ghost clipping not applicable: " + "; ".join(blockers)
+    return "ghost", "every trainable layer has a fast per-example norm rule and the loss is the plain " \
+                    "per-example loss"
+
+
+def _expand(t):
+    return tf.expand_dims(t, 0)
+
+
+def clipped_sum_vectorized(model, x, y, extras, l2_norm_clip: float, variables: Optional[List] = None):
+    """Sum of per-example gradients of ``model.per_example_loss``, each clipped to ``l2_norm_clip``.
+
+    Returns:
+        ``(clipped_grad_sum, per_example_losses [B], logits [B, K], norms [B])``.
+    """
+    variables = list(variables if variables is not None else model.core.trainable_variables)
+    extras = dict(extras) if isinstance(extras, dict) else {}
+
+    def one(args):
+        xi, yi, ei = args
+        xi, yi, ei = tf.nest.map_structure(_expand, (xi, yi, ei))
+        with tf.GradientTape() as tape:
+            loss, logits = model.per_example_loss(xi, yi, ei, training=True)
+            loss = tf.reduce_sum(loss)
+        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        norm = tf.linalg.global_norm(grads)
+        factor = l2_norm_clip / tf.maximum(norm, l2_norm_clip)
+        return [g * tf.cast(factor, g.dtype) for g in grads], loss, logits[0], norm
+
+    clipped, losses, logits, norms = tf.vectorized_map(one, (x, y, extras), fallback_to_while_loop=True)
+    return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
+
+
+def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float, registry=None):
+    """Same contract as :func:`clipped_sum_vectorized`, via ghost norms (plain weighted cross-entropy only)."""
+    registry = registry or _tfprivacy.layer_registry()
+    w = extras.get("sample_weight") if isinstance(extras, dict) else None
+
+    def loss_fn(logits):
+        loss = model.base_per_example_loss(y, logits)
+        return loss * tf.cast(w, loss.dtype) if w is not None else loss
+
+    return _tfprivacy.ghost_clip_weights(model.core, registry, x, loss_fn, l2_norm_clip,
+                                         model.core.trainable_variables)
+
+
+def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
+                     expected_batch_size: Optional[float] = None, seed: Optional[int] = None):
+    """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
+
+    Args:
+        mode: ``ghost`` or ``vectorized`` (see :func:`select_clipping`).
+        l2_norm_clip: C.
+        noise_multiplier: σ; the noise std on the summed gradient is σ·C.
+        expected_batch_size: ``q·n`` for Poisson sampling (the sum is divided by it); ``None`` divides by the
+            realised batch size (fixed-size batches).
+
+    Example:
+        >>> model.gradient_fn = make_gradient_fn("vectorized", 1.0, 1.1, expected_batch_size=256.0)
+    """
+    registry = _tfprivacy.layer_registry() if mode == "ghost" else None
+    noise_std = float(noise_multiplier) * float(l2_norm_clip)
+
+    def gradient_fn(model, x, y, extras):
+        # Under tf.distribute every replica adds noise and the optimizer sums the replicas' gradients: each
+        # replica adds N(0, σ²C²/R) so the sum carries exactly N(0, σ²C²), and divides by the global batch size.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if mode == "ghost":
+            summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip, registry)
+        else:
+            summed, losses, logits, _ = clipped_sum_vectorized(model, x, y, extras, l2_norm_clip)
+        batch = tf.cast(tf.shape(losses)[0], tf.float32)
+        denom = tf.constant(float(expected_batch_size), tf.float32) if expected_batch_size else \
+            tf.maximum(batch * replicas, 1.0)
+        std = noise_std / (replicas ** 0.5)
+        grads = []
+        for g in summed:
+            if std > 0:
+                g = g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
+            grads.append(g / tf.cast(denom, g.dtype))
+        variables = model.core.trainable_variables
+        if model.core.losses:  # weight regularisers: data-independent, added after noise at no privacy cost
+            with tf.GradientTape() as tape:
+                reg = tf.add_n(model.core.losses)
+            reg_grads = tape.gradient(reg, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = [g + r for g, r in zip(grads, reg_grads)]
+        loss = tf.reduce_sum(losses) / tf.maximum(batch, 1.0)
+        return loss, grads, logits
+
+    gradient_fn.mode = mode
+    return gradient_fn

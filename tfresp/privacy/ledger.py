@@ -1,0 +1,121 @@
+"""``PrivacyLedger``: the Keras callback that keeps the privacy books of a DP-SGD run."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import tf_keras as keras
+
+from tfresp.errors import BudgetExhaustedError
+from tfresp.privacy.accounting import PrivacyAccountant
+
+
+class PrivacyLedger(keras.callbacks.Callback):
+    """Records every DP-SGD step in a :class:`PrivacyAccountant`, logs ``dp/epsilon`` each epoch, and stops
+    training before a step would exceed the budget.
+
+    Args:
+        accountant: where steps are recorded (may hold steps of an earlier, resumed run).
+        noise_multiplier: σ of every step.
+        sample_rate: Poisson rate ``q`` of every step.
+        delta: δ at which ε is reported.
+        target_epsilon: hard budget; ``None`` for no stop.
+
+    Example:
+        >>> ledger = PrivacyLedger(PrivacyAccountant("pld"), noise_multiplier=1.1, sample_rate=0.01,
+        ...                        delta=1e-5, target_epsilon=3.0)
+        >>> model.fit(ds, epochs=5, callbacks=[ledger])   # history["dp/epsilon"] per epoch
+    """
+
+    def __init__(self, accountant: PrivacyAccountant, noise_multiplier: float, sample_rate: float, delta: float,
+                 target_epsilon: Optional[float] = None):
+        super().__init__()
+        self.accountant = accountant
+        self.noise_multiplier = float(noise_multiplier)
+        self.sample_rate = float(sample_rate)
+        self.delta = float(delta)
+        self.target_epsilon = target_epsilon
+        self.curve = []
+        self.stopped_early = False
+        self.step_cap = None
+
+    # -- state (for checkpoints) -------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {"accountant": self.accountant.state_dict(), "curve": [dict(c) for c in self.curve],
+                "stopped_early": self.stopped_early}
+
+    def set_state(self, state: dict) -> None:
+        self.accountant.load_state_dict(state["accountant"])
+        self.curve = [dict(c) for c in state.get("curve", [])]
+        self.stopped_early = bool(state.get("stopped_early", False))
+
+    # -- budget ------------------------------------------------------------------------------
+    def epsilon_after(self, extra_steps: int) -> float:
+        """ε(δ) if ``extra_steps`` more steps were taken with this ledger's (σ, q)."""
+        tmp = PrivacyAccountant(self.accountant.mechanism)
+        tmp.load_state_dict(self.accountant.state_dict())
+        tmp.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, num_steps=extra_steps)
+        return tmp.get_epsilon(self.delta)
+
+    def steps_left(self, planned: int) -> int:
+        """How many of ``planned`` further steps fit in the budget (binary search on the accountant)."""
+        if self.target_epsilon is None or self.epsilon_after(planned) <= self.target_epsilon:
+            return planned
+        lo, hi = 0, planned  # eps(lo) <= target < eps(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.epsilon_after(mid) <= self.target_epsilon:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    @property
+    def epsilon(self) -> float:
+        return self.accountant.get_epsilon(self.delta)
+
+    # -- hooks -------------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.stopped_early = False
+        self._epoch_steps = 0
+        self._fit_steps = 0
+        epochs = (self.params or {}).get("epochs") or 1
+        steps = (self.params or {}).get("steps")
+        planned = int(epochs * steps) if steps else None
+        self.step_cap = self.steps_left(planned) if planned is not None else None
+        if self.step_cap == 0:
+            raise BudgetExhaustedError(
+                f"The privacy budget is exhausted: target_epsilon={self.target_epsilon} at delta={self.delta:g} "
+                f"is already reached after {self.accountant.steps} steps (ε={self.epsilon:.4g}); "
+                "remedy: raise privacy.target_epsilon or start a new run")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = int(batch) + 1  # with steps_per_execution > 1, `batch` is the last step of the execution
+        if self._epoch_steps == 0:  # first call this epoch (possibly mid-epoch after a resume)
+            spe = getattr(self.model, "_steps_per_execution", None)
+            spe = int(spe.numpy()) if hasattr(spe, "numpy") else 1
+            new = min(done, max(spe, 1))
+        else:
+            new = done - self._epoch_steps
+        if new > 0:
+            self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                                 num_steps=new)
+            self._epoch_steps = done
+            self._fit_steps += new
+        if self.step_cap is not None and self._fit_steps >= self.step_cap and self.step_cap < self._planned():
+            self.model.stop_training = True
+            self.stopped_early = True
+
+    def _planned(self) -> float:
+        epochs = (self.params or {}).get("epochs") or 1
+        steps = (self.params or {}).get("steps")
+        return epochs * steps if steps else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        eps = self.epsilon
+        self.curve.append({"epoch": int(epoch) + 1, "steps": self.accountant.steps, "epsilon": eps})
+        if logs is not None:
+            logs["dp/epsilon"] = eps
