@@ -153,6 +153,14 @@ def warnings_for(report: dict) -> list:
         _w(out, "warning", "export_mismatch", f"The exported SavedModel differs from the trained model by up to "
            f"{diff:.3g} in probability.")
 
+    for key in ("privacy", "fairness", "robustness", "explanations", "compression", "export"):
+        sec = report.get(key)
+        for msg in (sec.get("warnings") or []) if isinstance(sec, dict) and isinstance(sec.get("warnings"), list) \
+                else []:
+            text = msg.get("message") if isinstance(msg, dict) else msg
+            if text:
+                _w(out, "warning", key, f"{key}: {text}")
+
     gates = report.get("gates")
     if isinstance(gates, dict) and not gates.get("passed", True):
         _w(out, "warning", "gates_failed", f"{len(gates.get('failed', []))} release gate(s) failed.")

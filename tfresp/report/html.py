@@ -167,23 +167,26 @@ def derived_plots(report: dict, run_dir: Path) -> dict:
     out: dict = {}
     pdir = Path(run_dir) / "plots"
     priv = report.get("privacy")
-    if isinstance(priv, dict):
+    if isinstance(priv, dict) and not has_own(priv):
         pts = _epsilon_points(priv)
         if pts and plots.epsilon_curve(pts, pdir / "report_epsilon.png"):
             out.setdefault("privacy", []).append(("epsilon during training", "plots/report_epsilon.png"))
+    def has_own(section) -> bool:  # a concern that drew its own plots is not duplicated
+        return isinstance(section, dict) and bool(_plot_paths(section.get("plots")))
+
     fair = report.get("fairness")
-    if isinstance(fair, dict):
+    if isinstance(fair, dict) and not has_own(fair):
         for attr, sec in fair.items():
             safe = "".join(c if c.isalnum() else "_" for c in str(attr))[:40]
             if isinstance(sec, dict) and plots.fairness_groups(attr, sec, pdir / f"report_fairness_{safe}.png"):
                 out.setdefault("fairness", []).append((f"{attr} by group", f"plots/report_fairness_{safe}.png"))
     rob = report.get("robustness")
-    if isinstance(rob, dict):
+    if isinstance(rob, dict) and not has_own(rob):
         clean = ((report.get("evaluation") or {}).get("test") or {}).get("accuracy")
         if plots.robustness_sweep(rob, clean, pdir / "report_robustness.png"):
             out.setdefault("robustness", []).append(("accuracy vs epsilon", "plots/report_robustness.png"))
     comp = report.get("compression")
-    if isinstance(comp, dict):
+    if isinstance(comp, dict) and not has_own(comp):
         rows = [(k, v.get("bytes"), v.get("accuracy")) for k, v in comp.items() if isinstance(v, dict)]
         if plots.compression_tradeoff(rows, pdir / "report_compression.png"):
             out.setdefault("compression", []).append(("size vs accuracy", "plots/report_compression.png"))
@@ -196,6 +199,20 @@ def derived_plots(report: dict, run_dir: Path) -> dict:
 
 def _rest(section: dict, used) -> dict:
     return {k: prepare_generic(v, k) for k, v in section.items() if k not in used and k != "plots"}
+
+
+def _pick_columns(rows: list, preferred, skip=(), limit: int = 9) -> list:
+    """Table columns: the preferred scalar ones first, then other scalars, at most ``limit``."""
+    present = []
+    for v in rows:
+        present.extend(c for c in v if c not in present and c not in skip and not c.endswith("_ci")
+                       and is_scalar(v[c]))
+    cols = [c for c in preferred if c in present] + [c for c in present if c not in preferred]
+    return cols[:limit]
+
+
+def _attr_like(sec) -> bool:
+    return isinstance(sec, dict) and ("by_group" in sec or "demographic_parity_difference" in sec)
 
 
 def _summary_cards(r: dict) -> list:
@@ -295,8 +312,15 @@ def build_view(report: dict, run_dir: Path) -> dict:
     fair = r.get("fairness")
     if isinstance(fair, dict):
         attrs, other = [], {}
+        items = []
         for attr, sec in fair.items():
-            if isinstance(sec, dict) and ("by_group" in sec or "demographic_parity_difference" in sec):
+            if isinstance(sec, dict) and not _attr_like(sec) and sec and all(
+                    isinstance(v, dict) and _attr_like(v) for v in sec.values()):
+                items.extend((f"{sub} ({attr})", v) for sub, v in sec.items())
+            else:
+                items.append((attr, sec))
+        for attr, sec in items:
+            if _attr_like(sec):
                 by_group = sec.get("by_group") or {}
                 metrics = []
                 for g in by_group.values():
@@ -313,25 +337,42 @@ def build_view(report: dict, run_dir: Path) -> dict:
                                             | {k for k in sec if k.endswith("_ci")})})
             elif attr != "plots":
                 other[attr] = prepare_generic(sec, attr)
-        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair)}
+        tradeoff = other.pop("tradeoff", None)
+        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair), "tradeoff": tradeoff}
     rob = r.get("robustness")
     if isinstance(rob, dict):
         sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
-        cols = []
-        for _, v in sweep:
-            cols.extend(c for c in v if c not in cols and is_scalar(v[c]) and not c.endswith("_ci"))
+        cols = _pick_columns([v for _, v in sweep], ("accuracy", "attack_success_rate", "max_perturbation",
+                                                     "mean_perturbation", "steps", "restarts"),
+                             skip=("attack", "epsilon", "norm"))
         s["robustness"] = {"sweep": sweep, "cols": cols, "plots": plots_for("robustness", rob),
                            "rest": _rest(rob, {k for k, _ in sweep})}
     ex = r.get("explanations")
     if isinstance(ex, dict):
-        s["explanations"] = {"plots": plots_for("explanations", ex), "rest": _rest(ex, set())}
+        examples = []
+        for item in ex.get("examples") or []:
+            if not isinstance(item, dict):
+                continue
+            exp = next((item[k] for k in ("lime", "ig", "explanation") if isinstance(item.get(k), dict)), {})
+            feats = [f for f in exp.get("features") or [] if isinstance(f, dict)]
+            facts = [(k, exp[k]) for k in ("class_name", "probability", "local_r2", "intercept") if k in exp]
+            if isinstance(exp.get("stability"), dict):
+                facts.append(("stability (Jaccard)", exp["stability"].get("jaccard_mean")))
+            examples.append({
+                "title": ", ".join(f"{k} {item[k]}" for k in ("row", "true", "predicted") if k in item),
+                "html": Markup(sanitize_html(item["html"])) if isinstance(item.get("html"), str) else None,
+                "features": feats, "cols": _columns(feats, 4), "facts": facts,
+                "plots": images.take([("explanation", item["plot"])]) if isinstance(item.get("plot"), str) else [],
+                "rest": _rest(item, {"row", "true", "predicted", "html", "lime", "ig", "explanation", "plot"})})
+        s["explanations"] = {"examples": examples, "plots": plots_for("explanations", ex),
+                             "rest": _rest(ex, {"examples"} if examples else set())}
     comp = r.get("compression")
     if isinstance(comp, dict):
         variants = [(k, v) for k, v in comp.items() if isinstance(v, dict) and
                     any(m in v for m in ("accuracy", "bytes", "gzip_bytes", "latency_ms_p50"))]
-        cols = []
-        for _, v in variants:
-            cols.extend(c for c in v if c not in cols and is_scalar(v[c]))
+        cols = _pick_columns([v for _, v in variants], ("format", "accuracy", "bytes", "gzip_bytes",
+                                                        "latency_ms_p50", "latency_ms_p95", "sparsity",
+                                                        "parameters", "nonzero_parameters"))
         s["compression"] = {"variants": variants, "cols": cols, "plots": plots_for("compression", comp),
                             "rest": _rest(comp, {k for k, _ in variants})}
     exp = r.get("export")
@@ -342,6 +383,15 @@ def build_view(report: dict, run_dir: Path) -> dict:
     view["leftover_plots"] = images.take(top_plots)
     view["config_yaml"] = yaml.safe_dump((r.get("run") or {}).get("config") or {}, sort_keys=False)
     return view
+
+
+def leaves(value) -> int:
+    """Number of scalar leaves of a nested value (decides whether the generic renderer collapses it)."""
+    if isinstance(value, dict):
+        return sum(leaves(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(leaves(v) for v in value)
+    return 1
 
 
 def _columns(rows: list, limit: int = 14) -> list:
@@ -361,6 +411,7 @@ def _env() -> Environment:
     env.tests["scalar"] = is_scalar
     env.tests["ci"] = _is_ci
     env.filters["columns"] = _columns
+    env.filters["leaves"] = leaves
     return env
 
 
