@@ -355,11 +355,7 @@ class Fairness(Concern):
         keys = postprocess.group_keys({a: group_array(ctx.data.test, a) for a in attrs}, attrs)
 
         def point(dec):
-            rep = fm.group_report(y, dec, prob, keys, min_group_size=cfg.min_group_size, bootstrap=0,
-                                  metrics=["accuracy"])
-            return {"accuracy": float(np.mean(dec == y)), gap_name: rep.get(gap_name),
-                    "demographic_parity_difference": rep.get("demographic_parity_difference"),
-                    "equalized_odds_difference": rep.get("equalized_odds_difference")}
+            return fm.headline_gaps(y, dec, keys, cfg.min_group_size)
 
         if post is not None:
             out["before"] = {**point(raw), "what": f"same model, single threshold {cfg.decision_threshold}"}
