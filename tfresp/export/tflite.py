@@ -103,12 +103,15 @@ def convert(core, variant: str, representative_x=None, sample_x=None) -> Dict[st
             return {"content": converter().convert(), "float_fallback": [], "strict": True}
         try:
             content = converter([tf.lite.OpsSet.TFLITE_BUILTINS_INT8]).convert()
-            return {"content": content, "float_fallback": [], "strict": True}
         except Exception as exc:  # an op without an int8 kernel: retry with float fallback, report the ops
-            log.warning("tfresp: strict int8 conversion failed (%s); retrying with float fallback",
+            log.warning("tfresp: integer-only int8 conversion failed (%s); retrying with float fallback",
                         str(exc).splitlines()[0][:200])
             content = converter([tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]).convert()
-            return {"content": content, "float_fallback": float_ops(content), "strict": False}
+        # The MLIR quantizer may also silently keep an op in float: always inspect the result.
+        fallback = float_ops(content)
+        for op in fallback:
+            log.warning("tfresp: int8 TFLite keeps %s (%s) in float", op["op"], op["tensor"])
+        return {"content": content, "float_fallback": fallback, "strict": not fallback}
 
 
 def _interpreter(content: bytes, delegates: bool = True, num_threads: int = 1):
@@ -123,16 +126,20 @@ def _interpreter(content: bytes, delegates: bool = True, num_threads: int = 1):
 
 
 def float_ops(content: bytes) -> List[Dict[str, str]]:
-    """Compute ops of a converted model whose first input is float (not quantized), by name."""
+    """Compute ops of a converted model that run in float, named by their output tensor (layer path).
+
+    The QUANTIZE/DEQUANTIZE pair at the float model boundary is expected and not listed.
+    """
     interp = _interpreter(content, delegates=False)
     details = {t["index"]: t for t in interp.get_tensor_details()}
     out = []
     for op in interp._get_ops_details():  # noqa: SLF001 (TFLite has no public per-op API)
-        if op["op_name"] in _NOT_COMPUTE or not len(op["inputs"]):
+        if op["op_name"] in _NOT_COMPUTE:
             continue
-        t = details.get(int(op["inputs"][0]))
-        if t is not None and t["dtype"] in (np.float32, np.float16):
-            out.append({"op": op["op_name"], "tensor": t["name"]})
+        ins = [details[int(i)] for i in op["inputs"] if int(i) >= 0 and int(i) in details]
+        if any(t["dtype"] in (np.float32, np.float16) for t in ins):
+            outs = [details[int(i)]["name"] for i in op["outputs"] if int(i) in details]
+            out.append({"op": op["op_name"], "tensor": outs[0] if outs else ins[0]["name"]})
     return out
 
 
