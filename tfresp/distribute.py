@@ -158,7 +158,11 @@ def batch_sizes(strategy, global_batch: int) -> dict:
                           len(resolver.cluster_spec().as_dict().get("chief", [])))
         except Exception:  # a resolver without a cluster spec (single host)
             workers = 1
-    devices = list(getattr(getattr(strategy, "extended", None), "worker_devices", []) or [])
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except (RuntimeError, AttributeError):  # the default strategy has no device list
+        devices = [tf.config.list_logical_devices("GPU")[:1] or tf.config.list_logical_devices("CPU")[:1]][0]
+        devices = [d.name for d in devices]
     return {"global_batch_size": int(global_batch),
             "per_replica_batch_size": int(math.ceil(global_batch / replicas)),
             "replicas": replicas, "workers": workers, "devices": [str(d) for d in devices]}

@@ -1,0 +1,63 @@
+"""Run tfresp in fresh processes: N logical CPUs (MirroredStrategy) or a local multi-worker cluster."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).resolve().parent / "_run.py"
+
+
+def _env(**extra):
+    e = dict(os.environ)
+    e.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    e.pop("TF_CONFIG", None)
+    e.update(extra)
+    return e
+
+
+def _parse(proc):
+    out = proc.stdout if isinstance(proc.stdout, str) else proc.stdout.decode()
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
+    assert proc.returncode == 0, err[-3000:]
+    line = next(ln for ln in out.splitlines() if ln.startswith("@@REPORT@@"))
+    return json.loads(line[len("@@REPORT@@"):])
+
+
+def run_local(cfg: dict, out: Path, logical_cpus: int = 1, timeout: int = 400) -> dict:
+    proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(cfg), str(out), str(logical_cpus)],
+                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=timeout)
+    return _parse(proc)
+
+
+def free_ports(n: int):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_workers(cfg: dict, outdir: Path, workers: int = 2, timeout: int = 400) -> list:
+    """Start ``workers`` local processes forming one MultiWorkerMirroredStrategy cluster on 127.0.0.1."""
+    addrs = [f"127.0.0.1:{p}" for p in free_ports(workers)]
+    procs = []
+    for i in range(workers):
+        tf_config = json.dumps({"cluster": {"worker": addrs}, "task": {"type": "worker", "index": i}})
+        procs.append(subprocess.Popen([sys.executable, str(RUNNER), json.dumps(cfg), str(outdir / f"w{i}"), "1"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=_env(TF_CONFIG=tf_config), cwd=REPO))
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append(_parse(subprocess.CompletedProcess(p.args, p.returncode, out, err)))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return results
