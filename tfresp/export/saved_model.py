@@ -72,19 +72,24 @@ def raw_inputs(preprocessor, frame, limit=None):
 def export_saved_model(ctx) -> dict:
     """Export, reload and compare predictions on test rows; record the check in the report."""
     module = build_serving_module(ctx)
-    path = save_module(module, ctx.data.preprocessor.input_signature(), ctx.run_dir / "saved_model")
+    # extra raw string inputs a post-processor needs (e.g. the group column of fairness thresholds)
+    extra_inputs = dict(ctx.state.get("serving_extra_inputs", {}))
+    signature = {**ctx.data.preprocessor.input_signature(), **extra_inputs}
+    path = save_module(module, signature, ctx.run_dir / "saved_model")
     ctx.artifacts["saved_model"] = "saved_model"
     loaded = tf.saved_model.load(str(path))
     sig = loaded.signatures["serving_default"]
     n = min(1000, len(ctx.data.test))
     inputs = raw_inputs(ctx.data.preprocessor, ctx.data.test.frame, n)
+    for k in extra_inputs:
+        inputs[k] = tf.constant(ctx.data.test.frame[k].astype(str).to_numpy()[:n].astype(object))
     served = sig(**inputs)["probabilities"].numpy()
     direct = ctx.predict_proba(ctx.data.test.x[:n])
     diff = float(np.max(np.abs(served - direct)))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     section = ctx.report.setdefault("export", {})
     section["saved_model"] = {"path": "saved_model", "signature": "serving_default",
-                              "inputs": {k: v.dtype.name for k, v in ctx.data.preprocessor.input_signature().items()},
+                              "inputs": {k: v.dtype.name for k, v in signature.items()},
                               "outputs": ["logits", "probabilities", "class_id", "class_name"],
                               "roundtrip_rows": n, "roundtrip_max_abs_diff": diff, "bytes": int(size)}
     return section["saved_model"]
