@@ -70,3 +70,14 @@ def test_digits_cnn_eval_only_flags_nothing_and_keys(tmp_path):
     assert rob["sanity"]["accuracy_at_large_epsilon"] <= 0.05
     assert rob["sensitivity"]["parameter_sensitivity"] > 0
     assert res.report["export"]["saved_model"]["roundtrip_max_abs_diff"] < 1e-5
+    # `tfresp audit RUN --robustness` rebuilds the model from the run and reproduces the numbers
+    from tfresp.cli import main
+
+    report_path = res.run_dir / "report.json"
+    before = json.loads(report_path.read_text())["robustness"]
+    assert main(["audit", str(res.run_dir), "--robustness"]) == 0
+    after = json.loads(report_path.read_text())["robustness"]
+    assert after["audited_by"] == "tfresp audit --robustness"
+    assert after["clean_accuracy"] == before["clean_accuracy"]
+    assert abs(after["pgd@0.1"]["accuracy"] - before["pgd@0.1"]["accuracy"]) <= 0.05
+    assert main(["audit", str(tmp_path / "missing"), "--robustness"]) == 2

@@ -1,0 +1,116 @@
+"""``tfresp audit RUN [--robustness] [--privacy] [--fairness]``: re-run audits on a finished run.
+
+The data are re-prepared from ``RUN/config.yaml`` (same seed, same splits) and the served model is
+rebuilt from the config with its weights copied by name from ``RUN/saved_model`` (falling back to
+the restored SavedModel core). Each audit's section replaces the one in ``RUN/report.json`` and the
+Markdown/HTML reports are re-rendered.
+
+Audits are registered in :data:`AUDITS` (``name -> fn(run_dir, config, data, core, report) -> section``)
+so other concerns add theirs without touching this command's flow.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Callable, Dict
+
+from tfresp.errors import CheckpointError, ConfigError, DataError
+
+AUDITS: Dict[str, Callable] = {}
+
+
+def register_audit(name: str):
+    """Decorator adding a re-runnable audit under ``--<name>``."""
+
+    def deco(fn):
+        AUDITS[name] = fn
+        return fn
+
+    return deco
+
+
+def load_run(run_dir):
+    """``(config, data, core, report)`` of a finished run; the core is a Keras model when rebuildable."""
+    import tensorflow as tf
+
+    from tfresp.config import load_config
+    from tfresp.data.dataset import prepare
+    from tfresp.models.cnn import saved_model_variables
+    from tfresp.models.registry import build_core
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run "
+                              "(expected report.json and config.yaml)")
+    report = json.loads((run_dir / "report.json").read_text())
+    config = load_config(run_dir / "config.yaml")
+    data = prepare(config)
+    expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
+    if expected is not None and int(expected) != len(data.test):
+        raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "
+                        f"data gives {len(data.test)}; the data source changed since the run")
+    try:
+        variables = saved_model_variables(run_dir)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc).replace("`model.checkpoint`", "`RUN`")) from None
+    rebuilt = copy.deepcopy(config)
+    rebuilt.model.checkpoint = None
+    rebuilt.model.freeze = None
+    try:
+        core = build_core(rebuilt, data)
+        names = [v.name for v in core.variables]
+        if sorted(names) != sorted(variables) or any(
+                tuple(variables[n].shape) != tuple(v.shape) for n, v in zip(names, core.variables)):
+            raise ValueError("variables differ")
+        for v in core.variables:
+            v.assign(variables[v.name])
+    except (ValueError, ConfigError):  # e.g. a model whose export renamed variables: use the restored core
+        core = tf.saved_model.load(str(run_dir / "saved_model")).core
+    return config, data, core, report
+
+
+@register_audit("robustness")
+def _robustness(run_dir, config, data, core, report):
+    from tfresp.builder import RunContext
+    from tfresp.robustness.concern import robustness_audit
+    from tfresp.robustness.config import RobustnessConfig
+
+    cfg = config.robustness or RobustnessConfig()
+    ctx = RunContext(config=config, data=data, run_dir=Path(run_dir), core=core, quiet=True)
+    section = robustness_audit(ctx, cfg)
+    old = report.get("robustness") or {}
+    if "training_time" in old:  # measured during fit; cannot be re-measured without the training objective
+        section["training_time"] = old["training_time"]
+    section["audited_by"] = "tfresp audit --robustness"
+    return section
+
+
+def audit_run(run_dir, names=None) -> dict:
+    """Re-run the named audits (default: all registered) on a run; return the updated report."""
+    from tfresp.report.writer import _jsonable, write_files
+
+    names = list(names or AUDITS)
+    unknown = [n for n in names if n not in AUDITS]
+    if unknown:
+        raise ConfigError([("audit", unknown, f"audits available in this version: {sorted(AUDITS)}")])
+    run_dir = Path(run_dir)
+    config, data, core, report = load_run(run_dir)
+    for name in names:
+        report[name] = _jsonable(AUDITS[name](run_dir, config, data, core, report))
+    write_files(run_dir, report)
+    return report
+
+
+def run(args) -> int:
+    requested = [n for n in ("robustness", "privacy", "fairness") if getattr(args, n, False)]
+    report = audit_run(args.run, requested or None)
+    rob = report.get("robustness")
+    if rob and ("robustness" in requested or not requested):
+        eps = rob.get("epsilons", [])
+        print(f"tfresp: robustness clean accuracy={rob['clean_accuracy']:.4f}; " + ", ".join(
+            f"pgd@{e:g}={rob[f'pgd@{e:g}']['accuracy']:.4f}" for e in eps))
+        for w in rob.get("warnings", []):
+            print(f"tfresp: warning: {w}")
+    print(f"tfresp: report updated in {Path(args.run) / 'report.json'}")
+    return 0
