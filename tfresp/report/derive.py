@@ -22,7 +22,7 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> Optional[list]:
         >>> wilson_interval(80, 100)  # doctest: +ELLIPSIS
         [0.71..., 0.86...]
     """
-    if not n:
+    if not n or n < 0 or not 0 <= successes <= n:  # not a proportion: no interval (the schema flags it)
         return None
     p = successes / n
     denom = 1 + z * z / n

@@ -160,6 +160,11 @@ def _epsilon_points(priv: dict):
     return None
 
 
+def has_own(section) -> bool:
+    """Whether a concern drew its own plots (then the report does not draw a duplicate)."""
+    return isinstance(section, dict) and bool(_plot_paths(section.get("plots")))
+
+
 def derived_plots(report: dict, run_dir: Path) -> dict:
     """Draw the plots the report derives from its numbers; ``{section: [(title, relpath)]}``."""
     from tfresp.report import plots
@@ -171,9 +176,6 @@ def derived_plots(report: dict, run_dir: Path) -> dict:
         pts = _epsilon_points(priv)
         if pts and plots.epsilon_curve(pts, pdir / "report_epsilon.png"):
             out.setdefault("privacy", []).append(("epsilon during training", "plots/report_epsilon.png"))
-    def has_own(section) -> bool:  # a concern that drew its own plots is not duplicated
-        return isinstance(section, dict) and bool(_plot_paths(section.get("plots")))
-
     fair = report.get("fairness")
     if isinstance(fair, dict) and not has_own(fair):
         for attr, sec in fair.items():

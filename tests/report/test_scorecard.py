@@ -1,0 +1,93 @@
+"""Ethics score E and bias score B against a slow per-example reference (the definition, literally)."""
+import math
+
+import numpy as np
+import pytest
+
+from tests.report.conftest import synthetic_report
+from tfresp.config import load_config
+from tfresp.report import scorecard
+from tfresp.report.derive import derive
+
+
+def _reference_E(y, yhat, groups, eps, alpha_acc, alpha_eps, scale_eps):
+    """E = sum_i sum_j alpha_ij f_j(M(x_i)) with alpha_ij = alpha_j / n, computed example by example."""
+    n = len(y)
+    total = 0.0
+    for i in range(n):
+        f_acc = 1.0 if yhat[i] == y[i] else 0.0                # per-example goodness of "accuracy"
+        f_eps = min(1.0, max(0.0, 1.0 - eps / scale_eps))      # dataset-level metric: same for every i
+        total += (alpha_acc / n) * f_acc + (alpha_eps / n) * f_eps
+    return total
+
+
+def _reference_B(y, yhat, groups, beta):
+    """B with g = demographic-parity difference (dataset-level), spread over examples."""
+    rates = {}
+    for g in sorted(set(groups)):
+        idx = [i for i in range(len(y)) if groups[i] == g]
+        rates[g] = sum(yhat[i] for i in idx) / len(idx)
+    dp = max(rates.values()) - min(rates.values())
+    return sum(beta / len(y) * dp for _ in range(len(y))), dp
+
+
+def test_scores_match_per_example_definition():
+    rng = np.random.default_rng(0)
+    n = 500
+    y = rng.integers(0, 2, n)
+    groups = rng.choice(["F", "M"], n)
+    yhat = np.where(rng.random(n) < 0.8, y, 1 - y)
+    yhat[(groups == "M") & (rng.random(n) < 0.2)] = 1
+    acc = float(np.mean(yhat == y))
+    ref_b, dp = _reference_B(y, yhat, groups, beta=2.0)
+    report = synthetic_report(evaluation__test__accuracy=acc, privacy__epsilon=4.0,
+                              fairness={"sex": {"demographic_parity_difference": dp}})
+    card = scorecard.compute(report, {
+        "ethics": [{"metric": "accuracy", "weight": 1.5}, {"metric": "privacy.epsilon", "weight": 0.5, "scale": 8}],
+        "bias": [{"metric": "fairness.sex.demographic_parity_difference", "weight": 2.0}]})
+    assert card["ethics"]["value"] == pytest.approx(_reference_E(y, yhat, groups, 4.0, 1.5, 0.5, 8.0), rel=1e-9)
+    assert card["ethics"]["normalized"] == pytest.approx(card["ethics"]["value"] / 2.0)
+    assert card["bias"]["value"] == pytest.approx(ref_b, rel=1e-9)
+    assert card["bias"]["normalized"] == pytest.approx(dp)
+    assert card["source"] == "config"
+
+
+def test_directions_scales_and_no_privacy():
+    assert scorecard.infer_direction("privacy.epsilon") == "lower"
+    assert scorecard.infer_direction("fairness.sex.equalized_odds_difference") == "lower"
+    assert scorecard.infer_direction("privacy.audit.mia_auc") == "lower"
+    assert scorecard.infer_direction("robustness.pgd@0.1.accuracy") == "higher"
+    assert scorecard.goodness(0.3, "higher", 1.0) == pytest.approx(0.3)
+    assert scorecard.goodness(12.0, "lower", 10.0) == 0.0
+    assert scorecard.goodness(math.inf, "lower", 10.0) == 0.0
+    # no DP: epsilon is infinite -> goodness 0, noted, not "missing"
+    card = scorecard.compute(synthetic_report(privacy=None), None)
+    eps_term = next(t for t in card["ethics"]["terms"] if t["metric"] == "privacy.epsilon")
+    assert eps_term["term"] == 0.0 and "infinity" in eps_term["note"]
+
+
+def test_default_terms_follow_the_run():
+    card = scorecard.compute(synthetic_report(), None)
+    metrics = [t["metric"] for t in card["ethics"]["terms"]]
+    assert metrics == ["evaluation.test.balanced_accuracy", "privacy.epsilon", "robustness.pgd@0.1.accuracy"]
+    assert [t["metric"] for t in card["bias"]["terms"]] == ["fairness.sex.demographic_parity_difference",
+                                                            "fairness.sex.equalized_odds_difference"]
+    # default E = (0.7 + (1 - 3/10) + 0.4) / 3
+    assert card["ethics"]["normalized"] == pytest.approx((0.7 + 0.7 + 0.4) / 3)
+    assert card["bias"]["normalized"] == pytest.approx((0.12 + 0.08) / 2)
+
+
+def test_missing_terms_are_left_out_not_counted_as_perfect():
+    card = scorecard.compute(synthetic_report(robustness=None), {
+        "ethics": [{"metric": "accuracy"}, {"metric": "robustness.pgd@0.1.accuracy", "weight": 5}]})
+    assert card["ethics"]["missing"] == ["robustness.pgd@0.1.accuracy"]
+    assert card["ethics"]["normalized"] == pytest.approx(0.8)
+
+
+def test_thresholds_drive_gates_through_config():
+    cfg = load_config({"scorecard": {"ethics": [{"metric": "accuracy"}], "min_ethics": 0.9, "max_bias": 0.5}})
+    report = synthetic_report(run__config=cfg.to_dict())
+    derive(report)
+    res = {g["metric"]: g["passed"] for g in report["gates"]["results"]}
+    assert res == {"scorecard.ethics.normalized": False, "scorecard.bias.normalized": True}
+    assert report["gates"]["passed"] is False
