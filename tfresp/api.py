@@ -29,6 +29,9 @@ def fit(config=None, *, data=None, out=None, overwrite: bool = False, quiet: boo
         if isinstance(kwargs["data"], dict):
             kwargs["data"] = {"source": "memory", **kwargs["data"]}
     cfg = load_config(config, overrides=overrides, **kwargs)
+    from tfresp import rundir  # path problems too are reported before TensorFlow is imported
+
+    rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume)
     from tfresp.builder import build_and_run  # imports TensorFlow: after the config is known to be valid
 
     return build_and_run(cfg, out=out, overwrite=overwrite, quiet=quiet, memory=data, resume=resume)

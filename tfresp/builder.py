@@ -195,6 +195,9 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     set_seed(config.seed)
     t_start = time.perf_counter()
     data = prepare(config, memory=memory)
+    if config.train.batch_size > len(data.train):
+        raise ConfigError([("train.batch_size", config.train.batch_size,
+                            f"must not exceed the {len(data.train)} training rows (after the validation split)")])
     stage = rundir.staging_dir(target)
     try:
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,

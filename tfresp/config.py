@@ -227,6 +227,25 @@ def apply_override(cfg: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line = key, line
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no Python tags) that refuses duplicate mapping keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Union[str, os.PathLike]) -> dict:
     p = Path(path)
     if not p.exists():
@@ -238,7 +257,10 @@ def read_yaml(path: Union[str, os.PathLike]) -> dict:
     except UnicodeDecodeError:
         raise ConfigError([("config", str(p), "is not UTF-8 text")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictSafeLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError([(str(exc.key), ConfigError.MISSING, f"appears twice in the YAML file (again on line "
+                            f"{exc.line}; the second would silently replace the first); keep one")]) from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise ConfigError([("config", str(p), f"is not valid safe YAML ({first})")]) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,11 @@ def check_target(target: Path, overwrite: bool, resume: bool = False) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError([("out", str(target), f"is not writable (no write permission on {probe})")])
+    try:  # os.access says yes to root even on read-only/virtual file systems: really try (and undo)
+        os.rmdir(tempfile.mkdtemp(prefix=".tfresp-probe-", dir=probe))
+    except OSError as exc:
+        raise ConfigError([("out", str(target), f"is not writable ({exc.strerror or exc.__class__.__name__} "
+                            f"in {probe})")]) from None
     for anc in [parent, *parent.parents]:
         if anc.is_symlink():
             break  # symlinked ancestors (e.g. /tmp on macOS) are the user's own layout
@@ -43,9 +49,13 @@ def check_target(target: Path, overwrite: bool, resume: bool = False) -> None:
 
 
 def staging_dir(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
     stage = target.parent / f".{target.name}.staging-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage.mkdir()
+    except OSError as exc:  # read-only or virtual file systems (/proc), full disks, root-squashed mounts
+        raise ConfigError([("out", str(target), f"cannot be written ({exc.strerror or exc.__class__.__name__} "
+                            f"creating {stage.parent})")]) from None
     return stage
 
 
