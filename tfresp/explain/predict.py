@@ -126,8 +126,10 @@ class TokenizedTextPredictor:
         logits_fn: TF function ``(input_ids [B, L] int32, attention_mask [B, L] int32) -> logits [B, K]``.
         max_length: longest sequence (after truncation).
         batch_size: rows per compiled call.
-        bucket: sequences in a chunk are padded to the next multiple of ``bucket`` (bounded traces: at most
-            ``max_length / bucket`` shapes, all through one shape-polymorphic function).
+        bucket: sequences in a chunk are padded to the next multiple of ``bucket``. The compiled function
+            has a free ``[None, None]`` signature (one trace for every shape), so ``bucket=1`` (pad to the
+            chunk's longest row) costs no retracing; larger buckets bound the set of shapes for backends
+            that specialise per shape.
         pad_id: id used for padding.
     """
 
@@ -147,6 +149,7 @@ class TokenizedTextPredictor:
         self.calls = 0
         self.max_rows_per_call = 0
         self.padded_tokens = 0
+        self.rows = 0
 
     @property
     def traces(self) -> int:
@@ -171,13 +174,14 @@ class TokenizedTextPredictor:
             self.calls += 1
             self.max_rows_per_call = max(self.max_rows_per_call, len(rows))
             self.padded_tokens += batch.size
+            self.rows += len(rows)
             if out is None:
                 out = np.empty((len(uniq), y.shape[1]), np.float64)
             out[rows] = y
         return out[inverse.reshape(-1)]
 
 
-def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 256, bucket: int = 8
+def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 128, bucket: int = 1
                       ) -> TokenizedTextPredictor:
     """:class:`TokenizedTextPredictor` for a transformers TF sequence classifier and its tokenizer.
 

@@ -1,0 +1,83 @@
+"""The explanations concern inside a real run, and the `tfresp explain` command on that run."""
+import json
+
+import numpy as np
+import pytest
+
+from tfresp.cli import main
+from tfresp.config import load_config
+from tfresp.errors import ConfigError
+
+
+def test_report_section(adult_run):
+    ctx = adult_run.context
+    sec = adult_run.report["explanations"]
+    assert sec == json.loads((adult_run.run_dir / "report.json").read_text())["explanations"]
+    assert len(sec["examples"]) == 2
+    for item in sec["examples"]:
+        lime = item["lime"]
+        assert len(lime["features"]) == 5
+        assert all(f["feature"] in ctx.data.feature_columns for f in lime["features"])
+        assert 0.0 <= lime["stability"]["jaccard_mean"] <= 1.0
+        assert item["integrated_gradients"]["completeness_error"] <= 0.05
+        assert (adult_run.run_dir / item["plot"]).is_file()
+    assert 0.0 <= sec["stability"]["jaccard_mean"] <= 1.0
+    assert sec["integrated_gradients"]["all_converged"]
+    glob = sec["global_importance"]
+    assert set(glob["features"]) == set(ctx.data.preprocessor.columns)
+    vals = list(glob["features"].values())
+    assert vals == sorted(vals, reverse=True) and min(vals) >= 0
+    assert glob["completeness"]["completeness_error"]["max"] <= 0.05
+    assert (adult_run.run_dir / glob["plot"]).is_file() and glob["plot"] in sec["plots"]
+    assert sec["predictor"]["compiled_traces"] == 1
+    assert sec["predictor"]["max_rows_per_call"] <= sec["predictor"]["batch_size"]
+
+
+def test_misclassified_by_group_counts(adult_run):
+    ctx = adult_run.context
+    sec = adult_run.report["explanations"]["misclassified_by_group"]
+    pred = ctx.predictions["test"].argmax(axis=1)
+    wrong = pred != ctx.data.test.y
+    for attr in ("sex", "race"):
+        groups = ctx.data.test.groups[attr]
+        for g, entry in sec[attr].items():
+            assert entry["rows"] == int((groups == g).sum())
+            assert entry["misclassified"] == int((wrong & (groups == g)).sum())
+            for ex in entry.get("examples", []):
+                assert groups[ex["row"]] == g and pred[ex["row"]] != ctx.data.test.y[ex["row"]]
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        load_config({"explain": {"num_samples": 1}})
+    from tfresp.builder import RunContext
+    from tfresp.concerns import get
+
+    cfg = load_config({"explain": {"ig_steps": 64, "ig_max_steps": 8}})
+    with pytest.raises(ConfigError, match="ig_max_steps"):
+        get("explain").validate(RunContext(config=cfg, data=None, run_dir=None))
+
+
+def test_explain_command_row(adult_run, capsys):
+    code = main(["explain", str(adult_run.run_dir), "--row", "3", "--num-samples", "200", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    feats = out["explanation"]["features"]
+    assert len(feats) == 5 and out["row"] == 3
+    ctx = adult_run.context
+    assert all(f["feature"] in ctx.data.feature_columns for f in feats)
+    # the SavedModel explained is the run's model: same probability for that row
+    p = ctx.predictions["test"][3]
+    assert out["explanation"]["probability"] == pytest.approx(float(p[out["explanation"]["label"]]), abs=1e-5)
+    again = main(["explain", str(adult_run.run_dir), "--row", "3", "--num-samples", "200", "--json"])
+    assert again == 0 and json.loads(capsys.readouterr().out)["explanation"] == out["explanation"]
+
+
+@pytest.mark.parametrize("argv", [["--row", "999999"], ["--input", "hello"], []])
+def test_explain_command_bad_input(adult_run, argv, capsys):
+    assert main(["explain", str(adult_run.run_dir), *argv]) == 2
+    assert "tfresp: error:" in capsys.readouterr().err
+
+
+def test_explain_command_not_a_run(tmp_path, capsys):
+    assert main(["explain", str(tmp_path), "--row", "0"]) == 2
