@@ -118,7 +118,8 @@ def clipped_sum_vectorized(model, x, y, extras, l2_norm_clip: float, variables: 
         with tf.GradientTape() as tape:
             loss, logits = model.per_example_loss(xi, yi, ei, training=True)
             loss = tf.reduce_sum(loss)
-        grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        grads = [tf.convert_to_tensor(g) for g in  # embeddings give IndexedSlices
+                 tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
         norm = tf.linalg.global_norm(grads)
         factor = l2_norm_clip / tf.maximum(norm, l2_norm_clip)
         return [g * tf.cast(factor, g.dtype) for g in grads], loss, logits[0], norm
@@ -171,6 +172,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         std = noise_std / (replicas ** 0.5)
         grads = []
         for g in summed:
+            g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
             if std > 0:
                 g = g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
             grads.append(g / tf.cast(denom, g.dtype))
