@@ -23,6 +23,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def find_chromium():
+    """The chromium binary, or None. ``TFRESP_CHROMIUM`` overrides the search (empty: pretend none)."""
+    if "TFRESP_CHROMIUM" in os.environ:
+        return os.environ["TFRESP_CHROMIUM"] or None
     for name in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
         if os.access(name, os.X_OK):
             return name
