@@ -98,7 +98,7 @@ class TextPreprocessor(tf.Module):
 
     def encode(self, text: tf.Tensor, pad_to: Optional[int] = None) -> Dict[str, tf.Tensor]:
         """Tokenize a ``[batch]`` string tensor; pad to the batch's longest row or to ``pad_to``."""
-        pieces = self.tokenizer.tokenize(tf.reshape(text, [-1]))
+        pieces = self.tokenizer.tokenize(clean_text(tf.reshape(text, [-1])))
         if isinstance(pieces, tf.RaggedTensor) and pieces.ragged_rank > 1:
             pieces = pieces.merge_dims(-2, -1)
         pieces = pieces[:, : self.max_length - 2]
@@ -153,6 +153,17 @@ class TextPreprocessor(tf.Module):
                    meta.get("trained"))
 
 
+def clean_text(text: tf.Tensor) -> tf.Tensor:
+    """BERT's text cleaning in-graph: whitespace controls -> space; drop other control/format chars and U+FFFD.
+
+    Matches transformers' ``BasicTokenizer._clean_text`` so mis-encoded bytes do not turn whole words into
+    ``[UNK]``.
+    """
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    text = tf.strings.regex_replace(text, r"[\t\n\r]", " ")
+    return tf.strings.regex_replace(text, r"[\p{Cc}\p{Cf}\p{Co}\p{Cs}\x{FFFD}]", "")
+
+
 def read_vocab(path) -> List[str]:
     lines = Path(path).read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
@@ -169,8 +180,10 @@ def train_wordpiece(texts, vocab_size: int = 8000, lowercase: bool = True, min_f
     tok.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=min_frequency,
                             special_tokens=SPECIAL_TOKENS, limit_alphabet=1000, wordpieces_prefix="##",
                             show_progress=False)
-    vocab = tok.get_vocab()
-    return [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    # tokenizers breaks frequency ties nondeterministically (a piece or two at the cut-off can differ between
+    # runs); sorting makes the order canonical. The vocabulary actually used is saved with the run.
+    rest = sorted(t for t in tok.get_vocab() if t not in SPECIAL_TOKENS)
+    return list(SPECIAL_TOKENS) + rest
 
 
 def trim_padding(x, y, extras):
@@ -178,7 +191,7 @@ def trim_padding(x, y, extras):
     mask = x["attention_mask"]
     full = tf.shape(mask)[1]
     longest = tf.reduce_max(tf.reduce_sum(mask, axis=1))
-    width = tf.minimum(full, (longest + PAD_MULTIPLE - 1) // PAD_MULTIPLE * PAD_MULTIPLE)
+    width = tf.minimum(full, tf.maximum(longest + PAD_MULTIPLE - 1, PAD_MULTIPLE) // PAD_MULTIPLE * PAD_MULTIPLE)
     return {k: v[:, :width] for k, v in x.items()}, y, extras
 
 
