@@ -139,8 +139,9 @@ def _read_checkpoint(ckdir: Path) -> ResumePoint:
                               f"reads format {FORMAT_VERSION}")
     try:
         reader = tf.train.load_checkpoint(str(ckdir / "ckpt"))
-        reader.get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as exc:
+        for name in reader.get_variable_to_shape_map():  # read every tensor: catches truncated data files
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as exc:
         first = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
         raise CheckpointError(f"Invalid checkpoint {str(ckdir)!r}: the TensorFlow checkpoint cannot be read "
                               f"({first}); it was left untouched") from None
@@ -445,7 +446,7 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
         try:
             status = ckpt.read(str(resume.path / "ckpt"))
             status.assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as exc:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, RuntimeError) as exc:
             first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
             raise CheckpointError(f"Incompatible checkpoint {str(resume.path)!r}: cannot restore it into this "
                                   f"model ({first}); it was left untouched") from None
