@@ -49,9 +49,16 @@ def test_nm_mask_conv_kernel_groups_input_channels():
             np.testing.assert_array_equal(m[i, j], _nm_reference(w[i, j], 2, 4))
 
 
-def test_nm_mask_rejects_non_multiple():
-    with pytest.raises(ValueError, match="multiple of 4"):
-        nm_mask(np.ones((6, 3)), 2, 4)
+def test_nm_mask_pads_a_partial_last_group():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(10, 5)).astype(np.float32)  # groups: 4 + 4 + a partial group of 2
+    m = nm_mask(w, 2, 4)
+    padded = np.concatenate([w, np.zeros((2, 5), np.float32)])
+    np.testing.assert_array_equal(m, _nm_reference(padded, 2, 4)[:10])
+    assert check_nm(w * m, 2, 4)
+    assert np.all(m[8:] == 1)  # the two real weights of the partial group both survive
+    w3 = rng.normal(size=(7, 3)).astype(np.float32)  # partial group of 3 real weights keeps 2
+    assert np.count_nonzero(nm_mask(w3, 2, 4)[4:], axis=0).tolist() == [2, 2, 2]
 
 
 def test_name_selection_globs_and_wrapper_prefixes():

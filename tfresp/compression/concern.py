@@ -89,15 +89,16 @@ def describe_model(core, data, runs: int, reference_proba=None) -> dict:
     return out
 
 
-def structured_check(core, n: int = 2, m: int = 4) -> dict:
-    """For each kernel: does every group of ``m`` input weights have at most ``n`` non-zeros?"""
-    from tfresp.compression.masks import check_nm, nm_applicable
+def structured_check(core, pruned, n: int = 2, m: int = 4) -> dict:
+    """For each pruned kernel: does every group of ``m`` input weights have at most ``n`` non-zeros?"""
+    from tfresp.compression.masks import check_nm
     from tfresp.compression.pruning_scheduler import is_kernel
 
     out = {}
     for v in core.weights:
-        if is_kernel(v) and nm_applicable(v.shape, m):
-            out[v.name.replace(":0", "")] = check_nm(v.numpy(), n, m)
+        name = v.name.replace(":0", "")
+        if is_kernel(v) and any(p == name or p in name.split("/") for p in pruned):
+            out[name] = check_nm(v.numpy(), n, m)
     return out
 
 
@@ -118,7 +119,18 @@ class Compression(Concern):
             return cfg.method
         if not _tfmot.is_graph_model(ctx.core) or ctx.config.privacy is not None or cfg.quantize == "qat":
             return "mask"
+        if cfg.structured and self._nm_incompatible(ctx):
+            return "mask"  # tfmot's m_by_n needs input dims divisible by 4; the masks zero-pad instead
         return "tfmot"
+
+    @staticmethod
+    def _nm_incompatible(ctx):
+        from tfresp.compression.masks import name_selected, nm_applicable
+        from tfresp.compression.pruning_scheduler import is_kernel
+
+        cfg = ctx.config.compression
+        return [v.name for v in ctx.core.trainable_variables if is_kernel(v) and not nm_applicable(v.shape)
+                and name_selected(v.name, cfg.include, cfg.exclude)]
 
     def validate(self, ctx) -> None:
         from tfresp.compression import _tfmot
@@ -224,7 +236,9 @@ class Compression(Concern):
         sched = state.get("schedule")
         section["pruning"] = None if sched is None else {
             "method": "tfmot.prune_low_magnitude" if state["method"] == "tfmot" else "PruningScheduler (masks)",
-            "target_sparsity": state["target"], "structured": cfg.structured, "schedule": sched.kind,
+            "target_sparsity": state["target"], "structured": cfg.structured,
+            "schedule": "2:4 masks fixed from begin_step, refreshed every frequency steps" if cfg.structured
+            else sched.kind,
             "begin_step": sched.begin_step, "end_step": sched.end_step, "frequency": sched.frequency,
             "include": cfg.include, "exclude": cfg.exclude}
         if sched is not None:
@@ -244,11 +258,8 @@ class Compression(Concern):
         section["sparsity"] = keras_res["sparsity"]
         section["per_layer_sparsity"] = keras_res["per_layer_sparsity"]
         if cfg.structured == "2:4":
-            checks = structured_check(ctx.core)
-            section["structured_2_4"] = {"per_layer": checks,
-                                         "all_groups_ok": bool(all(v for k, v in checks.items()
-                                                                   if any(p in k for p in
-                                                                          section["pruning"]["pruned_layers"])))}
+            checks = structured_check(ctx.core, section["pruning"]["pruned_layers"])
+            section["structured_2_4"] = {"per_layer": checks, "all_groups_ok": bool(checks) and all(checks.values())}
         variants = ["float"] + list(ctx.config.export.tflite)
         if cfg.quantize in ("int8", "dynamic", "float16"):
             variants.append(cfg.quantize)

@@ -38,15 +38,17 @@ def _groups_view(w: np.ndarray, m: int) -> np.ndarray:
 
     The input (reduction) axis of a Dense/EinsumDense kernel ``[in, out]`` is axis 0; of a Conv
     kernel ``[h, w, in, out]`` it is axis -2. We take axis -2 for rank >= 2 (it is axis 0 for
-    rank 2).
+    rank 2). An input dimension that is not a multiple of ``m`` is zero-padded, as sparse kernels
+    pad it: the last, partial group then keeps at most ``n`` of its real weights.
     """
     if w.ndim < 2:
         raise ValueError(f"N:M sparsity needs a kernel of rank >= 2, got shape {w.shape}")
     moved = np.moveaxis(w, -2, -1)  # [..., out, in]
     n_in = moved.shape[-1]
-    if n_in % m:
-        raise ValueError(f"the input dimension {n_in} is not a multiple of {m}")
-    return moved.reshape(moved.shape[:-1] + (n_in // m, m))
+    pad = (-n_in) % m
+    if pad:
+        moved = np.concatenate([moved, np.zeros(moved.shape[:-1] + (pad,), moved.dtype)], axis=-1)
+    return moved.reshape(moved.shape[:-1] + ((n_in + pad) // m, m))
 
 
 def nm_mask(w: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
@@ -57,16 +59,18 @@ def nm_mask(w: np.ndarray, n: int = 2, m: int = 4) -> np.ndarray:
     keep = np.zeros_like(g, dtype=np.float32)
     np.put_along_axis(keep, order[..., :n], 1.0, axis=-1)
     moved_shape = np.moveaxis(w, -2, -1).shape
-    return np.moveaxis(keep.reshape(moved_shape), -1, -2).astype(np.float32)
+    keep = keep.reshape(moved_shape[:-1] + (-1,))[..., :moved_shape[-1]]
+    return np.moveaxis(keep, -1, -2).astype(np.float32)
 
 
 def check_nm(w: np.ndarray, n: int = 2, m: int = 4) -> bool:
-    """True if every group of ``m`` input weights has at most ``n`` non-zeros."""
+    """True if every group of ``m`` input weights (last group zero-padded) has at most ``n`` non-zeros."""
     g = _groups_view(np.asarray(w), m)
     return bool(np.all(np.count_nonzero(g, axis=-1) <= n))
 
 
 def nm_applicable(shape, m: int = 4) -> bool:
+    """Whether tfmot's ``sparsity_m_by_n`` accepts the kernel (it needs a multiple of ``m`` inputs)."""
     return len(shape) >= 2 and int(shape[-2]) % m == 0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp.compression.masks import magnitude_mask, name_selected, nm_applicable, nm_mask, sparsity
+from tfresp.compression.masks import magnitude_mask, name_selected, nm_mask, sparsity
 from tfresp.compression.schedule import SparsitySchedule
 
 
@@ -40,8 +40,6 @@ def select_kernels(variables, include=None, exclude=None, structured: Optional[S
         seen.add(id(v))
         if not name_selected(v.name, include, exclude):
             skipped.append((v.name, "excluded by compression.include/exclude"))
-        elif structured is not None and not nm_applicable(v.shape, structured[1]):
-            skipped.append((v.name, f"input dimension {int(v.shape[-2])} is not a multiple of {structured[1]}"))
         else:
             selected.append(v)
     return selected, skipped
