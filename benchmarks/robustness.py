@@ -91,7 +91,7 @@ def adult(args, tmp):
 
 def finetune(args, tmp):
     base = {"seed": 0, "data": {"label": "label"}, "model": {"kind": "cnn", "hidden": [16, 32]},
-            "train": {"batch_size": 32, "learning_rate": 3e-3}, "export": {"saved_model": True}}
+            "train": {"batch_size": 16, "learning_rate": 3e-3}, "export": {"saved_model": True}}
     pre, _ = _fit({**base, "name": "digits-pretrain", "data": {"source": "digits:0-4", "label": "label"},
                    "train": {**base["train"], "epochs": args.epochs}}, tmp / "pretrain")
     out = {"pretrain": {"labels": "0-4", "test_accuracy": pre.metrics["accuracy"]}, "results": {}}
