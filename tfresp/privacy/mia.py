@@ -25,23 +25,30 @@ from typing import Dict, Optional
 
 import numpy as np
 from scipy import stats
+from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-_EPS = 1e-12
-
-
-def _features(probs: np.ndarray, labels: np.ndarray) -> Dict[str, np.ndarray]:
-    probs = np.clip(np.asarray(probs, np.float64), _EPS, 1.0)
-    p_y = probs[np.arange(len(labels)), labels]
+def _features(outputs: np.ndarray, labels: np.ndarray, from_logits: bool) -> Dict[str, np.ndarray]:
+    """Loss, logit-scaled confidence φ, max probability and entropy; from logits they stay exact when the
+    softmax saturates (an overfit model's training rows), which probabilities in float32 cannot."""
+    z = np.asarray(outputs, np.float64)
+    if not from_logits:
+        z = np.log(np.clip(z, 1e-300, 1.0))
+    idx = np.arange(len(labels))
+    log_p = z - logsumexp(z, axis=1, keepdims=True)
+    z_y = z[idx, labels]
+    others = z.copy()
+    others[idx, labels] = -np.inf
+    probs = np.exp(log_p)
     return {
-        "loss": -np.log(p_y),
-        "phi": np.log(p_y) - np.log(np.clip(1.0 - p_y, _EPS, None)),
+        "loss": -log_p[idx, labels],
+        "phi": z_y - logsumexp(others, axis=1),  # log p_y - log(1 - p_y)
         "max_prob": probs.max(axis=1),
-        "entropy": -(probs * np.log(probs)).sum(axis=1),
+        "entropy": -(probs * log_p).sum(axis=1),
     }
 
 
@@ -104,11 +111,12 @@ def membership_inference_audit(member_probs, member_labels, nonmember_probs, non
                                member_groups: Optional[Dict[str, np.ndarray]] = None,
                                nonmember_groups: Optional[Dict[str, np.ndarray]] = None,
                                epsilon: Optional[float] = None, min_group_size: int = 30, seed: int = 0,
-                               plot_path=None) -> dict:
+                               plot_path=None, from_logits: bool = False) -> dict:
     """Run the three attacks on model outputs; return the ``privacy.audit`` report section.
 
     Args:
-        member_probs: ``[m, K]`` class probabilities on training rows; ``member_labels``: ``[m]`` labels.
+        member_probs: ``[m, K]`` class probabilities (or logits, with ``from_logits=True``: exact for saturated
+            outputs) on training rows; ``member_labels``: ``[m]`` labels.
         nonmember_probs, nonmember_labels: the same on rows never used in training (same m recommended).
         delta: δ for the empirical ε lower bound.
         member_groups / nonmember_groups: ``{attribute: [m] group values}`` for sliced results.
@@ -123,7 +131,7 @@ def membership_inference_audit(member_probs, member_labels, nonmember_probs, non
     rng = np.random.default_rng(seed)
     mlab = np.asarray(member_labels, np.int64)
     nlab = np.asarray(nonmember_labels, np.int64)
-    fm, fn = _features(member_probs, mlab), _features(nonmember_probs, nlab)
+    fm, fn = _features(member_probs, mlab, from_logits), _features(nonmember_probs, nlab, from_logits)
     is_member = np.r_[np.ones(len(mlab)), np.zeros(len(nlab))].astype(int)
     feats = {k: np.r_[fm[k], fn[k]] for k in fm}
     labels = np.r_[mlab, nlab]
@@ -218,10 +226,10 @@ def audit_context(ctx, delta: float, epsilon: Optional[float] = None, max_exampl
     mi = np.sort(rng.choice(len(data.train), m, replace=False))
     ni = np.sort(rng.choice(len(data.test), m, replace=False))
     take = lambda x, i: {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]  # noqa: E731
-    pm = ctx.predict_proba(take(data.train.x, mi))
-    pn = ctx.predict_proba(take(data.test.x, ni))
+    pm = ctx.core.predict(take(data.train.x, mi), batch_size=2048, verbose=0)  # logits
+    pn = ctx.core.predict(take(data.test.x, ni), batch_size=2048, verbose=0)
     return membership_inference_audit(
         pm, data.train.y[mi], pn, data.test.y[ni], delta=delta,
         member_groups={a: v[mi] for a, v in data.train.groups.items()},
         nonmember_groups={a: v[ni] for a, v in data.test.groups.items()},
-        epsilon=epsilon, seed=seed, plot_path=plot_path)
+        epsilon=epsilon, seed=seed, plot_path=plot_path, from_logits=True)
