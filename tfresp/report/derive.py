@@ -95,6 +95,15 @@ def warnings_for(report: dict) -> list:
         _w(out, "info", "label_imbalance", f"Class '{c}' is {100 * v:.1f}% of the training labels; accuracy "
            "alone overstates quality, see balanced accuracy and per-class metrics.")
 
+    cm = ev.get("confusion_matrix")
+    classes = data.get("classes") or []
+    if isinstance(cm, list) and len(cm) > 1 and all(isinstance(row, list) and len(row) == len(cm) for row in cm):
+        never = [str(classes[j]) if j < len(classes) else str(j) for j in range(len(cm))
+                 if sum(row[j] for row in cm) == 0]
+        if never:
+            _w(out, "warning", "degenerate_predictions", "The model never predicts class(es) "
+               + ", ".join(never) + " on the test split: accuracy equals a majority-class baseline and group "
+               "gaps computed from its decisions (e.g. equalized odds) are trivially small.")
     acc_ci = ev.get("accuracy_ci")
     if isinstance(acc_ci, list) and len(acc_ci) == 2 and None not in acc_ci and acc_ci[1] - acc_ci[0] > 0.1:
         _w(out, "warning", "wide_ci", f"Test accuracy 95% CI is wide ({acc_ci[0]:.3f} to {acc_ci[1]:.3f}): "

@@ -26,6 +26,9 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 KNOWN = ("schema_version", "run", "data", "model", "training", "evaluation", "privacy", "fairness", "robustness",
          "explanations", "compression", "export", "gates", "scorecard", "warnings", "plots")
+GROUP_METRICS = ("count", "selection_rate", "true_positive_rate", "false_positive_rate", "accuracy", "precision",
+                 "ece")
+GROUP_COMPLEMENTS = ("false_negative_rate", "true_negative_rate")
 EVAL_METRICS = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 
 
@@ -324,11 +327,14 @@ def build_view(report: dict, run_dir: Path) -> dict:
         for attr, sec in items:
             if _attr_like(sec):
                 by_group = sec.get("by_group") or {}
-                metrics = []
+                present = []
                 for g in by_group.values():
                     for m in (g or {}):
-                        if not m.endswith("_ci") and m not in metrics:
-                            metrics.append(m)
+                        if not m.endswith("_ci") and m not in present:
+                            present.append(m)
+                # FNR = 1 - TPR and TNR = 1 - FPR add width, not information: they stay in report.json
+                metrics = [m for m in GROUP_METRICS if m in present] + [
+                    m for m in present if m not in GROUP_METRICS and m not in GROUP_COMPLEMENTS]
                 attrs.append({"name": attr,
                               "summary": [(k, v, sec.get(f"{k}_ci")) for k, v in sec.items()
                                           if isinstance(v, (int, float)) and not isinstance(v, bool)],
