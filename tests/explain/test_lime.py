@@ -130,4 +130,4 @@ def test_image_lime_finds_the_informative_region():
 def test_highlight_html_escapes():
     snippet = highlight_html('<script>alert("x")</script> good & bad', {"good": 0.5, "bad": -0.2, "script": 0.1})
     assert "<script>" not in snippet and "&lt;" in snippet and "&amp;" in snippet
-    assert 'title="+0.5000"' in snippet and "rgba(210,40,40" in snippet
+    assert 'title="+0.5"' in snippet and "rgba(210,40,40" in snippet

@@ -310,4 +310,20 @@ def _image(ctx, cfg) -> dict:
     if jaccards:
         section["stability"] = {"jaccard_mean": float(np.mean(jaccards)), "jaccard_min": float(np.min(jaccards)),
                                 "examples": len(jaccards)}
+    if cfg.method in ("ig", "both") and len(idx):
+        from tfresp.explain.ig import integrated_gradients
+
+        res = integrated_gradients(keras_proba_fn(ctx.core), x[idx], np.zeros(x.shape[1:], np.float32),
+                                   steps=cfg.ig_steps, max_steps=cfg.ig_max_steps, tolerance=cfg.ig_tolerance,
+                                   batch_size=cfg.batch_size)
+        for j, item in enumerate(section["examples"]):
+            heat = res.attributions[j].reshape(x.shape[1], x.shape[2], -1).sum(axis=-1)
+            p = plots.image_heatmap(x[idx[j]], heat, "integrated gradients",
+                                    ctx.run_dir / "plots" / f"explain_image_ig_{int(idx[j])}.png")
+            item["integrated_gradients"] = {"target": classes[int(res.targets[j])], "f_x": float(res.f_x[j]),
+                                            "f_baseline": float(res.f_baseline[j]), "steps": int(res.steps[j]),
+                                            "completeness_error": float(res.completeness_error[j]),
+                                            "plot": f"plots/{p.name}"}
+            section["plots"].append(f"plots/{p.name}")
+        section["integrated_gradients"] = {"baseline": "black image (zeros)", **res.summary()}
     return section

@@ -96,7 +96,7 @@ def highlight_html(text: str, weights: Dict[str, float]) -> str:
             continue
         alpha = min(1.0, abs(w) / scale)
         rgb = "0,160,60" if w > 0 else "210,40,40"
-        parts.append(f'<span class="tfresp-lime" title="{w:+.4f}" style="background:rgba({rgb},{alpha:.2f})">'
+        parts.append(f'<span class="tfresp-lime" title="{w:+.3g}" style="background:rgba({rgb},{alpha:.2f})">'
                      f"{html.escape(piece)}</span>")
     return '<p class="tfresp-lime-text">' + "".join(parts) + "</p>"
 
