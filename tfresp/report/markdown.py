@@ -37,28 +37,46 @@ def md_text(text) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def flatten(value, prefix: str = "", limit: int = 60) -> list:
-    """``[(dotted.key, scalar)]`` of a nested section (lists of scalars are joined), for generic rendering."""
+def flatten(value, prefix: str = "", limit: int = 40, max_depth: int = 2) -> list:
+    """``[(dotted.key, shown)]`` of a nested section for generic rendering in the model card.
+
+    The card stays readable: scalars up to ``max_depth`` levels below the section, lists of scalars
+    joined, deeper structures and lists of records summarized (they are in report.json / report.html).
+    """
     out = []
 
-    def walk(v, p):
+    def walk(v, p, depth):
         if len(out) >= limit:
             return
         if isinstance(v, dict):
+            if depth >= max_depth and p:
+                out.append((p, f"({len(v)} entries: see report.json)"))
+                return
             for k, x in v.items():
-                if k != "plots":
-                    walk(x, f"{p}.{k}" if p else str(k))
-        elif isinstance(v, list) and v and all(isinstance(x, (int, float, str, bool)) or x is None for x in v):
+                if k not in ("plots", "plot", "ledger"):
+                    walk(x, f"{p}.{k}" if p else str(k), depth + 1)
+        elif isinstance(v, list) and all(isinstance(x, (int, float, str, bool)) or x is None for x in v):
             shown = ", ".join(_fmt(x, 3) for x in v[:8]) + (f", … ({len(v)} values)" if len(v) > 8 else "")
-            out.append((p, shown))
+            out.append((p, shown or "(none)"))
         elif isinstance(v, list):
-            for i, x in enumerate(v[:10]):
-                walk(x, f"{p}[{i}]")
+            out.append((p, f"({len(v)} records: see report.json)"))
         else:
             out.append((p, _fmt(v)))
 
-    walk(value, prefix)
+    walk(value, prefix, 1 if prefix else 0)
+    if len(out) >= limit:
+        out.append(("…", "more in report.json"))
     return out
+
+
+def plot_list(section) -> list:
+    """Relative PNG paths a section lists under ``plots`` (dict or list form)."""
+    plots = section.get("plots") if isinstance(section, dict) else None
+    if isinstance(plots, dict):
+        return [p for p in plots.values() if isinstance(p, str)]
+    if isinstance(plots, list):
+        return [p for p in plots if isinstance(p, str)]
+    return []
 
 
 def _pipeline_tag(report: dict) -> str:
@@ -128,6 +146,7 @@ def render_markdown(report: dict) -> str:
     env.filters["esc"] = md_escape
     env.filters["text"] = md_text
     env.filters["flatten"] = flatten
+    env.filters["plot_list"] = plot_list
     env.tests["finite"] = _finite
     header = yaml.safe_dump(model_card_header(report), sort_keys=False, allow_unicode=True)
     body = env.get_template("report.md.j2").render(r=report, run=report.get("run") or {})
