@@ -27,7 +27,8 @@ FNS = {"selection_rate": flm.selection_rate, "true_positive_rate": flm.true_posi
 def threshold_run(tmp_path_factory):
     cfg = tiny_adult(name="fair-threshold", train={"epochs": 2, "batch_size": 128},
                      fairness={"mitigation": "threshold", "constraint": "equalized_odds", "bootstrap": 40,
-                               "min_group_size": 40, "privileged": {"sex": "Male"}})
+                               "min_group_size": 40, "privileged": {"sex": "Male"}},
+                     report={"html": False})
     return tfresp.fit(cfg, out=str(tmp_path_factory.mktemp("runs") / "thr"), quiet=True)
 
 
