@@ -94,3 +94,23 @@ def test_compare_deltas_and_outputs(tmp_path, capsys):
 
 def test_compare_missing_run_exit_2(tmp_path):
     assert main(["compare", str(tmp_path / "x"), str(tmp_path / "y")]) == 2
+
+
+def test_fit_exits_1_with_one_line_per_failed_gate(tmp_path, capsys):
+    import yaml
+
+    from tests.conftest import tiny_adult
+
+    cfg = tiny_adult(data={"max_rows": 1500}, gates=["accuracy >= 0.999", "accuracy >= 0.1"],
+                     scorecard={"ethics": [{"metric": "accuracy"}], "min_ethics": 0.9999})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code = main(["fit", str(path), "--out", str(tmp_path / "run"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    failed = [line for line in captured.out.splitlines() if line.startswith("FAILED gate")]
+    assert [line.split(":")[0] for line in failed] == ["FAILED gate accuracy >= 0.999",
+                                                       "FAILED gate scorecard.ethics.normalized >= 0.9999"]
+    assert "2 of 3 release gates failed" in captured.err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())  # the run is still written
+    assert report["gates"]["passed"] is False and report["scorecard"]["source"] == "config"

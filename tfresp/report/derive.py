@@ -89,6 +89,10 @@ def warnings_for(report: dict) -> list:
             shown = ", ".join(f"{g} (n={n})" for g, n in sorted(small.items(), key=lambda kv: kv[1]))
             _w(out, "warning", "small_groups", f"Sensitive attribute '{attr}': test groups smaller than "
                f"{min_group}: {shown}. Their metrics are unreliable and may be suppressed.")
+    deid = (data.get("source") or {}).get("deidentification") or data.get("deidentification")
+    if data.get("kind") == "text" and not deid:
+        _w(out, "warning", "no_deidentification", "Free text was used without de-identification "
+           "(data.deidentify): e-mails, handles, URLs or phone numbers may be memorized by the model.")
     balance = (((data.get("splits") or {}).get("train")) or {}).get("label_balance") or {}
     if balance and min(balance.values()) < 0.1:
         c, v = min(balance.items(), key=lambda kv: kv[1])

@@ -290,8 +290,11 @@ def build_view(report: dict, run_dir: Path) -> dict:
                 group_tables[attr].setdefault(g, {})[split] = n
     s["data"] = {"splits": splits, "groups": group_tables, "min_group": min_group, "split_names": list(splits),
                  "rest": _rest(data, {"source", "kind", "classes", "features", "encoded_dim", "sensitive",
-                                      "splits"}),
-                 "source_rest": _rest(data.get("source") or {}, {"name", "kind", "citation", "license", "files"})}
+                                      "splits", "deidentification"}),
+                 "source_rest": _rest(data.get("source") or {}, {"name", "kind", "citation", "license", "files",
+                                                                 "deidentification"}),
+                 "deid": prepare_generic((data.get("source") or {}).get("deidentification")
+                                         or data.get("deidentification"))}
     tr = r.get("training") or {}
     hist = tr.get("history") or {}
     s["training"] = {"plots": plots_for("training", tr),
