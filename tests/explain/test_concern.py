@@ -81,3 +81,21 @@ def test_explain_command_bad_input(adult_run, argv, capsys):
 
 def test_explain_command_not_a_run(tmp_path, capsys):
     assert main(["explain", str(tmp_path), "--row", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_image_run_lime_and_ig(tmp_path):
+    """Digits CNN: LIME over grid superpixels and IG with the completeness check, plots written."""
+    import tfresp
+
+    cfg = {"name": "dig", "data": {"source": "digits", "label": "label", "max_rows": 600},
+           "model": {"kind": "cnn", "hidden": [8]}, "train": {"epochs": 1, "batch_size": 64},
+           "explain": {"method": "both", "examples": 1, "num_samples": 100, "stability_seeds": 2, "ig_steps": 4}}
+    res = tfresp.fit(cfg, out=str(tmp_path / "dig"), quiet=True)
+    sec = res.report["explanations"]
+    item = sec["examples"][0]
+    assert len(item["lime"]["features"]) == 5
+    assert all(f["feature"].startswith("segment_") for f in item["lime"]["features"])
+    assert item["integrated_gradients"]["completeness_error"] <= 0.05
+    assert sec["integrated_gradients"]["all_converged"]
+    assert all((res.run_dir / p).is_file() for p in sec["plots"]) and len(sec["plots"]) == 2

@@ -125,8 +125,10 @@ def _tabular(ctx, cfg) -> dict:
                 "steps": int(ig_res.steps[j]), "completeness_error": float(ig_res.completeness_error[j])}
             if bars is None:
                 bars = [(names[k], float(cols[j, k])) for k in order]
+        xlabel = (f"LIME weight toward class {item['lime']['class_name']}" if "lime" in item else
+                  f"IG attribution to p({item['integrated_gradients']['target']})")
         p = plots.feature_bars(bars, f"test row {int(row)}: predicted {item['predicted']} (true {item['true']})",
-                               plots_dir / f"explain_row_{int(row)}.png")
+                               plots_dir / f"explain_row_{int(row)}.png", xlabel=xlabel)
         item["plot"] = f"plots/{p.name}"
         section["plots"].append(item["plot"])
         section["examples"].append(item)
@@ -242,8 +244,9 @@ def _text(ctx, cfg) -> dict:
         exp.pop("all_weights", None)
         item["lime"] = {**exp, "stability": stab}
         p = plots.feature_bars([(f["feature"], f["weight"]) for f in exp["features"]],
-                               f"test text {int(row)}: predicted {item['predicted']}",
-                               ctx.run_dir / "plots" / f"explain_text_{int(row)}.png")
+                               f"test text {int(row)}: predicted {item['predicted']} (true {item['true']})",
+                               ctx.run_dir / "plots" / f"explain_text_{int(row)}.png",
+                               xlabel=f"LIME weight toward class {item['predicted']}")
         item["plot"] = f"plots/{p.name}"
         section["plots"].append(item["plot"])
         section["examples"].append(item)
