@@ -125,3 +125,38 @@ def test_real_run_html(report_run):
     assert f"{eo:.4f}" in html
     assert re.search(r"Release gates.*PASSED", html, re.S)
     assert len([1 for t, k, v in p.attrs if t == "img" and v.startswith("data:image/png;base64,")]) >= 2
+
+
+def test_minimal_report_renders_everywhere(tmp_path):
+    """A run with no evaluation (e.g. MLM pretraining) and every concern off still renders and validates."""
+    from tfresp.report.markdown import render_markdown
+    from tfresp.report.schema import validate
+
+    r = derive(synthetic_report(evaluation=None, privacy=None, fairness=None, robustness=None, compression=None,
+                                data__sensitive=[], data__splits={"train": {"rows": 10}, "test": None},
+                                training__history={}))
+    assert validate(r) == []
+    html = render_html(r, tmp_path)
+    assert "No evaluation section in this run" in html and "no formal privacy claim" in html
+    md = render_markdown(r)
+    assert "_No evaluation in this run._" in md
+
+
+def test_unknown_sections_and_keys_render_generically(tmp_path):
+    rng = __import__("random").Random(0)
+
+    def rand(depth):
+        kind = rng.choice(["dict", "list", "num", "str", "none", "bool"] if depth < 4 else ["num", "str"])
+        if kind == "dict":
+            return {f"k{depth}_{i}<&>": rand(depth + 1) for i in range(rng.randint(0, 4))}
+        if kind == "list":
+            return [rand(depth + 1) for _ in range(rng.randint(0, 20))]
+        return {"num": rng.random(), "str": "<u>s</u>", "none": None, "bool": True}[kind]
+
+    extra = {"a": rand(0), "b": [{"x": 1, "y": {"z": [1, 2]}}, {"x": 2}], "n": float("1e-9"),
+             "s<&>": "<u>s</u>"}
+    r = derive(synthetic_report(custom_audit=extra, robustness__notes=rand(0), compression__extra=rand(1)))
+    html = render_html(r, tmp_path)
+    assert "<h3>custom_audit</h3>" in html
+    assert "s&lt;&amp;&gt;" in html and "&lt;u&gt;s&lt;/u&gt;" in html and "<u>" not in html
+    assert "1e-09" in html
