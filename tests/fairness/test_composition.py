@@ -57,3 +57,23 @@ def test_training_mitigations_end_to_end(tmp_path, mitigation):
     if mitigation == "reweigh":
         w = fair["mitigation"]["weights"]
         assert w["Female"][">50K"] > 1.0 > w["Male"][">50K"]  # under-represented positives weighed up
+
+
+@pytest.mark.slow
+def test_clp_on_text_end_to_end(tmp_path):
+    from tests.conftest import TWEETS
+
+    if not TWEETS.exists():
+        pytest.skip("tweets not present")
+    data = {"source": str(TWEETS), "text": "text", "label": "sentiment", "max_rows": 400, "max_length": 24,
+            "tokenizer": {"vocab_size": 1500}, "split": {"test": 0.25, "validation": 0.0}}
+    cfg = {"name": "clp", "data": data, "model": {"kind": "bert", "bert": {"hidden": 32, "layers": 1, "heads": 2}},
+           "train": {"epochs": 1, "batch_size": 50}, "export": {"saved_model": False}, "report": {"html": False},
+           "fairness": {"mitigation": "clp", "weight": 1.0, "bootstrap": 0,
+                        "identity_terms": [["he", "she"], ["man", "woman"], ["i", "you"]]}}
+    run = tfresp.fit(cfg, out=str(tmp_path / "clp"), quiet=True)
+    mit = run.report["fairness"]["mitigation"]
+    assert mit["name"] == "clp" and "i->you" in mit["swaps"] and "you->i" in mit["swaps"]
+    cf = mit["counterfactual_test"]
+    assert cf["rows_with_identity_terms"] > 0 and 0.0 <= cf["counterfactual_flip_rate"] <= 1.0
+    assert cf["mean_abs_logit_change"] >= 0.0
