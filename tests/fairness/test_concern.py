@@ -156,3 +156,20 @@ def test_reweigh_under_privacy_privatizes_counts(adult_data):
     contrib = Fairness().plan(ctx)
     assert ctx.state["privacy_extra_epsilon"][0]["epsilon"] == 0.5
     assert contrib.sample_weight.shape == (len(adult_data.train),) and any("Laplace" in n for n in contrib.notes)
+
+
+def test_tfresp_audit_fairness_reproduces_the_run(threshold_run, tmp_path):
+    import shutil
+
+    from tfresp.commands.audit import audit_run
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(threshold_run.run_dir, run_dir)
+    before = threshold_run.report["fairness"]
+    after = audit_run(run_dir, ["fairness"])["fairness"]
+    assert after["audited_by"] == "tfresp audit --fairness"
+    assert after["mitigation"]["thresholds"] == before["mitigation"]["thresholds"]
+    for attr in ("sex", "race"):
+        for key in ("demographic_parity_difference", "equalized_odds_difference", "equalized_odds_difference_ci"):
+            assert after[attr][key] == pytest.approx(before[attr][key], abs=1e-6), (attr, key)
+    assert json.loads((run_dir / "report.json").read_text())["fairness"]["audited_by"] == "tfresp audit --fairness"

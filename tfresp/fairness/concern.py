@@ -301,12 +301,17 @@ class Fairness(Concern):
     def _fit_thresholds(self, ctx, info, pos):
         cfg, data = ctx.config.fairness, ctx.data
         attrs = mitigation_attributes(ctx)
-        yv = (data.validation.y == pos).astype(np.int64)
-        pv = ctx.predictions["validation"][:, pos]
-        keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
-        fitted = postprocess.fit_group_thresholds(yv, pv, keys_v, cfg.constraint, cfg.tolerance,
-                                                  cfg.decision_threshold, cfg.min_group_size)
-        path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
+        saved = ctx.state.get("fairness_saved_thresholds")
+        if saved is not None:  # re-audit of a finished run: use the thresholds it serves
+            fitted = {k: v for k, v in saved.items() if k not in ("attributes", "separator")}
+            path = ctx.run_dir / "preprocessing" / "thresholds.json"
+        else:
+            yv = (data.validation.y == pos).astype(np.int64)
+            pv = ctx.predictions["validation"][:, pos]
+            keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
+            fitted = postprocess.fit_group_thresholds(yv, pv, keys_v, cfg.constraint, cfg.tolerance,
+                                                      cfg.decision_threshold, cfg.min_group_size)
+            path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
         ctx.artifacts["fairness_thresholds"] = "preprocessing/thresholds.json"
         ctx.state["serving_postprocess"] = postprocess.GroupThresholds(attrs, fitted["thresholds"],
                                                                        fitted["default"], pos)
@@ -384,6 +389,47 @@ class Fairness(Concern):
         except ImportError:  # matplotlib missing: numbers stay in the report
             pass
         return out
+
+
+def rerun_audit(run_dir, config, data, core, report) -> dict:
+    """The fairness section of a finished run, recomputed from its served model (``tfresp audit --fairness``).
+
+    Predictions come from ``core`` on the re-prepared splits; a threshold mitigation re-uses the
+    run's saved ``preprocessing/thresholds.json`` instead of refitting.
+    """
+    import json
+    from pathlib import Path
+
+    from tfresp.builder import RunContext
+    from tfresp.fairness.config import FairnessConfig
+
+    if config.fairness is None:
+        config = config.model_copy(update={"fairness": FairnessConfig()})
+    ctx = RunContext(config=config, data=data, run_dir=Path(run_dir), core=core, quiet=True)
+
+    def proba(x):
+        if hasattr(core, "predict"):
+            logits = core.predict(x, batch_size=2048, verbose=0)
+        else:
+            n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+            parts = [core(tf.nest.map_structure(lambda a: tf.constant(a[i:i + 2048]), x), training=False)
+                     for i in range(0, n, 2048)]
+            logits = tf.concat(parts, 0)
+        return tf.nn.softmax(logits).numpy()
+
+    ctx.predictions["test"] = proba(data.test.x)
+    if data.validation is not None:
+        ctx.predictions["validation"] = proba(data.validation.x)
+    saved = Path(run_dir) / "preprocessing" / "thresholds.json"
+    if config.fairness.mitigation == "threshold" and saved.is_file():
+        ctx.state["fairness_saved_thresholds"] = json.loads(saved.read_text())
+    concern = Fairness()
+    concern.validate(ctx)
+    old = report.get("fairness") or {}
+    ctx.state["fairness_plan"] = dict(old.get("mitigation") or {"name": config.fairness.mitigation})
+    section = concern.audit(ctx)
+    section["audited_by"] = "tfresp audit --fairness"
+    return section
 
 
 def score_hooks(reports: Dict[str, dict]) -> dict:
