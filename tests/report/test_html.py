@@ -11,7 +11,8 @@ from tfresp.report.derive import derive
 from tfresp.report.html import data_uri, render_html
 from tfresp.report.sanitize import sanitize_html
 
-PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG_1x1 = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"
+                           "AABJRU5ErkJggg==")
 
 
 class _Tags(HTMLParser):

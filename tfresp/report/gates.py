@@ -112,7 +112,11 @@ def evaluate_gates(gates, report: dict) -> list:
 
 def _margin(value: float, op: str, threshold: float) -> float:
     """Signed slack: positive when the gate passes with room to spare."""
-    return threshold - value if op in ("<=", "<") else value - threshold if op in (">=", ">") else -abs(value - threshold)
+    if op in ("<=", "<"):
+        return threshold - value
+    if op in (">=", ">"):
+        return value - threshold
+    return -abs(value - threshold)
 
 
 def summarize(results: list) -> dict:
