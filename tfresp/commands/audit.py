@@ -86,6 +86,13 @@ def _robustness(run_dir, config, data, core, report):
     return section
 
 
+@register_audit("fairness")
+def _fairness(run_dir, config, data, core, report):
+    from tfresp.fairness.concern import rerun_audit
+
+    return rerun_audit(run_dir, config, data, core, report)
+
+
 def audit_run(run_dir, names=None) -> dict:
     """Re-run the named audits (default: all registered) on a run; return the updated report."""
     from tfresp.report.writer import _jsonable, write_files
