@@ -118,7 +118,29 @@ def test_bad_compression_configs_are_config_errors(tmp_path):
     with pytest.raises(tfresp.ConfigError, match="public"):
         tfresp.fit(tiny_adult(privacy={"target_epsilon": 3.0}, compression={"distill": {"hidden": [4]}}),
                    out=tmp_path / "dp", quiet=True)
+    with pytest.raises(tfresp.ConfigError, match="QAT cannot run under privacy"):
+        tfresp.fit(tiny_adult(privacy={"target_epsilon": 3.0}, compression={"quantize": "qat"}),
+                   out=tmp_path / "dpq", quiet=True)
     with pytest.raises(tfresp.ConfigError, match="2:4"):
         tfresp.fit(tiny_adult(compression={"structured": "2:4", "prune": 0.8}), out=tmp_path / "b", quiet=True)
     with pytest.raises(tfresp.ConfigError):
         tfresp.load_config(tiny_adult(compression={"prune": 1.5}))
+
+
+def test_int8_calibrated_on_private_rows_is_flagged_under_dp(run, tmp_path):
+    import types
+
+    ctx = run.context
+    cfg = types.SimpleNamespace(compression=ctx.config.compression, privacy=object(), seed=0)
+    cal = tflite.calibration_rows(cfg, ctx.data)
+    assert cal[1]["privacy_covered"] is False and "not covered" in cal[1]["note"]
+    res = tflite.export_variant(ctx.core, "int8", ctx.data, None, calibration=cal, latency_runs=5, private=True)
+    assert res["privacy_covered"] is False
+    # public calibration rows keep it covered
+    public = tmp_path / "public.csv"
+    ctx.data.test.frame.iloc[:300].drop(columns=["income"]).to_csv(public, index=False)
+    cfg.compression = ctx.config.compression.model_copy(update={"calibration": str(public)})
+    cal = tflite.calibration_rows(cfg, ctx.data)
+    assert cal[1] == {"source": "public.csv", "rows": 50, "privacy_covered": True}
+    res = tflite.export_variant(ctx.core, "float16", ctx.data, None, calibration=cal, latency_runs=5, private=True)
+    assert res["privacy_covered"] is True

@@ -48,7 +48,7 @@ def export_run(run_dir, variants, quiet: bool = False) -> dict:
     """Export ``variants`` of a finished run; return the updated report's ``compression`` section."""
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare
-    from tfresp.export.tflite import VARIANTS, export_variant
+    from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant
     from tfresp.report.writer import _jsonable, write_files
 
     run_dir = Path(run_dir)
@@ -71,12 +71,13 @@ def export_run(run_dir, variants, quiet: bool = False) -> dict:
     reference = _proba(core, data.test.x)
     params = int(sum(int(np.prod(v.shape)) for v in core.variables))
     comp = config.compression
+    calibration = calibration_rows(config, data) if "int8" in variants else None
     section = report.get("compression") or {}
     exp = report.get("export") or {}
     for variant in dict.fromkeys(variants):
         res = export_variant(core, variant, data, run_dir / f"model_{variant}.tflite", reference_proba=reference,
-                             rep_rows=comp.representative_rows if comp else 200, seed=config.seed,
-                             latency_runs=comp.latency_runs if comp else 200)
+                             calibration=calibration, latency_runs=comp.latency_runs if comp else 200,
+                             private=config.privacy is not None)
         res["parameters"] = params
         res["measured_by"] = "tfresp export"
         section[variant] = res

@@ -143,6 +143,14 @@ class Compression(Concern):
         if self._pruning_on(cfg) and cfg.method == "tfmot" and cfg.quantize == "qat":
             problems.append(("compression.method", cfg.method, "pruning together with QAT uses the mask-based "
                              "PruningScheduler; set method: auto or mask"))
+        if cfg.quantize == "qat" and ctx.config.privacy is not None:
+            problems.append(("compression.quantize", "qat", "QAT cannot run under privacy: its fake-quant layers "
+                             "update min/max statistics inside the forward pass, which DP-SGD's vectorized "
+                             "per-example gradients cannot trace. Use quantize: dynamic or float16 (post-processing, "
+                             "covered by epsilon) or int8 with compression.calibration set to public rows"))
+        if cfg.calibration != "train" and not Path(cfg.calibration).is_file():
+            problems.append(("compression.calibration", cfg.calibration,
+                             "'train' or the path of an existing CSV/parquet file of public rows"))
         d = cfg.distill
         if d is not None:
             if d.data == "train" and ctx.config.privacy is not None:
@@ -317,7 +325,6 @@ class Compression(Concern):
             out["privacy"] = "inherits the teacher's (epsilon, delta): trained on public unlabeled data, alpha=0"
         try:
             tfl = export_variant(student, "float", ctx.data, ctx.run_dir / "model_student.tflite",
-                                 rep_rows=ctx.config.compression.representative_rows, seed=ctx.config.seed,
                                  latency_runs=ctx.config.compression.latency_runs)
             out["tflite_float"] = {k: tfl[k] for k in ("path", "bytes", "gzip_bytes", "latency_ms_p50",
                                                        "latency_ms_p95", "accuracy")}

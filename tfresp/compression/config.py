@@ -10,6 +10,7 @@ Example (YAML)::
       exclude: [logits]        # layer-name globs never pruned
       quantize: int8           # qat | int8 | dynamic | float16
       distill: {hidden: [32], temperature: 4.0, alpha: 0.5}
+      calibration: train       # rows calibrating int8 ranges: train | path to public CSV/parquet
 """
 from typing import List, Literal, Optional, Union
 
@@ -47,6 +48,7 @@ class CompressionConfig(Section):
     frequency: int = Field(0, ge=0)
     quantize: Optional[Literal["qat", "int8", "dynamic", "float16"]] = None
     distill: Optional[Union[DistillConfig, bool]] = None
+    calibration: str = "train"
     representative_rows: int = Field(200, ge=1, le=100000)
     latency_runs: int = Field(200, ge=5, le=100000)
 

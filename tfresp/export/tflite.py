@@ -12,7 +12,8 @@ float        no optimization                                max |Δp| <= 1e-4
 float16      weights stored as float16                      max |Δp| <= 1e-2
 dynamic      int8 weights, float activations                agreement >= 0.97, mean |Δp| <= 0.02
 int8         int8 weights+activations, calibrated on a      agreement >= 0.95, mean |Δp| <= 0.03
-             representative sample of *training* rows
+             sample of training rows (or public rows:
+             ``compression.calibration``; see below)
 ===========  =============================================  =====================================
 
 Ops without an int8 kernel do not crash the export: the converter retries with float
@@ -225,17 +226,60 @@ def representative_rows(x, rows: int, seed: int):
     return take_rows(x, idx)
 
 
-def export_variant(core, variant: str, data, path: Optional[Path], *, reference_proba=None, rep_rows: int = 200,
-                   seed: int = 0, latency_runs: int = 200, check_rows: int = 2000) -> Dict[str, object]:
+def calibration_rows(config, data):
+    """Rows that calibrate int8 activation ranges, and what the report must say about them.
+
+    ``compression.calibration: train`` samples training rows. Activation ranges are a
+    data-dependent statistic of those rows that DP-SGD's accountant never saw, so under
+    ``privacy`` the int8 variant is marked ``privacy_covered: false``; point
+    ``compression.calibration`` at a file of public rows to keep it covered. float, float16
+    and dynamic-range variants only transform the weights (post-processing): always covered.
+    """
+    comp = config.compression
+    rows = comp.representative_rows if comp is not None else 200
+    source = comp.calibration if comp is not None else "train"
+    if source == "train":
+        x = representative_rows(data.train.x, rows, config.seed)
+        info = {"source": "training split", "rows": num_rows(x), "privacy_covered": config.privacy is None}
+        if config.privacy is not None:
+            info["note"] = ("int8 activation ranges were calibrated on private training rows; they are not covered "
+                            "by the run's (epsilon, delta). Set compression.calibration to a file of public rows.")
+    else:
+        import pandas as pd
+
+        from tfresp.errors import DataError
+
+        path = Path(source)
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        missing = [c for c in data.feature_columns if c not in df.columns]
+        if missing:
+            raise DataError(f"Invalid value for `compression.calibration`: {str(path)!r} lacks feature columns "
+                            f"{missing[:10]}")
+        full = data.preprocessor.transform_frame(df)
+        x = representative_rows(full, rows, config.seed)
+        info = {"source": path.name, "rows": num_rows(x), "privacy_covered": True}
+    return x, info
+
+
+def export_variant(core, variant: str, data, path: Optional[Path], *, reference_proba=None, calibration=None,
+                   latency_runs: int = 200, check_rows: int = 2000, private: bool = False) -> Dict[str, object]:
     """Convert, (write,) reload, round-trip check and measure one TFLite variant of ``core``.
+
+    Args:
+        calibration: ``(rows, info)`` from :func:`calibration_rows` (needed for ``int8``).
+        private: the run trained with DP: record whether the variant stays covered.
 
     Returns a dict with ``accuracy, group_gap, bytes, gzip_bytes, latency_ms_p50, latency_ms_p95,
     sparsity, per_layer_sparsity, roundtrip, float_fallback`` (and ``path`` if written).
     """
-    rep = representative_rows(data.train.x, rep_rows, seed)
+    rep, cal_info = calibration if calibration is not None else (take_rows(data.train.x, slice(0, 100)), None)
     conv = convert(core, variant, representative_x=rep)
     content = conv["content"]
     out: Dict[str, object] = {"format": "tflite", "variant": variant}
+    if variant == "int8":
+        out["calibration"] = cal_info
+    if private:
+        out["privacy_covered"] = bool(cal_info["privacy_covered"]) if variant == "int8" and cal_info else True
     if path is not None:
         write_atomic(content, path)
         out["path"] = path.name
@@ -266,8 +310,8 @@ def export_tflite(ctx, variants) -> Dict[str, dict]:
     with its error instead of failing the run.
     """
     comp = ctx.config.compression
-    rep_rows = comp.representative_rows if comp is not None else 200
     runs = comp.latency_runs if comp is not None else 200
+    calibration = calibration_rows(ctx.config, ctx.data) if "int8" in variants else None
     reference = ctx.predictions.get("test")
     if reference is None:
         reference = ctx.predict_proba(ctx.data.test.x)
@@ -281,8 +325,8 @@ def export_tflite(ctx, variants) -> Dict[str, dict]:
             continue  # already exported in this run (the compression audit exports before the builder)
         path = ctx.run_dir / f"model_{variant}.tflite"
         try:
-            res = export_variant(ctx.core, variant, ctx.data, path, reference_proba=reference, rep_rows=rep_rows,
-                                 seed=ctx.config.seed, latency_runs=runs)
+            res = export_variant(ctx.core, variant, ctx.data, path, reference_proba=reference,
+                                 calibration=calibration, latency_runs=runs, private=ctx.config.privacy is not None)
         except Exception as exc:  # report, never crash the run on an exporter limitation
             log.warning("tfresp: TFLite %s export failed: %s", variant, exc)
             section[variant] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"}
