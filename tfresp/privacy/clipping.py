@@ -159,8 +159,10 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
     noise_std = float(noise_multiplier) * float(l2_norm_clip)
 
     def gradient_fn(model, x, y, extras):
-        # Under tf.distribute every replica adds noise and the optimizer sums the replicas' gradients: each
-        # replica adds N(0, σ²C²/R) so the sum carries exactly N(0, σ²C²), and divides by the global batch size.
+        # Under tf.distribute the optimizer sums the replicas' gradients: noise is added once per global step,
+        # by replica 0 only, so the sum carries exactly N(0, σ²C²); every replica divides by the global batch.
+        # (Each replica adding N(0, σ²C²/R) needs independent draws; MultiWorkerMirroredStrategy workers share
+        # the seed and draw identical noise, giving √R times too much - measured in tests/distribute.)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if mode == "ghost":
             summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip, registry)
@@ -169,12 +171,16 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         batch = tf.cast(tf.shape(losses)[0], tf.float32)
         denom = tf.constant(float(expected_batch_size), tf.float32) if expected_batch_size else \
             tf.maximum(batch * replicas, 1.0)
-        std = noise_std / (replicas ** 0.5)
+        std = noise_std
+        if replicas > 1:
+            rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+            std = noise_std * tf.cast(tf.equal(rid, 0), tf.float32)
         grads = []
         for g in summed:
             g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
-            if std > 0:
-                g = g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
+            if noise_std > 0:
+                g = g + tf.random.normal(tf.shape(g), dtype=g.dtype) * tf.cast(std, g.dtype) if replicas > 1 \
+                    else g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
             grads.append(g / tf.cast(denom, g.dtype))
         variables = model.core.trainable_variables
         if model.core.losses:  # weight regularisers: data-independent, added after noise at no privacy cost
