@@ -37,7 +37,7 @@ _COLORS = ["#3b6ea8", "#d9822b", "#5a9e4b", "#b8474d", "#7d5ba6", "#8c6d31", "#4
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # long tick labels (metric paths) must not be clipped
     plt.close(fig)
     return path
 
@@ -142,16 +142,18 @@ def scorecard_terms(card: dict, path: Path):
     rows = []
     for kind in ("ethics", "bias"):
         for t in ((card or {}).get(kind) or {}).get("terms", []):
-            rows.append((f"{kind}: {t['metric']}", t["term"], kind))
+            metric = t["metric"].removeprefix("evaluation.test.")
+            metric = metric if len(metric) <= 56 else "…" + metric[-55:]
+            rows.append((f"{'E' if kind == 'ethics' else 'B'}: {metric}", t["term"], kind))
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(rows) + 1.0))
     ys = range(len(rows))
     ax.barh(list(ys), [r[1] for r in rows], color=[_COLORS[0] if r[2] == "ethics" else _COLORS[3] for r in rows])
     ax.set_yticks(list(ys))
-    ax.set_yticklabels([r[0][-48:] for r in rows], fontsize=7)
+    ax.set_yticklabels([r[0] for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("term value in [0, 1] (ethics: higher is better; bias: lower is better)", fontsize=8)
+    ax.set_xlabel("term in [0, 1]  (E: goodness f, higher is better;  B: badness g, lower is better)", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
