@@ -181,9 +181,13 @@ class TokenizedTextPredictor:
         return out[inverse.reshape(-1)]
 
 
-def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 128, bucket: int = 1
-                      ) -> TokenizedTextPredictor:
+def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 128, bucket: int = 1,
+                      cls_only: bool = True) -> TokenizedTextPredictor:
     """:class:`TokenizedTextPredictor` for a transformers TF sequence classifier and its tokenizer.
+
+    Args:
+        cls_only: for BERT classifiers, compute only the ``[CLS]`` position in the last encoder layer
+            (exact; see :mod:`tfresp.explain._hf_bert`), after checking it against the full model.
 
     Example:
         >>> model = TFBertForSequenceClassification.from_pretrained(path, num_labels=3)
@@ -191,15 +195,19 @@ def hf_text_predictor(model, tokenizer, max_length: int = 64, batch_size: int = 
         >>> predict(["what a day", "meh"]).shape
         (2, 3)
     """
+    from tfresp.explain import _hf_bert
 
     def tokenize(texts):
         return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
 
-    def logits_fn(ids, mask):
-        return model(input_ids=ids, attention_mask=mask, training=False).logits
-
-    return TokenizedTextPredictor(tokenize, logits_fn, max_length=max_length, batch_size=batch_size, bucket=bucket,
+    if cls_only:
+        logits_fn, path, diff = _hf_bert.checked(model, int(getattr(tokenizer, "vocab_size", 30522)))
+    else:
+        logits_fn, path, diff = _hf_bert.full_logits_fn(model), "full model", None
+    pred = TokenizedTextPredictor(tokenize, logits_fn, max_length=max_length, batch_size=batch_size, bucket=bucket,
                                   pad_id=int(tokenizer.pad_token_id or 0))
+    pred.path, pred.path_check_max_abs_diff = path, diff
+    return pred
 
 
 def tabular_raw_predictor(raw_proba: Callable, columns: List[dict], batch_size: int = 512) -> BatchedPredictor:
