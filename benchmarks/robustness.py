@@ -91,17 +91,22 @@ def adult(args, tmp):
 
 def finetune(args, tmp):
     base = {"seed": 0, "data": {"label": "label"}, "model": {"kind": "cnn", "hidden": [16, 32]},
-            "train": {"batch_size": 16, "learning_rate": 3e-3}, "export": {"saved_model": True}}
+            "train": {"batch_size": 8, "learning_rate": 3e-3}, "export": {"saved_model": True}}
     pre, _ = _fit({**base, "name": "digits-pretrain", "data": {"source": "digits:0-4", "label": "label"},
-                   "train": {**base["train"], "epochs": args.epochs}}, tmp / "pretrain")
+                   "train": {**base["train"], "batch_size": 32, "epochs": args.epochs}}, tmp / "pretrain")
     out = {"pretrain": {"labels": "0-4", "test_accuracy": pre.metrics["accuracy"]}, "results": {}}
     for rows in args.finetune_rows:
-        for name, model in (("frozen_pretrained", {"checkpoint": str(pre.run_dir), "freeze": "all-but-head"}),
-                            ("full_finetune_pretrained", {"checkpoint": str(pre.run_dir)}),
-                            ("random_init", {})):
+        variants = (("random_init", {}, {}),
+                    ("full_finetune_pretrained", {"checkpoint": str(pre.run_dir)}, {}),
+                    ("freeze_stage0_pretrained", {"checkpoint": str(pre.run_dir), "freeze": 3}, {}),
+                    # a linear probe: head only, with the larger learning rate and longer schedule it needs
+                    ("head_only_pretrained", {"checkpoint": str(pre.run_dir), "freeze": "all-but-head"},
+                     {"learning_rate": 3e-2, "epochs": 2 * args.finetune_epochs}))
+        for name, model, train in variants:
             cfg = {**base, "name": f"ft-{name}-{rows}", "data": {"source": "digits:5-9", "label": "label",
                                                                    "max_rows": rows},
-                   "model": {**base["model"], **model}, "train": {**base["train"], "epochs": args.finetune_epochs},
+                   "model": {**base["model"], **model},
+                   "train": {**base["train"], "epochs": args.finetune_epochs, **train},
                    "export": {"saved_model": False}}
             accs = []
             for seed in range(args.finetune_seeds):
@@ -125,7 +130,7 @@ def main(argv=None):
     p.add_argument("--eval-steps", type=int, default=50)
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--adult-rows", type=int, default=10_000)
-    p.add_argument("--finetune-rows", type=int, nargs="+", default=[25, 100])
+    p.add_argument("--finetune-rows", type=int, nargs="+", default=[10, 25, 100])
     p.add_argument("--finetune-epochs", type=int, default=30)
     p.add_argument("--finetune-seeds", type=int, default=3)
     args = p.parse_args(argv)

@@ -50,7 +50,8 @@ def attack_space(data, cfg) -> AttackSpace:
         if cfg.attack_categorical:
             mask = np.ones_like(mask)
         units = ("standard deviations of each numeric feature (train-standardized encoding); "
-                 + ("one-hot columns also attacked" if cfg.attack_categorical else "one-hot categorical columns frozen"))
+                 + ("one-hot columns also attacked" if cfg.attack_categorical
+                    else "one-hot categorical columns frozen"))
         return AttackSpace(mask[None, :], x.min(axis=0)[None, :], x.max(axis=0)[None, :], units)
     return AttackSpace(None, None, None, "input-embedding space (L2 over each sequence)")
 

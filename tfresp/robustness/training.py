@@ -69,8 +69,8 @@ def madry_transform(cfg, space: AttackSpace):
         if cfg.attack == "fgsm":
             x_adv = attacks.fgsm(core_fn, x, y, cfg.epsilon, norm=cfg.norm, **space.kwargs())
         else:
-            x_adv = attacks.pgd(core_fn, x, y, cfg.epsilon, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size,
-                                random_start=True, restarts=1, **space.kwargs())
+            x_adv = attacks.pgd(core_fn, x, y, cfg.epsilon, norm=cfg.norm, steps=cfg.steps,
+                                step_size=cfg.step_size, random_start=True, restarts=1, **space.kwargs())
         return _mix(x, x_adv, cfg.mix)
 
     return transform
@@ -99,9 +99,9 @@ def trades_term(cfg, space: AttackSpace):
         def core_fn(inp):
             return model.core(inp, training=False)
 
-        x_adv = attacks.pgd(core_fn, x, clean_ref, cfg.epsilon, norm=cfg.norm, steps=cfg.steps, step_size=cfg.step_size,
-                            random_start=False, start_noise=0.001, objective=kl_objective,
-                            **space.kwargs())
+        x_adv = attacks.pgd(core_fn, x, clean_ref, cfg.epsilon, norm=cfg.norm, steps=cfg.steps,
+                            step_size=cfg.step_size, random_start=False, start_noise=0.001,
+                            objective=kl_objective, **space.kwargs())
         adv_logits = model.core(x_adv, training=training)
         kl = kl_divergence(logits, adv_logits)
         w = extras.get("sample_weight") if isinstance(extras, dict) else None
