@@ -12,7 +12,8 @@ Per tweet, in the same process and with the same LIME seed and ``num_samples``:
   size 32), as a user of plain lime would write it;
 * tfresp: :func:`tfresp.explain.lime_explain.explain_text` with
   :func:`tfresp.explain.predict.hf_text_predictor` (deduplicated perturbations, length-sorted chunks of
-  128 rows padded to the chunk's longest row, one ``tf.function`` trace).
+  128 rows padded to the chunk's longest row, one ``tf.function`` trace, and the exact CLS-only last
+  encoder layer of :mod:`tfresp.explain._hf_bert`).
 
 The machine is shared (2 cores, several other jobs), so besides wall-clock seconds the script records
 process CPU seconds (all threads; what the explanation actually cost) and the number of token
@@ -100,7 +101,8 @@ def main():
                 res["naive_label"] = label
                 res["naive_weights"] = dict(plain.as_list(label=label))
         diff = max(abs(res["tfresp_weights"].get(k, 0.0) - v) for k, v in res["naive_weights"].items())
-        rows.append({"text_words": len(text.split()), "distinct_perturbations": res["unique"], "tfresp_s": res["tfresp_s"], "naive_s": res["naive_s"],
+        rows.append({"text_words": len(text.split()), "distinct_perturbations": res["unique"],
+                     "tfresp_s": res["tfresp_s"], "naive_s": res["naive_s"],
                      "tfresp_cpu_s": res["tfresp_cpu_s"], "naive_cpu_s": res["naive_cpu_s"],
                      "ratio_wall": res["tfresp_s"] / res["naive_s"], "ratio": res["tfresp_cpu_s"] / res["naive_cpu_s"],
                      "tfresp_tokens": res["tfresp_tokens"], "naive_tokens": res["naive_tokens"],
@@ -126,7 +128,8 @@ def main():
         "tfresp_seconds_cold": rows[0]["tfresp_s"], "naive_seconds_cold": rows[0]["naive_s"],
         "load_average_at_end": list(os.getloadavg()),
         "goal": "tfresp <= 0.5x naive", "max_abs_weight_diff": max(r["max_abs_weight_diff"] for r in rows),
-        "predictor": {"traces": predictor.traces, "calls": predictor.calls, "batch_size": predictor.batch_size,
+        "predictor": {"inference_path": predictor.path, "path_check_max_abs_diff": predictor.path_check_max_abs_diff,
+                      "traces": predictor.traces, "calls": predictor.calls, "batch_size": predictor.batch_size,
                       "max_rows_per_call": predictor.max_rows_per_call},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
