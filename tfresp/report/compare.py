@@ -13,6 +13,7 @@ from tfresp.errors import DataError
 from tfresp.report.gates import lookup
 from tfresp.report.scorecard import infer_direction
 
+_ABSENT = "— (off)"
 _EVAL = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "precision", "recall")
 
 
@@ -61,6 +62,11 @@ def key_metrics(a: dict, b: dict) -> list:
     return out
 
 
+def _intish(v):
+    """Counts (parameters, bytes, steps) come back from lookup as floats: show them as integers."""
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) >= 10 else v
+
+
 def _direction(path: str) -> str | None:
     if path in ("model.parameters", "privacy.delta", "privacy.noise_multiplier"):
         return None
@@ -73,7 +79,7 @@ def compare_reports(a: dict, b: dict) -> list:
     """Rows ``{metric, a, b, delta, relative, verdict}``; delta = B − A; verdict better/worse/same/n/a."""
     rows = []
     for path in key_metrics(a, b):
-        va, vb = lookup(a, path), lookup(b, path)
+        va, vb = _intish(lookup(a, path)), _intish(lookup(b, path))
         if va is None and vb is None:
             continue
         delta = vb - va if va is not None and vb is not None else None
@@ -93,6 +99,8 @@ def _flat(d, prefix=""):
     out = {}
     if isinstance(d, dict):
         for k, v in d.items():
+            if v is None and not prefix:  # a section that is off: its keys are simply absent
+                continue
             out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
     else:
         out[prefix] = d
@@ -107,8 +115,8 @@ def config_diff(a: dict, b: dict) -> list:
     for k in sorted(set(fa) | set(fb)):
         if k in ("name", "out"):
             continue
-        if fa.get(k, "<absent>") != fb.get(k, "<absent>"):
-            out.append((k, fa.get(k, "<absent>"), fb.get(k, "<absent>")))
+        if fa.get(k, _ABSENT) != fb.get(k, _ABSENT):
+            out.append((k, fa.get(k, _ABSENT), fb.get(k, _ABSENT)))
     return out
 
 
