@@ -39,7 +39,19 @@ import tfresp  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+TWEETS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tweets" / "sentiment_tweets.csv.gz"
+
+
 def base_config(args) -> dict:
+    if args.task == "tweets":
+        return {"name": "bench", "seed": args.seed,
+                "data": {"source": str(TWEETS), "text": "text", "label": "sentiment", "max_rows": args.max_rows,
+                         "max_length": 48, "split": {"test": 0.2, "validation": 0.1}},
+                "model": {"kind": "bert", "bert": {"hidden": args.hidden[0], "layers": len(args.hidden),
+                                                   "heads": 4}},
+                "train": {"epochs": args.epochs, "batch_size": 64, "learning_rate": 1e-3},
+                "export": {"saved_model": False, "tflite": []},
+                "compression": {"latency_runs": args.latency_runs, "representative_rows": 100}}
     return {"name": "bench", "seed": args.seed,
             "data": {"source": "adult", "label": "income", "sensitive": ["sex", "race"],
                      "max_rows": args.max_rows, "split": {"test": "official", "validation": 0.1}},
@@ -72,15 +84,18 @@ def row(name: str, v: dict, ref: dict, note: str = "") -> dict:
 
 
 def markdown(table, meta) -> str:
-    lines = [f"# Compression benchmark: Adult MLP hidden={meta['hidden']}, {meta['epochs']} epochs",
+    model = "tweets BERT" if meta["task"] == "tweets" else "Adult MLP"
+    lines = [f"# Compression benchmark: {model} hidden={meta['hidden']}, {meta['epochs']} epochs",
              "", f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores, shared), "
-                 f"TF {meta['tf']}; latency = batch-1 p50 over {meta['latency_runs']} calls, 1 thread.", "",
+                 f"TF {meta['tf']}; latency = batch-1 p50 over {meta['latency_runs']} calls, 1 thread; "
+                 f"1-min load average at the end {meta['load_average_1m_at_end']:.1f}.", "",
              "| variant | accuracy | Δacc (pts) | DP gap sex | bytes | gzip | gzip × float | p50 ms | "
              "speed-up × float | sparsity |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
+        gap = "n/a" if r["group_gap_sex"] is None else f"{r['group_gap_sex']:.4f}"
         lines.append(f"| {r['variant']} | {r['accuracy']:.4f} | {r['accuracy_drop_points']:+.2f} | "
-                     f"{r['group_gap_sex']:.4f} | {r['bytes']:,} | {r['gzip_bytes']:,} | {r['gzip_ratio']:.3f} | "
+                     f"{gap} | {r['bytes']:,} | {r['gzip_bytes']:,} | {r['gzip_ratio']:.3f} | "
                      f"{r['latency_ms_p50']:.4f} | {r['speedup_vs_float']:.2f} | {r['sparsity']:.3f} |")
     lines += ["", "## Goals", ""]
     for g in meta["goals"]:
@@ -98,6 +113,9 @@ def main(argv=None) -> int:
     p.add_argument("--student", default="64")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="wide")
+    p.add_argument("--task", choices=["adult", "tweets"], default="adult",
+                   help="tweets: a BERT (hidden=first --hidden value, layers=len(--hidden)) trained from scratch; "
+                        "variants float/int8/dynamic/float16/pruned 50%%/80%%")
     args = p.parse_args(argv)
     args.hidden = [int(h) for h in args.hidden.split(",")]
     student = [int(h) for h in args.student.split(",")]
@@ -105,27 +123,36 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="tfresp-bench-") as d:
         tmp = Path(d)
-        base = fit(args, tmp, "baseline", {"distill": {"hidden": student, "temperature": 4.0, "alpha": 0.5}},
-                   tflite=["int8", "dynamic", "float16"])
-        p50 = fit(args, tmp, "prune50", {"prune": 0.5, "exclude": ["logits"]})
-        p80 = fit(args, tmp, "prune80", {"prune": 0.8, "exclude": ["logits"]}, tflite=["int8"])
-        s24 = fit(args, tmp, "2:4", {"structured": "2:4", "begin": 0.2})
-        qat = fit(args, tmp, "qat", {"quantize": "qat"})
+        if args.task == "tweets":
+            base = fit(args, tmp, "baseline", {}, tflite=["int8", "dynamic", "float16"])
+            p50 = fit(args, tmp, "prune50", {"prune": 0.5, "exclude": ["logits", "classifier*"]})
+            p80 = fit(args, tmp, "prune80", {"prune": 0.8, "exclude": ["logits", "classifier*"]}, tflite=["int8"])
+            s24 = qat = None
+        else:
+            base = fit(args, tmp, "baseline", {"distill": {"hidden": student, "temperature": 4.0, "alpha": 0.5}},
+                       tflite=["int8", "dynamic", "float16"])
+            p50 = fit(args, tmp, "prune50", {"prune": 0.5, "exclude": ["logits"]})
+            p80 = fit(args, tmp, "prune80", {"prune": 0.8, "exclude": ["logits"]}, tflite=["int8"])
+            s24 = fit(args, tmp, "2:4", {"structured": "2:4", "begin": 0.2})
+            qat = fit(args, tmp, "qat", {"quantize": "qat"})
     ref = base["float"]
-    stu = base["student"]
-    stu_row = dict(stu)
-    stu_row.update({k: stu["tflite_float"][k] for k in ("bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
-                                                        "accuracy")})
     table = [row("float", ref, ref, "dense baseline, TFLite float"),
-             row("int8 (PTQ)", base["int8"], ref, "full-integer, 300 training rows calibrate"),
+             row("int8 (PTQ)", base["int8"], ref, "full-integer, training rows calibrate"),
              row("dynamic", base["dynamic"], ref, "int8 weights, float activations"),
              row("float16", base["float16"], ref, "float16 weights"),
-             row("pruned 50%", p50["float"], ref, "tfmot polynomial, TFLite float"),
-             row("pruned 80%", p80["float"], ref, "tfmot polynomial, TFLite float"),
-             row("pruned 80% + int8", p80["int8"], ref, "pruned then full-integer"),
-             row("2:4", s24["float"], ref, "tfmot m_by_n (2, 4), TFLite float"),
-             row("QAT int8", qat["int8"], ref, "tfmot QAT -> int8 TFLite"),
-             row(f"student {student}", stu_row, ref, "distilled (T=4, alpha=0.5), TFLite float")]
+             row("pruned 50%", p50["float"], ref, f"{p50['pruning']['method']}, TFLite float"),
+             row("pruned 80%", p80["float"], ref, f"{p80['pruning']['method']}, TFLite float"),
+             row("pruned 80% + int8", p80["int8"], ref, "pruned then full-integer")]
+    if s24 is not None:
+        table.append(row("2:4", s24["float"], ref, f"{s24['pruning']['method']} 2:4, TFLite float"))
+    if qat is not None:
+        table.append(row("QAT int8", qat["int8"], ref, "tfmot QAT -> int8 TFLite"))
+    if "student" in base:
+        stu = base["student"]
+        stu_row = dict(stu)
+        stu_row.update({k: stu["tflite_float"][k] for k in ("bytes", "gzip_bytes", "latency_ms_p50",
+                                                            "latency_ms_p95", "accuracy")})
+        table.append(row(f"student {student}", stu_row, ref, "distilled (T=4, alpha=0.5), TFLite float"))
     r80 = table[5]
     r8 = table[1]
     goals = [
@@ -141,10 +168,11 @@ def main(argv=None) -> int:
     meta = {"hidden": args.hidden, "epochs": args.epochs, "max_rows": args.max_rows, "student": student,
             "latency_runs": args.latency_runs, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "cpu": _cpu(), "cores": os.cpu_count(), "tf": tf.__version__, "goals": goals,
-            "structured_2_4_all_groups_ok": (s24.get("structured_2_4") or {}).get("all_groups_ok"),
-            "qat_unsupported_layers": (qat.get("qat") or {}).get("unsupported_layers"),
+            "task": args.task, "load_average_1m_at_end": os.getloadavg()[0],
+            "structured_2_4_all_groups_ok": ((s24 or {}).get("structured_2_4") or {}).get("all_groups_ok"),
+            "qat_unsupported_layers": ((qat or {}).get("qat") or {}).get("unsupported_layers"),
             "per_layer_sparsity": {"prune50": p50["per_layer_sparsity"], "prune80": p80["per_layer_sparsity"],
-                                   "2:4": s24["per_layer_sparsity"]},
+                                   "2:4": (s24 or {}).get("per_layer_sparsity")},
             "roundtrip": {k: base[k]["roundtrip"] for k in ("float", "int8", "dynamic", "float16")}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"compression_{args.tag}"
