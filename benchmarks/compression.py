@@ -50,14 +50,14 @@ def base_config(args) -> dict:
                 "model": {"kind": "bert", "bert": {"hidden": args.hidden[0], "layers": len(args.hidden),
                                                    "heads": 4}},
                 "train": {"epochs": args.epochs, "batch_size": 64, "learning_rate": 1e-3},
-                "export": {"saved_model": False, "tflite": []},
+                "export": {"saved_model": False, "tflite": []}, "report": {"html": False},
                 "compression": {"latency_runs": args.latency_runs, "representative_rows": 100}}
     return {"name": "bench", "seed": args.seed,
             "data": {"source": "adult", "label": "income", "sensitive": ["sex", "race"],
                      "max_rows": args.max_rows, "split": {"test": "official", "validation": 0.1}},
             "model": {"kind": "mlp", "hidden": args.hidden},
             "train": {"epochs": args.epochs, "batch_size": 256, "learning_rate": 1e-3},
-            "export": {"saved_model": False, "tflite": []},
+            "export": {"saved_model": False, "tflite": []}, "report": {"html": False},
             "compression": {"latency_runs": args.latency_runs, "representative_rows": 300}}
 
 
