@@ -84,19 +84,24 @@ def test_equal_to_fairlearn(groups, p):
 
 
 def test_threshold_sweep_equal_to_fairlearn():
-    y, prob, g = _synthetic(groups=("A", "B", "C"), p=(0.5, 0.3, 0.2))
+    y, prob, g = _synthetic(n=1500, groups=("A", "B", "C"), p=(0.5, 0.3, 0.2))
     sweep = fm.threshold_sweep(y, prob, g, fm.DEFAULT_THRESHOLDS, min_group_size=1)
     assert [r["threshold"] for r in sweep] == list(fm.DEFAULT_THRESHOLDS)
+    fns = {"sel": flm.selection_rate, "tpr": flm.true_positive_rate, "fpr": flm.false_positive_rate}
     for row in sweep:
         pred = (prob >= row["threshold"]).astype(int)
-        kw = dict(sensitive_features=g)
-        assert abs(row["demographic_parity_difference"] - flm.demographic_parity_difference(y, pred, **kw)) < TOL
-        assert abs(row["equalized_odds_difference"] - flm.equalized_odds_difference(y, pred, **kw)) < TOL
-        assert abs(row["equal_opportunity_difference"] - flm.equal_opportunity_difference(y, pred, **kw)) < TOL
+        frame = flm.MetricFrame(metrics=fns, y_true=y, y_pred=pred, sensitive_features=g)
+        diff = frame.difference()
+        assert abs(row["demographic_parity_difference"] - diff["sel"]) < TOL
+        assert abs(row["equalized_odds_difference"] - max(diff["tpr"], diff["fpr"])) < TOL
+        assert abs(row["equal_opportunity_difference"] - diff["tpr"]) < TOL
         assert abs(row["accuracy"] - skm.accuracy_score(y, pred)) < TOL
-        frame = flm.MetricFrame(metrics=flm.selection_rate, y_true=y, y_pred=pred, sensitive_features=g)
         for grp in ("A", "B", "C"):
-            assert abs(row["selection_rate"][grp] - frame.by_group[grp]) < TOL
+            assert abs(row["selection_rate"][grp] - frame.by_group.loc[grp, "sel"]) < TOL
+            assert abs(row["false_positive_rate"][grp] - frame.by_group.loc[grp, "fpr"]) < TOL
+    row = sweep[4]  # threshold 0.5 against fairlearn's own gap functions
+    pred = (prob >= 0.5).astype(int)
+    assert abs(row["equalized_odds_difference"] - flm.equalized_odds_difference(y, pred, sensitive_features=g)) < TOL
     # gaps must actually vary with the threshold (the sweep is not a constant)
     assert len({round(r["demographic_parity_difference"], 6) for r in sweep}) > 3
 
@@ -104,16 +109,17 @@ def test_threshold_sweep_equal_to_fairlearn():
 def test_bootstrap_matches_slow_fairlearn_loop():
     y, prob, g = _synthetic(n=600, groups=("A", "B", "C"), p=(0.5, 0.3, 0.2), seed=3)
     pred = (prob >= 0.5).astype(int)
-    B, conf = 25, 0.9
+    B, conf = 16, 0.9
     rep = fm.group_report(y, pred, prob, g, min_group_size=1, bootstrap=B, confidence=conf, seed=7)
     idx = fm.bootstrap_indices(len(y), B, 7)
     dp, eo, eopp, sel_a, ece_b = [], [], [], [], []
+    fns = {"sel": flm.selection_rate, "tpr": flm.true_positive_rate, "fpr": flm.false_positive_rate}
     for row in idx:
         yy, pp, gg, pr = y[row], pred[row], g[row], prob[row]
-        kw = dict(sensitive_features=gg)
-        dp.append(flm.demographic_parity_difference(yy, pp, **kw))
-        eo.append(flm.equalized_odds_difference(yy, pp, **kw))
-        eopp.append(flm.equal_opportunity_difference(yy, pp, **kw))
+        diff = flm.MetricFrame(metrics=fns, y_true=yy, y_pred=pp, sensitive_features=gg).difference()
+        dp.append(diff["sel"])
+        eo.append(max(diff["tpr"], diff["fpr"]))
+        eopp.append(diff["tpr"])
         sel_a.append(flm.selection_rate(yy[gg == "A"], pp[gg == "A"]))
         ece_b.append(expected_calibration_error(yy[gg == "B"], pr[gg == "B"]))
     q = [50 * (1 - conf), 50 * (1 + conf)]
