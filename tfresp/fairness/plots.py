@@ -33,8 +33,11 @@ def group_bars(sections: Dict[str, dict], path: Path):
         ax.set_xticks(xs)
         ax.set_xticklabels(groups, rotation=20, fontsize=7)
         ax.set_ylim(0, 1.05)
-        ax.set_title(f"{attr}: DP diff {sec.get('demographic_parity_difference', float('nan')):.3f}, "
-                     f"EO diff {sec.get('equalized_odds_difference', float('nan')):.3f}", fontsize=9)
+        supp = sec.get("suppressed") or {}
+        note = f"; {len(supp)} group(s) < {sec.get('min_group_size')} rows suppressed" if supp else ""
+        dp, eo = sec.get("demographic_parity_difference"), sec.get("equalized_odds_difference")
+        ax.set_title(f"{attr}: DP diff {dp if dp is None else round(dp, 3)}, EO diff "
+                     f"{eo if eo is None else round(eo, 3)} (bars: 95% bootstrap CI){note}", fontsize=9)
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
