@@ -101,7 +101,7 @@ class DotProductAttention(keras.layers.Layer):
     def __init__(self, num_heads: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.dropout = int(num_heads), float(dropout)
-        self._drop = keras.layers.Dropout(self.dropout)
+        self._drop = keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
 
     def call(self, q, k, v, mask, training=None):
         b, n = tf.shape(q)[0], tf.shape(q)[1]
@@ -113,12 +113,19 @@ class DotProductAttention(keras.layers.Layer):
 
         scores = tf.matmul(heads(q), heads(k), transpose_b=True) / math.sqrt(d)
         add = (1.0 - tf.cast(mask, scores.dtype))[:, tf.newaxis, tf.newaxis, :] * tf.cast(-1e9, scores.dtype)
-        probs = self._drop(tf.nn.softmax(scores + add, axis=-1), training=training)
+        probs = tf.nn.softmax(scores + add, axis=-1)
+        if self._drop is not None:
+            probs = self._drop(probs, training=training)
         ctx = tf.matmul(probs, heads(v))
         return tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [b, n, hidden])
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
+
+
+def _dropout(x, rate: float, name: str):
+    """Dropout only when ``rate > 0``: no stochastic layer in the graph otherwise (DP ghost clipping needs that)."""
+    return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
 
 
 def gelu(x):
@@ -157,7 +164,7 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
                                  name="embeddings_token_type")(ZerosLike(name="token_type_ids")(ids))
     h = keras.layers.Add(name="embeddings_sum")([word, pos, typ])
     h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_ln")(h)
-    h = keras.layers.Dropout(cfg.dropout, name="embeddings_dropout")(h)
+    h = _dropout(h, cfg.dropout, "embeddings_dropout")
     for i in range(cfg.num_layers):
         p = f"layer_{i}_"
         q = _projection(h, cfg.hidden_size, p + "query", cfg, peft)
@@ -165,7 +172,7 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
         v = _projection(h, cfg.hidden_size, p + "value", cfg, peft)
         a = DotProductAttention(cfg.num_heads, cfg.attention_dropout, name=p + "attention")(q, k, v, mask)
         a = _projection(a, cfg.hidden_size, p + "attention_output", cfg, peft)
-        a = keras.layers.Dropout(cfg.dropout, name=p + "attention_dropout")(a)
+        a = _dropout(a, cfg.dropout, p + "attention_dropout")
         if peft and peft.get("adapters"):
             from tfresp.models.peft import adapter
 
@@ -174,7 +181,7 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
             keras.layers.Add(name=p + "attention_residual")([h, a]))
         f = _projection(h, cfg.intermediate_size, p + "intermediate", cfg, peft, activation=gelu)
         f = _projection(f, cfg.hidden_size, p + "output", cfg, peft)
-        f = keras.layers.Dropout(cfg.dropout, name=p + "output_dropout")(f)
+        f = _dropout(f, cfg.dropout, p + "output_dropout")
         if peft and peft.get("adapters"):
             from tfresp.models.peft import adapter
 
@@ -190,7 +197,7 @@ def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, p
     inputs, h = encoder(cfg, max_length, peft)
     pooled = keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
                                 name="pooler")(ClsToken(name="cls_token")(h))
-    pooled = keras.layers.Dropout(cfg.dropout, name="classifier_dropout")(pooled)
+    pooled = _dropout(pooled, cfg.dropout, "classifier_dropout")
     logits = keras.layers.Dense(num_classes, kernel_initializer=_init(cfg), name="classifier")(pooled)
     return keras.Model(inputs, logits, name=name)
 
@@ -440,20 +447,20 @@ def _build(config, data, cfg: BertConfig, weights=None, source=None):
 def dp_layer_support(core: keras.Model) -> dict:
     """Which trainable layers tensorflow-privacy's default fast-clipping registry covers.
 
-    Embedding gathers are covered (``embedding_layer_computation``), so embeddings stay trainable under DP;
-    LayerNormalization has a registry function in tf-privacy that the privacy concern may insert.
+    Embedding gathers are covered (``embedding_layer_computation``), so embeddings stay trainable under DP.
+    Dropout layers (``model.dropout > 0``) make the privacy concern fall back to vectorized clipping.
     """
     try:
-        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
-    except Exception:  # tf-privacy missing: report nothing rather than guess
+        from tfresp.privacy._tfprivacy import GHOST_LAYERS
+    except ImportError:  # privacy adapter unavailable: report nothing rather than guess
         return {}
-    reg = layer_registry.make_default_layer_registry()
     supported, other = set(), set()
     for layer in core.layers:
         if layer.trainable_weights:
-            (supported if reg.is_elem(layer) else other).add(layer.__class__.__name__)
+            (supported if type(layer) in GHOST_LAYERS.values() else other).add(layer.__class__.__name__)
+    stochastic = sorted(l.name for l in core.layers if isinstance(l, keras.layers.Dropout))
     return {"registry_supported": sorted(supported), "registry_unsupported": sorted(other),
-            "embeddings_frozen_for_dp": False}
+            "embeddings_frozen_for_dp": False, "dropout_layers": stochastic}
 
 
 @register_model("bert")

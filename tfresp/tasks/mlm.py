@@ -74,6 +74,10 @@ class MlmModel(TfrespModel):
         self.mask_id, self.vocab_size, self.special_ids = int(mask_id), int(vocab_size), list(special_ids)
         self.seed, self.mask_rate = int(seed), float(mask_rate)
         self.acc_tracker = keras.metrics.Mean(name="masked_accuracy")
+        # Masking is an input transform inside the per-example loss. Declaring it tells the privacy concern that
+        # the loss is not "cross-entropy of core(x)", so DP uses per-example (vectorized) clipping of
+        # per_example_loss rather than ghost norms computed on unmasked inputs.
+        self.input_transform = lambda model, x, y, extras: model.masked_inputs(x, training=True)
 
     @classmethod
     def for_run(cls, ctx) -> "MlmModel":
@@ -84,11 +88,18 @@ class MlmModel(TfrespModel):
         return mask_tokens(x["input_ids"], x["attention_mask"], seed, self.mask_id, self.vocab_size,
                            self.special_ids, self.mask_rate)
 
+    def _seed(self, training):
+        step = self.optimizer.iterations if training and self.optimizer is not None else EVAL_SEED
+        return tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
+
+    def masked_inputs(self, x, training=True):
+        """``x`` with this step's masking applied (what the encoder sees)."""
+        masked, _ = self._mask(x, self._seed(training))
+        return {"input_ids": masked, "attention_mask": x["attention_mask"]}
+
     def per_example_loss(self, x, y, extras, training=True):
         """Mean masked-token cross-entropy of each example ``[B]`` (0 when nothing was selected)."""
-        step = self.optimizer.iterations if training and self.optimizer is not None else EVAL_SEED
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)])
-        masked, selected = self._mask(x, seed)
+        masked, selected = self._mask(x, self._seed(training))
         logits = self.core({"input_ids": masked, "attention_mask": x["attention_mask"]}, training=training)
         ce, _ = token_losses(x["input_ids"], logits, selected)
         loss = tf.reduce_sum(ce, axis=1) / tf.maximum(tf.reduce_sum(selected, axis=1), 1.0)
