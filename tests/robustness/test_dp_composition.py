@@ -44,3 +44,21 @@ def test_vectorized_dp_clipping_of_fgsm_adversarial_loss_matches_loop_reference(
     # the adversarial loss is what gets clipped: it is larger than the clean loss
     clean = keras.losses.sparse_categorical_crossentropy(y, core(x), from_logits=True).numpy()
     assert np.mean(losses.numpy()) > np.mean(clean)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["madry", "trades"])
+def test_fit_with_privacy_and_adversarial_training(tmp_path, method):
+    """End to end: DP-SGD (vectorized clipping) over the adversarial objective (~1-2 min each on 2 cores)."""
+    import tfresp
+    from tests.conftest import tiny_adult
+
+    cfg = tiny_adult(privacy={"target_epsilon": 8.0},
+                     robustness={"train": method, "epsilon": 0.1, "steps": 3, "eval_epsilons": [0.1],
+                                 "eval_steps": 8, "restarts": 1, "eval_examples": 100, "noise_samples": 2,
+                                 "sensitivity": False},
+                     export={"saved_model": False})
+    res = tfresp.fit(cfg, out=tmp_path / "run", quiet=True)
+    assert res.report["privacy"]["epsilon"] <= 8.0 + 1e-6
+    assert res.report["privacy"]["clipping"]["mode"] == "vectorized"
+    assert 0.0 <= res.report["robustness"]["pgd@0.1"]["accuracy"] <= res.report["robustness"]["clean_accuracy"]
