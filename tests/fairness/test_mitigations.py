@@ -80,7 +80,7 @@ def test_adversary_variables_are_core_variables_and_get_trained():
     y = ((x[:, 0] + x[:, 3]) > 0.5).astype(np.int64)
     inp = keras.Input((4,))
     core = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(8, activation="relu")(inp)))
-    holder = adversarial.AdversaryHolder(2, 3, 8, name=adversarial.HOLDER_NAME)
+    holder = adversarial.AdversaryHolder(2, 4, 8, name=adversarial.HOLDER_NAME)
     wrapped = adversarial.attach(core, holder)
     n_adv = len(holder.adversary.trainable_variables)
     assert len(wrapped.trainable_variables) == len(core.trainable_variables) + n_adv

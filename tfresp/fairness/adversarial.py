@@ -38,7 +38,7 @@ class AdversaryHolder(keras.layers.Layer):
 
     Args:
         n_groups: number of sensitive groups the adversary classifies.
-        input_dim: width of the adversary input (1 or 3, see :func:`adversary_features`).
+        input_dim: width of the adversary input (1 or 4, see :func:`adversary_features`).
         hidden: hidden width (0: logistic adversary).
     """
 
@@ -78,14 +78,16 @@ def attach(core: keras.Model, holder: AdversaryHolder) -> keras.Model:
 
 
 def adversary_features(logits: tf.Tensor, y: tf.Tensor, constraint: str, positive_index: int = 1) -> tf.Tensor:
-    """Adversary input: the logit margin ``s`` (demographic parity) or ``[s, s*y, s*(1-y)]`` (odds)."""
+    """Adversary input: the logit margin ``s`` (demographic parity) or ``[s, s*y, s*(1-y), y]`` (odds)."""
     logits = tf.cast(logits, tf.float32)
     others = tf.reduce_logsumexp(tf.concat([logits[:, :positive_index], logits[:, positive_index + 1:]], 1), 1)
     s = (logits[:, positive_index] - others)[:, None]
     if constraint == "demographic_parity":
         return s
     yf = tf.cast(tf.equal(tf.cast(y, tf.int32), positive_index), tf.float32)[:, None]
-    return tf.concat([s, s * yf, s * (1.0 - yf)], axis=1)
+    # y itself lets the adversary model P(group | y), so only dependence on s *within* a label slice
+    # (the equalized-odds violation) is left for it to exploit
+    return tf.concat([s, s * yf, s * (1.0 - yf), yf], axis=1)
 
 
 def make_adversarial_loss(holder: AdversaryHolder, constraint: str, weight: float, positive_index: int = 1):

@@ -211,13 +211,13 @@ class Fairness(Concern):
         elif cfg.mitigation == "adversarial":
             from tfresp.fairness import adversarial
 
-            dim = 1 if cfg.constraint == "demographic_parity" else 3
+            dim = 1 if cfg.constraint == "demographic_parity" else 4
             holder = adversarial.AdversaryHolder(len(names), dim, cfg.adversary_hidden, name=adversarial.HOLDER_NAME)
             contrib.wrap_core = lambda core, _ctx: adversarial.attach(core, holder)
             contrib.per_example_losses.append(adversarial.make_adversarial_loss(holder, cfg.constraint, cfg.weight,
                                                                                 pos))
             info.update(adversary_hidden=cfg.adversary_hidden, adversary_inputs="logit margin" if dim == 1 else
-                        "logit margin, margin*y, margin*(1-y)", reference="Zhang, Lemoine & Mitchell 2018")
+                        "logit margin, margin*y, margin*(1-y), y", reference="Zhang, Lemoine & Mitchell 2018")
             ctx.state["fairness_adversary"] = holder
             if ctx.config.privacy is not None:
                 contrib.notes.append("fairness.adversarial: the adversary's variables are part of the core model, so "

@@ -37,7 +37,7 @@ def group_bars(sections: Dict[str, dict], path: Path):
         note = f"; {len(supp)} group(s) < {sec.get('min_group_size')} rows suppressed" if supp else ""
         dp, eo = sec.get("demographic_parity_difference"), sec.get("equalized_odds_difference")
         ax.set_title(f"{attr}: DP diff {dp if dp is None else round(dp, 3)}, EO diff "
-                     f"{eo if eo is None else round(eo, 3)} (bars: 95% bootstrap CI){note}", fontsize=9)
+                     f"{eo if eo is None else round(eo, 3)} (whiskers: bootstrap CI){note}", fontsize=9)
         ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
