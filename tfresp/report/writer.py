@@ -93,8 +93,11 @@ def _plots(ctx, report):
 
 
 def write_files(run_dir: Path, report: dict) -> None:
+    """Write report.json / report.md / report.html. The derived parts (intervals, scorecard, gates, warnings)
+    are recomputed first, so commands that add a section (``tfresp audit``, ``tfresp export``) keep them current."""
     from tfresp.report.markdown import render_markdown
 
+    derive(report)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     (run_dir / "report.md").write_text(render_markdown(report))
     if report["run"]["config"].get("report", {}).get("html", True):
