@@ -148,6 +148,10 @@ class Compression(Concern):
                              "update min/max statistics inside the forward pass, which DP-SGD's vectorized "
                              "per-example gradients cannot trace. Use quantize: dynamic or float16 (post-processing, "
                              "covered by epsilon) or int8 with compression.calibration set to public rows"))
+        if self._pruning_on(cfg) and cfg.method == "tfmot" and ctx.config.privacy is not None:
+            problems.append(("compression.method", cfg.method, "tfmot pruning wrappers re-mask weights inside the "
+                             "forward pass, which DP-SGD's per-example gradients cannot trace; set method: auto or "
+                             "mask (PruningScheduler masks after each private step)"))
         if cfg.calibration != "train" and not Path(cfg.calibration).is_file():
             problems.append(("compression.calibration", cfg.calibration,
                              "'train' or the path of an existing CSV/parquet file of public rows"))
