@@ -335,7 +335,9 @@ class Fairness(Concern):
                              "are not model features; they are needed only to pick the group threshold); unknown "
                              "groups use the default threshold"),
                     method="deterministic per-group thresholds maximizing validation accuracy subject to the "
-                           "constraint gap <= tolerance (Hardt et al. 2016 without randomization)")
+                           "constraint gap <= tolerance (Hardt et al. 2016 without randomization)",
+                    caution="decisions use the sensitive attribute at serving time (group-specific thresholds are "
+                            "disparate treatment in some jurisdictions); training-time mitigations do not need it")
         return post
 
     def _clp_audit(self, ctx) -> dict:
