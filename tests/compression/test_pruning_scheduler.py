@@ -107,3 +107,14 @@ def test_mask_scheduler_on_transformers_bert():
     # embeddings are not kernels: untouched by the masks (only by the optimizer)
     for v, before in zip([v for v in bert.weights if "embeddings" in v.name], emb_before):
         assert np.mean(v.numpy() == 0) < 0.01
+
+
+def test_target_honoured_when_training_stops_before_the_schedule_ends():
+    keras.utils.set_random_seed(2)
+    model = TwoLayer()
+    # 1 epoch = 16 steps, but the schedule expects to end at step 100
+    cb = PruningScheduler(SparsitySchedule("polynomial", 0.9, 0, 100, frequency=10), exclude=["head"])
+    _fit(model, cb, epochs=1)
+    assert cb.completed_early
+    hidden = [v for v in cb.kernels if "hidden" in v.name][0]
+    assert np.mean(hidden.numpy() == 0) == pytest.approx(0.9, abs=1.0 / (16 * 32))

@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -89,6 +90,7 @@ class PruningScheduler(keras.callbacks.Callback):
         self._masks: List[tf.Variable] = []
         self._active = False
         self._ready = False
+        self.completed_early = False
 
     # -- hooks ------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -106,6 +108,16 @@ class PruningScheduler(keras.callbacks.Callback):
             logs["prune/sparsity"] = kernel_sparsity(self.kernels)["global"] if self.kernels else 0.0
 
     def on_train_end(self, logs=None):
+        step = self._step()
+        if (self._ready and not self.structured and self.kernels
+                and self.schedule.sparsity(step) < self.schedule.target - 1e-9):
+            # Fewer steps ran than the schedule expected (early stopping, Poisson batches): honour the
+            # target anyway rather than ship a less sparse model than the config and report claim.
+            logging.getLogger("tfresp").warning(
+                "tfresp: pruning schedule ended at step %d before reaching %.2f sparsity (end_step %d); "
+                "pruning to the target now, without fine-tuning", step, self.schedule.target, self.schedule.end_step)
+            self.update_masks(self.schedule.end_step)
+            self.completed_early = True
         if self._active:
             self._apply()
 
