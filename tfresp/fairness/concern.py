@@ -194,6 +194,12 @@ class Fairness(Concern):
                                    f"(epsilon={cfg.reweigh_epsilon}); by basic composition the run's total epsilon "
                                    f"is privacy.epsilon + {cfg.reweigh_epsilon}")
                 contrib.notes.append(info["privacy"])
+                info["dp_caveat"] = ("under DP-SGD the weights multiply the loss *before* per-example clipping, so "
+                                     "for examples whose gradient norm exceeds privacy.l2_norm_clip the weight is "
+                                     "undone by the clip; expect a much weaker effect than without DP "
+                                     "(benchmarks/fairness_tradeoff.py: dp8-reweigh) - prefer threshold or "
+                                     "adversarial under DP")
+                contrib.notes.append("fairness.reweigh: " + info["dp_caveat"])
             else:
                 w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes)
             contrib.sample_weight = w
