@@ -252,12 +252,21 @@ def prepare_text(config, frames: dict, info: dict):
     def split(df, frac, seed):
         return _random_split(df, frac, seed) if mlm else _stratified_split(df, label, frac, seed)
 
-    if "test" in frames and dc.split.test == "official":
+    split_test = dc.split.test
+    if isinstance(split_test, str) and split_test != "official":  # a separate test file
+        from tfresp.data.sources import load_file
+
+        test_frames, test_info = load_file(split_test, dc.format)
+        frames = {**frames, "test": test_frames["train"]}
+        info = {**info, "test_file": test_info}
+        split_test = "official"
+    if "test" in frames and split_test == "official":
+        _require_columns(frames["test"], [dc.text] + ([label] if label else []), "data.split.test")
         test_df = frames["test"]
         if dc.max_rows and len(test_df) > dc.max_rows:
             test_df = test_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
     else:
-        frac = 0.2 if dc.split.test == "official" else float(dc.split.test)
+        frac = 0.2 if split_test == "official" else float(split_test)
         train_df, test_df = split(train_df, frac, config.seed)
         info = {**info, "test_split": f"{'random' if mlm else 'stratified'} {frac:.0%} of the source "
                                       f"(seed {config.seed})"}
