@@ -57,7 +57,10 @@ def fmt(value, digits: int = 4) -> str:
 
 def fmt_ci(ci) -> str:
     if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci):
-        return f"[{fmt(float(ci[0]), 3)}, {fmt(float(ci[1]), 3)}]"
+        lo, hi = float(ci[0]), float(ci[1])
+        if max(abs(lo), abs(hi)) < 10:  # interval ends share one fixed format
+            return f"[{lo:.3f}, {hi:.3f}]"
+        return f"[{fmt(lo, 3)}, {fmt(hi, 3)}]"
     return ""
 
 
