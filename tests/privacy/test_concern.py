@@ -84,6 +84,7 @@ def test_dp_fit_report_and_ledger(tmp_path):
     assert 0.3 <= sec["audit"]["mia_auc"] <= 0.6
     for p in sec["plots"]:
         assert (res.run_dir / p).exists()
+    assert "noise_seed" not in sec["ledger"]
     on_disk = json.loads((res.run_dir / "report.json").read_text())
     assert on_disk["privacy"]["epsilon"] == pytest.approx(sec["epsilon"])
     # the ledger state reproduces ε from scratch
@@ -116,3 +117,18 @@ def test_ledger_refuses_an_exhausted_budget_and_round_trips_state():
     other = PrivacyLedger(PrivacyAccountant("pld"), 1.0, 0.1, 1e-5)
     other.set_state(ledger.get_state())
     assert other.accountant.steps == 500 and other.accountant.mechanism == "rdp"
+
+
+def test_noise_seed_is_secret_but_restorable():
+    ctx = _ctx(tiny_adult(data={"max_rows": 400}, privacy={"noise_multiplier": 1.0}))
+    Privacy().plan(ctx)
+    ledger = ctx.state["privacy"]["ledger"]
+    seed = int(ledger.noise_seed.numpy())
+    assert seed != ctx.config.seed and seed.bit_length() > 32  # drawn from `secrets`, not the public config
+    assert ledger.get_state()["noise_seed"] == seed and "noise_seed" not in ledger.public_state()
+    ctx2 = _ctx(tiny_adult(data={"max_rows": 400}, privacy={"noise_multiplier": 1.0}))
+    Privacy().plan(ctx2)
+    other = ctx2.state["privacy"]["ledger"]
+    assert int(other.noise_seed.numpy()) != seed
+    other.set_state(ledger.get_state())  # resume continues the same noise stream
+    assert int(other.noise_seed.numpy()) == seed

@@ -151,6 +151,10 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         noise_multiplier: σ; the noise std on the summed gradient is σ·C.
         expected_batch_size: ``q·n`` for Poisson sampling (the sum is divided by it); ``None`` divides by the
             realised batch size (fixed-size batches).
+        seed: when given, the noise of step t is ``stateless_normal(seed, variable, t)`` (exact resume);
+            ``None`` uses the stateful global RNG. An int or an int64 ``tf.Variable`` (restorable). It must be
+            SECRET: whoever knows it can regenerate and subtract the noise, voiding the guarantee; never pass
+            the public config seed (the privacy concern draws one from ``secrets``).
 
     Example:
         >>> model.gradient_fn = make_gradient_fn("vectorized", 1.0, 1.1, expected_batch_size=256.0)
@@ -175,10 +179,17 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         if replicas > 1:
             rid = tf.distribute.get_replica_context().replica_id_in_sync_group
             std = noise_std * tf.cast(tf.equal(rid, 0), tf.float32)
+        # With a seed, the noise of step t is a stateless function of (seed, variable, t): a run resumed from a
+        # checkpoint (tfresp/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
+        step = tf.cast(model.optimizer.iterations, tf.int64) if seed is not None and model.optimizer else None
         grads = []
-        for g in summed:
+        for i, g in enumerate(summed):
             g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
-            if noise_std > 0:
+            if noise_std > 0 and step is not None:
+                z = tf.random.stateless_normal(tf.shape(g), seed=tf.stack([tf.cast(seed, tf.int64) * 1009 + i,
+                                                                           step]), dtype=g.dtype)
+                g = g + z * tf.cast(std, g.dtype)
+            elif noise_std > 0:
                 g = g + tf.random.normal(tf.shape(g), dtype=g.dtype) * tf.cast(std, g.dtype) if replicas > 1 \
                     else g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
             grads.append(g / tf.cast(denom, g.dtype))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
+
+import tensorflow as tf
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
@@ -105,17 +108,22 @@ class Privacy(Concern):
                         f"q={q:.4g}; raise the noise multiplier or the budget")
         mode, reason = clipping.select_clipping(ctx.model, cfg.clipping)
         expected = q * n if cfg.sampling == "poisson" else None
-        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon)
+        # The noise and the Poisson draws must be unpredictable to an attacker: a seed derived from the public
+        # config seed would let anyone regenerate (and subtract) the noise and know each batch's members.
+        secret = secrets.randbits(62)
+        noise_seed = tf.Variable(secret, dtype=tf.int64, trainable=False, name="dp_noise_seed")
+        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon,
+                               noise_seed=noise_seed)
         ctx.state["privacy"] = {"noise_multiplier": sigma, "noise_source": how, "sampling_rate": q, "delta": delta,
                                 "steps_per_epoch": spe, "planned_steps": planned, "clipping_mode": mode,
                                 "clipping_reason": reason, "expected_batch_size": expected, "ledger": ledger}
         contrib = Contribution(
-            gradient_fn=clipping.make_gradient_fn(mode, cfg.l2_norm_clip, sigma, expected),
+            gradient_fn=clipping.make_gradient_fn(mode, cfg.l2_norm_clip, sigma, expected, seed=noise_seed),
             callbacks=[ledger],
             notes=[f"DP-SGD: σ={sigma:.4g} ({how}), q={q:.4g}, {mode} clipping at C={cfg.l2_norm_clip:g}"])
         if cfg.sampling == "poisson":
             contrib.train_dataset = lambda c: poisson_dataset(c.data.train.x, c.data.train.y, c.train_extras, q,
-                                                              spe, seed=c.config.seed)
+                                                              spe, seed=secret ^ 0x5EED)
         log.info("privacy: noise_multiplier=%.4g (%s), q=%.4g, steps=%d, clipping=%s", sigma, how, q, planned, mode)
         return contrib
 
@@ -140,7 +148,7 @@ class Privacy(Concern):
             "adjacency": "add/remove one example",
             "stopped_early": ledger.stopped_early,
             "epsilon_curve": ledger.curve,
-            "ledger": ledger.get_state(),
+            "ledger": ledger.public_state(),
         }
         if cfg.sampling == "shuffle":
             sec["accounting_note"] = ("shuffled fixed-size batches were used; ε is the Poisson-subsampling "

@@ -28,8 +28,11 @@ class PrivacyLedger(keras.callbacks.Callback):
     """
 
     def __init__(self, accountant: PrivacyAccountant, noise_multiplier: float, sample_rate: float, delta: float,
-                 target_epsilon: Optional[float] = None):
+                 target_epsilon: Optional[float] = None, noise_seed=None):
         super().__init__()
+        #: optional int64 tf.Variable: the SECRET seed of the DP noise, checkpointed so a resumed run continues
+        #: the same noise stream. Never written to the report (knowing it lets anyone subtract the noise).
+        self.noise_seed = noise_seed
         self.accountant = accountant
         self.noise_multiplier = float(noise_multiplier)
         self.sample_rate = float(sample_rate)
@@ -41,13 +44,22 @@ class PrivacyLedger(keras.callbacks.Callback):
 
     # -- state (for checkpoints) -------------------------------------------------------------
     def get_state(self) -> dict:
-        return {"accountant": self.accountant.state_dict(), "curve": [dict(c) for c in self.curve],
-                "stopped_early": self.stopped_early}
+        state = {"accountant": self.accountant.state_dict(), "curve": [dict(c) for c in self.curve],
+                 "stopped_early": self.stopped_early}
+        if self.noise_seed is not None:
+            state["noise_seed"] = int(self.noise_seed.numpy())
+        return state
+
+    def public_state(self) -> dict:
+        """:meth:`get_state` without the secret noise seed (what the report may show)."""
+        return {k: v for k, v in self.get_state().items() if k != "noise_seed"}
 
     def set_state(self, state: dict) -> None:
         self.accountant.load_state_dict(state["accountant"])
         self.curve = [dict(c) for c in state.get("curve", [])]
         self.stopped_early = bool(state.get("stopped_early", False))
+        if self.noise_seed is not None and "noise_seed" in state:
+            self.noise_seed.assign(int(state["noise_seed"]))
 
     # -- budget ------------------------------------------------------------------------------
     def epsilon_after(self, extra_steps: int) -> float:
