@@ -28,6 +28,10 @@ def test_real_run_report_validates(report_run):
     lo, hi = report["evaluation"]["test"]["accuracy_ci"]
     assert lo <= report["evaluation"]["test"]["accuracy"] <= hi
     assert report["gates"]["count"] == 2 and isinstance(report["scorecard"]["ethics"]["normalized"], float)
+    pe = report["scorecard"]["per_example"]
+    assert pe["n"] == report["evaluation"]["test"]["rows"]
+    assert pe["correct"] == pytest.approx(report["evaluation"]["test"]["accuracy"])  # same predictions, same rule
+    assert set(pe["group_balanced_correct"]) == {"sex", "race"}
 
 
 def test_synthetic_full_report_validates():

@@ -91,3 +91,38 @@ def test_thresholds_drive_gates_through_config():
     res = {g["metric"]: g["passed"] for g in report["gates"]["results"]}
     assert res == {"scorecard.ethics.normalized": False, "scorecard.bias.normalized": True}
     assert report["gates"]["passed"] is False
+
+
+def test_per_example_stats_match_a_python_loop():
+    rng = np.random.default_rng(1)
+    n = 300
+    logits = rng.normal(size=(n, 2))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 2, n)
+    sex = rng.choice(["F", "M"], n, p=[0.2, 0.8])
+    stats = scorecard.per_example_stats(y, proba, {"sex": sex}, threshold=0.5)
+    correct, ptrue, brier = [], [], []
+    for i in range(n):
+        yhat = 1 if proba[i, 1] >= 0.5 else 0
+        correct.append(1.0 if yhat == y[i] else 0.0)
+        ptrue.append(proba[i, y[i]])
+        brier.append(sum((proba[i, k] - (1.0 if y[i] == k else 0.0)) ** 2 for k in range(2)))
+    assert stats["correct"] == pytest.approx(sum(correct) / n)
+    assert stats["true_class_probability"] == pytest.approx(sum(ptrue) / n)
+    assert stats["brier"] == pytest.approx(sum(brier) / n)
+    sizes = {g: int((sex == g).sum()) for g in ("F", "M")}
+    e_balanced = sum(correct[i] / (2 * sizes[sex[i]]) for i in range(n))   # alpha_i = 1 / (G n_g(i))
+    assert stats["group_balanced_correct"]["sex"] == pytest.approx(e_balanced)
+    per_group = {g: sum(correct[i] for i in range(n) if sex[i] == g) / sizes[g] for g in sizes}
+    assert stats["worst_group_correct"]["sex"] == pytest.approx(min(per_group.values()))
+    assert e_balanced == pytest.approx(sum(per_group.values()) / 2)
+    # usable as score terms, and kept when derived parts are recomputed (tfresp report)
+    report = synthetic_report(scorecard={"per_example": stats})
+    report["run"]["config"]["scorecard"] = {"ethics": [{"metric": "scorecard.per_example.group_balanced_correct.sex"},
+                                                       {"metric": "scorecard.per_example.brier", "weight": 0.5}]}
+    derive(report)
+    derive(report)
+    terms = {t["metric"]: t["term"] for t in report["scorecard"]["ethics"]["terms"]}
+    assert terms["scorecard.per_example.group_balanced_correct.sex"] == pytest.approx(e_balanced)
+    assert terms["scorecard.per_example.brier"] == pytest.approx(1 - sum(brier) / n)  # lower is better
+    assert report["scorecard"]["per_example"] == stats

@@ -33,6 +33,8 @@ import math
 import re
 from typing import Optional
 
+import numpy as np
+
 from tfresp.report.gates import lookup
 
 _LOWER = re.compile(r"(epsilon|difference|_diff|gap|loss|mia_auc|latency|bytes|error|brier|ece|delta)", re.I)
@@ -116,13 +118,47 @@ def score(terms: list, report: dict, kind: str) -> dict:
             "weights_total": total_w, "terms": rows, "missing": missing}
 
 
+def per_example_stats(y: np.ndarray, proba: np.ndarray, groups: Optional[dict] = None,
+                      threshold: float = 0.5) -> dict:
+    """Per-example goodness terms of the test predictions, aggregated with explicit example weights.
+
+    For every test example i: ``correct_i = 1[ŷ_i = y_i]``, ``p_i = P(y_i | x_i)`` and the Brier term
+    ``Σ_k (P(k | x_i) − 1[y_i = k])²``. Reported as uniform means (α_ij = 1/n), plus, per sensitive attribute,
+    the *group-balanced* mean of ``correct_i`` with α_ij = 1 / (G · n_g(i)) (each of the G groups weighs the
+    same whatever its size) and the worst group's mean. These are the per-example f_j a scorecard term can
+    reference as ``scorecard.per_example.<name>`` (e.g. ``scorecard.per_example.group_balanced_correct.sex``).
+    """
+    y = np.asarray(y).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    n, k = proba.shape
+    yhat = (proba[:, 1] >= threshold).astype(int) if k == 2 else proba.argmax(axis=1)
+    correct = (yhat == y).astype(np.float64)
+    onehot = np.eye(k)[y]
+    out = {"n": int(n), "threshold": float(threshold) if k == 2 else None,
+           "correct": float(correct.mean()) if n else None,
+           "true_class_probability": float(proba[np.arange(n), y].mean()) if n else None,
+           "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()) if n else None,
+           "group_balanced_correct": {}, "worst_group_correct": {}}
+    for attr, g in (groups or {}).items():
+        g = np.asarray(g).astype(str)
+        if len(g) != n or n == 0:
+            continue
+        names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        weights = 1.0 / (len(names) * counts[inverse])          # α_ij = 1 / (G · n_g(i)); Σ_i α_ij = 1
+        out["group_balanced_correct"][str(attr)] = float((weights * correct).sum())
+        out["worst_group_correct"][str(attr)] = float(min(correct[inverse == j].mean() for j in range(len(names))))
+    return out
+
+
 def compute(report: dict, config: Optional[dict]) -> dict:
     """The report's ``scorecard`` section from report numbers and the config's ``scorecard`` mapping."""
     config = config or {}
     d_ethics, d_bias = default_terms(report)
     ethics_terms = config.get("ethics") if config.get("ethics") is not None else d_ethics
     bias_terms = config.get("bias") if config.get("bias") is not None else d_bias
+    previous = report.get("scorecard") if isinstance(report.get("scorecard"), dict) else {}
     return {
+        "per_example": previous.get("per_example"),  # computed once from the predictions at fit time
         "definition": "E = sum_j alpha_j * f_j, B = sum_j beta_j * (1 - f_j), f_j in [0,1] the goodness of "
                       "metric j (per-example weights alpha_ij = alpha_j / n); normalized = value / sum of "
                       "available weights",

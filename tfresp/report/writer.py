@@ -79,7 +79,20 @@ def build_report(ctx) -> dict:
         report[key] = ctx.report.get(key)
     for key, value in ctx.report.items():
         report.setdefault(key, value)
+    report["scorecard"] = {"per_example": _per_example(ctx, report)}
     return derive(_jsonable(report))
+
+
+def _per_example(ctx, report):
+    """Per-example scorecard inputs from the test predictions (None when there are none)."""
+    from tfresp.report.scorecard import per_example_stats
+
+    proba = ctx.predictions.get("test")
+    test = getattr(ctx.data, "test", None)
+    if proba is None or test is None or ctx.config.task != "classification" or proba.ndim != 2:
+        return None
+    threshold = (((report.get("evaluation") or {}).get("test")) or {}).get("threshold") or 0.5
+    return per_example_stats(test.y, proba, getattr(test, "groups", None), threshold=threshold)
 
 
 def _plots(ctx, report):
