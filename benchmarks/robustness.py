@@ -53,7 +53,8 @@ def digits(args, tmp):
             "model": {"kind": "cnn", "hidden": [16, 32]},
             "train": {"epochs": args.epochs, "batch_size": 64, "learning_rate": 3e-3},
             "export": {"saved_model": False}}
-    rob = {"epsilon": args.train_epsilon, "steps": args.train_steps, "eval_epsilons": eps,
+    rob = {"epsilon": args.train_epsilon, "steps": args.train_steps, "epsilon_warmup": args.epsilon_warmup,
+           "eval_epsilons": eps,
            "eval_steps": args.eval_steps, "restarts": args.restarts, "eval_examples": 10_000}
     rows = {}
     for method, extra in (("standard", {"train": "none"}), ("madry", {"train": "madry"}),
@@ -66,6 +67,7 @@ def digits(args, tmp):
     for m in rows:
         rows[m]["training_time_ratio_vs_standard"] = rows[m]["fit_seconds"] / rows["standard"]["fit_seconds"]
     return {"epsilons": eps, "norm": "linf", "train_epsilon": args.train_epsilon, "train_steps": args.train_steps,
+            "epsilon_warmup": args.epsilon_warmup,
             "eval": f"PGD-{args.eval_steps} x {args.restarts} restarts, whole test split", "epochs": args.epochs,
             "results": rows}
 
@@ -127,6 +129,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--train-epsilon", type=float, default=0.2)
     p.add_argument("--train-steps", type=int, default=7)
+    p.add_argument("--epsilon-warmup", type=float, default=0.4)
     p.add_argument("--eval-steps", type=int, default=50)
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--adult-rows", type=int, default=10_000)

@@ -107,3 +107,20 @@ def test_trades_term_is_per_example(digits):
     assert np.all(a >= 0) and np.any(a > 0)
     np.testing.assert_allclose(a[:4], b[:4], rtol=1e-5, atol=1e-7)
     assert not np.allclose(a[4:], b[4:])
+
+
+def test_epsilon_warmup_ramps_with_optimizer_steps():
+    from tfresp.robustness.training import epsilon_at
+
+    rcfg = load_config({"data": {"source": "digits", "label": "label"},
+                        "robustness": {"train": "madry", "epsilon": 0.2, "epsilon_warmup": 0.5}}).robustness
+    core = build_cnn((8, 8, 1), 10, [4])
+    model = TfrespModel(core)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    _ = model.optimizer.iterations
+    got = []
+    for step in (0, 9, 49, 80):
+        model.optimizer.iterations.assign(step)
+        got.append(float(epsilon_at(model, rcfg, total_steps=100)))
+    np.testing.assert_allclose(got, [0.2 * 1 / 50, 0.2 * 10 / 50, 0.2, 0.2], rtol=1e-6)
+    assert epsilon_at(model, rcfg.model_copy(update={"epsilon_warmup": 0.0}), 100) == 0.2

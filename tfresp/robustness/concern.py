@@ -118,15 +118,17 @@ class Robustness(Concern):
             return Contribution(notes=["robustness: evaluation only (no robust training)"])
         space = attack_space(ctx.data, cfg)
         ctx.state["robustness_space"] = space
+        total = ctx.steps_per_epoch * ctx.config.train.epochs
+        warm = f", ε warm-up over {cfg.epsilon_warmup:.0%} of training" if cfg.epsilon_warmup else ""
         if cfg.train == "madry":
             note = (f"robustness: Madry adversarial training, {cfg.attack.upper()}"
                     f"{'-' + str(cfg.steps) if cfg.attack == 'pgd' else ''} {cfg.norm} ε={cfg.epsilon:g}, "
-                    f"mix={cfg.mix:g} (per example, inside DP clipping when privacy is on)")
-            return Contribution(input_transform=madry_transform(cfg, space), notes=[note])
+                    f"mix={cfg.mix:g}{warm} (per example, inside DP clipping when privacy is on)")
+            return Contribution(input_transform=madry_transform(cfg, space, total), notes=[note])
         if cfg.train == "trades":
             note = (f"robustness: TRADES β={cfg.trades_beta:g}, PGD-{cfg.steps} on KL, {cfg.norm} "
-                    f"ε={cfg.epsilon:g} (per-example term)")
-            return Contribution(per_example_losses=[trades_term(cfg, space)], notes=[note])
+                    f"ε={cfg.epsilon:g}{warm} (per-example term)")
+            return Contribution(per_example_losses=[trades_term(cfg, space, total)], notes=[note])
         note = f"robustness: Gaussian noise injection σ={cfg.noise_std:g}, mix={cfg.mix:g}"
         return Contribution(input_transform=noise_transform(cfg, space), notes=[note])
 

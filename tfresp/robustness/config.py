@@ -17,6 +17,8 @@ class RobustnessConfig(Section):
         epsilon: training radius (pixels in [0, 1] for images; standard deviations for tabular).
         steps: training PGD steps; step_size: PGD step (default 2.5·ε/steps).
         mix: fraction of each batch trained on adversarial (madry) / noisy (noise) inputs.
+        epsilon_warmup: fraction of the training steps over which the training ε ramps linearly from 0
+            (helps Madry/TRADES training converge at large ε).
         eval_epsilons: evaluation sweep (the training ε is always added).
         large_epsilon: radius of the gradient-masking check (default: the whole valid range).
         noise_samples: draws of the black-box random-noise attack.
@@ -30,6 +32,7 @@ class RobustnessConfig(Section):
     epsilon: float = Field(0.1, ge=0)
     steps: int = Field(10, ge=1)
     mix: float = Field(1.0, ge=0, le=1)
+    epsilon_warmup: float = Field(0.0, ge=0, le=1)
     trades_beta: float = Field(6.0, ge=0)
     noise_std: float = Field(0.1, ge=0)
     eval_epsilons: List[float] = [0.05, 0.1]

@@ -54,22 +54,34 @@ def _mix(x, x_adv, mix: float, seed: Optional[int] = None):
     return tf.where(attacks._expand(pick, x), x_adv, x)
 
 
-def madry_transform(cfg, space: AttackSpace):
+def epsilon_at(model, cfg, total_steps: int = 0):
+    """The training ε at the optimizer's current step: linear ramp over ``epsilon_warmup`` of training."""
+    warm = int(round(cfg.epsilon_warmup * total_steps))
+    opt = getattr(model, "optimizer", None)
+    if warm <= 0 or opt is None:
+        return cfg.epsilon
+    step = tf.cast(opt.iterations, tf.float32)
+    return cfg.epsilon * tf.minimum(1.0, (step + 1.0) / float(warm))
+
+
+def madry_transform(cfg, space: AttackSpace, total_steps: int = 0):
     """``input_transform`` training on PGD (or FGSM) adversarial examples (Madry et al. 2018).
 
     Args:
-        cfg: the ``robustness`` config section (attack, norm, epsilon, steps, mix).
+        cfg: the ``robustness`` config section (attack, norm, epsilon, steps, mix, epsilon_warmup).
         space: the attack space (mask, valid range).
+        total_steps: training steps of the run (for the ε warm-up).
     """
 
     def transform(model, x, y, extras):
         def core_fn(inp):
             return model.core(inp, training=False)
 
+        eps = epsilon_at(model, cfg, total_steps)
         if cfg.attack == "fgsm":
-            x_adv = attacks.fgsm(core_fn, x, y, cfg.epsilon, norm=cfg.norm, **space.kwargs())
+            x_adv = attacks.fgsm(core_fn, x, y, eps, norm=cfg.norm, **space.kwargs())
         else:
-            x_adv = attacks.pgd(core_fn, x, y, cfg.epsilon, norm=cfg.norm, steps=cfg.steps,
+            x_adv = attacks.pgd(core_fn, x, y, eps, norm=cfg.norm, steps=cfg.steps,
                                 step_size=cfg.step_size, random_start=True, restarts=1, **space.kwargs())
         return _mix(x, x_adv, cfg.mix)
 
@@ -83,7 +95,7 @@ def kl_divergence(p_logits, q_logits):
     return tf.reduce_sum(tf.exp(p_log) * (p_log - q_log), axis=-1)
 
 
-def trades_term(cfg, space: AttackSpace):
+def trades_term(cfg, space: AttackSpace, total_steps: int = 0):
     """Per-example TRADES regulariser ``β · KL(f(x) ‖ f(x_adv))`` (Zhang et al. 2019).
 
     The inner maximisation starts at ``x + 0.001·N(0, 1)`` and runs ``steps`` PGD steps on the KL
@@ -99,7 +111,8 @@ def trades_term(cfg, space: AttackSpace):
         def core_fn(inp):
             return model.core(inp, training=False)
 
-        x_adv = attacks.pgd(core_fn, x, clean_ref, cfg.epsilon, norm=cfg.norm, steps=cfg.steps,
+        x_adv = attacks.pgd(core_fn, x, clean_ref, epsilon_at(model, cfg, total_steps), norm=cfg.norm,
+                            steps=cfg.steps,
                             step_size=cfg.step_size, random_start=False, start_noise=0.001,
                             objective=kl_objective, **space.kwargs())
         adv_logits = model.core(x_adv, training=training)
