@@ -29,6 +29,7 @@ CONFIGS = [
     ("mmd-eo-w1", {"mitigation": "mmd", "constraint": "equalized_odds", "weight": 1.0}),
     ("mmd-eo-w2", {"mitigation": "mmd", "constraint": "equalized_odds", "weight": 2.0}),
     ("mmd-dp-w3", {"mitigation": "mmd", "constraint": "demographic_parity", "weight": 3.0}),
+    ("adversarial-eo-w1", {"mitigation": "adversarial", "constraint": "equalized_odds", "weight": 1.0}),
     ("adversarial-eo-w3", {"mitigation": "adversarial", "constraint": "equalized_odds", "weight": 3.0}),
     ("adversarial-dp-w1", {"mitigation": "adversarial", "constraint": "demographic_parity", "weight": 1.0}),
     ("adversarial-dp-w3", {"mitigation": "adversarial", "constraint": "demographic_parity", "weight": 3.0}),
@@ -36,6 +37,8 @@ CONFIGS = [
     ("threshold-eo-tol.01", {"mitigation": "threshold", "constraint": "equalized_odds", "tolerance": 0.01}),
     ("threshold-eopp", {"mitigation": "threshold", "constraint": "equal_opportunity"}),
     ("threshold-dp", {"mitigation": "threshold", "constraint": "demographic_parity"}),
+    ("threshold-dp-tol.03", {"mitigation": "threshold", "constraint": "demographic_parity", "tolerance": 0.03}),
+    ("threshold-dp-tol.04", {"mitigation": "threshold", "constraint": "demographic_parity", "tolerance": 0.04}),
     ("threshold-dp-tol.05", {"mitigation": "threshold", "constraint": "demographic_parity", "tolerance": 0.05}),
     # the same under DP-SGD (privacy.target_epsilon = 8); compared with the private baseline
     ("dp8-none", {"mitigation": "none"}),
