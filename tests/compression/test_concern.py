@@ -149,3 +149,19 @@ def test_int8_calibrated_on_private_rows_is_flagged_under_dp(run, tmp_path):
     assert cal[1] == {"source": "public.csv", "rows": 50, "privacy_covered": True}
     res = tflite.export_variant(ctx.core, "float16", ctx.data, None, calibration=cal, latency_runs=5, private=True)
     assert res["privacy_covered"] is True
+
+
+@pytest.mark.slow
+def test_pruning_composes_with_dp(tmp_path):
+    """configs/adult_prune_dp.yaml on a slice: masks after each DP-SGD step, epsilon accounted, sparsity reached."""
+    from pathlib import Path
+
+    cfg = tfresp.load_config(Path(__file__).resolve().parents[2] / "configs" / "adult_prune_dp.yaml",
+                             overrides=["data.max_rows=1500", "train.epochs=1", "compression.latency_runs=10",
+                                        "privacy.audit=false", "report.html=false"])
+    r = tfresp.fit(cfg, out=tmp_path / "dp", quiet=True)
+    c = r.report["compression"]
+    assert c["pruning"]["method"] == "PruningScheduler (masks)"
+    assert c["per_layer_sparsity"]["dense_0/kernel"] == pytest.approx(0.8, abs=0.005)
+    assert r.report["privacy"]["epsilon"] <= 3.0 + 1e-6
+    assert c["dynamic"]["privacy_covered"] is True and c["dynamic"]["roundtrip"]["passed"]
