@@ -19,7 +19,7 @@ def test_report_section(adult_run):
         assert len(lime["features"]) == 5
         assert all(f["feature"] in ctx.data.feature_columns for f in lime["features"])
         assert 0.0 <= lime["stability"]["jaccard_mean"] <= 1.0
-        assert item["integrated_gradients"]["completeness_error"] <= 0.05
+        assert item["ig"]["completeness_error"] <= 0.05
         assert (adult_run.run_dir / item["plot"]).is_file()
     assert 0.0 <= sec["stability"]["jaccard_mean"] <= 1.0
     assert sec["integrated_gradients"]["all_converged"]
@@ -96,6 +96,6 @@ def test_image_run_lime_and_ig(tmp_path):
     item = sec["examples"][0]
     assert len(item["lime"]["features"]) == 5
     assert all(f["feature"].startswith("segment_") for f in item["lime"]["features"])
-    assert item["integrated_gradients"]["completeness_error"] <= 0.05
+    assert item["ig"]["completeness_error"] <= 0.05
     assert sec["integrated_gradients"]["all_converged"]
     assert all((res.run_dir / p).is_file() for p in sec["plots"]) and len(sec["plots"]) == 2

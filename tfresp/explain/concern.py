@@ -118,15 +118,15 @@ def _tabular(ctx, cfg) -> dict:
             bars = [(f.get("condition", f["feature"]), f["weight"]) for f in exp["features"]]
         if ig_res is not None:
             order = np.argsort(-np.abs(cols[j]))[:cfg.top_k]
-            item["integrated_gradients"] = {
-                "target": classes[int(ig_res.targets[j])],
+            item["ig"] = {
+                "method": "integrated_gradients", "target": classes[int(ig_res.targets[j])],
                 "features": [{"feature": names[k], "attribution": float(cols[j, k])} for k in order],
                 "f_x": float(ig_res.f_x[j]), "f_baseline": float(ig_res.f_baseline[j]),
                 "steps": int(ig_res.steps[j]), "completeness_error": float(ig_res.completeness_error[j])}
             if bars is None:
                 bars = [(names[k], float(cols[j, k])) for k in order]
         xlabel = (f"LIME weight toward class {item['lime']['class_name']}" if "lime" in item else
-                  f"IG attribution to p({item['integrated_gradients']['target']})")
+                  f"IG attribution to p({item['ig']['target']})")
         p = plots.feature_bars(bars, f"test row {int(row)}: predicted {item['predicted']} (true {item['true']})",
                                plots_dir / f"explain_row_{int(row)}.png", xlabel=xlabel)
         item["plot"] = f"plots/{p.name}"
@@ -265,7 +265,7 @@ def _text(ctx, cfg) -> dict:
                                             max_steps=cfg.ig_max_steps, tolerance=cfg.ig_tolerance,
                                             forward=lambda s: ctx.core(pre.transform({name: s}), training=False))
             for item, r in zip(section["examples"], res):
-                item["integrated_gradients"] = r
+                item["ig"] = r
             steps = np.array([r["steps"] for r in res])
             errs = np.array([r["completeness_error"] for r in res])
             section["integrated_gradients"] = {"space": "token embeddings", "baseline": "zero embeddings",
@@ -323,7 +323,7 @@ def _image(ctx, cfg) -> dict:
             heat = res.attributions[j].reshape(x.shape[1], x.shape[2], -1).sum(axis=-1)
             p = plots.image_heatmap(x[idx[j]], heat, "integrated gradients",
                                     ctx.run_dir / "plots" / f"explain_image_ig_{int(idx[j])}.png")
-            item["integrated_gradients"] = {"target": classes[int(res.targets[j])], "f_x": float(res.f_x[j]),
+            item["ig"] = {"method": "integrated_gradients", "target": classes[int(res.targets[j])], "f_x": float(res.f_x[j]),
                                             "f_baseline": float(res.f_baseline[j]), "steps": int(res.steps[j]),
                                             "completeness_error": float(res.completeness_error[j]),
                                             "plot": f"plots/{p.name}"}
