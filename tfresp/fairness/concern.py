@@ -264,6 +264,10 @@ class Fairness(Concern):
             "constraint": cfg.constraint, "attributes": sensitive,
             "engine": "fairlearn.metrics.MetricFrame (point estimates); vectorized percentile bootstrap (CIs)",
             "split": "test"}
+        as_feature = [a for a in sensitive if a in (data.feature_columns or [])]
+        if as_feature:
+            section["notes"] = [f"{a!r} is also a model input (not kept aside in data.sensitive, or "
+                                "data.use_sensitive is true)" for a in as_feature]
         info = dict(ctx.state.get("fairness_plan", {"name": cfg.mitigation}))
         decisions, post = raw, None
         if cfg.mitigation == "threshold":
