@@ -87,6 +87,12 @@ def test_dp_fit_report_and_ledger(tmp_path):
     assert "noise_seed" not in sec["ledger"]
     on_disk = json.loads((res.run_dir / "report.json").read_text())
     assert on_disk["privacy"]["epsilon"] == pytest.approx(sec["epsilon"])
+    # `tfresp audit RUN --privacy` recomputes the MIA audit from the saved model and keeps the accounting
+    from tfresp.commands.audit import audit_run
+
+    again = audit_run(res.run_dir, ["privacy"])["privacy"]
+    assert again["epsilon"] == pytest.approx(sec["epsilon"]) and again["audit"]["audited_by"].endswith("--privacy")
+    assert again["audit"]["mia_auc"] == pytest.approx(sec["audit"]["mia_auc"], abs=1e-6)
     # the ledger state reproduces ε from scratch
     acc = PrivacyAccountant()
     acc.load_state_dict(sec["ledger"]["accountant"])

@@ -93,6 +93,13 @@ def _fairness(run_dir, config, data, core, report):
     return rerun_audit(run_dir, config, data, core, report)
 
 
+@register_audit("privacy")
+def _privacy(run_dir, config, data, core, report):
+    from tfresp.privacy.mia import rerun_audit
+
+    return rerun_audit(run_dir, config, data, core, report)
+
+
 def audit_run(run_dir, names=None) -> dict:
     """Re-run the named audits (default: all registered) on a run; return the updated report."""
     from tfresp.report.writer import _jsonable, write_files

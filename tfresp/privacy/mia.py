@@ -217,19 +217,59 @@ def _roc_plot(attacks, path) -> str:
     return f"plots/{path.name}"
 
 
-def audit_context(ctx, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000, plot_path=None,
-                  seed: int = 0) -> dict:
-    """The audit of a finished run: balanced members (training rows) vs non-members (test rows)."""
-    data = ctx.data
+def _logits(core, x, batch_size: int = 2048) -> np.ndarray:
+    if hasattr(core, "predict"):
+        return core.predict(x, batch_size=batch_size, verbose=0)
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)  # a restored SavedModel core
+    parts = []
+    for i in range(0, n, batch_size):
+        xb = {k: v[i:i + batch_size] for k, v in x.items()} if isinstance(x, dict) else x[i:i + batch_size]
+        parts.append(np.asarray(core(xb, training=False)))
+    return np.concatenate(parts)
+
+
+def audit_data(core, data, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000,
+               plot_path=None, seed: int = 0) -> dict:
+    """Audit ``core`` (Keras model or restored SavedModel core giving logits) on a :class:`DataBundle`."""
     rng = np.random.default_rng(seed)
     m = min(len(data.train), len(data.test), max_examples)
     mi = np.sort(rng.choice(len(data.train), m, replace=False))
     ni = np.sort(rng.choice(len(data.test), m, replace=False))
     take = lambda x, i: {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]  # noqa: E731
-    pm = ctx.core.predict(take(data.train.x, mi), batch_size=2048, verbose=0)  # logits
-    pn = ctx.core.predict(take(data.test.x, ni), batch_size=2048, verbose=0)
+    pm = _logits(core, take(data.train.x, mi))
+    pn = _logits(core, take(data.test.x, ni))
     return membership_inference_audit(
         pm, data.train.y[mi], pn, data.test.y[ni], delta=delta,
         member_groups={a: v[mi] for a, v in data.train.groups.items()},
         nonmember_groups={a: v[ni] for a, v in data.test.groups.items()},
         epsilon=epsilon, seed=seed, plot_path=plot_path, from_logits=True)
+
+
+def audit_context(ctx, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000, plot_path=None,
+                  seed: int = 0) -> dict:
+    """The audit of a run in progress: balanced members (training rows) vs non-members (test rows)."""
+    return audit_data(ctx.core, ctx.data, delta, epsilon, max_examples, plot_path, seed)
+
+
+def rerun_audit(run_dir, config, data, core, report) -> dict:
+    """``tfresp audit RUN --privacy``: recompute the MIA audit of a finished run; keep its DP accounting.
+
+    Without a privacy section (a non-private run) the audit still runs, with δ = the 'auto' default and no
+    ε to compare against.
+    """
+    from pathlib import Path
+
+    from tfresp.privacy.accounting import default_delta
+
+    old = dict(report.get("privacy") or {})
+    delta = float(old.get("delta") or default_delta(len(data.train)))
+    section = audit_data(core, data, delta, old.get("epsilon"), plot_path=Path(run_dir) / "plots" /
+                         "privacy_mia_roc.png", seed=int(getattr(config, "seed", 0)))
+    section["audited_by"] = "tfresp audit --privacy"
+    if not old:
+        old = {"epsilon": None, "statement": "No differential privacy in this run: only the empirical "
+                                             "membership-inference audit below is reported.", "plots": []}
+    old["audit"] = section
+    plots = [p for p in old.get("plots", []) if p != section.get("plot")]
+    old["plots"] = plots + ([section["plot"]] if section.get("plot") else [])
+    return old
