@@ -149,6 +149,7 @@ def train(ctx: RunContext) -> None:
     if jit == "auto":
         jit = bool(tf.config.list_logical_devices("GPU")) and ctx.model.gradient_fn is None
     ctx.model.compile(optimizer=optimizer, weighted_metrics=[], jit_compile=jit, steps_per_execution=cfg.train.steps_per_execution)
+    checkpointing.restore_states(ctx)  # on --resume: ledger state (incl. its seeds) before the pipeline is built
     train_ds = _train_dataset(ctx)
     val_ds = None
     if ctx.data.validation is not None:

@@ -228,10 +228,15 @@ class _ResumePosition:
 
 
 def _stateful_callbacks(callbacks) -> Dict[str, Any]:
+    """Callbacks with ``get_state``/``set_state``, keyed ``ClassName`` (``ClassName#2`` for a second one)."""
     out = {}
-    for i, cb in enumerate(callbacks):
+    for cb in callbacks:
         if callable(getattr(cb, "get_state", None)) and callable(getattr(cb, "set_state", None)):
-            out[f"{i}:{cb.__class__.__name__}"] = cb
+            key, n = cb.__class__.__name__, 1
+            while key in out:
+                n += 1
+                key = f"{cb.__class__.__name__}#{n}"
+            out[key] = cb
     return out
 
 
@@ -322,11 +327,17 @@ class CheckpointSaver(keras.callbacks.Callback):
                 for var, val in zip(m.variables, saved[m.name]):
                     var.assign(np.asarray(val, dtype=var.dtype.as_numpy_dtype))
 
-    def _restore_callbacks(self, point: ResumePoint):
+    def restore_states(self, point: ResumePoint):
+        """Callback states (privacy ledger, ...): called before ``fit`` so their ``on_train_begin`` sees them."""
         states = point.state.get("callbacks", {})
+        missing = sorted(set(self.stateful) - set(states))
+        if missing:
+            raise CheckpointError(f"Incompatible checkpoint {str(point.path)!r}: it has no state for {missing} "
+                                  "(was it written by a run with other concerns?)")
         for key, cb in self.stateful.items():
-            if key in states:
-                cb.set_state(states[key])
+            cb.set_state(states[key])
+
+    def _restore_callbacks(self, point: ResumePoint):
         es_state = point.state.get("early_stopping")
         es = self._early_stopping
         if es is not None and es_state:
@@ -465,6 +476,8 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
                             config_yaml=cfg.to_yaml(),
                             early_stopping=next((c for c in callbacks
                                                  if isinstance(c, keras.callbacks.EarlyStopping)), None))
+    if resume is not None and not ctx.state.get("_states_restored"):
+        saver.restore_states(resume)
     fit_kwargs = {"steps_per_epoch": steps, "initial_epoch": resume.state["epoch"] if resume else 0}
     from tfresp.distribute import batch_sizes
 
@@ -474,6 +487,22 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
     extra["checkpointing"] = {"every": cfg.train.checkpoint_every, "resumed_from_step": skip if resume else None,
                               "resumed_from_epoch": resume.state["epoch"] if resume else None}
     return FitPlan(dataset, fit_kwargs, saver)
+
+
+def restore_states(ctx) -> None:
+    """On resume, restore every ``get_state``/``set_state`` callback of the concerns (privacy ledger, with its
+    secret seeds) *before* the training pipeline is built, so a pipeline seeded from that state (Poisson
+    sampling) continues exactly where the interrupted run was."""
+    point = ctx.state.get("resume_point")
+    if point is None:
+        return
+    states = point.state.get("callbacks", {})
+    for key, cb in _stateful_callbacks(ctx.callbacks).items():
+        if key not in states:
+            raise CheckpointError(f"Incompatible checkpoint {str(point.path)!r}: it has no state for {key!r} "
+                                  "(was it written by a run with other concerns?)")
+        cb.set_state(states[key])
+    ctx.state["_states_restored"] = True
 
 
 def move_into_run(target: Path, stage: Path) -> None:

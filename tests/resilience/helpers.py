@@ -30,9 +30,12 @@ def cli(*args, timeout=300):
                           env=env(), cwd=REPO, timeout=timeout)
 
 
-def cli_signal(sig: str, at: int, *args, timeout=300):
+def cli_signal(sig: str, at: int, *args, timeout=300, dp_secret=None):
+    e = env()
+    if dp_secret is not None:
+        e["TFRESP_TEST_DP_SECRET"] = str(dp_secret)
     return subprocess.run([PY, str(HERE / "_signal_at.py"), sig, str(at), *map(str, args)], capture_output=True,
-                          text=True, env=env(), cwd=REPO, timeout=timeout)
+                          text=True, env=e, cwd=REPO, timeout=timeout)
 
 
 def read_ckpt(prefix) -> dict:

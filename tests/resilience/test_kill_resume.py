@@ -15,13 +15,30 @@ CFG = {"name": "kr", "seed": 3,
        "export": {"saved_model": False}, "report": {"html": False}}
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ref")
-    cfg = write_config(d / "c.yaml", CFG)
-    r = cli("fit", cfg, "--out", d / "run", "--quiet")
+# The same run with DP-SGD: Poisson sampling, calibrated noise, the privacy ledger in the checkpoint.
+DP_CFG = {**CFG, "name": "krdp", "train": {**CFG["train"], "epochs": 2},
+          "privacy": {"target_epsilon": 3.0, "l2_norm_clip": 1.0, "sampling": "poisson", "audit": False}}
+
+
+SECRET = 123456789  # the DP runs' secret seed, shared by the reference and the killed run (see _signal_at.py)
+
+
+def _reference(d, cfg_dict):
+    cfg = write_config(d / "c.yaml", cfg_dict)
+    r = cli_signal("KILL", 0, "fit", cfg, "--out", d / "run", "--quiet", dp_secret=SECRET)
     assert r.returncode == 0, r.stderr[-2000:]
     return d / "run"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return _reference(tmp_path_factory.mktemp("ref"), CFG)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_dp(tmp_path_factory):
+    pytest.importorskip("tfresp.privacy.concern", reason="tfresp.privacy (DP-SGD) not available")
+    return _reference(tmp_path_factory.mktemp("refdp"), DP_CFG)
 
 
 def _compare(resumed, ref):
@@ -31,6 +48,31 @@ def _compare(resumed, ref):
     return diff, ra, rb
 
 
+def test_dp_sigkill_mid_epoch_then_resume_matches_uninterrupted_weights_and_ledger(tmp_path, uninterrupted_dp):
+    cfg = write_config(tmp_path / "c.yaml", DP_CFG)
+    out = tmp_path / "run"
+    killed = cli_signal("KILL", 30, "fit", cfg, "--out", out, "--quiet", dp_secret=SECRET)  # last ckpt: 20
+    assert killed.returncode == -9
+    partial = tmp_path / ".run.partial" / "checkpoints"
+    state = json.loads((partial / (partial / "latest").read_text().strip() / "state.json").read_text())
+    assert state["global_step"] == 20
+    ledger = next(v for k, v in state["callbacks"].items() if k.endswith("PrivacyLedger"))
+    assert ledger["accountant"]  # the privacy ledger is inside the checkpoint
+    # The resumed run is the plain CLI with a fresh random secret: the noise/sampling seed must come back
+    # from the checkpointed ledger state, or the weights diverge.
+    resumed = cli("fit", cfg, "--out", out, "--quiet", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    diff, ra, rb = _compare(out, uninterrupted_dp)
+    print(f"DP kill@30 resume@20: max |w diff| = {diff:.3g}; eps {ra['privacy']['epsilon']:.6g} vs "
+          f"{rb['privacy']['epsilon']:.6g}; steps {ra['privacy']['steps']} vs {rb['privacy']['steps']}")
+    assert diff <= 1e-6
+    for key in ("epsilon", "steps", "noise_multiplier", "sampling_rate", "ledger", "epsilon_curve"):
+        assert ra["privacy"][key] == rb["privacy"][key], key
+    assert ra["training"]["history"] == rb["training"]["history"]
+    assert ra["training"]["checkpointing"]["resumed_from_step"] == 20
+
+
+@pytest.mark.slow  # the DP variant above covers the same path by default
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, uninterrupted):
     cfg = write_config(tmp_path / "c.yaml", CFG)
     out = tmp_path / "run"

@@ -123,7 +123,7 @@ class Privacy(Concern):
             notes=[f"DP-SGD: σ={sigma:.4g} ({how}), q={q:.4g}, {mode} clipping at C={cfg.l2_norm_clip:g}"])
         if cfg.sampling == "poisson":
             contrib.train_dataset = lambda c: poisson_dataset(c.data.train.x, c.data.train.y, c.train_extras, q,
-                                                              spe, seed=secret ^ 0x5EED)
+                                                              spe, seed=int(noise_seed.numpy()) ^ 0x5EED)
         log.info("privacy: noise_multiplier=%.4g (%s), q=%.4g, steps=%d, clipping=%s", sigma, how, q, planned, mode)
         return contrib
 

@@ -41,6 +41,7 @@ class PrivacyLedger(keras.callbacks.Callback):
         self.curve = []
         self.stopped_early = False
         self.step_cap = None
+        self._resumed_steps = 0  # steps restored by set_state: a resumed fit runs that many fewer
 
     # -- state (for checkpoints) -------------------------------------------------------------
     def get_state(self) -> dict:
@@ -58,6 +59,7 @@ class PrivacyLedger(keras.callbacks.Callback):
         self.accountant.load_state_dict(state["accountant"])
         self.curve = [dict(c) for c in state.get("curve", [])]
         self.stopped_early = bool(state.get("stopped_early", False))
+        self._resumed_steps = int(self.accountant.steps)
         if self.noise_seed is not None and "noise_seed" in state:
             self.noise_seed.assign(int(state["noise_seed"]))
 
@@ -93,7 +95,7 @@ class PrivacyLedger(keras.callbacks.Callback):
         self._fit_steps = 0
         epochs = (self.params or {}).get("epochs") or 1
         steps = (self.params or {}).get("steps")
-        planned = int(epochs * steps) if steps else None
+        planned = int(epochs * steps) - self._resumed_steps if steps else None
         self.step_cap = self.steps_left(planned) if planned is not None else None
         if self.step_cap == 0:
             raise BudgetExhaustedError(
@@ -124,7 +126,7 @@ class PrivacyLedger(keras.callbacks.Callback):
     def _planned(self) -> float:
         epochs = (self.params or {}).get("epochs") or 1
         steps = (self.params or {}).get("steps")
-        return epochs * steps if steps else math.inf
+        return epochs * steps - self._resumed_steps if steps else math.inf
 
     def on_epoch_end(self, epoch, logs=None):
         eps = self.epsilon
