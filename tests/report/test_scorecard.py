@@ -126,3 +126,10 @@ def test_per_example_stats_match_a_python_loop():
     assert terms["scorecard.per_example.group_balanced_correct.sex"] == pytest.approx(e_balanced)
     assert terms["scorecard.per_example.brier"] == pytest.approx(1 - sum(brier) / n)  # lower is better
     assert report["scorecard"]["per_example"] == stats
+
+
+def test_default_ethics_uses_served_decisions_after_post_processing():
+    post = {"rows": 400, "accuracy": 0.78, "balanced_accuracy": 0.74}
+    card = scorecard.compute(synthetic_report(evaluation__test_postprocessed=post), None)
+    first = card["ethics"]["terms"][0]
+    assert first["metric"] == "evaluation.test_postprocessed.balanced_accuracy" and first["value"] == 0.74

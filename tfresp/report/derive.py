@@ -39,7 +39,7 @@ def add_metric_cis(evaluation: Optional[dict]) -> None:
     """
     if not isinstance(evaluation, dict):
         return
-    for split in ("test", "validation"):
+    for split in ("test", "validation", "test_postprocessed"):
         ev = evaluation.get(split)
         if not isinstance(ev, dict) or not ev.get("rows"):
             continue

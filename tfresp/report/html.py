@@ -306,9 +306,12 @@ def build_view(report: dict, run_dir: Path) -> dict:
                                         "learning_rate", "strategy", "replicas", "history", "timings", "notes"})}
     ev = r.get("evaluation") or {}
     test, val = ev.get("test") or {}, ev.get("validation") or {}
+    post = ev.get("test_postprocessed") if isinstance(ev.get("test_postprocessed"), dict) else None
     s["evaluation"] = {
-        "metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m)) for m in EVAL_METRICS if m in test],
-        "test": test, "rest": _rest(ev, {"test", "validation", "split_used"}),
+        "metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m), (post or {}).get(m))
+                    for m in EVAL_METRICS if m in test],
+        "post": post is not None,
+        "test": test, "rest": _rest(ev, {"test", "validation", "split_used", "test_postprocessed"}),
         "test_rest": _rest(test, set(EVAL_METRICS) | {f"{m}_ci" for m in EVAL_METRICS}
                            | {"rows", "per_class", "confusion_matrix", "threshold"}),
         "plots": plots_for("evaluation", ev)}

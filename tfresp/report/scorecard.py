@@ -73,7 +73,10 @@ def _robust_path(report: dict) -> Optional[str]:
 
 
 def default_terms(report: dict) -> tuple[list, list]:
-    ethics = [{"metric": "evaluation.test.balanced_accuracy", "weight": 1.0},
+    # the decisions a post-processing mitigation actually serves, when there is one
+    split = "test_postprocessed" if isinstance((report.get("evaluation") or {}).get("test_postprocessed"), dict) \
+        else "test"
+    ethics = [{"metric": f"evaluation.{split}.balanced_accuracy", "weight": 1.0},
               {"metric": "privacy.epsilon", "weight": 1.0, "direction": "lower", "scale": 10.0}]
     rp = _robust_path(report)
     if rp:
