@@ -99,3 +99,29 @@ def test_image_run_lime_and_ig(tmp_path):
     assert item["ig"]["completeness_error"] <= 0.05
     assert sec["integrated_gradients"]["all_converged"]
     assert all((res.run_dir / p).is_file() for p in sec["plots"]) and len(sec["plots"]) == 2
+
+
+@pytest.mark.slow
+def test_text_run_and_command(tmp_path, capsys):
+    """A tiny text run (tfresp's own text pipeline): LIME words + HTML, IG on token embeddings, --input."""
+    import tfresp
+    from tests.conftest import TWEETS
+
+    if not TWEETS.exists():
+        pytest.skip("../shared tweets not present")
+    cfg = {"name": "txt", "data": {"source": str(TWEETS), "text": "text", "label": "sentiment", "max_rows": 400,
+                                   "max_length": 32},
+           "model": {"kind": "bert", "bert": {"hidden": 32, "layers": 1, "heads": 2}},
+           "train": {"epochs": 1, "batch_size": 64},
+           "explain": {"method": "both", "examples": 1, "num_samples": 100, "stability_seeds": 2}}
+    res = tfresp.fit(cfg, out=str(tmp_path / "txt"), quiet=True)
+    sec = res.report["explanations"]
+    item = sec["examples"][0]
+    assert item["html"].startswith('<p class="tfresp-lime-text">') and "tfresp-lime" in item["html"]
+    assert item["ig"]["converged"] and sec["integrated_gradients"]["all_converged"]
+    capsys.readouterr()
+    assert main(["explain", str(res.run_dir), "--input", "late flight <script>", "--num-samples", "100",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["explanation"]["class_name"] in res.report["data"]["classes"]
+    assert "<script>" not in out["explanation"]["html"] and "&lt;" in out["explanation"]["html"]

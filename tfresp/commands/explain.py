@@ -26,6 +26,8 @@ def _load_run(run: str):
     if not (root / "saved_model").is_dir():
         raise ConfigError([("run", run, "has no saved_model/; re-run with export.saved_model: true")])
     config = load_config(str(root / "config.yaml"))
+    if config.data.text:
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops the text SavedModel uses)
     loaded = tf.saved_model.load(str(root / "saved_model"))
     signature = loaded.signatures["serving_default"]
     signature._tfresp_owner = loaded  # the signature's variables live as long as the loaded object
@@ -43,7 +45,7 @@ def _print(exp: dict, stab: dict, header: str) -> None:
           f"seed={exp['seed']}, num_samples={exp['num_samples']}")
     for f in exp["features"]:
         name = f.get("condition", f["feature"])
-        print(f"  {f['weight']:+.4f}  {name}")
+        print(f"  {f['weight']:+.4g}  {name}")
     print(f"stability: Jaccard of top-{stab['top_k']} over seeds {stab['seeds']}: mean {stab['jaccard_mean']:.3f}, "
           f"min {stab['jaccard_min']:.3f}")
 
