@@ -110,7 +110,8 @@ def main():
                      "same_label": res["label"] == res["naive_label"],
                      "max_abs_weight_diff": diff, "order": list(order)})
         r = rows[-1]
-        print(f"tweet {i}: words={r['text_words']} distinct={r['distinct_perturbations']} tfresp={r['tfresp_cpu_s']:.2f} cpu-s ({r['tfresp_s']:.2f} wall) "
+        print(f"tweet {i}: words={r['text_words']} distinct={r['distinct_perturbations']} "
+              f"tfresp={r['tfresp_cpu_s']:.2f} cpu-s ({r['tfresp_s']:.2f} wall) "
               f"naive={r['naive_cpu_s']:.2f} cpu-s ({r['naive_s']:.2f} wall) ratio cpu={r['ratio']:.3f} "
               f"wall={r['ratio_wall']:.3f} tokens={r['ratio_tokens']:.3f} max|dw|={diff:.2e}")
 

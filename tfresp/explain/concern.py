@@ -323,10 +323,10 @@ def _image(ctx, cfg) -> dict:
             heat = res.attributions[j].reshape(x.shape[1], x.shape[2], -1).sum(axis=-1)
             p = plots.image_heatmap(x[idx[j]], heat, "integrated gradients",
                                     ctx.run_dir / "plots" / f"explain_image_ig_{int(idx[j])}.png")
-            item["ig"] = {"method": "integrated_gradients", "target": classes[int(res.targets[j])], "f_x": float(res.f_x[j]),
-                                            "f_baseline": float(res.f_baseline[j]), "steps": int(res.steps[j]),
-                                            "completeness_error": float(res.completeness_error[j]),
-                                            "plot": f"plots/{p.name}"}
+            item["ig"] = {"method": "integrated_gradients", "target": classes[int(res.targets[j])],
+                          "f_x": float(res.f_x[j]), "f_baseline": float(res.f_baseline[j]),
+                          "steps": int(res.steps[j]), "completeness_error": float(res.completeness_error[j]),
+                          "plot": f"plots/{p.name}"}
             section["plots"].append(f"plots/{p.name}")
         section["integrated_gradients"] = {"baseline": "black image (zeros)", **res.summary()}
     return section
