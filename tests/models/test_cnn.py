@@ -81,7 +81,7 @@ def test_pretrain_then_finetune_frozen_base(tmp_path):
     pre = tfresp.fit(_digits_cfg("digits:0-4", train={"epochs": 2}), out=tmp_path / "pre", quiet=True)
     base = {v.name: v.numpy() for v in pre.model.variables}
     ft = tfresp.fit(_digits_cfg("digits:5-9", model={"checkpoint": str(pre.run_dir), "freeze": "all-but-head"},
-                                data={"max_rows": 60}),
+                                data={"max_rows": 60}, train={"batch_size": 16}),
                     out=tmp_path / "ft", quiet=True)
     core = ft.model
     assert [v.name for v in core.trainable_variables] == [f"{HEAD}/kernel:0", f"{HEAD}/bias:0"]

@@ -14,7 +14,8 @@ FAST_EVAL = {"eval_steps": 8, "restarts": 2, "eval_examples": 120, "noise_sample
 
 
 def test_adult_madry_report_and_frozen_categoricals(tmp_path):
-    cfg = tiny_adult(robustness={"train": "madry", "epsilon": 0.1, "steps": 3, "eval_epsilons": [0.05, 0.1],
+    cfg = tiny_adult(export={"saved_model": False},
+                     robustness={"train": "madry", "epsilon": 0.1, "steps": 3, "eval_epsilons": [0.05, 0.1],
                                  **FAST_EVAL})
     res = tfresp.fit(cfg, out=tmp_path / "run", quiet=True)
     rob = json.loads((res.run_dir / "report.json").read_text())["robustness"]
