@@ -355,7 +355,9 @@ def build_view(report: dict, run_dir: Path) -> dict:
             elif attr != "plots":
                 other[attr] = prepare_generic(sec, attr)
         tradeoff = other.pop("tradeoff", None)
-        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair), "tradeoff": tradeoff}
+        mitigation = other.pop("mitigation", None)
+        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair), "tradeoff": tradeoff,
+                         "mitigation": mitigation}
     rob = r.get("robustness")
     if isinstance(rob, dict):
         sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
