@@ -32,6 +32,7 @@ from tfresp.errors import CheckpointError, ConfigError
 from tfresp.models.registry import register_model
 
 HEAD = "logits"
+DEFAULT_WIDTHS = (16, 32)
 
 
 def _residual_block(x, width: int, name: str, activation: str):
@@ -176,8 +177,12 @@ def _cnn(config, data):
         raise ConfigError([("model.kind", "cnn", f"a CNN needs image data (data.source: digits), "
                             f"but the data is {data.kind}")])
     m = config.model
-    core = build_cnn(tuple(int(d) for d in data.input_shape), data.num_classes, m.hidden, m.dropout,
-                     m.activation)
+    # model.hidden's default ([64, 32]) is sized for MLPs; a CNN left unconfigured gets its own stage widths,
+    # recorded in the resolved config (config.yaml) so the run can be rebuilt exactly.
+    if "hidden" not in m.model_fields_set:
+        m.hidden = list(DEFAULT_WIDTHS)
+    widths = m.hidden
+    core = build_cnn(tuple(int(d) for d in data.input_shape), data.num_classes, widths, m.dropout, m.activation)
     if m.checkpoint:
         load_from_run(core, m.checkpoint, data.classes)
     elif m.freeze is not None:
