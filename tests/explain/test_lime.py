@@ -131,3 +131,23 @@ def test_highlight_html_escapes():
     snippet = highlight_html('<script>alert("x")</script> good & bad', {"good": 0.5, "bad": -0.2, "script": 0.1})
     assert "<script>" not in snippet and "&lt;" in snippet and "&amp;" in snippet
     assert 'title="+0.5"' in snippet and "rgba(210,40,40" in snippet
+
+
+def test_string_cache_across_seeds(tweets, text_model):
+    """The cache returns exactly what the model gives and skips perturbations already predicted."""
+    texts, _, classes = tweets
+    text = "the flight was late"
+    cached = string_predictor(text_model, batch_size=64, cache_size=10_000)
+    plain = string_predictor(text_model, batch_size=64)
+    for seed in range(5):
+        a = explain_text(text, cached, seed=seed, num_samples=200, class_names=classes)
+        b = explain_text(text, plain, seed=seed, num_samples=200, class_names=classes)
+        assert a["all_weights"].keys() == b["all_weights"].keys()
+        for word, w in b["all_weights"].items():  # batches differ, so float rounding may too
+            assert a["all_weights"][word] == pytest.approx(w, rel=1e-4, abs=1e-7)
+        again = explain_text(text, cached, seed=seed, num_samples=200, class_names=classes)
+        assert again["all_weights"] == a["all_weights"]
+    assert cached.rows <= 16 < plain.rows  # 4 words: at most 2**4 distinct perturbations
+    tiny = string_predictor(text_model, batch_size=64, cache_size=3)
+    np.testing.assert_allclose(tiny(["a", "b c", "d e f", "g", "a"]), plain(["a", "b c", "d e f", "g", "a"]),
+                               rtol=1e-5, atol=1e-7)

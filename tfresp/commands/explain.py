@@ -98,7 +98,7 @@ def run(args) -> int:
                                 f"kind is {data.kind!r} (see the report's explanations section)")])
     name = next(iter(spec))
     predict = BatchedPredictor(lambda s: signature(**{name: s})["probabilities"], tf.TensorSpec([None], tf.string),
-                               512, dedup=True, sort_by_length=True)
+                               512, dedup=True, sort_by_length=True, cache_size=200_000)
     run_one = lambda s: explain_text(text, predict, seed=s, num_samples=num_samples, top_k=top_k,  # noqa: E731
                                      class_names=classes)
     exp = run_one(seed)

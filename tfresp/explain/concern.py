@@ -18,6 +18,9 @@ from tfresp.concerns import Concern, register
 from tfresp.errors import ConfigError, IncompatibleModelError
 
 
+CACHE_SIZE = 200_000  # strings whose probabilities are kept across LIME seeds (stability) and examples
+
+
 def _sensitive(ctx) -> List[str]:
     fair = getattr(ctx.config, "fairness", None)
     attrs = getattr(fair, "sensitive", None) if fair is not None else None
@@ -215,7 +218,8 @@ def _strings_predictor(ctx, batch_size):
                                      "(input_signature()); publish ctx.state['predict_strings'] instead")
     name = next(iter(sig))
     return BatchedPredictor(lambda s: tf.nn.softmax(core(pre.transform({name: s}), training=False)),
-                            tf.TensorSpec([None], tf.string), batch_size, dedup=True, sort_by_length=True)
+                            tf.TensorSpec([None], tf.string), batch_size, dedup=True, sort_by_length=True,
+                            cache_size=CACHE_SIZE)
 
 
 def _text(ctx, cfg) -> dict:

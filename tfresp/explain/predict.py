@@ -33,20 +33,27 @@ class BatchedPredictor:
         dedup: predict identical rows once (useful for LIME text/tabular neighbourhoods).
         sort_by_length: for string inputs, run strings in order of length so that models padding a
             batch to its longest row (tokenizers) pad little.
+        cache_size: for string inputs, keep up to this many ``string -> probabilities`` results
+            between calls (LIME with several seeds on one text draws many identical perturbations);
+            0 disables it. The cache is emptied when full.
 
     Attributes:
         calls: number of calls of the compiled function so far.
+        rows: number of rows the compiled function has evaluated so far.
         max_rows_per_call: largest batch the compiled function has seen (``<= batch_size``).
     """
 
     def __init__(self, fn: Callable, input_signature: tf.TensorSpec, batch_size: int = 512,
-                 dedup: bool = False, sort_by_length: bool = False):
+                 dedup: bool = False, sort_by_length: bool = False, cache_size: int = 0):
         self.batch_size = int(batch_size)
+        self.cache_size = int(cache_size)
+        self._cache: Dict[str, np.ndarray] = {}
         self.dedup = dedup
         self.sort_by_length = sort_by_length
         self.spec = input_signature
         self._compiled = tf.function(fn, input_signature=[input_signature])
         self.calls = 0
+        self.rows = 0
         self.max_rows_per_call = 0
 
     @property
@@ -69,14 +76,29 @@ class BatchedPredictor:
                 flat = x.reshape(len(x), -1)
                 _, first, inverse = np.unique(flat, axis=0, return_index=True, return_inverse=True)
                 x = x[first]
+        if self.cache_size and x.dtype == object and len(x):
+            out = self._cached(x)
+        else:
+            out = self._predict(x)
+        return out if inverse is None else out[inverse.reshape(-1)]
+
+    def _cached(self, x: np.ndarray) -> np.ndarray:
+        missing = np.array([s for s in dict.fromkeys(x.tolist()) if s not in self._cache], dtype=object)
+        if len(missing):
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()
+            for s, y in zip(missing, self._predict(missing)):
+                self._cache[s] = y
+        return np.stack([self._cache[s] for s in x.tolist()])
+
+    def _predict(self, x: np.ndarray) -> np.ndarray:
         if self.sort_by_length and x.dtype == object and len(x):
             order = np.argsort([len(str(s)) for s in x], kind="stable")
             sorted_out = self._run(x[order])
             out = np.empty_like(sorted_out)
             out[order] = sorted_out
-        else:
-            out = self._run(x)
-        return out if inverse is None else out[inverse.reshape(-1)]
+            return out
+        return self._run(x)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = len(x)
@@ -85,6 +107,7 @@ class BatchedPredictor:
             chunk = x[start:start + self.batch_size]
             y = self._compiled(tf.constant(chunk, dtype=self.spec.dtype)).numpy()
             self.calls += 1
+            self.rows += len(chunk)
             self.max_rows_per_call = max(self.max_rows_per_call, len(chunk))
             if out is None:
                 out = np.empty((n,) + y.shape[1:], dtype=np.float64)
@@ -110,11 +133,11 @@ def tabular_predictor(core, dim: int, batch_size: int = 512, from_logits: bool =
                             batch_size)
 
 
-def string_predictor(model, batch_size: int = 512, from_logits: bool = True, dedup: bool = True
-                     ) -> BatchedPredictor:
+def string_predictor(model, batch_size: int = 512, from_logits: bool = True, dedup: bool = True,
+                     cache_size: int = 0) -> BatchedPredictor:
     """Compiled ``strings -> probabilities`` for a Keras model that takes raw strings (TextVectorization)."""
     return BatchedPredictor(keras_proba_fn(model, from_logits), tf.TensorSpec([None], tf.string), batch_size,
-                            dedup=dedup, sort_by_length=True)
+                            dedup=dedup, sort_by_length=True, cache_size=cache_size)
 
 
 class TokenizedTextPredictor:
