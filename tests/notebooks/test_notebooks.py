@@ -1,0 +1,104 @@
+"""Execute the notebooks headless (nbclient + the venv's ipykernel) on CPU with tiny parameters.
+
+The parameters cell (tagged ``parameters``) is followed by an injected cell with the test's values,
+as papermill does. Execution times are printed (``-s``) and appended to the JSON in $TFRESP_NB_TIMES.
+"""
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NB = REPO / "notebooks"
+SHARED = REPO.parent / "shared"
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+
+def _require(*modules):
+    for m in modules:
+        if importlib.util.find_spec(m) is None:
+            pytest.skip(f"{m} is not available yet")
+
+
+def execute(name: str, params: dict, timeout: int = 900):
+    nb = nbformat.read(NB / name, as_version=4)
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    src = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    injected = nbformat.v4.new_code_cell(src)
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(idx + 1, injected)
+    env_before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    t0 = time.perf_counter()
+    try:
+        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                         resources={"metadata": {"path": str(NB)}})
+        client.execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = env_before
+    seconds = time.perf_counter() - t0
+    print(f"{name}: executed in {seconds:.1f} s")
+    out = os.environ.get("TFRESP_NB_TIMES")
+    if out:
+        times = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+        times[name] = round(seconds, 1)
+        Path(out).write_text(json.dumps(times, indent=2))
+    return nb
+
+
+def outputs(nb) -> str:
+    text = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            text.append(o.get("text", "") or json.dumps(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(text)
+
+
+def test_kernel_is_this_venv():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.language == "python"
+
+
+def test_quickstart_runs_dp_and_fairness_and_shows_the_report(tmp_path):
+    _require("tfresp.privacy.concern", "tfresp.fairness.concern")
+    out = tmp_path / "qs"
+    nb = execute("quickstart.ipynb", {"MAX_ROWS": 1500, "EPOCHS": 1, "BATCH_SIZE": 128, "BOOTSTRAP": 20,
+                                      "MIA_AUDIT": False, "EXPORT": False, "OUT": str(out)})
+    text = outputs(nb)
+    report = json.loads((out / "report.json").read_text())
+    eps = report["privacy"]["epsilon"]
+    assert 0 < eps <= 3.0 + 1e-6
+    assert f"epsilon = {eps:.3f}" in text  # the notebook shows the run's own number
+    assert "demographic_parity_difference" in text and "CI [" in text
+    assert report["fairness"]["sex"]["equalized_odds_difference_ci"]
+    assert any("text/markdown" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow  # MiniLM (22.7M params) on CPU: ~1-3 min
+def test_colab_tpu_notebook_falls_back_to_the_default_strategy_on_cpu(tmp_path):
+    _require("tfresp.models.bert", "tfresp.data.text")
+    model, data = SHARED / "models" / "minilm-l6-h384-uncased", SHARED / "data" / "tweets" / "sentiment_tweets.csv.gz"
+    if not (model / "tf_model.h5").exists() or not data.exists():
+        pytest.skip("../shared MiniLM checkpoint or tweets not present")
+    out = tmp_path / "tpu"
+    nb = execute("colab_tpu_finetune.ipynb", {"MODEL_DIR": str(model), "DATA": str(data), "MAX_ROWS": 240,
+                                              "MAX_LENGTH": 16, "EPOCHS": 1, "BATCH_SIZE": 16, "EXPORT": False,
+                                              "OUT": str(out)})
+    text = outputs(nb)
+    assert "strategy: default" in text and "replicas: 1" in text
+    tr = json.loads((out / "report.json").read_text())["training"]
+    assert (tr["strategy"], tr["global_batch_size"], tr["per_replica_batch_size"]) == ("default", 16, 16)
+    assert "per-replica batch=16" in text
