@@ -60,3 +60,18 @@ def test_ghost_norms_equal_per_example_loop_on_bert():
             r += t * min(1.0, 0.01 / norm)
     for a, b in zip(ghost, ref):
         np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), b, atol=2e-6)
+
+
+@pytest.mark.slow  # vectorized per-example clipping of the MLM loss: ~1-3 min on 2 CPU cores
+def test_dp_mlm_pretraining_runs_with_per_example_clipping(tmp_path):
+    cfg = load_config({"name": "dpmlm", "task": "mlm",
+                       "data": {**DATA, "label": None, "max_rows": 120, "max_length": 16,
+                                "tokenizer": {"vocab_size": 200}},
+                       "model": {"kind": "bert", "bert": {"hidden": 16, "layers": 1, "heads": 2}},
+                       "train": {"epochs": 1, "batch_size": 40, "learning_rate": 1e-3},
+                       "privacy": {"noise_multiplier": 1.0}})
+    run = build_and_run(cfg, out=tmp_path / "dpmlm", quiet=True)
+    st = run.context.state["privacy"]
+    assert st["clipping_mode"] == "vectorized" and "input transform" in st["clipping_reason"]
+    assert run.report["privacy"]["epsilon"] > 0
+    assert np.isfinite(run.report["evaluation"]["test"]["mlm_loss"])

@@ -108,12 +108,24 @@ class MlmModel(TfrespModel):
             loss = loss * tf.cast(w, loss.dtype)
         for term in self.per_example_losses:
             loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
-        return loss, None  # no class logits: the classification accuracy tracker is skipped
+        return loss, logits
 
     def train_step(self, data):
-        logs = super().train_step(data)
-        logs.pop("masked_accuracy", None)  # measured on held-out data only (test_step)
-        return logs
+        """One step on the masked-LM loss; masked-token accuracy is measured on held-out data (test_step)."""
+        x, y, extras = self.unpack(data)
+        if self.gradient_fn is not None:  # DP: per-example clipping of per_example_loss
+            loss, grads, _ = self.gradient_fn(self, x, y, extras)
+        else:
+            with tf.GradientTape() as tape:
+                loss, _ = self.total_loss(x, y, extras, training=True)
+                scaled = self.optimizer.get_scaled_loss(loss) if hasattr(self.optimizer, "get_scaled_loss") else loss
+            grads = tape.gradient(scaled, self.core.trainable_variables)
+            if hasattr(self.optimizer, "get_unscaled_gradients"):
+                grads = self.optimizer.get_unscaled_gradients(grads)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, self.core.trainable_variables) if g is not None])
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
         x, _, _ = self.unpack(data)
