@@ -74,9 +74,12 @@ def pretrain(args, results):
     work = Path(args.work)
     train_csv, test_csv, ntr, nte = split_files(args.rows, 0.15, 0, work / "data")
     results["sizes"] = {"rows": args.rows, "train_file_rows": ntr, "test_rows": nte}
-    common = {"data.source": str(train_csv)}
+    common = {"data.source": str(train_csv), "data.max_length": args.max_length,
+              "data.tokenizer": {"vocab_size": args.vocab_size}}
+    arch = {"model.bert": {"hidden": args.hidden, "layers": 2, "heads": 2, "intermediate": 4 * args.hidden}}
+    results["sizes"].update(max_length=args.max_length, vocab_size=args.vocab_size, arch=arch["model.bert"])
     mlm = run(str(REPO / "configs/tweets_mlm.yaml"), work / "tweets-mlm",
-              **common, **{"train.epochs": args.mlm_epochs, "data.split.test": 0.05})
+              **common, **arch, **{"train.epochs": args.mlm_epochs, "data.split.test": 0.05})
     import json
 
     ev = json.loads((Path(mlm["run_dir"]) / "report.json").read_text())["evaluation"]
@@ -88,7 +91,8 @@ def pretrain(args, results):
     results["finetune_pretrained"] = run(str(REPO / "configs/tweets_finetune.yaml"), work / "tweets-finetune",
                                          **ft_over, **{"model.checkpoint": mlm["run_dir"]})
     write_result("text_pretrain", results)
-    results["finetune_scratch"] = run(str(REPO / "configs/tweets_scratch.yaml"), work / "tweets-scratch", **ft_over)
+    results["finetune_scratch"] = run(str(REPO / "configs/tweets_scratch.yaml"), work / "tweets-scratch",
+                                      **ft_over, **arch)
     a = results["finetune_pretrained"]["test"]["accuracy"]
     b = results["finetune_scratch"]["test"]["accuracy"]
     results["summary"] = {"mlm_loss_start": mlm["mlm"]["loss_start"], "mlm_loss_end": mlm["mlm"]["loss_end"],
@@ -108,8 +112,8 @@ def minilm(args, results):
         "full": ("minilm_tweets", {}),
         "frozen_encoder": ("minilm_tweets", {"model.freeze": "all-but-head", "train.learning_rate": 1e-3}),
         "lora_r8": ("minilm_lora", {}),
-        "dp_eps8": ("minilm_dp", {"privacy.target_epsilon": 8}),
-        "dp_eps3": ("minilm_dp", {"privacy.target_epsilon": 3}),
+        "dp_eps8": ("minilm_dp", {"privacy.target_epsilon": 8, "train.batch_size": args.dp_batch}),
+        "dp_eps3": ("minilm_dp", {"privacy.target_epsilon": 3, "train.batch_size": args.dp_batch}),
     }
     for name in args.only or list(variants):
         cfg, over = variants[name]
@@ -131,6 +135,9 @@ def main(argv=None):
     ap.add_argument("--ft-epochs", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--hidden", type=int, default=128, help="pretrain: BERT hidden size (2 layers, 2 heads)")
+    ap.add_argument("--vocab-size", type=int, default=8000, help="pretrain: WordPiece vocabulary size")
+    ap.add_argument("--dp-batch", type=int, default=256, help="minilm: batch size of the DP runs")
     ap.add_argument("--work", default=tempfile.mkdtemp(prefix="tfresp-text-"))
     args = ap.parse_args(argv)
     if args.rows is None:
