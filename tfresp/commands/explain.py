@@ -86,7 +86,12 @@ def run(args) -> int:
         if text_input:
             text = str(data.test.frame[config.data.text].iloc[args.row])
         elif data.kind == "tabular":
-            lime = TabularLime(data.preprocessor, None, data.train.frame, class_names=classes,
+            pre = data.preprocessor
+            if (root / "preprocessing" / "tabular.json").is_file():  # the run's own fitted encoders
+                from tfresp.data.preprocess import TabularPreprocessor
+
+                pre = TabularPreprocessor.load(root / "preprocessing")
+            lime = TabularLime(pre, None, data.train.frame, class_names=classes,
                                raw_proba=serving_proba_fn(signature), seed=seed)
             row = data.test.frame.iloc[[args.row]]
             exp = lime.explain(row, seed=seed, num_samples=num_samples, top_k=top_k)
