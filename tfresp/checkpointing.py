@@ -305,13 +305,16 @@ class CheckpointSaver(keras.callbacks.Callback):
             self.history.setdefault(k, []).append(float(v))
 
     def on_train_batch_end(self, batch, logs=None):
-        self.global_step += 1
+        # Keras passes the index of the last step done in this epoch (steps_per_execution may run several
+        # steps per call, and a resumed epoch starts at its saved step), so derive the global step from it.
+        before = self.global_step
+        self.global_step = self.epoch * self.steps_per_epoch + int(batch) + 1
         if self._sigterm.is_set():
             self.save()
             self.preempted = True
             self.model.stop_training = True
             return
-        if self.every and self.global_step % self.every == 0:
+        if self.every and self.global_step // self.every > before // self.every:
             self.save()
 
     # -- state ----------------------------------------------------------------------------------
