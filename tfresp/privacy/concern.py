@@ -24,6 +24,15 @@ def resolve_delta(cfg, n: int) -> float:
     return accounting.default_delta(n) if cfg.delta == "auto" else float(cfg.delta)
 
 
+def extra_spend(ctx) -> tuple:
+    """(ε, δ, entries) spent on the private training data by other concerns (e.g. noisy reweighing counts).
+
+    They compose with DP-SGD by basic composition, so the run's guarantee is (ε_sgd + Σε_i, δ_sgd + Σδ_i).
+    """
+    entries = list(ctx.state.get("privacy_extra_epsilon", []))
+    return (sum(float(e["epsilon"]) for e in entries), sum(float(e.get("delta", 0.0)) for e in entries), entries)
+
+
 def statement(sec: dict) -> str:
     """A plain-language description of the guarantee, with its limits."""
     sampling = ("each training step used a Poisson sample of the training rows (every row joined independently "
@@ -36,7 +45,11 @@ def statement(sec: dict) -> str:
         "privacy with respect to adding or removing one training row (example-level adjacency), computed with the "
         f"{sec['accountant'].upper()} accountant over {sec['steps']} steps with noise multiplier "
         f"{sec['noise_multiplier']:.4g} and per-example gradient clipping at L2 norm {sec['l2_norm_clip']:g}; "
-        f"{sampling}. What it protects: the trained weights and everything computed from them (predictions, "
+        f"{sampling}."
+        + (f" The total also counts ε = {sec['epsilon'] - sec['dp_sgd_epsilon']:.3g} spent by other releases of the "
+           "training data (" + ", ".join(p["source"] for p in sec["composition"]["parts"][1:]) + "), composed by "
+           "basic composition." if sec.get("composition") and len(sec["composition"]["parts"]) > 1 else "")
+        + " What it protects: the trained weights and everything computed from them (predictions, "
         "exports) reveal little about whether any single row was in the training set, even to an attacker who "
         f"knows all other rows; δ = {sec['delta']:.1e} is the small probability that this bound fails. What it does "
         "not protect: a person who contributes several rows is protected only up to group privacy (ε grows about "
@@ -73,6 +86,11 @@ class Privacy(Concern):
     order = 90
 
     def validate(self, ctx) -> None:
+        from tfresp.errors import ConfigError
+
+        if ctx.config.train.steps_per_execution != 1:
+            raise ConfigError([("train.steps_per_execution", ctx.config.train.steps_per_execution,
+                                "must be 1 under privacy: the ledger's hard budget stop acts between steps")])
         clipping.check_model(ctx.core)
         if len(ctx.data.train) < 2:
             raise BudgetExhaustedError("DP-SGD needs at least two training rows")
@@ -93,14 +111,25 @@ class Privacy(Concern):
         spe = steps_per_epoch(n, batch)
         planned = epochs * spe
         delta = resolve_delta(cfg, n)
+        # Concerns planned before privacy (order < 90) may already have spent budget on the training data:
+        # DP-SGD gets what is left, so the composed total stays within target_epsilon.
+        extra_eps, _, extra_entries = extra_spend(ctx)
+        sgd_target = None if cfg.target_epsilon is None else cfg.target_epsilon - extra_eps
+        if sgd_target is not None and sgd_target <= 0:
+            raise BudgetExhaustedError(
+                f"Invalid value for argument `privacy.target_epsilon`. Received: target_epsilon={cfg.target_epsilon}. "
+                f"Other concerns already spend ε={extra_eps:g} ({[e['source'] for e in extra_entries]}); "
+                "nothing is left for DP-SGD: raise the budget or lower their ε")
         if cfg.noise_multiplier is None:
-            sigma = accounting.calibrate_noise(cfg.target_epsilon, delta, q, planned, cfg.accountant)
-            how = f"calibrated to target ε={cfg.target_epsilon:g}"
+            sigma = accounting.calibrate_noise(sgd_target, delta, q, planned, cfg.accountant)
+            how = f"calibrated to target ε={sgd_target:g}" + (
+                f" (= {cfg.target_epsilon:g} − {extra_eps:g} spent by {[e['source'] for e in extra_entries]})"
+                if extra_eps else "")
         else:
             sigma = float(cfg.noise_multiplier)
             how = "given"
-            if cfg.target_epsilon is not None:
-                cap = accounting.max_steps_within(cfg.target_epsilon, sigma, q, delta, cfg.accountant, planned)
+            if sgd_target is not None:
+                cap = accounting.max_steps_within(sgd_target, sigma, q, delta, cfg.accountant, planned)
                 if cap == 0:
                     raise BudgetExhaustedError(
                         f"Invalid value for argument `privacy.noise_multiplier`. Received: noise_multiplier={sigma}. "
@@ -112,7 +141,7 @@ class Privacy(Concern):
         # config seed would let anyone regenerate (and subtract) the noise and know each batch's members.
         secret = secrets.randbits(62)
         noise_seed = tf.Variable(secret, dtype=tf.int64, trainable=False, name="dp_noise_seed")
-        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon,
+        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, sgd_target,
                                noise_seed=noise_seed)
         ctx.state["privacy"] = {"noise_multiplier": sigma, "noise_source": how, "sampling_rate": q, "delta": delta,
                                 "steps_per_epoch": spe, "planned_steps": planned, "clipping_mode": mode,
@@ -131,9 +160,15 @@ class Privacy(Concern):
         cfg = ctx.config.privacy
         st = ctx.state["privacy"]
         ledger: PrivacyLedger = st["ledger"]
+        extra_eps, extra_delta, extra_entries = extra_spend(ctx)
         sec = {
-            "epsilon": ledger.epsilon,
-            "delta": st["delta"],
+            # the run's whole guarantee (DP-SGD composed with any other release of the training data)
+            "epsilon": ledger.epsilon + extra_eps,
+            "delta": st["delta"] + extra_delta,
+            "dp_sgd_epsilon": ledger.epsilon,
+            "dp_sgd_delta": st["delta"],
+            "composition": {"rule": "basic (ε and δ add up)", "parts": [
+                {"source": "privacy.dp_sgd", "epsilon": ledger.epsilon, "delta": st["delta"]}, *extra_entries]},
             "noise_multiplier": st["noise_multiplier"],
             "noise_multiplier_source": st["noise_source"],
             "steps": ledger.accountant.steps,
