@@ -27,6 +27,7 @@ def test_adult_madry_report_and_frozen_categoricals(tmp_path):
     pre = res.context.data.preprocessor
     assert rob["attackable_dims"] == int(pre.numeric_mask().sum()) < pre.encoded_dim
     assert rob["training_time"]["step_time_ratio"] > 1.0
+    assert 0 < rob["training_time"]["fit_cpu_seconds"] == res.report["training"]["timings"]["fit_cpu_seconds"]
     assert set(rob["sanity"]) >= {"vanishes_at_large_epsilon", "white_box_beats_noise", "passed"}
     assert (res.run_dir / rob["plots"][0]).exists()
     assert any("Madry" in n for n in res.report["training"]["notes"])
