@@ -191,8 +191,8 @@ class Fairness(Concern):
                     {"source": "fairness.reweigh", "epsilon": float(cfg.reweigh_epsilon), "delta": 0.0,
                      "mechanism": "Laplace on the group x label histogram (sensitivity 1)"})
                 info["privacy"] = (f"the group x label counts were released with the Laplace mechanism "
-                                   f"(epsilon={cfg.reweigh_epsilon}); by basic composition the run's total epsilon "
-                                   f"is privacy.epsilon + {cfg.reweigh_epsilon}")
+                                   f"(epsilon={cfg.reweigh_epsilon}); this spend is passed to the privacy concern "
+                                   "(ctx.state['privacy_extra_epsilon']), which composes it into privacy.epsilon")
                 contrib.notes.append(info["privacy"])
                 info["dp_caveat"] = ("under DP-SGD the weights multiply the loss *before* per-example clipping, so "
                                      "for examples whose gradient norm exceeds privacy.l2_norm_clip the weight is "
