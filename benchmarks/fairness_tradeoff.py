@@ -73,6 +73,7 @@ def run_one(label, fairness, args, out_root):
            "equalized_odds_difference": sec["equalized_odds_difference"],
            "equalized_odds_difference_ci": sec.get("equalized_odds_difference_ci"),
            "equal_opportunity_difference": sec["equal_opportunity_difference"],
+           "equal_opportunity_difference_ci": sec.get("equal_opportunity_difference_ci"),
            "seconds": round(seconds, 1), "test_rows": test["rows"],
            "privacy_epsilon": (run.report.get("privacy") or {}).get("epsilon")}
     if fairness["mitigation"] == "threshold":
@@ -119,14 +120,16 @@ def main(argv=None):
                      "gaps/CIs = report fairness.sex.*", "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
-    hdr = f"{'config':<20}{'acc':>8}{'d_acc':>8}{'DP diff [95% CI]':>28}{'EO diff [95% CI]':>28}  goal"
+    hdr = (f"{'config':<24}{'acc':>8}{'d_acc':>8}{'DP diff [95% CI]':>24}{'EO diff [95% CI]':>24}"
+           f"{'EOpp diff [95% CI]':>24}  goal")
     print(hdr)
     for r in rows:
         def ci(k):
             c = r.get(f"{k}_ci") or [float("nan")] * 2
             return f"{r[k]:.3f} [{c[0]:.3f},{c[1]:.3f}]"
-        print(f"{r['config']:<20}{r['accuracy']:>8.4f}{r.get('accuracy_change_points', 0):>8.2f}"
-              f"{ci('demographic_parity_difference'):>28}{ci('equalized_odds_difference'):>28}  "
+        print(f"{r['config']:<24}{r['accuracy']:>8.4f}{r.get('accuracy_change_points', 0):>8.2f}"
+              f"{ci('demographic_parity_difference'):>24}{ci('equalized_odds_difference'):>24}"
+              f"{ci('equal_opportunity_difference'):>24}  "
               f"{'yes' if r.get('meets_goal') else ''}")
     print(f"wrote {args.out}")
     return 0
