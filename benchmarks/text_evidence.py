@@ -86,11 +86,11 @@ def pretrain(args, results):
     mlm["mlm"] = {k: ev["mlm"][k] for k in ("loss_start", "loss_end", "uniform_perplexity")}
     mlm["mlm"]["loss_curve"] = ev["mlm"]["loss_curve"]
     results["mlm"] = mlm
-    write_result("text_pretrain", results)
+    write_result(args.tag or "text_pretrain", results)
     ft_over = {**common, "data.split.test": str(test_csv), "train.epochs": args.ft_epochs}
     results["finetune_pretrained"] = run(str(REPO / "configs/tweets_finetune.yaml"), work / "tweets-finetune",
                                          **ft_over, **{"model.checkpoint": mlm["run_dir"]})
-    write_result("text_pretrain", results)
+    write_result(args.tag or "text_pretrain", results)
     results["finetune_scratch"] = run(str(REPO / "configs/tweets_scratch.yaml"), work / "tweets-scratch",
                                       **ft_over, **arch)
     a = results["finetune_pretrained"]["test"]["accuracy"]
@@ -100,7 +100,7 @@ def pretrain(args, results):
                           "mlm_test_masked_accuracy": mlm["test"]["masked_accuracy"],
                           "accuracy_pretrained": a, "accuracy_scratch": b, "pretraining_gain": a - b}
     print(results["summary"])
-    write_result("text_pretrain", results)
+    write_result(args.tag or "text_pretrain", results)
 
 
 def minilm(args, results):
@@ -123,7 +123,7 @@ def minilm(args, results):
         except Exception as exc:  # keep the other variants' numbers; say what failed
             results[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
         print(name, {k: results[name].get(k) for k in ("test", "trainable_percent", "privacy", "error")})
-        write_result("text_minilm", results)
+        write_result(args.tag or "text_minilm", results)
 
 
 def main(argv=None):
@@ -135,6 +135,7 @@ def main(argv=None):
     ap.add_argument("--ft-epochs", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--tag", default=None, help="result file name (default text_<group>)")
     ap.add_argument("--hidden", type=int, default=128, help="pretrain: BERT hidden size (2 layers, 2 heads)")
     ap.add_argument("--vocab-size", type=int, default=8000, help="pretrain: WordPiece vocabulary size")
     ap.add_argument("--dp-batch", type=int, default=256, help="minilm: batch size of the DP runs")
