@@ -77,7 +77,7 @@ def export_run(run_dir, variants, quiet: bool = False) -> dict:
     for variant in dict.fromkeys(variants):
         res = export_variant(core, variant, data, run_dir / f"model_{variant}.tflite", reference_proba=reference,
                              calibration=calibration, latency_runs=comp.latency_runs if comp else 200,
-                             private=config.privacy is not None)
+                             private=config.privacy is not None, qat=bool(comp and comp.quantize == "qat"))
         res["parameters"] = params
         res["measured_by"] = "tfresp export"
         section[variant] = res

@@ -262,12 +262,15 @@ def calibration_rows(config, data):
 
 
 def export_variant(core, variant: str, data, path: Optional[Path], *, reference_proba=None, calibration=None,
-                   latency_runs: int = 200, check_rows: int = 2000, private: bool = False) -> Dict[str, object]:
+                   latency_runs: int = 200, check_rows: int = 2000, private: bool = False,
+                   qat: bool = False) -> Dict[str, object]:
     """Convert, (write,) reload, round-trip check and measure one TFLite variant of ``core``.
 
     Args:
         calibration: ``(rows, info)`` from :func:`calibration_rows` (needed for ``int8``).
         private: the run trained with DP: record whether the variant stays covered.
+        qat: ``core`` was trained with QAT: its fake-quant nodes make every variant (float and
+            float16 included) integer-quantized, so the round trip uses the int8 tolerance.
 
     Returns a dict with ``accuracy, group_gap, bytes, gzip_bytes, latency_ms_p50, latency_ms_p95,
     sparsity, per_layer_sparsity, roundtrip, float_fallback`` (and ``path`` if written).
@@ -290,7 +293,9 @@ def export_variant(core, variant: str, data, path: Optional[Path], *, reference_
     out.update(scores(test.y, proba, test.groups, data.num_classes))
     if reference_proba is not None:
         n = min(check_rows, len(proba))
-        out["roundtrip"] = roundtrip(variant, reference_proba[:n], proba[:n])
+        out["roundtrip"] = roundtrip("int8" if qat else variant, reference_proba[:n], proba[:n])
+        if qat:
+            out["roundtrip"]["tolerance_basis"] = "int8 (QAT model: fake-quant nodes quantize every variant)"
     sp = tflite_sparsity(content)
     out.update({"bytes": len(content), "gzip_bytes": gzip_size(content), "sparsity": sp["global"],
                 "per_layer_sparsity": sp["per_layer"], "float_fallback": conv["float_fallback"],
@@ -326,7 +331,8 @@ def export_tflite(ctx, variants) -> Dict[str, dict]:
         path = ctx.run_dir / f"model_{variant}.tflite"
         try:
             res = export_variant(ctx.core, variant, ctx.data, path, reference_proba=reference,
-                                 calibration=calibration, latency_runs=runs, private=ctx.config.privacy is not None)
+                                 calibration=calibration, latency_runs=runs, private=ctx.config.privacy is not None,
+                                 qat=comp is not None and comp.quantize == "qat")
         except Exception as exc:  # report, never crash the run on an exporter limitation
             log.warning("tfresp: TFLite %s export failed: %s", variant, exc)
             section[variant] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"}
