@@ -57,14 +57,16 @@ def _tpu_resolver():
         attempts.append({})  # legacy Colab TPU node: the resolver reads COLAB_TPU_ADDR itself
     for kwargs in attempts:
         try:
-            return tf.distribute.cluster_resolver.TPUClusterResolver(**kwargs)
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(**kwargs)
+            resolver.tfresp_local = kwargs.get("tpu") == "local"
+            return resolver
         except (ValueError, RuntimeError, tf.errors.NotFoundError, tf.errors.UnavailableError) as exc:
             log.info("tfresp: TPUClusterResolver(%s) failed: %s", kwargs, exc)
     return None
 
 
 def _tpu_strategy(resolver):
-    if getattr(resolver, "_tpu", None) not in (b"local", "local"):
+    if not getattr(resolver, "tfresp_local", False):  # a remote TPU node (legacy Colab / TPU_NAME)
         tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
