@@ -1,7 +1,6 @@
 """The mask-based PruningScheduler on subclassed models (where tfmot wrappers cannot go)."""
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.compression.masks import check_nm
