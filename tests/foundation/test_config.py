@@ -38,7 +38,7 @@ def test_section_turned_on_with_one_key_uses_defaults():
     ({"train": {"batch_size": "big"}}, "train.batch_size", "valid integer"),
     ({"model": {"kind": "rnn"}}, "model.kind", "'mlp'"),
     ({"privacy": {"target_epsilon": 0}}, "privacy.target_epsilon", "greater than 0"),
-    ({"privacy": {"target_epsilon": 1, "delta": 1.5}}, "privacy", "delta must be in (0, 1)"),
+    ({"privacy": {"target_epsilon": 1, "delta": 1.5}}, "privacy.delta", "delta must be in (0, 1)"),
 ])
 def test_errors_name_field_and_value(raw, path, needle):
     with pytest.raises(ConfigError) as exc:

@@ -1,7 +1,7 @@
 """Config of the privacy concern (DP-SGD)."""
 from typing import Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tfresp._configbase import Section
 
@@ -25,10 +25,15 @@ class PrivacyConfig(Section):
     clipping: Literal["auto", "ghost", "vectorized"] = "auto"
     audit: bool = True
 
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v):
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError("delta must be in (0, 1) or 'auto'")
+        return v
+
     @model_validator(mode="after")
     def _check(self):
-        if isinstance(self.delta, float) and not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1) or 'auto', got {self.delta}")
         if self.target_epsilon is None and self.noise_multiplier is None:
             raise ValueError("set target_epsilon or noise_multiplier")
         return self
