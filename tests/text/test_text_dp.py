@@ -21,7 +21,7 @@ def test_dp_finetune_uses_ghost_clipping_on_bert(tmp_path):
     cfg = load_config({"name": "dp", "data": DATA,
                        "model": {"kind": "bert", "bert": {"hidden": 32, "layers": 1, "heads": 2}},
                        "train": {"epochs": 1, "batch_size": 60, "learning_rate": 1e-3},
-                       "privacy": {"noise_multiplier": 1.0}, "export": {"saved_model": False}})
+                       "privacy": {"noise_multiplier": 1.0, "audit": False}, "export": {"saved_model": False}})
     run = build_and_run(cfg, out=tmp_path / "dp", quiet=True)
     p = run.report["privacy"]
     assert 0 < p["epsilon"] < float("inf") and p["noise_multiplier"] == 1.0
