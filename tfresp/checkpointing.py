@@ -261,6 +261,8 @@ class CheckpointSaver(keras.callbacks.Callback):
                  history: Optional[dict] = None, write: bool = True, config_yaml: str = "",
                  early_stopping=None):
         super().__init__()
+        # The batch hook reads no logs: accepting tensor logs spares Keras a host sync after every step.
+        self._supports_tf_logs = True
         self.root, self.ckpt, self.every = Path(root), checkpoint, every
         self.steps_per_epoch, self.config_digest, self.stateful = steps_per_epoch, config_digest, stateful
         self.resume, self.history = resume, {k: list(v) for k, v in (history or {}).items()}
