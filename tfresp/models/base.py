@@ -77,8 +77,8 @@ class TfrespModel(keras.Model):
         return loss, logits
 
     # -- steps ----------------------------------------------------------------------------
-    def train_step(self, data):
-        x, y, extras = self.unpack(data)
+    def gradient_step(self, x, y, extras):
+        """Compute gradients (privately when ``gradient_fn`` is set), apply them; return ``(loss, logits)``."""
         if self.gradient_fn is not None:
             loss, grads, logits = self.gradient_fn(self, x, y, extras)
         else:
@@ -94,6 +94,11 @@ class TfrespModel(keras.Model):
                 grads = self.optimizer.get_unscaled_gradients(grads)
         self.optimizer.apply_gradients(
             [(g, v) for g, v in zip(grads, self.core.trainable_variables) if g is not None])
+        return loss, logits
+
+    def train_step(self, data):
+        x, y, extras = self.unpack(data)
+        loss, logits = self.gradient_step(x, y, extras)
         self.loss_tracker.update_state(loss)
         if logits is not None:
             self.acc_tracker.update_state(y, logits)

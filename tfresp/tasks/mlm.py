@@ -113,17 +113,7 @@ class MlmModel(TfrespModel):
     def train_step(self, data):
         """One step on the masked-LM loss; masked-token accuracy is measured on held-out data (test_step)."""
         x, y, extras = self.unpack(data)
-        if self.gradient_fn is not None:  # DP: per-example clipping of per_example_loss
-            loss, grads, _ = self.gradient_fn(self, x, y, extras)
-        else:
-            with tf.GradientTape() as tape:
-                loss, _ = self.total_loss(x, y, extras, training=True)
-                scaled = self.optimizer.get_scaled_loss(loss) if hasattr(self.optimizer, "get_scaled_loss") else loss
-            grads = tape.gradient(scaled, self.core.trainable_variables)
-            if hasattr(self.optimizer, "get_unscaled_gradients"):
-                grads = self.optimizer.get_unscaled_gradients(grads)
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, self.core.trainable_variables) if g is not None])
+        loss, _ = self.gradient_step(x, y, extras)  # DP (per-example clipping) when gradient_fn is set
         self.loss_tracker.update_state(loss)
         return {"loss": self.loss_tracker.result()}
 
