@@ -25,7 +25,7 @@ from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
 from tfresp.data.dataset import DataBundle, make_dataset, prepare
 from tfresp.distribute import pick_strategy
-from tfresp.errors import ConfigError, TfrespError
+from tfresp.errors import ConfigError
 from tfresp.models.base import TfrespModel
 from tfresp.models.registry import build_core
 from tfresp.training import class_weights, make_optimizer

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
+
 from pathlib import Path
 from typing import Dict, List
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data.preprocess import read_spec, write_spec
 from tfresp.errors import DataError
 
 DIGITS_CITATION = ("Alpaydin, E. & Kaynak, C. (1998). Optical Recognition of Handwritten Digits. UCI Machine "
@@ -134,15 +135,11 @@ class ImagePreprocessor(tf.Module):
                 "scale": self.scale, "column": self.column}
 
     def save(self, directory: Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / "image.json"
-        path.write_text(json.dumps(self.to_json(), indent=1))
-        return path
+        return write_spec(directory, "image.json", self.to_json())
 
     @classmethod
     def load(cls, directory: Path) -> "ImagePreprocessor":
-        spec = json.loads((Path(directory) / "image.json").read_text())
+        spec = read_spec(directory, "image.json")
         return cls(spec["height"], spec["width"], spec["channels"], spec["scale"], spec["column"])
 
 

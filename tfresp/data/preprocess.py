@@ -27,6 +27,19 @@ def column_kind(series: pd.Series) -> str:
     return "categorical"
 
 
+def write_spec(directory, filename: str, spec: dict) -> Path:
+    """Write a preprocessor's JSON spec into ``directory`` (created if needed); return the file path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    path.write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def read_spec(directory, filename: str) -> dict:
+    return json.loads((Path(directory) / filename).read_text())
+
+
 class TabularPreprocessor(tf.Module):
     """Standardize numeric columns and one-hot categorical columns (fitted on train).
 
@@ -128,13 +141,8 @@ class TabularPreprocessor(tf.Module):
         return {"type": "tabular", "columns": self.spec}
 
     def save(self, directory: Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / "tabular.json"
-        path.write_text(json.dumps(self.to_json(), indent=1))
-        return path
+        return write_spec(directory, "tabular.json", self.to_json())
 
     @classmethod
     def load(cls, directory: Path) -> "TabularPreprocessor":
-        spec = json.loads((Path(directory) / "tabular.json").read_text())["columns"]
-        return cls(spec)
+        return cls(read_spec(directory, "tabular.json")["columns"])

@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data.preprocess import read_spec, write_spec
 from tfresp.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -138,18 +138,14 @@ class TextPreprocessor(tf.Module):
                 "trained": self.trained}
 
     def save(self, directory: Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "vocab.txt").write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
-        path = directory / "text.json"
-        path.write_text(json.dumps(self.to_json(), indent=1))
+        path = write_spec(directory, "text.json", self.to_json())
+        (path.parent / "vocab.txt").write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, directory: Path) -> "TextPreprocessor":
-        directory = Path(directory)
-        meta = json.loads((directory / "text.json").read_text())
-        return cls(read_vocab(directory / "vocab.txt"), meta["column"], meta["max_length"], meta["lowercase"],
+        meta = read_spec(directory, "text.json")
+        return cls(read_vocab(Path(directory) / "vocab.txt"), meta["column"], meta["max_length"], meta["lowercase"],
                    meta.get("trained"))
 
 

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import dp_accounting
 from dp_accounting import pld as dp_pld

@@ -134,7 +134,6 @@ def membership_inference_audit(member_probs, member_labels, nonmember_probs, non
     fm, fn = _features(member_probs, mlab, from_logits), _features(nonmember_probs, nlab, from_logits)
     is_member = np.r_[np.ones(len(mlab)), np.zeros(len(nlab))].astype(int)
     feats = {k: np.r_[fm[k], fn[k]] for k in fm}
-    labels = np.r_[mlab, nlab]
     attacks = {}
     scores = {"loss_threshold": -feats["loss"]}
     attacks["loss_threshold"] = attack_metrics(is_member, scores["loss_threshold"], delta)
