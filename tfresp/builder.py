@@ -160,10 +160,11 @@ def train(ctx: RunContext) -> None:
     fit_plan = checkpointing.prepare_fit(ctx, train_ds, callbacks, ctx.state.get("target"),
                                          ctx.state.get("resume_point"))
     callbacks.append(fit_plan.saver)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     hist = ctx.model.fit(fit_plan.dataset, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=callbacks,
                          verbose=0 if ctx.quiet else "auto", **fit_plan.fit_kwargs)
     ctx.timings["fit_seconds"] = time.perf_counter() - t0
+    ctx.timings["fit_cpu_seconds"] = time.process_time() - c0
     ctx.history = {k: [float(v) for v in vals] for k, vals in fit_plan.finish(hist.history).items()}
 
 

@@ -89,3 +89,26 @@ def test_unseen_test_label_rejected(monkeypatch):
     monkeypatch.setattr(ds, "load_source", lambda *a, **k: (frames, {"name": "m", "files": {}}))
     with pytest.raises(DataError, match="never seen in training"):
         prepare(load_config({"data": {"source": "memory", "label": "y"}}))
+
+
+def test_make_dataset_epoch_is_a_permutation_with_aligned_extras():
+    from tfresp.data.dataset import make_dataset
+
+    n = 103
+    x = np.arange(n, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    y = np.arange(n, dtype=np.int64)
+    w = np.arange(n, dtype=np.float32) / 10
+    ds = make_dataset(x, y, {"sample_weight": w, "group": y % 2}, batch_size=16, shuffle=True, seed=3)
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for bx, by, be in ds:
+            np.testing.assert_array_equal(bx.numpy()[:, 0], by.numpy())  # rows stay aligned
+            np.testing.assert_allclose(be["sample_weight"].numpy(), by.numpy() / 10, rtol=1e-6)
+            np.testing.assert_array_equal(be["group"].numpy(), by.numpy() % 2)
+            seen.extend(by.numpy().tolist())
+        assert sorted(seen) == list(range(n))  # every row exactly once per epoch
+        epochs.append(seen)
+    assert epochs[0] != epochs[1] and epochs[0] != list(range(n))  # reshuffled each epoch
+    again = [int(v) for _, by, _ in make_dataset(x, y, {}, 16, True, 3) for v in by.numpy()]
+    assert again == epochs[0]  # seeded

