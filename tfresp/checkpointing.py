@@ -510,13 +510,29 @@ def restore_states(ctx) -> None:
     ctx.state["_states_restored"] = True
 
 
+def scrub_secrets(state_file: Path) -> None:
+    """Drop the keys each callback state lists under ``secret_keys`` (e.g. the DP noise seed) from a state.json.
+
+    A finished run directory is shared (reports, exports); a secret left in it would let its holder subtract
+    the DP noise. Only the private working directory, which ``--resume`` reads, keeps them.
+    """
+    state = json.loads(state_file.read_text())
+    for cb_state in (state.get("callbacks") or {}).values():
+        if isinstance(cb_state, dict):
+            for key in cb_state.pop("secret_keys", []):
+                cb_state.pop(key, None)
+    _atomic_write_text(state_file, json.dumps(state, default=_json_default))
+
+
 def move_into_run(target: Path, stage: Path) -> None:
-    """On success: move the working directory's checkpoints into the staged run dir, drop the rest."""
+    """On success: move the working directory's checkpoints into the staged run dir (secrets scrubbed)."""
     wd = work_dir(target)
     src = wd / "checkpoints"
     if src.is_dir():
         for tmp in src.glob(".tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
+        for state_file in src.glob("*/state.json"):
+            scrub_secrets(state_file)
         dst = stage / "checkpoints"
         if dst.exists():
             shutil.rmtree(dst)

@@ -49,11 +49,14 @@ class PrivacyLedger(keras.callbacks.Callback):
                  "stopped_early": self.stopped_early}
         if self.noise_seed is not None:
             state["noise_seed"] = int(self.noise_seed.numpy())
+            # whoever holds the seed can regenerate and subtract the noise: checkpointing keeps it in the
+            # private working directory (needed for --resume) and strips it from the finished run directory
+            state["secret_keys"] = ["noise_seed"]
         return state
 
     def public_state(self) -> dict:
         """:meth:`get_state` without the secret noise seed (what the report may show)."""
-        return {k: v for k, v in self.get_state().items() if k != "noise_seed"}
+        return {k: v for k, v in self.get_state().items() if k not in ("noise_seed", "secret_keys")}
 
     def set_state(self, state: dict) -> None:
         self.accountant.load_state_dict(state["accountant"])
