@@ -59,13 +59,16 @@ class TfrespModel(keras.Model):
         if self.input_transform is not None:
             x = self.input_transform(self, x, y, extras)
         logits = self.core(x, training=training)
-        loss = self.base_per_example_loss(y, logits)
+        return self.weighted_with_terms(self.base_per_example_loss(y, logits), x, y, logits, extras, training), logits
+
+    def weighted_with_terms(self, loss, x, y, logits, extras, training):
+        """Apply ``extras['sample_weight']`` to a per-example loss ``[B]`` and add the concerns' per-example terms."""
         w = extras.get("sample_weight") if isinstance(extras, dict) else None
         if w is not None:
             loss = loss * tf.cast(w, loss.dtype)
         for term in self.per_example_losses:
             loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
-        return loss, logits
+        return loss
 
     def total_loss(self, x, y, extras, training=True):
         per_ex, logits = self.per_example_loss(x, y, extras, training)

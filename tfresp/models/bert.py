@@ -123,6 +123,17 @@ class DotProductAttention(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads, "dropout": self.dropout}
 
 
+def _residual_block(h, out, prefix: str, cfg, peft):
+    """Dropout, optional bottleneck adapter, then ``LayerNorm(h + out)`` (names ``<prefix>_dropout/_adapter/_ln``)."""
+    out = _dropout(out, cfg.dropout, prefix + "_dropout")
+    if peft and peft.get("adapters"):
+        from tfresp.models.peft import adapter
+
+        out = adapter(out, prefix + "_adapter", peft["adapters"], cfg.hidden_size)
+    return keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=prefix + "_ln")(
+        keras.layers.Add(name=prefix + "_residual")([h, out]))
+
+
 def _dropout(x, rate: float, name: str):
     """Dropout only when ``rate > 0``: no stochastic layer in the graph otherwise (DP ghost clipping needs that)."""
     return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
@@ -172,22 +183,10 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
         v = _projection(h, cfg.hidden_size, p + "value", cfg, peft)
         a = DotProductAttention(cfg.num_heads, cfg.attention_dropout, name=p + "attention")(q, k, v, mask)
         a = _projection(a, cfg.hidden_size, p + "attention_output", cfg, peft)
-        a = _dropout(a, cfg.dropout, p + "attention_dropout")
-        if peft and peft.get("adapters"):
-            from tfresp.models.peft import adapter
-
-            a = adapter(a, p + "attention_adapter", peft["adapters"], cfg.hidden_size)
-        h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=p + "attention_ln")(
-            keras.layers.Add(name=p + "attention_residual")([h, a]))
+        h = _residual_block(h, a, p + "attention", cfg, peft)
         f = _projection(h, cfg.intermediate_size, p + "intermediate", cfg, peft, activation=gelu)
         f = _projection(f, cfg.hidden_size, p + "output", cfg, peft)
-        f = _dropout(f, cfg.dropout, p + "output_dropout")
-        if peft and peft.get("adapters"):
-            from tfresp.models.peft import adapter
-
-            f = adapter(f, p + "output_adapter", peft["adapters"], cfg.hidden_size)
-        h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=p + "output_ln")(
-            keras.layers.Add(name=p + "output_residual")([h, f]))
+        h = _residual_block(h, f, p + "output", cfg, peft)
     return {"input_ids": ids, "attention_mask": mask}, h
 
 

@@ -103,12 +103,7 @@ class MlmModel(TfrespModel):
         logits = self.core({"input_ids": masked, "attention_mask": x["attention_mask"]}, training=training)
         ce, _ = token_losses(x["input_ids"], logits, selected)
         loss = tf.reduce_sum(ce, axis=1) / tf.maximum(tf.reduce_sum(selected, axis=1), 1.0)
-        w = extras.get("sample_weight") if isinstance(extras, dict) else None
-        if w is not None:
-            loss = loss * tf.cast(w, loss.dtype)
-        for term in self.per_example_losses:
-            loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
-        return loss, logits
+        return self.weighted_with_terms(loss, x, y, logits, extras, training), logits
 
     def train_step(self, data):
         """One step on the masked-LM loss; masked-token accuracy is measured on held-out data (test_step)."""
