@@ -104,7 +104,7 @@ def _apply(ctx: RunContext, name: str, contrib: Contribution, model: TfrespModel
 
 
 def _train_dataset(ctx: RunContext):
-    for name, contrib in ctx.contributions.items():
+    for contrib in ctx.contributions.values():
         if contrib.train_dataset is not None:
             return contrib.train_dataset(ctx)
     cfg = ctx.config

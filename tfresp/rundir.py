@@ -42,10 +42,6 @@ def check_target(target: Path, overwrite: bool, resume: bool = False) -> None:
     except OSError as exc:
         raise ConfigError([("out", str(target), f"is not writable ({exc.strerror or exc.__class__.__name__} "
                             f"in {probe})")]) from None
-    for anc in [parent, *parent.parents]:
-        if anc.is_symlink():
-            break  # symlinked ancestors (e.g. /tmp on macOS) are the user's own layout
-    return None
 
 
 def staging_dir(target: Path) -> Path:

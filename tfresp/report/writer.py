@@ -95,7 +95,7 @@ def _per_example(ctx, report):
     return per_example_stats(test.y, proba, getattr(test, "groups", None), threshold=threshold)
 
 
-def _plots(ctx, report):
+def _plots(ctx):
     from tfresp.report.plots import training_curves
 
     paths = {}
@@ -128,7 +128,7 @@ def finalize_report(ctx) -> dict:
     (run_dir / "config.yaml").write_text(ctx.config.to_yaml())
     ctx.data.preprocessor.save(run_dir / "preprocessing")
     plots = ctx.report.setdefault("plots", {})
-    plots.update(_plots(ctx, ctx.report))
+    plots.update(_plots(ctx))
     report = build_report(ctx)
     write_files(run_dir, report)
     ctx.artifacts.update({"report_json": "report.json", "report_md": "report.md", "config": "config.yaml"})
