@@ -1,0 +1,126 @@
+"""``PrivacyBudget``: the one owner of a run's privacy budget.
+
+Every mechanism that reads private training rows registers its release here (DP-SGD, noisy counts for
+reweighing, DP preprocessing statistics, ...). The budget composes all of them with ``dp_accounting``
+(privacy loss distributions by default: a Laplace or Gaussian release is a ``DpEvent`` composed with the
+DP-SGD steps, not added by basic composition), owns the secret-seed policy (seeds come from ``secrets``,
+never from the public config seed, and are never written to a finished run directory), and keeps the
+list of data-dependent artifacts with what covers each one: a DP mechanism, "public" (declared in the
+config or taken from a public checkpoint) or "not covered" (named in the report's privacy statement).
+
+Example:
+    >>> budget = PrivacyBudget(target_epsilon=3.0, delta=1e-5)
+    >>> budget.spend_laplace("fairness.reweigh_counts", epsilon=0.1, sensitivity=1.0,
+    ...                      covers=["fairness.mitigation.noisy_group_label_counts"])
+    >>> budget.declare_public("preprocessing.numeric_ranges", "declared in data.numeric_ranges")
+    >>> budget.epsilon()          # everything registered so far, composed
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from typing import Any, Dict, List, Optional
+
+import dp_accounting
+
+from tfresp.privacy import accounting
+
+
+@dataclasses.dataclass
+class Spend:
+    """One registered release of (a function of) the private training rows."""
+
+    source: str                 # e.g. "privacy.dp_sgd", "fairness.reweigh_counts", "preprocessing.means"
+    event: Any                  # a dp_accounting.DpEvent
+    mechanism: str              # "gaussian" | "laplace" | "subsampled_gaussian" | ...
+    params: Dict[str, Any]      # the recorded mechanism parameters (enough to re-derive ε with dp_accounting)
+    covers: List[str]           # the artifacts this release produced (report keys or file names)
+
+
+@dataclasses.dataclass
+class Coverage:
+    """What protects one data-dependent artifact of the run."""
+
+    item: str
+    status: str                 # "dp" | "public" | "not_covered"
+    detail: str
+
+
+class PrivacyBudget:
+    """Owns a DP run's budget: the spends, their composition, the secret seeds and the coverage list.
+
+    Args:
+        target_epsilon: the whole run's ε budget (``None``: no target, ε is only reported).
+        delta: the whole run's δ.
+        accountant: ``pld`` (default, tight) or ``rdp``.
+    """
+
+    def __init__(self, target_epsilon: Optional[float], delta: float, accountant: str = "pld"):
+        self.target_epsilon = target_epsilon
+        self.delta = float(delta)
+        self.accountant = accountant
+        self.spends: List[Spend] = []
+        self.coverage: List[Coverage] = []
+
+    # -- secrets ---------------------------------------------------------------------------
+    @staticmethod
+    def secret_seed() -> int:
+        """A fresh seed for noise or sampling that no public value (config seed, run id) determines."""
+        return secrets.randbits(62)
+
+    # -- registration ----------------------------------------------------------------------
+    def spend(self, source: str, event, *, mechanism: str, params: Dict[str, Any], covers: List[str]) -> None:
+        """Register a release of private data described by a ``dp_accounting`` event."""
+        self.spends.append(Spend(source, event, mechanism, dict(params), list(covers)))
+        for item in covers:
+            self.coverage.append(Coverage(item, "dp", f"{source} ({mechanism}, {params})"))
+
+    def spend_laplace(self, source: str, *, epsilon: float, sensitivity: float, covers: List[str]) -> float:
+        """Register a Laplace release with pure ``epsilon`` at L1 ``sensitivity``; returns the noise scale b."""
+        scale = float(sensitivity) / float(epsilon)
+        self.spend(source, dp_accounting.LaplaceDpEvent(scale / float(sensitivity)), mechanism="laplace",
+                   params={"epsilon": float(epsilon), "sensitivity": float(sensitivity), "scale": scale},
+                   covers=covers)
+        return scale
+
+    def spend_gaussian(self, source: str, *, noise_multiplier: float, sensitivity: float,
+                       covers: List[str]) -> float:
+        """Register a Gaussian release (σ = noise_multiplier·sensitivity, L2); returns the noise std σ."""
+        std = float(noise_multiplier) * float(sensitivity)
+        self.spend(source, dp_accounting.GaussianDpEvent(float(noise_multiplier)), mechanism="gaussian",
+                   params={"noise_multiplier": float(noise_multiplier), "sensitivity": float(sensitivity),
+                           "std": std}, covers=covers)
+        return std
+
+    def declare_public(self, item: str, detail: str) -> None:
+        """An artifact that depends only on public/declared information (no privacy cost)."""
+        self.coverage.append(Coverage(item, "public", detail))
+
+    def declare_not_covered(self, item: str, detail: str) -> None:
+        """An artifact computed from private rows outside any DP mechanism: named in the statement."""
+        self.coverage.append(Coverage(item, "not_covered", detail))
+
+    # -- composition -----------------------------------------------------------------------
+    def composed_event(self, extra=None):
+        """All registered events (plus ``extra``, e.g. planned DP-SGD steps) as one ``ComposedDpEvent``."""
+        events = [s.event for s in self.spends] + ([extra] if extra is not None else [])
+        return dp_accounting.ComposedDpEvent(events)
+
+    def epsilon(self, extra=None, delta: Optional[float] = None) -> float:
+        """ε(δ) of everything registered (plus ``extra``), composed with the run's accountant."""
+        events = [s.event for s in self.spends] + ([extra] if extra is not None else [])
+        if not events:
+            return 0.0
+        acc = accounting.make_dp_accountant(self.accountant)
+        acc.compose(dp_accounting.ComposedDpEvent(events))
+        eps = float(acc.get_epsilon(self.delta if delta is None else delta))
+        return eps if math.isfinite(eps) else math.inf
+
+    def section(self) -> Dict[str, Any]:
+        """The report's view: spends (parameters, no secrets) and the coverage list."""
+        return {
+            "spends": [{"source": s.source, "mechanism": s.mechanism, "params": s.params, "covers": s.covers}
+                       for s in self.spends],
+            "coverage": [dataclasses.asdict(c) for c in self.coverage],
+        }
