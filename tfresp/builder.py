@@ -54,6 +54,8 @@ class RunContext:
     artifacts: Dict[str, str] = dataclasses.field(default_factory=dict)
     state: Dict[str, Any] = dataclasses.field(default_factory=dict)
     quiet: bool = False
+    #: the run's privacy budget (None without ``privacy:``): every mechanism that reads private rows spends here
+    budget: Optional[Any] = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -183,6 +185,21 @@ def audit(ctx: RunContext, active) -> None:
             ctx.report[c.report_key or c.config_key] = section
 
 
+def make_budget(config, memory=None):
+    """The run's :class:`~tfresp.privacy.budget.PrivacyBudget` when ``privacy:`` is on (before any data is read).
+
+    δ is resolved later (it may depend on the number of training rows); it is set on the budget by
+    :func:`tfresp.data.dataset.prepare` / the privacy concern before anything is spent.
+    """
+    if config.privacy is None:
+        return None
+    from tfresp.privacy.budget import PrivacyBudget
+
+    cfg = config.privacy
+    return PrivacyBudget(cfg.target_epsilon, float("nan") if cfg.delta == "auto" else float(cfg.delta),
+                         cfg.accountant)
+
+
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
                   resume: bool = False) -> RunResult:
     """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`."""
@@ -196,14 +213,15 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     resume_point = checkpointing.check_resume(target, config, resume, overwrite)
     set_seed(config.seed)
     t_start = time.perf_counter()
-    data = prepare(config, memory=memory)
+    budget = make_budget(config, memory)
+    data = prepare(config, memory=memory, budget=budget)
     if config.train.batch_size > len(data.train):
         raise ConfigError([("train.batch_size", config.train.batch_size,
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])
     stage = rundir.staging_dir(target)
     try:
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
-                         quiet=quiet)
+                         quiet=quiet, budget=budget)
         ctx.state.update(target=target, resume_point=resume_point)
         with strategy.scope():
             ctx.core = build_core(config, data)

@@ -105,8 +105,12 @@ def _check_features(df: pd.DataFrame, cols: List[str]):
             df[c] = s.astype(object).where(~s.isna(), "<missing>")
 
 
-def prepare(config, memory=None) -> DataBundle:
-    """Load, de-identify, split, validate and encode the data described by ``config.data``."""
+def prepare(config, memory=None, budget=None) -> DataBundle:
+    """Load, de-identify, split, validate and encode the data described by ``config.data``.
+
+    ``budget`` (a :class:`~tfresp.privacy.budget.PrivacyBudget`, DP runs only): every statistic fitted on the
+    private training split (vocabularies, scaling) is either public/declared or a DP release spent there.
+    """
     dc = config.data
     frames, info = load_source(dc.source, dc.format, memory)
     if dc.deidentify is not None:
