@@ -142,7 +142,12 @@ def train(ctx: RunContext) -> None:
     cfg = ctx.config
     if cfg.train.class_weight == "balanced":
         w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
-        ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes)
+        if ctx.budget is not None and "class_counts" not in ctx.data.extra:
+            raise ConfigError([("train.class_weight", "balanced", "under privacy, class weights need the DP class "
+                                "counts, which are not released when the classes are declared in data.categories "
+                                "(or for text/image data); Remedy: drop train.class_weight or the declaration")])
+        ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes,
+                                                              counts=ctx.data.extra.get("class_counts"))
     optimizer = make_optimizer(cfg.train, ctx.steps_per_epoch)
     for contrib in ctx.contributions.values():
         if contrib.optimizer is not None:

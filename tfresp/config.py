@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -62,6 +62,28 @@ class DataConfig(Section):
     max_rows: Optional[int] = Field(None, ge=1)
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
+    #: declared (public) category lists ``{column: [values]}``: the one-hot vocabulary, no privacy cost
+    categories: Optional[Dict[str, List[Union[str, int, float, bool]]]] = None
+    #: declared (public) numeric ranges ``{column: [lo, hi]}``: the column is clipped and scaled to [-1, 1]
+    numeric_ranges: Optional[Dict[str, List[float]]] = None
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v):
+        for col, values in (v or {}).items():
+            if not values:
+                raise ValueError(f"column {col!r}: give at least one value")
+            if len({str(x) for x in values}) != len(values):
+                raise ValueError(f"column {col!r}: values must be distinct")
+        return v
+
+    @field_validator("numeric_ranges")
+    @classmethod
+    def _ranges(cls, v):
+        for col, bounds in (v or {}).items():
+            if len(bounds) != 2 or not bounds[0] < bounds[1]:
+                raise ValueError(f"column {col!r}: expected [lo, hi] with lo < hi, got {bounds}")
+        return v
 
 
 class ModelConfig(Section):

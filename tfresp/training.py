@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -39,8 +40,13 @@ def make_optimizer(train_cfg, steps_per_epoch: int):
     return keras.optimizers.Adam(**kw)
 
 
-def class_weights(y: np.ndarray, num_classes: int) -> np.ndarray:
-    """Per-row weights ``n / (k * count(class))`` (scikit-learn's 'balanced')."""
-    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
-    w = len(y) / (num_classes * np.maximum(counts, 1))
+def class_weights(y: np.ndarray, num_classes: int, counts: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per-row weights ``n / (k * count(class))`` (scikit-learn's 'balanced').
+
+    ``counts``: class counts to use instead of the exact ones (under DP, the noisy counts released by the
+    preprocessing histogram, so the weights are post-processing of a DP release).
+    """
+    exact = counts is None
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64) if exact else np.asarray(counts, np.float64)
+    w = (len(y) if exact else counts.sum()) / (num_classes * np.maximum(counts, 1))
     return w[y].astype(np.float32)

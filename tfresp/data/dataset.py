@@ -171,6 +171,13 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
                                 "missing labels")
 
     classes = sorted(train_df[label].astype(str).unique().tolist())
+    declared_classes = (dc.categories or {}).get(label)
+    if declared_classes is not None:
+        unknown = sorted(set(classes) - {str(v) for v in declared_classes})
+        if unknown:
+            raise DataError(f"Invalid value for `data.categories.{label}`: training labels {unknown[:5]} are not "
+                            f"declared. Received: {list(declared_classes)[:10]}. Remedy: declare every class")
+        classes = [str(v) for v in declared_classes]
     if len(classes) < 2:
         raise DataError(f"Invalid value for `data.label`: column {label!r} has a single class {classes} "
                         "in the training split; classification needs at least two")
@@ -188,7 +195,24 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
             raise DataError(f"Invalid value for `data.sensitive`: attribute {attr!r} has a single group "
                             f"{groups.tolist()} in the training split; group metrics need at least two")
 
-    pre = TabularPreprocessor.fit(train_df, features)
+    _check_declared(train_df, features, dc)
+    extra = {}
+    if budget is not None:
+        from tfresp.data.dp_tabular import fit_dp, preprocessing_epsilon
+
+        resolve_budget_delta(budget, config, len(train_df))
+        pre, dp_summary = fit_dp(train_df, features, dc.categories, dc.numeric_ranges, budget,
+                                 preprocessing_epsilon(config.privacy), label=label)
+        missing = sorted(set(classes) - set(dp_summary["classes"]))
+        if missing:
+            raise DataError(f"Invalid value in `data.label`: classes {missing} are held by too few training rows to "
+                            f"pass the DP threshold ({dp_summary['threshold']:.0f} rows). Remedy: declare the "
+                            f"classes in data.categories.{label}, raise privacy.preprocessing_epsilon, or drop them")
+        if dp_summary["class_counts"] is not None:
+            extra["class_counts"] = np.asarray(dp_summary["class_counts"], np.float64)
+        extra["summary"] = {"preprocessing": {k: v for k, v in dp_summary.items() if k != "class_counts"}}
+    else:
+        pre = TabularPreprocessor.fit(train_df, features, dc.categories, dc.numeric_ranges)
 
     def make(df):
         if df is None:
@@ -198,7 +222,37 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
     return DataBundle(train=make(train_df), validation=make(val_df), test=make(test_df), classes=classes,
-                      feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info)
+                      feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info,
+                      extra=extra)
+
+
+def resolve_budget_delta(budget, config, n: int) -> None:
+    """Set the run's δ on the budget once n is known (``delta: auto``), before anything is spent."""
+    import math
+
+    from tfresp.privacy import accounting
+
+    if math.isnan(budget.delta):
+        budget.delta = accounting.default_delta(n)
+
+
+def _check_declared(train_df: pd.DataFrame, features: List[str], dc) -> None:
+    """``data.categories`` / ``data.numeric_ranges`` must name feature columns of the right kind."""
+    problems = []
+    for key, decl in (("data.categories", dc.categories or {}), ("data.numeric_ranges", dc.numeric_ranges or {})):
+        for col in decl:
+            if col not in features and not (key == "data.categories" and col == dc.label):
+                problems.append(f"`{key}.{col}`: not a feature column. Received: {col!r}. "
+                                f"Remedy: use one of {features[:30]}")
+            elif key == "data.numeric_ranges" and column_kind(train_df[col]) != "numeric":
+                problems.append(f"`{key}.{col}`: the column is not numeric. Received: dtype "
+                                f"{train_df[col].dtype}. Remedy: declare it in data.categories")
+    both = sorted(set(dc.categories or {}) & set(dc.numeric_ranges or {}))
+    if both:
+        problems.append(f"`data.categories`: columns {both} are also in data.numeric_ranges. Remedy: declare "
+                        "each column once")
+    if problems:
+        raise DataError("Invalid declared preprocessing: " + " | ".join(problems))
 
 
 def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int,

@@ -4,12 +4,16 @@ The same :class:`TabularPreprocessor` transforms the training data (eagerly, onc
 inside the exported SavedModel's serving signature, so predictions on raw rows match
 training exactly. Numeric columns are standardized with train mean/std; categorical columns
 are one-hot encoded with the train vocabulary (unseen categories map to all zeros).
+
+Declared statistics (``data.categories``, ``data.numeric_ranges``) replace the fitted ones: a declared
+category list is the vocabulary as given, a declared range ``[lo, hi]`` clips the column and scales it to
+``[-1, 1]``. Under DP the undeclared ones are fitted by :mod:`tfresp.data.dp_tabular` instead.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
@@ -40,6 +44,18 @@ def read_spec(directory, filename: str) -> dict:
     return json.loads((Path(directory) / filename).read_text())
 
 
+def declared_categorical(name: str, values) -> dict:
+    """Spec of a categorical column whose vocabulary is declared in ``data.categories`` (public)."""
+    return {"name": name, "kind": "categorical", "vocab": [str(v) for v in values], "source": "declared"}
+
+
+def declared_numeric(name: str, bounds) -> dict:
+    """Spec of a numeric column with a declared range: clipped to ``[lo, hi]`` and scaled to ``[-1, 1]``."""
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return {"name": name, "kind": "numeric", "mean": (lo + hi) / 2, "std": (hi - lo) / 2, "clip": [lo, hi],
+            "source": "declared"}
+
+
 class TabularPreprocessor(tf.Module):
     """Standardize numeric columns and one-hot categorical columns (fitted on train).
 
@@ -53,7 +69,7 @@ class TabularPreprocessor(tf.Module):
         self.spec = spec
         self._tables = {}
         for col in spec:
-            if col["kind"] == "categorical":
+            if col["kind"] == "categorical" and col["vocab"]:
                 keys = tf.constant(col["vocab"], dtype=tf.string)
                 vals = tf.range(len(col["vocab"]), dtype=tf.int64)
                 self._tables[col["name"]] = tf.lookup.StaticHashTable(
@@ -61,12 +77,19 @@ class TabularPreprocessor(tf.Module):
 
     # -- fitting -------------------------------------------------------------------------
     @classmethod
-    def fit(cls, df: pd.DataFrame, columns: List[str]) -> "TabularPreprocessor":
+    def fit(cls, df: pd.DataFrame, columns: List[str], categories: Optional[dict] = None,
+            ranges: Optional[dict] = None) -> "TabularPreprocessor":
+        """Fit on ``df`` (non-DP); declared ``categories`` / ``ranges`` are used as given."""
+        categories, ranges = categories or {}, ranges or {}
         spec = []
         for name in columns:
             s = df[name]
             kind = column_kind(s)
-            if kind == "numeric":
+            if name in categories:
+                spec.append(declared_categorical(name, categories[name]))
+            elif name in ranges:
+                spec.append(declared_numeric(name, ranges[name]))
+            elif kind == "numeric":
                 v = s.astype("float64").to_numpy()
                 mean, std = float(np.mean(v)), float(np.std(v))
                 spec.append({"name": name, "kind": "numeric", "mean": mean, "std": std if std > 0 else 1.0})
@@ -101,6 +124,43 @@ class TabularPreprocessor(tf.Module):
             mask.extend([1.0] if c["kind"] == "numeric" else [0.0] * len(c["vocab"]))
         return np.asarray(mask, dtype=np.float32)
 
+    def encoded_bounds(self):
+        """``(lo, hi)`` of every encoded dim from the declared/DP clip ranges (one-hot dims: 0, 1), or ``None``
+        when a numeric column has no clip range (non-DP fits: the caller falls back to the data)."""
+        lo, hi = [], []
+        for c in self.spec:
+            if c["kind"] == "numeric":
+                if "clip" not in c:
+                    return None
+                lo.append((c["clip"][0] - c["mean"]) / c["std"])
+                hi.append((c["clip"][1] - c["mean"]) / c["std"])
+            else:
+                lo.extend([0.0] * len(c["vocab"]))
+                hi.extend([1.0] * len(c["vocab"]))
+        return np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+
+    def mean_row(self) -> np.ndarray:
+        """The encoded row of the fitted statistics alone: numeric dims at their mean (0), each categorical
+        column uniform over its vocabulary. Uses no rows (an IG baseline under DP)."""
+        row = []
+        for c in self.spec:
+            row.extend([0.0] if c["kind"] == "numeric" else [1.0 / max(len(c["vocab"]), 1)] * len(c["vocab"]))
+        return np.asarray(row, np.float32)
+
+    def sample_frame(self, n: int, seed: int) -> pd.DataFrame:
+        """``n`` synthetic raw rows drawn from the fitted statistics alone (numeric: normal with the spec's
+        mean/std, clipped to its range; categorical: uniform over the vocabulary). Uses no rows: LIME's
+        training statistics under DP."""
+        rng = np.random.default_rng(seed)
+        out = {}
+        for c in self.spec:
+            if c["kind"] == "numeric":
+                x = rng.normal(c["mean"], c["std"], n)
+                out[c["name"]] = np.clip(x, *c["clip"]) if "clip" in c else x
+            else:
+                out[c["name"]] = rng.choice(np.asarray(c["vocab"] or [MISSING], dtype=object), n)
+        return pd.DataFrame(out)
+
     def input_signature(self) -> Dict[str, tf.TensorSpec]:
         return {c["name"]: tf.TensorSpec([None], tf.float32 if c["kind"] == "numeric" else tf.string, name=c["name"])
                 for c in self.spec}
@@ -113,7 +173,11 @@ class TabularPreprocessor(tf.Module):
             x = inputs[c["name"]]
             if c["kind"] == "numeric":
                 x = tf.cast(x, tf.float32)
+                if "clip" in c:
+                    x = tf.clip_by_value(x, c["clip"][0], c["clip"][1])
                 parts.append(tf.reshape((x - c["mean"]) / c["std"], [-1, 1]))
+            elif not c["vocab"]:  # no category passed the DP threshold: the column contributes no input
+                parts.append(tf.zeros([tf.shape(x)[0], 0], tf.float32))
             else:
                 idx = self._tables[c["name"]].lookup(tf.strings.strip(tf.strings.as_string(x)
                                                                       if x.dtype != tf.string else x))

@@ -66,6 +66,15 @@ class Explanations(Concern):
 
 
 # -- tabular ---------------------------------------------------------------------------------------
+def _covered_by_preprocessing(budget, *items) -> None:
+    from tfresp.privacy.budget import Coverage
+
+    for item in items:
+        if item is not None:
+            budget.coverage.append(Coverage(item, "dp", "post-processing of the DP preprocessing statistics "
+                                                        "(numeric means/stds, kept categories)"))
+
+
 def _tabular(ctx, cfg) -> dict:
     from tfresp.explain import ig as igm
     from tfresp.explain import plots
@@ -81,7 +90,16 @@ def _tabular(ctx, cfg) -> dict:
     idx = _pick(len(test), cfg.examples, cfg.seed)
 
     # integrated gradients over the encoded vector (always used for the global view)
-    baseline = data.train.x.mean(axis=0) if cfg.ig_baseline == "mean" else np.zeros(data.train.x.shape[1])
+    # Under DP the mean baseline and LIME's training statistics come from the DP preprocessing statistics
+    # (post-processing), never from the private rows themselves.
+    private = ctx.budget is not None
+    if cfg.ig_baseline == "mean":
+        baseline = pre.mean_row() if private else data.train.x.mean(axis=0)
+    else:
+        baseline = np.zeros(data.train.x.shape[1])
+    if private:
+        _covered_by_preprocessing(ctx.budget, "explain.ig_baseline" if cfg.ig_baseline == "mean" else None,
+                                  "explain.lime_training_statistics" if cfg.method in ("lime", "both") else None)
     path = igm.GradientPath(lambda x: tf.nn.softmax(core(x, training=False)), data.train.x.shape[1:],
                             cfg.batch_size)
 
@@ -95,8 +113,8 @@ def _tabular(ctx, cfg) -> dict:
     timings = {}
     if cfg.method in ("lime", "both"):
         t = time.perf_counter()
-        lime = TabularLime(pre, core, data.train.frame, class_names=classes, batch_size=cfg.batch_size,
-                           seed=cfg.seed)
+        train_frame = pre.sample_frame(5000, cfg.seed) if private else data.train.frame
+        lime = TabularLime(pre, core, train_frame, class_names=classes, batch_size=cfg.batch_size, seed=cfg.seed)
         timings["lime_setup_seconds"] = time.perf_counter() - t
 
     def lime_explain(row, seed):

@@ -60,7 +60,8 @@ def attack_space(data, cfg) -> AttackSpace:
     """The attackable coordinates and valid range of a DataBundle's encoded inputs.
 
     Images: all pixels, range [0, 1]. Tabular: numeric (standardized) columns only unless
-    ``attack_categorical``; the valid range is the train min/max of each encoded dimension.
+    ``attack_categorical``; the valid range is the declared/DP clip range of each encoded dimension when the
+    preprocessing has one (always under DP), else the train min/max.
     """
     if data.kind == "image":
         lo, hi = getattr(data.preprocessor, "valid_range", (0.0, 1.0))
@@ -73,7 +74,11 @@ def attack_space(data, cfg) -> AttackSpace:
         units = ("standard deviations of each numeric feature (train-standardized encoding); "
                  + ("one-hot columns also attacked" if cfg.attack_categorical
                     else "one-hot categorical columns frozen"))
-        return AttackSpace(mask[None, :], x.min(axis=0)[None, :], x.max(axis=0)[None, :], units)
+        # Declared/DP clip ranges when the preprocessing has them (always under DP: train min/max would
+        # publish private extremes through the attack results); otherwise the train min/max.
+        bounds = data.preprocessor.encoded_bounds()
+        lo, hi = bounds if bounds is not None else (x.min(axis=0), x.max(axis=0))
+        return AttackSpace(mask[None, :], lo[None, :], hi[None, :], units)
     return AttackSpace(None, None, None, "input-embedding space (L2 over each sequence)")
 
 
@@ -297,6 +302,11 @@ def robustness_audit(ctx, cfg) -> dict:
     """The robustness report section of a trained run (see the module docstring)."""
     data = ctx.data
     space = ctx.state.get("robustness_space") or attack_space(data, cfg)
+    if ctx.budget is not None and data.kind == "tabular":
+        from tfresp.privacy.budget import Coverage
+
+        ctx.budget.coverage.append(Coverage("robustness.valid_range", "dp", "the DP/declared clip ranges of the "
+                                            "preprocessing (post-processing), not the train min/max"))
     n = min(cfg.eval_examples, len(data.test))
     if data.kind == "text":
         embed_fn, head_fn = ctx.state["embedding_split"][:2]
