@@ -121,7 +121,7 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
     if dc.text:
         from tfresp.data.text import prepare_text
 
-        return prepare_text(config, frames, info)
+        return prepare_text(config, frames, info, budget)
     if info.get("modality") == "image":
         from tfresp.data.images import prepare_images
 

@@ -50,7 +50,10 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
     ``class_counts`` (their noisy counts, for class weights; ``None`` when declared).
     """
     categories, ranges = categories or {}, ranges or {}
-    rng = np.random.default_rng(budget.secret_seed())
+    # one generator per column (and one for the moments): a column's noise does not depend on the others' keys
+    seeds = np.random.SeedSequence(budget.secret_seed())
+    names = list(columns) + [label, "<moments>"]
+    rngs = {c: np.random.default_rng(s) for c, s in zip(names, seeds.spawn(len(names)))}
     kinds = {c: ("categorical" if c in categories else "numeric" if c in ranges else column_kind(df[c]))
              for c in columns}
     cat_cols = [c for c in columns if kinds[c] == "categorical" and c not in categories]
@@ -82,7 +85,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
         summary.update(noise_std=sigma, threshold=tau, threshold_delta=delta_thr)
         for c in cat_cols:
             counts = df[c].astype(str).value_counts().to_dict()
-            vocab, noisy = dp_stats.kept_keys(counts, sigma, tau, rng)
+            vocab, noisy = dp_stats.kept_keys(counts, sigma, tau, rngs[c])
             if c == label:
                 summary.update(classes=vocab, class_counts=noisy)
                 continue
@@ -92,7 +95,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
                 summary["dropped_columns"].append(c)
         bounds = {}
         for c in num_cols:
-            r = dp_stats.noisy_range(df[c].astype("float64").to_numpy(), sigma, tau, rng)
+            r = dp_stats.noisy_range(df[c].astype("float64").to_numpy(), sigma, tau, rngs[c])
             if r is None:  # no bin has enough rows: the column is constant 0 for the model
                 spec[c] = {"name": c, "kind": "numeric", "mean": 0.0, "std": 1.0, "clip": [0.0, 0.0], "source": "dp"}
                 summary["dropped_columns"].append(c)
@@ -107,7 +110,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
                                  "columns": names},
                          covers=[f"preprocessing.numeric.{c}" for c in names])
             moments = dp_stats.noisy_moments([df[c].astype("float64").to_numpy() for c in names],
-                                             [bounds[c] for c in names], mu_mom * sens_mom, rng)
+                                             [bounds[c] for c in names], mu_mom * sens_mom, rngs["<moments>"])
             for c, (mean, std) in zip(names, moments):
                 spec[c] = {"name": c, "kind": "numeric", "mean": mean, "std": std, "clip": list(bounds[c]),
                            "source": "dp"}

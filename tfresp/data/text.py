@@ -16,6 +16,8 @@ Example:
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -182,6 +184,49 @@ def train_wordpiece(texts, vocab_size: int = 8000, lowercase: bool = True, min_f
     return list(SPECIAL_TOKENS) + rest
 
 
+#: Distinct words one text may add to the DP word histogram (the rest of a longer text is not counted).
+DP_WORDS_PER_ROW = 32
+
+
+def dp_words(texts, lowercase: bool, budget, epsilon: float, words_per_row: int = DP_WORDS_PER_ROW):
+    """DP word list of ``texts``: a Gaussian sparse histogram over BERT-pre-tokenized words (each text adds 1 to
+    at most ``words_per_row`` distinct words, L2 sensitivity ``sqrt(words_per_row)``); a word is kept when its
+    noisy count passes a threshold set so that a word held by one text passes with probability ≤ 10% of δ
+    (see :mod:`tfresp.data.dp_stats`). Returns ``{word: noisy_count}`` (post-processing input for WordPiece)."""
+    import dp_accounting
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    from tfresp.data import dp_stats
+    from tfresp.data.dp_tabular import THRESHOLD_DELTA_SHARE
+
+    norm = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase)
+    pre = BertPreTokenizer()
+    counts: Dict[str, int] = {}
+    for text in texts:
+        seen = list(dict.fromkeys(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(str(text)))))
+        for w in seen[:words_per_row]:
+            counts[w] = counts.get(w, 0) + 1
+    mu = dp_stats.gaussian_noise_multiplier(epsilon, budget.delta)
+    sigma = mu * math.sqrt(words_per_row)
+    delta_thr = THRESHOLD_DELTA_SHARE * budget.delta
+    tau = dp_stats.threshold(sigma, words_per_row, delta_thr)
+    budget.spend("preprocessing.word_histogram", dp_accounting.GaussianDpEvent(mu), mechanism="gaussian_threshold",
+                 params={"noise_multiplier": mu, "sensitivity": math.sqrt(words_per_row), "std": sigma,
+                         "threshold": tau, "delta": delta_thr, "words_per_row": words_per_row},
+                 covers=["preprocessing/vocab.txt"])
+    words, noisy = dp_stats.kept_keys(counts, sigma, tau, np.random.default_rng(budget.secret_seed()))
+    return dict(zip(words, noisy)), {"epsilon": epsilon, "noise_std": sigma, "threshold": tau,
+                                     "threshold_delta": delta_thr, "kept_words": len(words)}
+
+
+def train_wordpiece_on_words(words: Dict[str, float], vocab_size: int, lowercase: bool,
+                             min_frequency: int) -> List[str]:
+    """WordPiece trained on a (DP) word list weighted by its (noisy) counts: post-processing of that list."""
+    lines = (" ".join([w] * max(int(round(c)), 1)) for w, c in sorted(words.items()))
+    return train_wordpiece(lines, vocab_size, lowercase, min_frequency)
+
+
 def trim_padding(x, y, extras):
     """Dataset map: cut a padded batch to its longest row (rounded up to a multiple of 8)."""
     mask = x["attention_mask"]
@@ -211,26 +256,44 @@ def _tokenizer_spec(config) -> dict:
     return spec
 
 
-def make_preprocessor(config, train_texts) -> TextPreprocessor:
-    """Vocabulary from the checkpoint, from ``data.tokenizer.vocab``, or trained on ``train_texts``."""
+def make_preprocessor(config, train_texts, budget=None) -> TextPreprocessor:
+    """Vocabulary from the checkpoint, from ``data.tokenizer.vocab``, or trained on ``train_texts``.
+
+    Under DP (``budget``), a checkpoint's or a declared file's vocabulary is public; a trained one is
+    learnt from the DP word list of :func:`dp_words` only, so a word from one text cannot enter it.
+    """
     dc, mc = config.data, config.model
     spec = _tokenizer_spec(config)
     if mc.checkpoint and mc.kind in ("checkpoint", "bert"):
         from tfresp.models.bert import resolve_checkpoint
 
         ck = resolve_checkpoint(mc.checkpoint)
+        if budget is not None:
+            budget.declare_public("preprocessing/vocab.txt", f"the checkpoint's own vocabulary ({ck['path']})")
         return TextPreprocessor(read_vocab(ck["vocab"]), dc.text, dc.max_length, ck["lowercase"],
                                 {"source": ck["kind"], "path": ck["path"]})
     if spec["vocab"]:
+        if budget is not None:
+            budget.declare_public("preprocessing/vocab.txt", f"declared in data.tokenizer.vocab ({spec['vocab']})")
         return TextPreprocessor(read_vocab(spec["vocab"]), dc.text, dc.max_length, bool(spec["lowercase"]),
                                 {"source": "file", "path": str(spec["vocab"])})
+    if budget is not None:
+        from tfresp.data.dp_tabular import preprocessing_epsilon
+
+        words, dp_info = dp_words(train_texts, bool(spec["lowercase"]), budget, preprocessing_epsilon(config.privacy))
+        vocab = train_wordpiece_on_words(words, spec["vocab_size"], bool(spec["lowercase"]),
+                                         int(spec["min_frequency"]))
+        return TextPreprocessor(vocab, dc.text, dc.max_length, bool(spec["lowercase"]),
+                                {"source": "trained on a DP word histogram of the training split "
+                                           "(HF tokenizers WordPiece)", "requested_vocab_size": spec["vocab_size"],
+                                 "dp": dp_info})
     vocab = train_wordpiece(train_texts, spec["vocab_size"], bool(spec["lowercase"]), int(spec["min_frequency"]))
     return TextPreprocessor(vocab, dc.text, dc.max_length, bool(spec["lowercase"]),
                             {"source": "trained on the training split (HF tokenizers WordPiece)",
                              "requested_vocab_size": spec["vocab_size"], "rows": int(len(train_texts))})
 
 
-def prepare_text(config, frames: dict, info: dict):
+def prepare_text(config, frames: dict, info: dict, budget=None):
     """Build a text :class:`~tfresp.data.dataset.DataBundle` (``kind="text"``) from raw frames."""
     from tfresp.data.dataset import DataBundle, Split, _require_columns, _stratified_split
 
@@ -283,7 +346,13 @@ def prepare_text(config, frames: dict, info: dict):
                     raise DataError(f"Invalid value in `data.label`: the {name} split has labels {unseen[:5]} "
                                     f"never seen in training (training classes: {classes[:10]})")
     index = {c: i for i, c in enumerate(classes)}
-    pre = make_preprocessor(config, _clean(train_df[dc.text]))
+    if budget is not None:
+        from tfresp.data.dataset import resolve_budget_delta
+
+        resolve_budget_delta(budget, config, len(train_df))
+        budget.declare_not_covered("data.classes", "the label values seen in the training split (output width); "
+                                                   "exact for text data")
+    pre = make_preprocessor(config, _clean(train_df[dc.text]), budget)
 
     def make(df):
         if df is None:
@@ -302,6 +371,9 @@ def prepare_text(config, frames: dict, info: dict):
                                            "p95": float(np.percentile(lengths, 95)), "max": int(lengths.max())},
                         "truncated_rows_fraction": float(np.mean(lengths >= dc.max_length)),
                         "unknown_token_rate": unk, "padding": "dynamic (per batch, multiple of 8)"}}
+    if budget is not None:  # exact statistics of the private texts: not published under DP
+        for key in ("tokens_per_row", "truncated_rows_fraction", "unknown_token_rate"):
+            summary["text"].pop(key)
     return DataBundle(train=train, validation=validation, test=test, classes=classes, feature_columns=[dc.text],
                       sensitive=list(dc.sensitive), preprocessor=pre, info=info, kind="text",
                       extra={"vocab_size": pre.vocab_size, "max_length": dc.max_length, "summary": summary})
