@@ -35,7 +35,7 @@ def load_run(run_dir):
     import tensorflow as tf
 
     from tfresp.config import load_config
-    from tfresp.data.dataset import prepare
+    from tfresp.data.dataset import prepare, saved_preprocessor
     from tfresp.models.cnn import saved_model_variables
     from tfresp.models.registry import build_core
 
@@ -45,7 +45,7 @@ def load_run(run_dir):
                               "(expected report.json and config.yaml)")
     report = json.loads((run_dir / "report.json").read_text())
     config = load_config(run_dir / "config.yaml")
-    data = prepare(config)
+    data = prepare(config, preprocessor=saved_preprocessor(run_dir))  # the run's own encoding
     expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
     if expected is not None and int(expected) != len(data.test):
         raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "

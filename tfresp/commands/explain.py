@@ -72,12 +72,12 @@ def run(args) -> int:
         report = root / "report.json"
         classes = json.loads(report.read_text()).get("data", {}).get("classes") if report.is_file() else None
     else:
-        from tfresp.data.dataset import prepare
+        from tfresp.data.dataset import prepare, saved_preprocessor
 
         if config.data.source == "memory":
             raise DataError("this run was trained on in-memory data; --row cannot rebuild its test split "
                             "(use the Python API: tfresp.explain)")
-        data = prepare(config)
+        data = prepare(config, preprocessor=saved_preprocessor(root))  # the run's own encoding
         n = len(data.test)
         if not 0 <= args.row < n:
             raise ConfigError([("--row", args.row, f"must be in [0, {n}) (rows of the run's test split)")])

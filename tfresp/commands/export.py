@@ -47,7 +47,7 @@ def _proba(core, x, batch_size: int = 1024) -> np.ndarray:
 def export_run(run_dir, variants, quiet: bool = False) -> dict:
     """Export ``variants`` of a finished run; return the updated report's ``compression`` section."""
     from tfresp.config import load_config
-    from tfresp.data.dataset import prepare
+    from tfresp.data.dataset import prepare, saved_preprocessor
     from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant
     from tfresp.report.writer import _jsonable, write_files
 
@@ -62,7 +62,7 @@ def export_run(run_dir, variants, quiet: bool = False) -> dict:
     config = load_config(run_dir / "config.yaml")
     if config.task != "classification":
         raise ConfigError([("task", config.task, "TFLite export supports classification runs")])
-    data = prepare(config)
+    data = prepare(config, preprocessor=saved_preprocessor(run_dir))  # the run's own encoding
     expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
     if expected is not None and int(expected) != len(data.test):
         raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "

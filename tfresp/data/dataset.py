@@ -105,11 +105,14 @@ def _check_features(df: pd.DataFrame, cols: List[str]):
             df[c] = s.astype(object).where(~s.isna(), "<missing>")
 
 
-def prepare(config, memory=None, budget=None) -> DataBundle:
+def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     """Load, de-identify, split, validate and encode the data described by ``config.data``.
 
     ``budget`` (a :class:`~tfresp.privacy.budget.PrivacyBudget`, DP runs only): every statistic fitted on the
     private training split (vocabularies, scaling) is either public/declared or a DP release spent there.
+    ``preprocessor``: a finished run's saved preprocessing (:func:`saved_preprocessor`), used as is instead of
+    fitting one (commands on a finished run must encode exactly as the run did, and must not re-fit on the
+    private rows what a DP run released only through its budget).
     """
     dc = config.data
     frames, info = load_source(dc.source, dc.format, memory)
@@ -121,10 +124,13 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
     if dc.text:
         from tfresp.data.text import prepare_text
 
-        return prepare_text(config, frames, info, budget)
+        return prepare_text(config, frames, info, budget, preprocessor)
     if info.get("modality") == "image":
         from tfresp.data.images import prepare_images
 
+        if budget is not None:  # images are scaled by the source's declared raw range: no statistics
+            budget.declare_public("preprocessing/image.json", "the source's declared raw range (no statistics)")
+            budget.declare_not_covered("data.classes", "the label values seen in the training split (output width)")
         return prepare_images(config, frames, info)
     label = dc.label
     train_df = frames["train"]
@@ -197,7 +203,9 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
 
     _check_declared(train_df, features, dc)
     extra = {}
-    if budget is not None:
+    if preprocessor is not None:
+        pre = preprocessor
+    elif budget is not None:
         from tfresp.data.dp_tabular import fit_dp, preprocessing_epsilon
 
         resolve_budget_delta(budget, config, len(train_df))
@@ -224,6 +232,20 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
     return DataBundle(train=make(train_df), validation=make(val_df), test=make(test_df), classes=classes,
                       feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info,
                       extra=extra)
+
+
+def saved_preprocessor(run_dir):
+    """The preprocessing saved with a finished run (``RUN/preprocessing``), or ``None`` when it has none."""
+    from pathlib import Path
+
+    directory = Path(run_dir) / "preprocessing"
+    if (directory / "tabular.json").is_file():
+        return TabularPreprocessor.load(directory)
+    if (directory / "text.json").is_file():
+        from tfresp.data.text import TextPreprocessor
+
+        return TextPreprocessor.load(directory)
+    return None
 
 
 def resolve_budget_delta(budget, config, n: int) -> None:

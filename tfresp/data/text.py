@@ -293,7 +293,7 @@ def make_preprocessor(config, train_texts, budget=None) -> TextPreprocessor:
                              "requested_vocab_size": spec["vocab_size"], "rows": int(len(train_texts))})
 
 
-def prepare_text(config, frames: dict, info: dict, budget=None):
+def prepare_text(config, frames: dict, info: dict, budget=None, preprocessor=None):
     """Build a text :class:`~tfresp.data.dataset.DataBundle` (``kind="text"``) from raw frames."""
     from tfresp.data.dataset import DataBundle, Split, _require_columns, _stratified_split
 
@@ -352,7 +352,7 @@ def prepare_text(config, frames: dict, info: dict, budget=None):
         resolve_budget_delta(budget, config, len(train_df))
         budget.declare_not_covered("data.classes", "the label values seen in the training split (output width); "
                                                    "exact for text data")
-    pre = make_preprocessor(config, _clean(train_df[dc.text]), budget)
+    pre = preprocessor if preprocessor is not None else make_preprocessor(config, _clean(train_df[dc.text]), budget)
 
     def make(df):
         if df is None:
