@@ -219,7 +219,15 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     set_seed(config.seed)
     t_start = time.perf_counter()
     budget = make_budget(config, memory)
-    data = prepare(config, memory=memory, budget=budget)
+    restored = None
+    if budget is not None and resume_point is not None:  # reuse the DP preprocessing in the checkpoint
+        from tfresp.data import dp_resume
+
+        restored = dp_resume.restore(resume_point, budget)
+    data = prepare(config, memory=memory, budget=None if restored else budget,
+                   preprocessor=restored[0] if restored else None)
+    if restored:
+        data.extra.update(restored[1])
     if config.train.batch_size > len(data.train):
         raise ConfigError([("train.batch_size", config.train.batch_size,
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])
@@ -228,6 +236,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
                          quiet=quiet, budget=budget)
         ctx.state.update(target=target, resume_point=resume_point)
+        if budget is not None:
+            from tfresp.data.dp_resume import PreprocessingState
+
+            ctx.callbacks.append(PreprocessingState(data, budget))
         with strategy.scope():
             ctx.core = build_core(config, data)
             if config.task == "mlm":

@@ -178,3 +178,26 @@ def test_dp_words_drop_a_word_from_one_text(monkeypatch):
     vocab = train_wordpiece_on_words(words, 200, True, 2)
     assert not any("blax" in t or t == "zorb" for t in vocab)
     assert [s.source for s in budget.spends] == ["preprocessing.word_histogram"]
+
+
+def test_resume_reuses_the_checkpointed_preprocessing_and_spends(monkeypatch):
+    """--resume must not re-fit (fresh noise: another input width, and the ε spent twice)."""
+    import json
+    import types
+
+    from tfresp.data.dp_resume import PreprocessingState, _plain, restore
+
+    df = _frame()
+    budget = _budget(monkeypatch)
+    pre, summary = fit_dp(df, COLS, {"country": ["us", "mx"]}, None, budget, 0.5, label=None)
+    data = types.SimpleNamespace(preprocessor=pre, extra={"summary": {"preprocessing": summary},
+                                                          "class_counts": np.array([10.5, 3.2])})
+    state = json.loads(json.dumps(PreprocessingState(data, budget).get_state()))  # as in state.json
+    point = types.SimpleNamespace(state={"callbacks": {"PreprocessingState": state}})
+    fresh = PrivacyBudget(3.0, float("nan"))
+    pre2, extra = restore(point, fresh)
+    assert json.dumps(pre2.to_json(), default=_plain) == json.dumps(pre.to_json(), default=_plain)
+    assert pre2.encoded_names == pre.encoded_names
+    assert fresh.delta == budget.delta and fresh.epsilon() == pytest.approx(budget.epsilon())
+    assert sorted((c.item, c.status) for c in fresh.coverage) == sorted((c.item, c.status) for c in budget.coverage)
+    np.testing.assert_allclose(extra["class_counts"], [10.5, 3.2])

@@ -9,9 +9,9 @@ and registered on the run's :class:`~tfresp.privacy.budget.PrivacyBudget`:
   count exceeds a threshold τ. A key held by a single row passes with probability ≤ ``m·Q((τ-1)/σ)``,
   which is the mechanism's extra δ (Korolova et al., WWW 2009, "Releasing search queries and clicks
   privately"; Wilson et al., PoPETs 2020, "Differentially private SQL with bounded user contribution";
-  Wilkins et al., 2024, "Exact privacy analysis of the Gaussian sparse histogram mechanism"). Only the
-  *set* of kept keys is released (sorted), never the noisy counts, so one rare row cannot change the
-  model's input width except with probability δ.
+  Wilkins et al., 2024, "Exact privacy analysis of the Gaussian sparse histogram mechanism"). A vocabulary
+  publishes only the *set* of kept keys (sorted), so one rare row cannot change the model's input width
+  except with probability δ; the noisy counts of kept keys are covered too (class weights use them).
 * **Numeric ranges**: the same noisy histogram over a fixed, public grid of signed powers of two
   (bins ``[2^(k-1), 2^k)``); the range is the span of the bins whose noisy count passes τ. The grid is
   public, so these keys need no δ.
