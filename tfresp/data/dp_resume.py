@@ -42,7 +42,7 @@ class PreprocessingState(keras.callbacks.Callback):
         return json.loads(self._state)
 
     def set_state(self, state: dict) -> None:  # restored before data preparation (see restore)
-        self._state = json.dumps(state)
+        self._state = json.dumps(state, default=_plain)
 
 
 def _plain(obj):
