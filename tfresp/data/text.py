@@ -222,9 +222,19 @@ def dp_words(texts, lowercase: bool, budget, epsilon: float, words_per_row: int 
 
 def train_wordpiece_on_words(words: Dict[str, float], vocab_size: int, lowercase: bool,
                              min_frequency: int) -> List[str]:
-    """WordPiece trained on a (DP) word list weighted by its (noisy) counts: post-processing of that list."""
+    """WordPiece trained on a (DP) word list weighted by its (noisy) counts: post-processing of that list.
+
+    A public base alphabet (ASCII letters, digits, punctuation, and their ``##`` forms) is always added, so
+    any word can still be spelled when few words pass the DP threshold.
+    """
+    import string
+
     lines = (" ".join([w] * max(int(round(c)), 1)) for w, c in sorted(words.items()))
-    return train_wordpiece(lines, vocab_size, lowercase, min_frequency)
+    vocab = train_wordpiece(lines, vocab_size, lowercase, min_frequency)
+    chars = string.ascii_lowercase + string.digits + ("" if lowercase else string.ascii_uppercase)
+    alphabet = set(chars) | {"##" + c for c in chars} | set(string.punctuation)
+    rest = sorted((set(vocab) | alphabet) - set(SPECIAL_TOKENS))
+    return list(SPECIAL_TOKENS) + rest
 
 
 def trim_padding(x, y, extras):
