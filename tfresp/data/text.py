@@ -185,7 +185,7 @@ def train_wordpiece(texts, vocab_size: int = 8000, lowercase: bool = True, min_f
 
 
 #: Distinct words one text may add to the DP word histogram (the rest of a longer text is not counted).
-DP_WORDS_PER_ROW = 32
+DP_WORDS_PER_ROW = 16
 
 
 def dp_words(texts, lowercase: bool, budget, epsilon: float, words_per_row: int = DP_WORDS_PER_ROW):
