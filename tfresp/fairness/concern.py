@@ -188,12 +188,11 @@ class Fairness(Concern):
                 from tfresp.privacy.concern import run_budget
 
                 budget = run_budget(ctx)
-                scale = budget.spend_laplace("fairness.reweigh_counts", epsilon=float(cfg.reweigh_epsilon),
-                                             sensitivity=1.0,
-                                             covers=["fairness.mitigation.noisy_group_label_counts",
-                                                     "fairness.mitigation.weights", "training sample weights"])
+                budget.spend_laplace("fairness.reweigh_counts", epsilon=float(cfg.reweigh_epsilon), sensitivity=1.0,
+                                     covers=["fairness.mitigation.noisy_group_label_counts",
+                                             "fairness.mitigation.weights", "training sample weights"])
                 # secret noise (never the config seed); only the noisy counts are published or used below
-                counts = reweigh.laplace_counts(counts, scale, budget.secret_seed())
+                counts = reweigh.laplace_counts(counts, float(cfg.reweigh_epsilon), budget.secret_seed())
                 w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, counts)
                 budget.declare_public("fairness.mitigation.groups",
                                       "the sensitive-attribute values present in the training split are treated "

@@ -16,15 +16,15 @@ def group_label_counts(groups: np.ndarray, y: np.ndarray, n_groups: int, n_class
     return np.bincount(groups * n_classes + y, minlength=n_groups * n_classes).reshape(n_groups, n_classes)
 
 
-def laplace_counts(counts: np.ndarray, scale: float, seed: int) -> np.ndarray:
-    """The histogram released with the Laplace mechanism: noise of ``scale`` = 1/ε per cell.
+def laplace_counts(counts: np.ndarray, epsilon: float, seed: int) -> np.ndarray:
+    """The histogram released with the Laplace mechanism: noise of scale 1/ε per cell.
 
     Sensitivity 1 under add/remove-one (Dwork, McSherry, Nissim & Smith, "Calibrating noise to sensitivity",
     TCC 2006). ``seed`` must be secret (``PrivacyBudget.secret_seed()``): whoever knows it can subtract the
     noise. Noisy counts are floored at 1 (post-processing) so every weight stays finite and positive.
     """
     rng = np.random.default_rng(seed)
-    noisy = counts + rng.laplace(0.0, scale, size=counts.shape)
+    noisy = counts + rng.laplace(0.0, 1.0 / epsilon, size=counts.shape)
     return np.maximum(noisy, 1.0)
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger("tfresp")
 
 def run_budget(ctx):
     """The run's :class:`PrivacyBudget` (made here when a caller built the context without one), δ resolved."""
-    if ctx.budget is None:
+    if getattr(ctx, "budget", None) is None:
         from tfresp.builder import make_budget
 
         ctx.budget = make_budget(ctx.config)
