@@ -204,6 +204,11 @@ class Privacy(Concern):
                              "on the test split)"])
         budget.declare_not_covered("training history (per-epoch loss/metrics on the training rows)",
                                    "logged by Keras from the private batches; no noise")
+        if not any(c.item.startswith("preprocessing") for c in budget.coverage):
+            # data preparation registered nothing: what it fitted on the training split is named, not hidden
+            budget.declare_not_covered("preprocessing fitted on the training split",
+                                       "feature scaling, category vocabularies, text vocabulary, class weights; "
+                                       "exact statistics of the training rows")
         if cfg.audit and ctx.config.task == "classification":
             budget.declare_not_covered("privacy.audit membership-inference statistics",
                                        "aggregate attack scores computed from training rows' losses; no noise")

@@ -270,6 +270,8 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     if not old:
         old = {"epsilon": None, "statement": "No differential privacy in this run: only the empirical "
                                              "membership-inference audit below is reported.", "plots": []}
+    if isinstance(old.get("audit"), dict) and "canary" in old["audit"]:
+        section["canary"] = old["audit"]["canary"]  # needs the run's secret canary coins: kept as recorded
     old["audit"] = section
     plots = [p for p in old.get("plots", []) if p != section.get("plot")]
     old["plots"] = plots + ([section["plot"]] if section.get("plot") else [])
