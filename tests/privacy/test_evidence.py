@@ -162,7 +162,8 @@ def test_canary_bound_matches_the_binomial_oracle():
     assert canary.epsilon_lower_bound(100, 20, 20, 0.0) == pytest.approx(math.log(p / (1 - p)), rel=1e-6)
     assert canary.epsilon_lower_bound(100, 20, 10, 1e-5) == 0.0  # chance level proves nothing
     assert canary.epsilon_lower_bound(100, 20, 19, 1e-3) < canary.epsilon_lower_bound(100, 20, 19, 0.0)
-    assert canary.guesses(np.array([5.0, 4, 0, -1]), np.array([True, True, False, False]), 2) == (4, 4)
+    assert canary.guesses(np.array([5.0, 4, 0, -1]), np.array([True, True, False, False]), 2, 2) == (4, 4)
+    assert canary.guesses(np.array([5.0, 4, 0, -1]), np.array([True, False, True, False]), 2) == (2, 1)
 
 
 def _canary_cfg(eps, clip):
