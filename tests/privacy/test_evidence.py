@@ -189,3 +189,23 @@ def test_canary_audit_detects_a_run_without_noise(tmp_path):
     aud = res.report["privacy"]["audit"]["canary"]
     assert res.report["privacy"]["epsilon"] <= 1.0
     assert aud["exceeds_claim"] and aud["epsilon_lower_bound"] > res.report["privacy"]["epsilon"], aud
+
+
+def test_ledger_stop_uses_the_composed_epsilon():
+    from tfresp.privacy.accounting import PrivacyAccountant
+    from tfresp.privacy.budget import PrivacyBudget
+    from tfresp.privacy.ledger import PrivacyLedger
+
+    budget = PrivacyBudget(2.0, 1e-5, "rdp")
+    budget.spend_laplace("other.counts", epsilon=0.5, sensitivity=1.0, covers=["counts"])
+    alone = PrivacyLedger(PrivacyAccountant("rdp"), 1.0, 0.01, 1e-5, 2.0).steps_left(20000)
+    k = PrivacyLedger(PrivacyAccountant("rdp"), 1.0, 0.01, 1e-5, 2.0, budget=budget).steps_left(20000)
+    assert 0 < k < alone
+
+    def oracle(steps):  # dp_accounting directly: Laplace(b = 2) composed with `steps` subsampled Gaussians
+        acc = dp_accounting.rdp.RdpAccountant()
+        acc.compose(dp_accounting.LaplaceDpEvent(2.0))
+        acc.compose(dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(1.0)), steps)
+        return acc.get_epsilon(1e-5)
+
+    assert oracle(k) <= 2.0 < oracle(k + 1)
