@@ -25,6 +25,8 @@ def problems(report: dict) -> List[str]:
     if not sec:
         return []
     budget = sec.get("budget")
+    if sec.get("level") == "client" and budget is None:  # federated DP-FedAvg: one subsampled Gaussian per round
+        return _client_level(sec)
     if not isinstance(budget, dict) or not budget.get("spends"):
         return ["`privacy.budget`: no recorded mechanisms to re-derive ε from. Received: "
                 f"{type(budget).__name__}. Remedy: re-run the training with this tfresp version"]
@@ -58,6 +60,19 @@ def problems(report: dict) -> List[str]:
             out.append(f"`privacy.{top}`: does not match the recorded DP-SGD mechanism. Received: {top}="
                        f"{sec[top]!r}; recorded {sgd[0][key]!r}. Remedy: the report was edited or is stale")
     return out
+
+
+def _client_level(sec: dict) -> List[str]:
+    try:
+        derived = accounting.compute_epsilon(float(sec["effective_noise_multiplier"]), float(sec["sampling_rate"]),
+                                             int(sec["rounds"]), float(sec["delta"]), sec.get("accountant", "pld"))
+    except (KeyError, TypeError, ValueError) as err:
+        return [f"`privacy`: the client-level mechanism is incomplete ({err}). Remedy: re-run the training"]
+    claimed = float(sec.get("epsilon", math.nan))
+    if derived == claimed or math.isclose(derived, claimed, rel_tol=RTOL):
+        return []
+    return [f"`privacy.epsilon`: does not match the recorded client-level mechanism. Received: epsilon={claimed:.6g}; "
+            f"dp-accounting gives {derived:.6g}. Remedy: the report was edited or is stale; re-run the training"]
 
 
 def check_run(run_dir) -> List[str]:
