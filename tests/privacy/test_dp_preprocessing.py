@@ -17,6 +17,7 @@ from tfresp.data.dataset import prepare
 from tfresp.data.dp_tabular import fit_dp
 from tfresp.data.preprocess import TabularPreprocessor
 from tfresp.errors import DataError
+from tfresp.privacy import accounting
 from tfresp.privacy.budget import PrivacyBudget
 
 
@@ -160,7 +161,7 @@ def test_adult_dp_statistics_within_tolerance(adult_dp):
             assert abs(c["mean"] - t["mean"]) < 0.25 * t["std"], c
             assert 1 / 1.5 < c["std"] / t["std"] < 1.5, c
     assert data.classes == base.classes
-    assert budget.delta == 1e-5 and budget.epsilon() <= 0.15 * 1.001
+    assert budget.delta == accounting.default_delta(len(data.train)) and budget.epsilon() <= 0.15 * 1.001
     assert "class_counts" in data.extra and abs(sum(data.extra["class_counts"]) - len(data.train)) < 2000
 
 

@@ -208,7 +208,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     elif budget is not None:
         from tfresp.data.dp_tabular import fit_dp, preprocessing_epsilon
 
-        resolve_budget_delta(budget, config, len(train_df))
+        budget.resolve_delta(len(train_df))
         pre, dp_summary = fit_dp(train_df, features, dc.categories, dc.numeric_ranges, budget,
                                  preprocessing_epsilon(config.privacy), label=label)
         missing = sorted(set(classes) - set(dp_summary["classes"]))
@@ -246,16 +246,6 @@ def saved_preprocessor(run_dir):
 
         return TextPreprocessor.load(directory)
     return None
-
-
-def resolve_budget_delta(budget, config, n: int) -> None:
-    """Set the run's δ on the budget once n is known (``delta: auto``), before anything is spent."""
-    import math
-
-    from tfresp.privacy import accounting
-
-    if math.isnan(budget.delta):
-        budget.delta = accounting.default_delta(n)
 
 
 def _check_declared(train_df: pd.DataFrame, features: List[str], dc) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 from typing import Optional
 
-import dp_accounting
 import numpy as np
 import tf_keras as keras
 
-from tfresp.privacy.budget import Coverage
+from tfresp.privacy.budget import Coverage, event_from_params
 
 
 class PreprocessingState(keras.callbacks.Callback):
@@ -63,7 +62,7 @@ def restore(resume_point, budget):
         return None
     budget.delta = float(state["delta"])
     for s in state["spends"]:
-        event = dp_accounting.GaussianDpEvent(float(s["params"]["noise_multiplier"]))
+        event = event_from_params(s["mechanism"], s["params"])
         budget.spend(s["source"], event, mechanism=s["mechanism"], params=s["params"], covers=s["covers"])
     for c in state["coverage"]:
         budget.coverage.append(Coverage(**c))

@@ -77,7 +77,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
         sigma = mu_hist * sens
         delta_thr = THRESHOLD_DELTA_SHARE * budget.delta if cat_cols else 0.0
         tau = dp_stats.threshold(sigma, len(cat_cols), delta_thr) if cat_cols else 1.0 + 4.0 * sigma
-        budget.spend("preprocessing.histogram", dp_accounting.GaussianDpEvent(mu_hist), mechanism="gaussian_threshold",
+        budget.spend("preprocessing.histogram", dp_accounting.GaussianDpEvent(mu_hist), mechanism="gaussian",
                      params={"noise_multiplier": mu_hist, "sensitivity": sens, "std": sigma, "threshold": tau,
                              "delta": delta_thr, "columns": cat_cols + num_cols},
                      covers=[f"preprocessing.categories.{c}" for c in cat_cols]

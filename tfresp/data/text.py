@@ -211,7 +211,7 @@ def dp_words(texts, lowercase: bool, budget, epsilon: float, words_per_row: int 
     sigma = mu * math.sqrt(words_per_row)
     delta_thr = THRESHOLD_DELTA_SHARE * budget.delta
     tau = dp_stats.threshold(sigma, words_per_row, delta_thr)
-    budget.spend("preprocessing.word_histogram", dp_accounting.GaussianDpEvent(mu), mechanism="gaussian_threshold",
+    budget.spend("preprocessing.word_histogram", dp_accounting.GaussianDpEvent(mu), mechanism="gaussian",
                  params={"noise_multiplier": mu, "sensitivity": math.sqrt(words_per_row), "std": sigma,
                          "threshold": tau, "delta": delta_thr, "words_per_row": words_per_row},
                  covers=["preprocessing/vocab.txt"])
@@ -357,9 +357,7 @@ def prepare_text(config, frames: dict, info: dict, budget=None, preprocessor=Non
                                     f"never seen in training (training classes: {classes[:10]})")
     index = {c: i for i, c in enumerate(classes)}
     if budget is not None:
-        from tfresp.data.dataset import resolve_budget_delta
-
-        resolve_budget_delta(budget, config, len(train_df))
+        budget.resolve_delta(len(train_df))
         budget.declare_not_covered("data.classes", "the label values seen in the training split (output width); "
                                                    "exact for text data")
     pre = preprocessor if preprocessor is not None else make_preprocessor(config, _clean(train_df[dc.text]), budget)

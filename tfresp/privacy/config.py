@@ -24,6 +24,7 @@ class PrivacyConfig(Section):
     accountant: Literal["rdp", "pld"] = "pld"
     clipping: Literal["auto", "ghost", "vectorized"] = "auto"
     audit: bool = True
+    canaries: int = Field(0, ge=0)
     #: ε of the DP preprocessing statistics (vocabularies, numeric ranges, means/stds) at the run's δ, part of
     #: target_epsilon; ``auto`` = 5% of target_epsilon (0.1 without a target): composed with DP-SGD by PLD it
     #: costs DP-SGD far less than 5% of its ε, and it keeps categories held by ≳1-3% of rows (Adult, ε=1-3).
