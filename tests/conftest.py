@@ -3,6 +3,7 @@ import os
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -32,6 +33,25 @@ def tiny_adult(**over):
         else:
             cfg[key] = value
     return cfg
+
+
+def adult_domain(sensitive=("sex", "race"), label="income"):
+    """Adult's public domain as declarations (``data.categories`` / ``data.numeric_ranges``): every value and
+    range of the published dataset, as its documentation lists them. Under DP nothing is then fitted."""
+    from tfresp.data.preprocess import column_kind
+    from tfresp.data.sources import load_adult
+
+    frames = load_adult()[0]
+    full = pd.concat([frames["train"], frames["test"]], ignore_index=True)
+    cats, ranges = {}, {}
+    for col in full.columns:
+        if col in sensitive or col == label:
+            continue
+        if column_kind(full[col]) == "numeric":
+            ranges[col] = [float(full[col].min()), float(full[col].max())]
+        else:
+            cats[col] = sorted(full[col].astype(str).unique().tolist())
+    return {"categories": {**cats, label: ["<=50K", ">50K"]}, "numeric_ranges": ranges}
 
 
 @pytest.fixture

@@ -14,11 +14,14 @@ def test_reweigh_counts_spend_is_inside_the_target(tmp_path):
     res = tfresp.fit(cfg, out=tmp_path / "run", quiet=True)
     p = res.report["privacy"]
     spends = {s["source"]: s for s in p["budget"]["spends"]}
-    assert set(spends) == {"fairness.reweigh_counts", "privacy.dp_sgd"}
+    preprocessing = {"preprocessing.histogram", "preprocessing.numeric_moments"}  # DP preprocessing statistics
+    assert set(spends) == {"fairness.reweigh_counts", "privacy.dp_sgd"} | preprocessing
     assert spends["fairness.reweigh_counts"]["params"]["epsilon"] > 0  # the noisy counts are a spend
     # the headline is the PLD composition (an independent dp_accounting oracle), not ε_sgd + ε_laplace
     acc = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
     acc.compose(dp_accounting.LaplaceDpEvent(1.0 / spends["fairness.reweigh_counts"]["params"]["epsilon"]))
+    for name in preprocessing:
+        acc.compose(dp_accounting.GaussianDpEvent(spends[name]["params"]["noise_multiplier"]))
     sgd = spends["privacy.dp_sgd"]["params"]
     acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
         sgd["sampling_rate"], dp_accounting.GaussianDpEvent(sgd["noise_multiplier"])), sgd["steps"]))

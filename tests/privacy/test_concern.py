@@ -96,7 +96,18 @@ def test_dp_fit_report_and_ledger(tmp_path):
     # the ledger state reproduces ε from scratch
     acc = PrivacyAccountant()
     acc.load_state_dict(sec["ledger"]["accountant"])
-    assert acc.get_epsilon(sec["delta"]) == pytest.approx(sec["epsilon"], abs=1e-9)
+    assert acc.get_epsilon(sec["delta"]) == pytest.approx(sec["dp_sgd_epsilon"], abs=1e-9)
+    # composed with the run's other spends (the DP preprocessing statistics) it gives the headline ε
+    from tfresp.privacy.accounting import dp_event, make_dp_accountant
+    from tfresp.privacy.budget import event_from_params
+
+    oracle = make_dp_accountant("pld")
+    for sigma, q, steps in sec["ledger"]["accountant"]["history"]:
+        oracle.compose(dp_event(sigma, q, steps))
+    for sp in sec["budget"]["spends"]:
+        if sp["source"] != "privacy.dp_sgd":
+            oracle.compose(event_from_params(sp["mechanism"], sp["params"]))
+    assert oracle.get_epsilon(sec["delta"]) == pytest.approx(sec["epsilon"], rel=1e-6)
 
 
 def test_budget_stop_before_overshoot(tmp_path):
