@@ -86,8 +86,10 @@ def _pipeline_tag(report: dict) -> str:
 
 def model_card_header(report: dict) -> dict:
     """The model card's YAML metadata (Hub model-index with this run's test metrics)."""
+    from tfresp.evaluation.served import served_metrics
+
     run = report["run"]
-    ev = ((report.get("evaluation") or {}).get("test")) or {}
+    ev = served_metrics(report)  # the model as served (post-processing included); raw: evaluation.test
     source = (report.get("data") or {}).get("source") or {}
     ds_name = source.get("name", "unknown")
     metrics = [{"type": k, "value": round(float(ev[k]), 6), "name": f"Test {k.replace('_', ' ')}"}
