@@ -38,7 +38,7 @@ def findings(report: dict) -> List[dict]:
     """The degenerate-model and evaluation-leak findings of a report (empty when none)."""
     out: List[dict] = []
     ev = served_metrics(report)
-    where = "served model" if served_path(report) == "evaluation.served" else "model"
+    where = "served model" if served_path(report) != "evaluation.test" else "model"
     classes = [str(c) for c in ((report.get("data") or {}).get("classes") or [])]
     cm = ev.get("confusion_matrix")
     if isinstance(cm, list) and len(cm) >= 2 and all(isinstance(r, list) and len(r) == len(cm) for r in cm):

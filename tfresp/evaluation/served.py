@@ -9,23 +9,32 @@ from __future__ import annotations
 
 from typing import Optional
 
+# schema 1.1 reports called the served metrics ``test_postprocessed``; still read
+_SERVED_KEYS = ("served", "test_postprocessed")
+
+
+def _served_key(report) -> Optional[str]:
+    ev = report.get("evaluation") if isinstance(report, dict) else None
+    if not isinstance(ev, dict):
+        return None
+    return next((k for k in _SERVED_KEYS if isinstance(ev.get(k), dict)), None)
+
 
 def served_metrics(report: dict) -> dict:
     """``evaluation.served`` when a post-processing is served, else ``evaluation.test`` (``{}`` if none)."""
     ev = report.get("evaluation") if isinstance(report, dict) else None
     if not isinstance(ev, dict):
         return {}
-    served = ev.get("served")
-    return served if isinstance(served, dict) else (ev.get("test") or {})
+    key = _served_key(report)
+    return ev[key] if key else (ev.get("test") or {})
 
 
 def served_path(report: dict) -> str:
     """Dotted report path of the served test metrics (``evaluation.served`` or ``evaluation.test``)."""
-    ev = (report.get("evaluation") or {}) if isinstance(report, dict) else {}
-    return "evaluation.served" if isinstance(ev.get("served"), dict) else "evaluation.test"
+    key = _served_key(report)
+    return f"evaluation.{key}" if key else "evaluation.test"
 
 
 def raw_metrics(report: dict) -> Optional[dict]:
     """The raw (not post-processed) model's test metrics when they differ from the served ones."""
-    ev = (report.get("evaluation") or {}) if isinstance(report, dict) else {}
-    return ev.get("test") if isinstance(ev.get("served"), dict) else None
+    return (report.get("evaluation") or {}).get("test") if _served_key(report) else None

@@ -14,8 +14,9 @@ random draw is a keyed hash of the row's raw serving inputs (FarmHash fingerprin
 values, salted with the run's seed): the same applicant always gets the same decision, the
 audit reproduces exactly what is served, and across rows the draws are uniform.
 
-Refusals (the post-processing is then **not served**; the raw model is): a group whose decision
-does not depend on the score (all-positive, all-negative or a constant coin) unless
+Refusals (the post-processing is then **not served**; the raw model is): a group whose decisions
+do not separate the labels (all-positive, all-negative, a constant coin, or TPR - FPR below
+``MIN_INFORMATIVENESS``, e.g. a threshold on a score that carries no information) unless
 ``fairness.allow_trivial: true``, and a fit fairlearn rejects. ``feasible`` is true only when
 the validation gap of the served rule is within ``fairness.tolerance`` and no group was left
 on the default threshold (too small or single-label in validation).
@@ -75,11 +76,23 @@ def positive_probability(score: np.ndarray, keys: np.ndarray, fitted: dict) -> n
     return out
 
 
-def _trivial(prob: np.ndarray) -> Optional[str]:
-    if len(prob) == 0 or np.ptp(prob) > 1e-9:
+#: a group's rule is trivial when its expected decisions separate the labels by less than this
+#: (Youden's J = TPR - FPR): all-positive, all-negative, a constant coin, or a threshold on noise.
+MIN_INFORMATIVENESS = 0.05
+
+
+def _trivial(y: np.ndarray, prob: np.ndarray) -> Optional[str]:
+    if len(prob) == 0:
         return None
-    c = float(prob[0])
-    return "all-positive" if c >= 1 - 1e-9 else "all-negative" if c <= 1e-9 else f"a coin with P(positive)={c:.3f}"
+    if np.ptp(prob) <= 1e-9:
+        c = float(prob[0])
+        return "all-positive" if c >= 1 - 1e-9 else "all-negative" if c <= 1e-9 else f"a constant coin P={c:.3f}"
+    if (y == 1).any() and (y == 0).any():
+        j = float(prob[y == 1].mean() - prob[y == 0].mean())
+        if j < MIN_INFORMATIVENESS:
+            return (f"uninformative: TPR - FPR = {j:.3f} < {MIN_INFORMATIVENESS} (selection rate "
+                    f"{prob.mean():.3f} whatever the label)")
+    return None
 
 
 def fit_group_thresholds(y: np.ndarray, score: np.ndarray, keys: np.ndarray, constraint: str, *,
@@ -137,7 +150,7 @@ def fit_group_thresholds(y: np.ndarray, score: np.ndarray, keys: np.ndarray, con
     prob = positive_probability(score, keys, out)
     for g in out["rules"]:
         r, m = out["rules"][g], keys == g
-        what = _trivial(prob[m])
+        what = _trivial(y[m], prob[m])
         if what:
             out["trivial_groups"][g] = what
         if r["p_ignore"] > 1e-9 or min(r["p0"], r["p1"]) > 1e-9:
