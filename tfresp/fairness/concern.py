@@ -306,7 +306,8 @@ class Fairness(Concern):
             info.update(self._clp_audit(ctx))
         section["tradeoff"] = self._tradeoff(ctx, y, raw, post, prob, reports)
         if cfg.mitigation not in ("none", "clp"):
-            verdict = mitigation_verdict(cfg, info, section["tradeoff"])
+            verdict = mitigation_verdict(cfg, info, section["tradeoff"], float(np.mean(decisions)) if len(decisions)
+                                         else None)
             info["verdict"] = verdict
             if verdict["status"] != "met":
                 section["warnings"].append(f"mitigation {cfg.mitigation}: {verdict['statement']}")
@@ -473,15 +474,24 @@ def headline(reports: Dict[str, dict]) -> dict:
     return out
 
 
-def mitigation_verdict(cfg, info, tradeoff) -> dict:
-    """Did the mitigation reach its target (``fairness.tolerance``) on test, and did it make things worse?"""
+def mitigation_verdict(cfg, info, tradeoff, positive_share=None) -> dict:
+    """Did the mitigation reach its target (``fairness.tolerance``) on test, and did it make things worse?
+
+    ``positive_share``: share of positive served decisions on test; near 0 or 1 the gaps are trivially small
+    and the verdict is ``degenerate`` whatever the gap.
+    """
     gap = tradeoff.get("gap")
     before, after = tradeoff.get("before") or {}, tradeoff.get("after") or {}
     b, a = before.get(gap), after.get(gap)
-    out = {"target": f"{gap} <= {cfg.tolerance} on test", "before": b, "after": a}
+    out = {"target": f"{gap} <= {cfg.tolerance} on test", "before": b, "after": a,
+           "positive_share": positive_share}
     if info.get("refused"):
         out.update(status="refused", statement=f"refused, not served ({info['refused']}); the served model is the "
                    "raw model")
+        return out
+    if positive_share is not None and not 0.03 <= positive_share <= 0.97:
+        out.update(status="degenerate", statement=f"the served model gives the positive decision to "
+                   f"{100 * positive_share:.1f}% of test rows: a gap of {a} says nothing about fairness")
         return out
     if a is None:
         out.update(status="unknown", statement=f"{gap} is not defined on test (fewer than two groups)")
