@@ -544,7 +544,8 @@ def inputs_report(ctx, sensitive) -> dict:
     out["proxies"] = proxy_screen(frame, features, {a: group_array(data.train, a) for a in sensitive},
                                   ctx.config.fairness.min_group_size)
     out["proxies_method"] = ("per feature, one-vs-rest ROC-AUC of each group with at least min_group_size training "
-                             "rows (numeric: raw value; categorical: the category's share of that group)")
+                             "rows (numeric: raw value; categorical: the category's share of that group, in-sample, "
+                             "so optimistic for features with many rare categories)")
     return out
 
 
