@@ -108,3 +108,42 @@ def test_simple_constraints_are_met_in_expectation(constraint):
     p = pp.positive_probability(s, g, fitted)
     assert fitted["refused"] is None
     assert pp.expected_gap(y, p, g, constraint, 30) <= 1e-9
+
+
+def _frame(n, seed, strength_b):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    g = rng.choice(["A", "B"], n)
+    y = (rng.random(n) < 0.5).astype(int)
+    signal = np.where(g == "A", 3.5, strength_b) * (2 * y - 1) / 2 + rng.normal(0, 1, n)
+    return pd.DataFrame({"x": signal, "z": rng.normal(size=n), "grp": g, "label": np.where(y == 1, "yes", "no")})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strength_b,expect", [(0.5, "served"), (0.0, "refused")])
+def test_end_to_end_infeasible_deterministic_case(tmp_path, strength_b, expect):
+    """Through tfresp.fit: randomized rules are served (and the SavedModel reproduces the audited decisions),
+    or the trivial rule is refused and the raw model served, with a warning; never a silent 'approve all'."""
+    import tfresp
+
+    _frame(4000, 0, strength_b).to_csv(tmp_path / "train.csv", index=False)
+    _frame(4000, 1, strength_b).to_csv(tmp_path / "test.csv", index=False)
+    cfg = {"name": "eo", "seed": 0,
+           "data": {"source": str(tmp_path / "train.csv"), "label": "label", "sensitive": ["grp"],
+                    "split": {"test": str(tmp_path / "test.csv"), "validation": 0.4}},
+           "model": {"kind": "mlp", "hidden": [8]}, "train": {"epochs": 3, "batch_size": 128},
+           "fairness": {"mitigation": "threshold", "constraint": "equalized_odds", "bootstrap": 50},
+           "report": {"html": False}}
+    run = tfresp.fit(cfg, out=str(tmp_path / "run"), quiet=True)
+    mit, ev = run.report["fairness"]["mitigation"], run.report["evaluation"]
+    if expect == "served":
+        assert mit["served"] and mit["randomized_groups"] and not mit["trivial_groups"]
+        share = (ev["served"]["confusion_matrix"][0][1] + ev["served"]["confusion_matrix"][1][1]) / 4000
+        assert 0.1 < share < 0.9
+        assert run.report["fairness"]["grp"]["equalized_odds_difference"] < 0.05
+        assert run.report["export"]["saved_model"]["roundtrip_class_id_mismatches"] == 0
+    else:
+        assert mit["served"] is False and mit["trivial_groups"] and mit["verdict"]["status"] == "refused"
+        assert "served" not in ev and "saved_model" in run.report["export"]
+        assert any("refused" in w["message"] for w in run.report["warnings"])

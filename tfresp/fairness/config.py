@@ -28,7 +28,8 @@ class FairnessConfig(Section):
         intersectional: also audit the cross product of the first two sensitive attributes.
         mitigate_on: attributes whose (joint) groups the mitigation uses; default the first sensitive one.
         identity_terms: CLP swap lists, e.g. ``[[he, she], [man, woman]]``.
-        tolerance: gap the threshold post-processing aims for on validation data.
+        tolerance: the target gap of every mitigation (its `verdict` on test) and the validation gap a
+            threshold post-processing must stay within to be `feasible`.
         adversary_hidden: hidden width of the adversary head (0 = logistic adversary).
         mmd_bandwidth: Gaussian kernel length scale of the MMD penalty (MinDiff default 0.1).
         reweigh_epsilon: under DP, the ε of the Laplace mechanism used to release the group x label
