@@ -110,3 +110,14 @@ def test_positive_class_rules():
     assert r["warnings"][0]["code"] == "ambiguous_positive_class"
     head = render_markdown(r).split("## Model details")[0]
     assert "Positive class: **good**" in head and "ambiguous" in head
+
+
+def test_data_positive_class_orders_the_classes():
+    from tests.conftest import tiny_adult
+    from tfresp.config import load_config
+    from tfresp.data.dataset import prepare
+
+    data = prepare(load_config(tiny_adult(data={"positive_class": "<=50K", "max_rows": 500})))
+    assert data.classes == [">50K", "<=50K"]
+    labels = data.test.frame["income"].astype(str).to_numpy()
+    assert ((data.test.y == 1) == (labels == "<=50K")).all()
