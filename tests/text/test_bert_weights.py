@@ -25,7 +25,7 @@ def test_hidden_states_match_transformers(minilm):
     model = bert.build_hidden_model(minilm["config"])
     loaded = bert.assign_named_weights(model, minilm["weights"]())
     assert len(loaded) == len(model.weights) == 101  # 103 checkpoint tensors minus the pooler
-    pre = TextPreprocessor(read_vocab(minilm["vocab"]), "text", 40, minilm["lowercase"])
+    pre = TextPreprocessor(minilm["vocab"], "text", 40, minilm["lowercase"])
     x = pre.encode(tf.constant(TEXTS))
     ours = model(x, training=False).numpy()
     ref = hf(input_ids=x["input_ids"], attention_mask=x["attention_mask"], training=False).last_hidden_state.numpy()
@@ -44,7 +44,7 @@ def test_in_graph_tokenizer_matches_hf_tokenizer(minilm):
 
     texts = TEXTS + pd.read_csv(TWEETS, nrows=300, encoding_errors="replace")["text"].astype(str).tolist()
     tok = AutoTokenizer.from_pretrained(str(MINILM))
-    pre = TextPreprocessor(read_vocab(minilm["vocab"]), "text", 64, minilm["lowercase"])
+    pre = TextPreprocessor(minilm["vocab"], "text", 64, minilm["lowercase"])
     ids = pre.encode(tf.constant(texts), pad_to=64)["input_ids"].numpy()
     ref = tok(texts, truncation=True, max_length=64)["input_ids"]
     agree = np.mean([list(ids[i][: len(r)]) == r and ids[i][len(r):].sum() == 0 for i, r in enumerate(ref)])
