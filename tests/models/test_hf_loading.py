@@ -126,3 +126,19 @@ def test_unsupported_families_and_activations_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", **TINY}))
     with pytest.raises(ConfigError, match="model.checkpoint"):
         bert.resolve_checkpoint(tmp_path)  # config.json but no weights
+
+
+def tiny_bert_dir(directory, tokenizer_json):
+    """A tiny random BERT as a Hub-style dir (safetensors, PyTorch names) with a real ``tokenizer.json``."""
+    import shutil
+
+    import transformers as tr
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = len(json.loads(open(tokenizer_json, encoding="utf-8").read())["model"]["vocab"])
+    tf.keras.utils.set_random_seed(0)
+    hf = tr.TFBertModel(tr.BertConfig(**{**TINY, "vocab_size": vocab}))
+    hf(input_ids=np.ones((1, 4), np.int32))
+    write_pytorch_safetensors(hf, directory)
+    shutil.copyfile(tokenizer_json, directory / "tokenizer.json")
+    return directory
