@@ -112,10 +112,15 @@ def test_text_dp_notebook_fine_tunes_a_safetensors_checkpoint_with_dp(tmp_path):
     _require("tfresp.models.hf_loading", "tfresp.privacy.concern")
     from tests.models.test_hf_loading import tiny_bert_dir
 
-    tok = SHARED / "models" / "minilm-l6-h384-uncased" / "tokenizer.json"
-    if not tok.exists():
-        pytest.skip("../shared MiniLM tokenizer.json not present")
-    model = tiny_bert_dir(tmp_path / "tiny-bert", tok)
+    import pandas as pd
+    from tokenizers import BertWordPieceTokenizer
+
+    texts = pd.read_csv(_tweets(), nrows=400, encoding_errors="replace")["text"].astype(str).tolist()
+    wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True)  # a small WordPiece: a fast embedding
+    wp.train_from_iterator(texts, vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                           show_progress=False)
+    wp.save(str(tmp_path / "tokenizer.json"))
+    model = tiny_bert_dir(tmp_path / "tiny-bert", tmp_path / "tokenizer.json")
     out = tmp_path / "dp"
     nb = execute("text_dp_finetune.ipynb", {"MODEL_DIR": str(model), "DATA": str(_tweets()), "MAX_ROWS": 240,
                                             "MAX_LENGTH": 16, "EPOCHS": 1, "BATCH_SIZE": 32, "EXPORT": False,
