@@ -131,7 +131,7 @@ t.cells = [
 md('''
 # Fine-tune a Hugging Face BERT-family checkpoint on text with DP-SGD (Colab CPU/GPU)
 
-tfresp loads **BERT-family checkpoints with a WordPiece tokenizer (BERT, DistilBERT, MiniLM)** straight from a Hugging Face
+tfresp loads **BERT-family checkpoints with a WordPiece tokenizer (BERT, DistilBERT, ELECTRA, MiniLM)** straight from a Hugging Face
 directory: `config.json` + `model.safetensors` (the PyTorch-saved file new Hub checkpoints ship) or `tf_model.h5`,
 and the tokenizer from `tokenizer.json` (or `vocab.txt`). The weights go into tfresp's functional Keras BERT, so
 DP-SGD's fast per-example clipping covers every layer, and the exported SavedModel tokenizes raw strings itself.

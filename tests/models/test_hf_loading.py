@@ -25,6 +25,8 @@ def _reference(family: str):
     if family == "roberta":
         return tr.TFRobertaModel(tr.RobertaConfig(**{**TINY, "max_position_embeddings": 66}, type_vocab_size=1,
                                                   pad_token_id=1, layer_norm_eps=1e-5))
+    if family == "electra":
+        return tr.TFElectraModel(tr.ElectraConfig(**TINY, embedding_size=16))
     return tr.TFDistilBertModel(tr.DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
                                                     max_position_embeddings=64))
 
@@ -59,7 +61,7 @@ def write_pytorch_safetensors(hf_model, directory, prefix_kept: bool = True):
     return tensors
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta", "distilbert"])
+@pytest.fixture(scope="module", params=["bert", "roberta", "distilbert", "electra"])
 def family(request, tmp_path_factory):
     tf.keras.utils.set_random_seed(0)
     hf = _reference(request.param)

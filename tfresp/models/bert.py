@@ -51,6 +51,7 @@ class BertConfig:
     # token types (type_vocab_size=0) and no pretrained pooler
     model_type: str = "bert"
     position_padding_idx: Optional[int] = None
+    embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
 
     @classmethod
     def from_hf(cls, d: dict) -> "BertConfig":
@@ -183,17 +184,20 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
         raise ConfigError([("model.bert.heads", cfg.num_heads, f"must divide hidden={cfg.hidden_size}")])
     ids = keras.Input(shape=(None,), dtype=tf.int32, name="input_ids")
     mask = keras.Input(shape=(None,), dtype=tf.int32, name="attention_mask")
-    word = keras.layers.Embedding(cfg.vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+    width = cfg.embedding_size or cfg.hidden_size
+    word = keras.layers.Embedding(cfg.vocab_size, width, embeddings_initializer=_init(cfg),
                                   name="embeddings_word")(ids)
     positions = PositionIds(cfg.position_padding_idx, name="position_ids")(ids)
-    parts = [word, keras.layers.Embedding(cfg.max_position, cfg.hidden_size, embeddings_initializer=_init(cfg),
+    parts = [word, keras.layers.Embedding(cfg.max_position, width, embeddings_initializer=_init(cfg),
                                           name="embeddings_position")(positions)]
     if cfg.type_vocab_size > 0:  # DistilBERT has no token-type table
-        parts.append(keras.layers.Embedding(cfg.type_vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+        parts.append(keras.layers.Embedding(cfg.type_vocab_size, width, embeddings_initializer=_init(cfg),
                                             name="embeddings_token_type")(ZerosLike(name="token_type_ids")(ids)))
     h = keras.layers.Add(name="embeddings_sum")(parts)
     h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_ln")(h)
     h = _dropout(h, cfg.dropout, "embeddings_dropout")
+    if cfg.embedding_size and cfg.embedding_size != cfg.hidden_size:  # ELECTRA's embeddings_project
+        h = keras.layers.Dense(cfg.hidden_size, kernel_initializer=_init(cfg), name="embeddings_project")(h)
     for i in range(cfg.num_layers):
         p = f"layer_{i}_"
         q = _projection(h, cfg.hidden_size, p + "query", cfg, peft)
@@ -240,7 +244,7 @@ _LAYER_MAP = {"query": "attention/self/query", "key": "attention/self/key", "val
               "intermediate": "intermediate/dense", "output": "output/dense", "output_ln": "output/LayerNorm"}
 _TOP_MAP = {"embeddings_word": "embeddings/word_embeddings", "embeddings_position": "embeddings/position_embeddings",
             "embeddings_token_type": "embeddings/token_type_embeddings", "embeddings_ln": "embeddings/LayerNorm",
-            "pooler": "pooler/dense"}
+            "embeddings_project": "embeddings_project", "pooler": "pooler/dense"}
 _VAR_MAP = {"kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta", "embeddings": "embeddings"}
 
 

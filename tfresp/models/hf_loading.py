@@ -1,4 +1,4 @@
-"""Read Hugging Face BERT-family checkpoints (BERT, RoBERTa, DistilBERT) into the functional Keras BERT.
+"""Read Hugging Face BERT-family checkpoints (BERT, RoBERTa, DistilBERT, ELECTRA) into the functional Keras BERT.
 
 A local Hugging Face directory holds ``config.json`` and either ``model.safetensors`` (PyTorch parameter names,
 ``[out, in]`` linear weights; possibly sharded with ``model.safetensors.index.json``) or a transformers TF
@@ -8,8 +8,11 @@ that :func:`tfresp.models.bert.assign_named_weights` loads. So every family runs
 
 - RoBERTa (Liu et al., 2019) is BERT with a one-row token-type table, position ids that start at
   ``pad_token_id + 1`` (padding tokens get ``pad_token_id``) and a byte-level BPE tokenizer.
-- DistilBERT (Sanh et al., 2019) is BERT without token types and without a pooler; only the names differ
+- DistilBERT (Sanh et al., 2019) is BERT without token types and without a pretrained pooler (a classifier's
+  pooler starts from its initializer); only the names differ
   (``transformer/layer_._0/attention/q_lin`` ...).
+- ELECTRA (Clark et al., 2020; the discriminator encoder) is BERT without a pooler whose embeddings may be
+  narrower than the hidden size, followed by a dense ``embeddings_project``.
 
 The name tables are written here rather than borrowed from transformers because transformers v5 dropped
 TensorFlow and its TF loader fails on PyTorch-saved safetensors from 4.55 on (transformers issue 40028).
@@ -37,6 +40,7 @@ H5 = "tf_model.h5"
 _RENAMES = {
     "bert": [],
     "roberta": [],
+    "electra": [],
     "distilbert": [
         (r"^transformer\.layer\.", "encoder.layer."),
         (r"\.attention\.q_lin\.", ".attention.self.query."),
@@ -50,7 +54,7 @@ _RENAMES = {
     ],
 }
 FAMILIES = tuple(_RENAMES)
-_ENCODER_ROOTS = ("embeddings.", "encoder.", "pooler.", "transformer.")
+_ENCODER_ROOTS = ("embeddings.", "embeddings_project.", "encoder.", "pooler.", "transformer.")
 _EXACT_GELU = ("gelu", "gelu_python")  # erf GELU; gelu_new / gelu_fast are the tanh approximation
 
 
@@ -95,6 +99,8 @@ def config_from_hf(d: dict):
                     layer_norm_eps=d.get("layer_norm_eps", 1e-12), initializer_range=d.get("initializer_range", 0.02))
         if kind == "roberta":
             keys["position_padding_idx"] = int(d.get("pad_token_id", 1))
+        if kind == "electra" and d.get("embedding_size", d["hidden_size"]) != d["hidden_size"]:
+            keys["embedding_size"] = int(d["embedding_size"])
     if act not in _EXACT_GELU:
         raise IncompatibleModelError(
             f"`model.checkpoint`: the checkpoint uses the activation {act!r}. Received: {act!r}. Remedy: use a "
