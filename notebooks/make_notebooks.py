@@ -131,9 +131,9 @@ t.cells = [
 md('''
 # Fine-tune a Hugging Face BERT-family checkpoint on text with DP-SGD (Colab CPU/GPU)
 
-tfresp loads **BERT-family checkpoints with a WordPiece tokenizer (BERT, DistilBERT, ELECTRA, MiniLM)** straight from a Hugging Face
-directory: `config.json` + `model.safetensors` (the PyTorch-saved file new Hub checkpoints ship) or `tf_model.h5`,
-and the tokenizer from `tokenizer.json` (or `vocab.txt`). The weights go into tfresp's functional Keras BERT, so
+tfresp loads **BERT-family checkpoints with a WordPiece tokenizer (BERT, DistilBERT, ELECTRA, MiniLM)** straight
+from a Hugging Face directory: `config.json` + `model.safetensors` (the PyTorch-saved file new Hub checkpoints
+ship) or `tf_model.h5`, and the tokenizer from `tokenizer.json` (or `vocab.txt`). The weights go into tfresp's functional Keras BERT, so
 DP-SGD's fast per-example clipping covers every layer, and the exported SavedModel tokenizes raw strings itself.
 (RoBERTa weights load too, with `tfresp.models.hf_loading.read_checkpoint`, but its byte-level BPE tokenizer has no
 in-graph TensorFlow implementation, so `tfresp.fit` refuses it with a reason.)
@@ -176,7 +176,8 @@ from tfresp.distribute import tpu_or_default
 
 strategy, kind = tpu_or_default()   # TPUStrategy where TensorFlow has TPU support, else the default strategy
 print(f"strategy: {kind} ({type(strategy).__name__}), replicas: {strategy.num_replicas_in_sync}")
-if kind != "tpu" and (glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("COLAB_TPU_ADDR")):
+tpu_runtime = glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("COLAB_TPU_ADDR")
+if kind != "tpu" and tpu_runtime:
     print("NOTE: this is a TPU runtime, but this TensorFlow has no TPU support: training runs on the host CPU. "
           "Use a GPU runtime (see the notes above).")
 '''),

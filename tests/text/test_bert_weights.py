@@ -139,7 +139,8 @@ def test_config_fine_tunes_from_a_safetensors_dir(minilm_safetensors, tmp_path):
                                               "max_rows": 96, "max_length": 16, "split": {"test": 0.25,
                                                                                           "validation": 0.0}},
                        "model": {"kind": "checkpoint", "checkpoint": str(minilm_safetensors), "dropout": 0.0},
-                       "train": {"epochs": 1, "batch_size": 24, "learning_rate": 5e-5}, "export": {"saved_model": False}})
+                       "train": {"epochs": 1, "batch_size": 24, "learning_rate": 5e-5},
+                       "export": {"saved_model": False}})
     run = build_and_run(cfg, out=tmp_path / "run", quiet=True)
     m = run.report["model"]
     assert m["checkpoint_kind"] == "transformers" and m["loaded_weights"] == 103
