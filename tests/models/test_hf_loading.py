@@ -144,3 +144,33 @@ def tiny_bert_dir(directory, tokenizer_json):
     write_pytorch_safetensors(hf, directory)
     shutil.copyfile(tokenizer_json, directory / "tokenizer.json")
     return directory
+
+
+def test_sharded_safetensors_load_like_one_file(family, tmp_path):
+    from safetensors.numpy import save_file
+
+    names = sorted(family["tensors"])
+    halves = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, keys in halves.items():
+        save_file({k: family["tensors"][k] for k in keys}, str(tmp_path / shard))
+    index = {"weight_map": {k: shard for shard, keys in halves.items() for k in keys}}
+    (tmp_path / hf_loading.SAFETENSORS_INDEX).write_text(json.dumps(index))
+    (tmp_path / "config.json").write_text((family["st"] / "config.json").read_text())
+    whole, sharded = hf_loading.read_checkpoint(family["st"])[1], hf_loading.read_checkpoint(tmp_path)[1]
+    assert sorted(whole) == sorted(sharded) and all(np.array_equal(whole[k], sharded[k]) for k in whole)
+
+
+def test_a_normalizer_the_in_graph_tokenizer_cannot_reproduce_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models, normalizers
+
+    from tfresp.data.text import checkpoint_tokenizer
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=False)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ConfigError, match="accent stripping"):
+        checkpoint_tokenizer(tmp_path)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=None)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    assert checkpoint_tokenizer(tmp_path) == {"vocab": list(vocab), "lowercase": False, "file": "tokenizer.json"}
