@@ -12,6 +12,7 @@ import os as _os
 import sys as _sys
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_USER_TF_LOG_LEVEL = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the CLI goes quieter unless the user chose
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _sys.skip_tf_privacy_import = True
 
