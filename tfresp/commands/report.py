@@ -12,16 +12,26 @@ from pathlib import Path
 from tfresp.errors import DataError
 
 
-def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
-    """Recompute and rewrite a run's report files; return (report, gates incl. ``check_gates`` or None)."""
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def rerender(run_dir, check_gates=(), read_only_ok: bool = False) -> tuple[dict, dict | None]:
+    """Recompute and rewrite a run's report files; return (report, gates incl. ``check_gates`` or None).
+
+    ``read_only_ok``: on a read-only run directory, skip the rewrite (``report --check``) instead of failing.
+    """
+    from tfresp.io import check_writable, is_read_only_error
     from tfresp.report.compare import load_report
     from tfresp.report.derive import derive
-    from tfresp.report.gates import evaluate
+    from tfresp.report.gates import Gate, evaluate
     from tfresp.report.writer import write_files
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"Invalid value for `run`: {str(run_dir)!r} is not a directory")
+    for i, g in enumerate(check_gates):  # a malformed --gate fails before anything is written
+        Gate.parse(g, i)
+    check_writable([run_dir / f for f in REPORT_FILES], "run")
     report = load_report(run_dir)
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
@@ -40,7 +50,18 @@ def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
     if problems:
         raise DataError(f"{run_dir / 'report.json'} does not match the report schema: " + "; ".join(problems[:5])
                         + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
-    write_files(run_dir, report)
+    try:
+        write_files(run_dir, report)
+    except OSError as exc:
+        if not is_read_only_error(exc):
+            raise
+        if not read_only_ok:
+            raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
+                            f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp report RUN --check` "
+                            "(reads only) or copy the run to a writable place") from None
+        import sys
+
+        print(f"tfresp: note: {run_dir} is read-only; report files not re-rendered (checking only)", file=sys.stderr)
     gates = report.get("gates")
     if check_gates:
         cfg_gates = list(((report.get("run") or {}).get("config") or {}).get("gates") or [])
@@ -51,7 +72,7 @@ def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
 def run(args) -> int:
     from tfresp.report.gates import failure_lines
 
-    report, gates = rerender(args.run, getattr(args, "gates", []) or [])
+    report, gates = rerender(args.run, getattr(args, "gates", []) or [], read_only_ok=bool(args.check))
     files = ["report.md"] + (["report.html"] if (Path(args.run) / "report.html").exists() else [])
     print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
     if not args.check:
