@@ -76,7 +76,7 @@ def check_target(target: Path, overwrite: bool, resume: bool = False, protect=()
                                 "never replaces it. Remedy: choose another --out")])
         empty = not any(target.iterdir())
         if not resume and not empty and not is_run_dir(target):
-            raise ConfigError([("out", str(target), f"exists and is not a tfresp run directory (no {MARKER} "
+            raise ConfigError([("out", str(target), f"already exists and is not a tfresp run directory (no {MARKER} "
                                 "marker), so tfresp never replaces it. Remedy: choose another --out")])
         if not resume and not overwrite and not empty:
             raise ConfigError([("out", str(target), "already exists; pass --overwrite to replace it "
