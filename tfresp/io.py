@@ -80,6 +80,22 @@ def is_read_only_error(exc: OSError) -> bool:
     return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
+def probe_writable(directory) -> bool:
+    """True when a file can be created in ``directory`` (tried and undone: ``os.access`` says yes to root even
+    on a read-only mount); False on a read-only mount or missing permission."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".tfresp-probe-", dir=directory)
+    except OSError as exc:
+        if is_read_only_error(exc):
+            return False
+        raise
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 def is_regular_file(path) -> bool:
     """True when ``path`` is a regular file (a named pipe or ``/dev/zero`` would block or never end)."""
     try:

@@ -10,7 +10,10 @@ so other concerns add theirs without touching this command's flow.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -117,7 +120,7 @@ def audit_run(run_dir, names=None, data=None) -> dict:
     On a read-only run directory the audits still run and the updated report is returned (not written).
     """
     from tfresp.commands.report import REPORT_FILES
-    from tfresp.io import check_writable, is_read_only_error
+    from tfresp.io import check_writable, probe_writable
     from tfresp.report.writer import _jsonable, write_files
 
     names = list(names or AUDITS)
@@ -127,18 +130,22 @@ def audit_run(run_dir, names=None, data=None) -> dict:
     run_dir = Path(run_dir)
     check_writable([run_dir / f for f in REPORT_FILES], "RUN")
     config, data, core, report = load_run(run_dir, memory=data)
-    for name in names:
-        report[name] = _jsonable(AUDITS[name](run_dir, config, data, core, report))
-    try:
-        write_files(run_dir, report)
-    except OSError as exc:
-        if not is_read_only_error(exc):
-            raise
-        import sys
-
-        print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
-              file=sys.stderr)
-        report["_not_written"] = True
+    with contextlib.ExitStack() as stack:
+        work = run_dir
+        if not probe_writable(run_dir):  # audits write plots: give them a scratch view of the run
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfresp-audit-")))
+            for entry in run_dir.iterdir():
+                if entry.name != "plots":
+                    (work / entry.name).symlink_to(entry.resolve())
+            (work / "plots").mkdir()
+        for name in names:
+            report[name] = _jsonable(AUDITS[name](work, config, data, core, report))
+        if work is run_dir:
+            write_files(run_dir, report)
+        else:
+            print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
+                  file=sys.stderr)
+            report["_not_written"] = True
     return report
 
 

@@ -9,7 +9,6 @@ Results are merged into ``RUN/report.json`` (``compression.<variant>``,
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -46,21 +45,12 @@ def _proba(core, x, batch_size: int = 1024) -> np.ndarray:
 
 def _check_writable_run(run_dir: Path, files) -> None:
     """Before any work: the run dir must be writable and no destination a symlink."""
-    import tempfile
-
-    from tfresp.io import check_writable, is_read_only_error
+    from tfresp.io import check_writable, probe_writable
 
     check_writable(files, "RUN")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".tfresp-probe-", dir=run_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        if not is_read_only_error(exc):
-            raise
-        raise DataError(f"`RUN`: the run directory is read-only ({exc.strerror}); export writes model files "
-                        f"into it. Received: run={str(run_dir)!r}. Remedy: copy the run to a writable place") \
-            from None
+    if not probe_writable(run_dir):
+        raise DataError(f"`RUN`: the run directory is read-only; export writes model files into it. Received: "
+                        f"run={str(run_dir)!r}. Remedy: copy the run to a writable place")
 
 
 def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
