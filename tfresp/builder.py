@@ -257,6 +257,10 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) 
             from tfresp.export.tflite import export_tflite
 
             export_tflite(ctx, config.export.tflite)
+        if config.export.saved_model and config.task == "classification":
+            from tfresp.monitoring.profile import write_reference
+
+            write_reference(ctx)  # RUN/monitor/reference.json: what `tfresp monitor` compares new batches with
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
         report = finalize_report(ctx)
         checkpointing.move_into_run(target, stage)
