@@ -177,9 +177,10 @@ def staging_dir(target: Path, run_id: str = "") -> Path:
 def commit(stage: Path, target: Path, overwrite: bool) -> Path:
     """Move ``stage`` to ``target``; an old ``target`` is moved aside first and removed last."""
     old = None
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        os.rmdir(target)  # an empty directory made for the run (checked before training) holds nothing to lose
     if target.exists() or target.is_symlink():
-        empty = target.is_dir() and not target.is_symlink() and not any(target.iterdir())
-        if not overwrite or not (empty or is_run_dir(target)):
+        if not overwrite or not is_run_dir(target):
             raise ConfigError([("out", str(target), "appeared during the run and is not a tfresp run directory; "
                                 "nothing was overwritten. Remedy: choose another --out")])
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"

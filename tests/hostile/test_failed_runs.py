@@ -65,6 +65,13 @@ def test_overwrite_replaces_a_tfresp_run(work):
     assert (work / "keep.txt").read_text() == "mine" and listing(work / "runs") == ["r"]
 
 
+def test_existing_empty_out_dir_is_used_without_overwrite(work):
+    (work / "runs" / "r").mkdir()  # e.g. made by a job script before calling tfresp
+    rc, out, err = run_inprocess(["fit", "cfg.yaml", "--out", "runs/r", "--quiet"], work)
+    assert rc == 0, err[-2000:]
+    assert (work / "runs" / "r" / ".tfresp-run").is_file() and listing(work / "runs") == ["r"]
+
+
 def test_native_stderr_noise_is_filtered_and_errors_kept():
     code = r"""
 import os, sys
