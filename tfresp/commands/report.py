@@ -7,6 +7,7 @@ check only (they are not written into the run's files).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tfresp.errors import DataError
@@ -15,10 +16,10 @@ from tfresp.errors import DataError
 REPORT_FILES = ("report.json", "report.md", "report.html")
 
 
-def rerender(run_dir, check_gates=(), read_only_ok: bool = False) -> tuple[dict, dict | None]:
+def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | None]:
     """Recompute and rewrite a run's report files; return (report, gates incl. ``check_gates`` or None).
 
-    ``read_only_ok``: on a read-only run directory, skip the rewrite (``report --check``) instead of failing.
+    ``write=False`` only recomputes (``report --check`` on a read-only run directory).
     """
     from tfresp.io import check_writable, is_read_only_error
     from tfresp.report.compare import load_report
@@ -51,17 +52,14 @@ def rerender(run_dir, check_gates=(), read_only_ok: bool = False) -> tuple[dict,
         raise DataError(f"{run_dir / 'report.json'} does not match the report schema: " + "; ".join(problems[:5])
                         + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
     try:
-        write_files(run_dir, report)
+        if write:
+            write_files(run_dir, report)
     except OSError as exc:
         if not is_read_only_error(exc):
             raise
-        if not read_only_ok:
-            raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
-                            f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp report RUN --check` "
-                            "(reads only) or copy the run to a writable place") from None
-        import sys
-
-        print(f"tfresp: note: {run_dir} is read-only; report files not re-rendered (checking only)", file=sys.stderr)
+        raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
+                        f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp report RUN --check` "
+                        "(reads only) or copy the run to a writable place") from None
     gates = report.get("gates")
     if check_gates:
         cfg_gates = list(((report.get("run") or {}).get("config") or {}).get("gates") or [])
@@ -70,11 +68,18 @@ def rerender(run_dir, check_gates=(), read_only_ok: bool = False) -> tuple[dict,
 
 
 def run(args) -> int:
+    from tfresp.io import probe_writable
     from tfresp.report.gates import failure_lines
 
-    report, gates = rerender(args.run, getattr(args, "gates", []) or [], read_only_ok=bool(args.check))
+    # --check only reads: on a read-only run directory it checks without re-rendering
+    write = not args.check or not Path(args.run).is_dir() or probe_writable(args.run)
+    report, gates = rerender(args.run, getattr(args, "gates", []) or [], write=write)
     files = ["report.md"] + (["report.html"] if (Path(args.run) / "report.html").exists() else [])
-    print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
+    if write:
+        print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
+    else:
+        print(f"tfresp: note: {args.run} is read-only; report files not re-rendered (checking only)",
+              file=sys.stderr)
     if not args.check:
         return 0
     if not gates:
