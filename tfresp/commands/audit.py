@@ -145,12 +145,14 @@ def audit_run(run_dir, names=None, data=None) -> dict:
         else:
             print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
                   file=sys.stderr)
-            report["_not_written"] = True
     return report
 
 
 def run(args) -> int:
+    from tfresp.io import probe_writable
+
     requested = [n for n in ("robustness", "privacy", "fairness") if getattr(args, n, False)]
+    writable = not Path(args.run).is_dir() or probe_writable(args.run)
     report = audit_run(args.run, requested or None)
     rob = report.get("robustness")
     if rob and ("robustness" in requested or not requested):
@@ -159,6 +161,6 @@ def run(args) -> int:
             f"pgd@{e:g}={rob[f'pgd@{e:g}']['accuracy']:.4f}" for e in eps))
         for w in rob.get("warnings", []):
             print(f"tfresp: warning: {w}")
-    if not report.pop("_not_written", False):
+    if writable:
         print(f"tfresp: report updated in {Path(args.run) / 'report.json'}")
     return 0
