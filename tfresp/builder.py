@@ -140,6 +140,14 @@ def plan(ctx: RunContext) -> List[Any]:
 
 def train(ctx: RunContext) -> None:
     cfg = ctx.config
+    if cfg.federated is not None:  # rounds of local training on simulated clients instead of one model.fit
+        from tfresp.federated.train import fit_federated
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_federated(ctx)
+        ctx.timings["fit_seconds"] = time.perf_counter() - t0
+        ctx.timings["fit_cpu_seconds"] = time.process_time() - c0
+        return
     if cfg.train.class_weight == "balanced":
         w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
         ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes)

@@ -154,7 +154,7 @@ def test_reweigh_under_privacy_privatizes_counts(adult_data):
     ctx = _ctx(adult_data, fairness={"mitigation": "reweigh", "reweigh_epsilon": 0.5},
                privacy={"target_epsilon": 3.0})
     contrib = Fairness().plan(ctx)
-    assert ctx.state["privacy_extra_epsilon"][0]["epsilon"] == 0.5
+    assert [(s.source, s.params["epsilon"]) for s in ctx.budget.spends] == [("fairness.reweigh_counts", 0.5)]
     assert contrib.sample_weight.shape == (len(adult_data.train),) and any("Laplace" in n for n in contrib.notes)
 
 

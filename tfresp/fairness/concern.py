@@ -185,14 +185,21 @@ class Fairness(Concern):
 
             counts = reweigh.group_label_counts(gid, data.train.y, len(names), data.num_classes)
             if ctx.config.privacy is not None:
-                noisy = reweigh.laplace_counts(counts, cfg.reweigh_epsilon, ctx.config.seed)
-                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, noisy)
-                ctx.state.setdefault("privacy_extra_epsilon", []).append(
-                    {"source": "fairness.reweigh", "epsilon": float(cfg.reweigh_epsilon), "delta": 0.0,
-                     "mechanism": "Laplace on the group x label histogram (sensitivity 1)"})
+                from tfresp.privacy.concern import run_budget
+
+                budget = run_budget(ctx)
+                budget.spend_laplace("fairness.reweigh_counts", epsilon=float(cfg.reweigh_epsilon), sensitivity=1.0,
+                                     covers=["fairness.mitigation.noisy_group_label_counts",
+                                             "fairness.mitigation.weights", "training sample weights"])
+                # secret noise (never the config seed); only the noisy counts are published or used below
+                counts = reweigh.laplace_counts(counts, float(cfg.reweigh_epsilon), budget.secret_seed())
+                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, counts)
+                budget.declare_public("fairness.mitigation.groups",
+                                      "the sensitive-attribute values present in the training split are treated "
+                                      "as public")
                 info["privacy"] = (f"the group x label counts were released with the Laplace mechanism "
-                                   f"(epsilon={cfg.reweigh_epsilon}); this spend is passed to the privacy concern "
-                                   "(ctx.state['privacy_extra_epsilon']), which composes it into privacy.epsilon")
+                                   f"(epsilon={cfg.reweigh_epsilon}, secret noise); the weights use only the noisy "
+                                   "counts, and this spend is composed into privacy.epsilon by the run's budget")
                 contrib.notes.append(info["privacy"])
                 info["dp_caveat"] = ("under DP-SGD the weights multiply the loss *before* per-example clipping, so "
                                      "for examples whose gradient norm exceeds privacy.l2_norm_clip the weight is "
@@ -200,13 +207,16 @@ class Fairness(Concern):
                                      "(benchmarks/fairness_tradeoff.py: dp8-reweigh) - prefer threshold or "
                                      "adversarial under DP")
                 contrib.notes.append("fairness.reweigh: " + info["dp_caveat"])
+                info["noisy_group_label_counts"] = {
+                    g: {str(c): round(float(counts[i, j]), 2) for j, c in enumerate(data.classes)}
+                    for i, g in enumerate(names)}
             else:
                 w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes)
+                info["group_label_counts"] = {g: {str(c): int(counts[i, j]) for j, c in enumerate(data.classes)}
+                                              for i, g in enumerate(names)}
             contrib.sample_weight = w
             info["weights"] = {g: {str(c): float(table[i, j]) for j, c in enumerate(data.classes)}
                                for i, g in enumerate(names)}
-            info["group_label_counts"] = {g: {str(c): int(counts[i, j]) for j, c in enumerate(data.classes)}
-                                          for i, g in enumerate(names)}
             return contrib
         ctx.train_extras["fair_group"] = gid
         if cfg.mitigation == "mmd":
