@@ -60,12 +60,12 @@ def test_report_does_not_follow_a_symlinked_report_md(tmp_path):
 
 
 def test_report_malformed_gate_writes_nothing(tmp_path):
-    run = _run_dir(tmp_path / "run")
+    run = _run_dir(tmp_path / "run", synthetic_report(privacy=None))  # no DP claim for --check to verify
     _refused(tmp_path, ["report", run, "--check", "--gate", "accuracy >= 1.2.3"], "gates")
 
 
 def test_report_check_works_on_a_read_only_run(tmp_path, monkeypatch):
-    run = _run_dir(tmp_path / "run")
+    run = _run_dir(tmp_path / "run", synthetic_report(privacy=None))  # no DP claim for --check to verify
     _read_only(monkeypatch)
     h = tree_hash(tmp_path)
     rc, out, err = run_inprocess(["report", run, "--check", "--gate", "evaluation.test.accuracy >= 0.99"], tmp_path)
