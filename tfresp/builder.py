@@ -278,6 +278,10 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) 
         rundir.discard(stage)
         raise
     paths = {k: str(final / v) for k, v in ctx.artifacts.items()}
-    metrics = report.get("evaluation", {}).get("test", {})
+    from tfresp.evaluation.served import raw_metrics, served_metrics
+
+    metrics = dict(served_metrics(report))  # the model as served (post-processing included), raw beside it
+    if raw_metrics(report) is not None:
+        metrics["raw_model"] = raw_metrics(report)
     return RunResult(model=ctx.core, history=ctx.history, metrics=metrics, report=report, run_dir=final,
                      paths=paths, context=ctx)

@@ -63,6 +63,7 @@ class DataConfig(Section):
     max_rows: Optional[int] = Field(None, ge=1)
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
+    positive_class: Optional[str] = None  # binary tasks: the class reported as positive (tfresp/data/labels.py)
 
 
 class ModelConfig(Section):
