@@ -66,7 +66,8 @@ def test_threshold_bounds_the_release_of_a_single_row_key():
 def test_unique_category_row_changes_nothing_exported(monkeypatch):
     df = _frame()
     # unique values that sort last, so both fits draw the same noise for every shared key (a coupling)
-    extra = pd.DataFrame({"age": [88.0], "hours": [99.0], "job": ["zzz-zorblax-inspector"], "country": ["zzz-atlantis"]})
+    extra = pd.DataFrame({"age": [88.0], "hours": [99.0], "job": ["zzz-zorblax-inspector"],
+                          "country": ["zzz-atlantis"]})
     neighbour = pd.concat([df, extra], ignore_index=True)
     # control (the old code): the non-DP vocabulary grows by the row's unique categories
     assert TabularPreprocessor.fit(neighbour, COLS).encoded_dim == TabularPreprocessor.fit(df, COLS).encoded_dim + 2
@@ -77,7 +78,8 @@ def test_unique_category_row_changes_nothing_exported(monkeypatch):
     assert pre_a.encoded_names == pre_b.encoded_names
     for a, b in zip(pre_a.spec, pre_b.spec):
         if a["kind"] == "categorical":
-            assert a["vocab"] == b["vocab"] and "zzz-zorblax-inspector" not in b["vocab"] and "zzz-atlantis" not in b["vocab"]
+            assert a["vocab"] == b["vocab"]
+            assert "zzz-zorblax-inspector" not in b["vocab"] and "zzz-atlantis" not in b["vocab"]
         else:
             assert list(a["clip"]) == list(b["clip"])
             # the row moves the released mean by far less than the noise std of that mean
