@@ -201,8 +201,11 @@ def make_budget(config, memory=None):
 
 
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
-                  resume: bool = False) -> RunResult:
-    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`."""
+                  resume: bool = False, model=None) -> RunResult:
+    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`.
+
+    ``model``: the user's ``keras.Model`` or builder ``fn(input_spec)`` (``model.kind: keras``).
+    """
     from tfresp.export.saved_model import export_saved_model
     from tfresp.report.writer import finalize_report
 
@@ -224,7 +227,12 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
                          quiet=quiet, budget=budget)
         ctx.state.update(target=target, resume_point=resume_point)
         with strategy.scope():
-            ctx.core = build_core(config, data)
+            if model is not None:
+                from tfresp.models.registry import build_user_core
+
+                ctx.core, ctx.state["model_extra"] = build_user_core(config, data, model)
+            else:
+                ctx.core = build_core(config, data)
             if config.task == "mlm":
                 from tfresp.tasks.mlm import MlmModel
 
