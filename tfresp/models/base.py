@@ -59,7 +59,22 @@ def per_example_loss_fn(loss):
         cfg = loss.get_config()
         cfg["reduction"] = keras.losses.Reduction.NONE
         return type(loss).from_config(cfg)
-    return loss  # Keras loss functions already return one value per example
+    return _PerExampleFunction(loss)
+
+
+class _PerExampleFunction(keras.losses.Loss):
+    """A Keras loss function as an unreduced ``Loss``; ``y`` ``[B]`` meets a ``[B, 1]`` output as ``[B, 1]``
+    (what Keras' compile does for such functions, via a private wrapper we do not import)."""
+
+    def __init__(self, fn):
+        super().__init__(reduction=keras.losses.Reduction.NONE, name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        if (y_true.shape.rank is not None and y_pred.shape.rank == y_true.shape.rank + 1
+                and y_pred.shape[-1] == 1):
+            y_true = tf.expand_dims(y_true, -1)
+        return self.fn(y_true, y_pred)
 
 
 def loss_from_logits(loss) -> Optional[bool]:
@@ -139,7 +154,7 @@ class ResponsibleModel(keras.Model):
         if loss is not None:
             check_loss_matches_output(self.core, loss)
             self._loss_fn = per_example_loss_fn(loss)
-        self._user_metrics = bool(metrics)
+        self._user_metrics = bool(metrics) or bool(kwargs.get("weighted_metrics"))
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     def call(self, inputs, training=False):
