@@ -203,7 +203,8 @@ class ResponsibleModel(keras.Model):
         """Apply ``extras['sample_weight']`` to a per-example loss ``[B]`` and add the concerns' per-example terms."""
         w = extras.get("sample_weight") if isinstance(extras, dict) else None
         if w is not None:
-            loss = loss * tf.reshape(tf.cast(w, loss.dtype), tf.shape(loss))
+            w = tf.cast(w, loss.dtype)
+            loss = loss * (w if w.shape.rank == 1 else tf.reshape(w, tf.shape(loss)))  # Keras may give [B, 1]
         for term in self.per_example_losses:
             loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
         return loss
