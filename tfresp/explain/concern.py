@@ -157,6 +157,14 @@ def _tabular(ctx, cfg) -> dict:
     section["global_importance"]["plot"] = f"plots/{p.name}"
     section["plots"].append(f"plots/{p.name}")
     timings["global_seconds"] = time.perf_counter() - t
+    if cfg.shap:
+        from tfresp.explain.shap_explain import tabular_section
+
+        t = time.perf_counter()
+        sidx = gidx[:cfg.shap_rows]
+        section["shap"] = tabular_section(ctx, cfg, sidx, ig(sidx)[2], plots_dir)
+        section["plots"].append(section["shap"]["plot"])
+        timings["shap_seconds"] = time.perf_counter() - t
 
     # misclassified examples per sensitive group
     if pred is not None and test.groups:
