@@ -1,6 +1,8 @@
 """``tfresp.fit``: the Python front of the builder."""
 from __future__ import annotations
 
+import os
+
 from tfresp.config import load_config
 from tfresp.errors import ConfigError, DataError
 
@@ -96,7 +98,9 @@ def fit(config=None, *, model=None, data=None, out=None, overwrite: bool = False
                         "arrays or a DataFrame with one record per row")
     from tfresp import rundir  # path problems too are reported before TensorFlow is imported
 
-    rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume)
+    protect = [cfg.data.source] + ([config] if isinstance(config, (str, os.PathLike)) else [])
+    rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume,
+                        protect=protect)
     if is_dataset:
         data = dataset_to_arrays(data)
     from tfresp.builder import build_and_run  # imports TensorFlow: after the config is known to be valid

@@ -77,4 +77,5 @@ def test_run_report_has_shap_with_additivity_and_ig_cross_check(tmp_path):
     ex = sec["examples"][0]
     assert sum(ex["values"].values()) == pytest.approx(ex["f_x"] - sec["expected_value"], abs=1e-4)
     assert sec["ig_cross_check"]["global"] is not None
+    assert sec["ig_cross_check"]["per_row_mean"] > 0  # same target class: attributions agree in sign/rank
     assert (r.run_dir / sec["plot"]).is_file()

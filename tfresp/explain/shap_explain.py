@@ -108,9 +108,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> Optional[float]:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def tabular_section(ctx, cfg, rows_idx: np.ndarray, ig_columns: Optional[np.ndarray], plots_dir) -> dict:
+def tabular_section(ctx, cfg, rows_idx: np.ndarray, ig_columns_fn, plots_dir) -> dict:
     """The report's ``explanations.shap`` for a tabular run: per-row values, additivity, IG cross-check, a global
-    summary (mean |φ| per column) and its plot."""
+    summary (mean |φ| per column) and its plot.
+
+    ``ig_columns_fn(rows, target)`` returns integrated-gradients attributions per raw column toward the same class
+    (``None`` to skip the cross-check)."""
     from tfresp.explain import plots
 
     data = ctx.data
@@ -137,12 +140,13 @@ def tabular_section(ctx, cfg, rows_idx: np.ndarray, ig_columns: Optional[np.ndar
                          "values": {c: float(v) for c, v in zip(res["columns"], values[k])}}
                         for k, r in enumerate(rows_idx)],
            "global_importance": importance, "seconds": res["seconds"]}
+    ig_columns = None if ig_columns_fn is None else ig_columns_fn(rows_idx, np.full(len(rows_idx), target))
     if ig_columns is not None and ig_columns.shape == values.shape:
         per_row = [spearman(values[k], ig_columns[k]) for k in range(len(values))]
         per_row = [v for v in per_row if v is not None]
         sec["ig_cross_check"] = {
-            "metric": "Spearman rank correlation of per-column attributions (SHAP vs integrated gradients) on the "
-                      "same rows; the two use different baselines (background distribution vs IG baseline row), "
+            "metric": "Spearman rank correlation of per-column attributions toward the same class (SHAP vs "
+                      "integrated gradients) on the same rows; the two use different baselines (background distribution vs IG baseline row), "
                       "so agreement in ranking, not equality, is expected",
             "per_row_mean": float(np.mean(per_row)) if per_row else None,
             "global": spearman(np.abs(values).mean(axis=0), np.abs(ig_columns).mean(axis=0))}
