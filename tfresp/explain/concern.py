@@ -92,12 +92,12 @@ def _tabular(ctx, cfg) -> dict:
     # integrated gradients over the encoded vector (always used for the global view)
     # Under DP the mean baseline and LIME's training statistics come from the DP preprocessing statistics
     # (post-processing), never from the private rows themselves.
-    private = ctx.budget is not None
+    private = ctx.config.privacy is not None  # also when `tfresp audit` re-runs this on a DP run (no budget there)
     if cfg.ig_baseline == "mean":
         baseline = pre.mean_row() if private else data.train.x.mean(axis=0)
     else:
         baseline = np.zeros(data.train.x.shape[1])
-    if private:
+    if private and ctx.budget is not None:
         _covered_by_preprocessing(ctx.budget, "explain.ig_baseline" if cfg.ig_baseline == "mean" else None,
                                   "explain.lime_training_statistics" if cfg.method in ("lime", "both") else None)
     path = igm.GradientPath(lambda x: tf.nn.softmax(core(x, training=False)), data.train.x.shape[1:],
