@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -62,6 +62,11 @@ class DataConfig(Section):
     max_rows: Optional[int] = Field(None, ge=1)
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
+    # data checks (tfresp/data/checks.py): missing feature values are an error or imputed (median /
+    # most frequent value of the training split, or the public values declared in impute_values)
+    missing: Literal["error", "impute"] = "error"
+    impute_values: Optional[Dict[str, Union[float, str]]] = None
+    min_class_rows: int = Field(5, ge=1)
 
 
 class ModelConfig(Section):
