@@ -219,7 +219,7 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
     if isinstance(dc.split.test, str) and dc.split.test != "official":
         from tfresp.data.sources import load_file
 
-        test_frames, test_info = load_file(dc.split.test, dc.format)
+        test_frames, test_info = load_file(dc.split.test, dc.format, "data.split.test")
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         split_mode = "official"
