@@ -169,8 +169,12 @@ def signature_inputs(layout, columns: Dict[str, object]) -> Dict[str, tf.Tensor]
         return {k: tf.convert_to_tensor(v) for k, v in columns.items()}
     out = {name: tf.convert_to_tensor(columns[raw]) for raw, name in layout["inputs"].items()}
     if layout.get("packed"):
-        cols = [np.asarray(columns[c], dtype=np.float32) for c in layout["packed"]["columns"]]
-        out[layout["packed"]["name"]] = tf.constant(np.stack(cols, axis=1) if cols else np.zeros((0, 0), np.float32))
+        cols = [columns[c] for c in layout["packed"]["columns"]]
+        if any(isinstance(v, tf.Tensor) for v in cols):  # also inside a tf.function (e.g. LIME's predictor)
+            block = tf.stack([tf.cast(tf.reshape(v, [-1]), tf.float32) for v in cols], axis=1)
+        else:
+            block = tf.constant(np.stack([np.asarray(v, np.float32).reshape(-1) for v in cols], axis=1))
+        out[layout["packed"]["name"]] = block
     return out
 
 
