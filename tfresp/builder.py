@@ -242,6 +242,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
             from tfresp.export.tflite import export_tflite
 
             export_tflite(ctx, config.export.tflite)
+        if config.export.saved_model and config.task == "classification":
+            from tfresp.monitoring.profile import write_reference
+
+            write_reference(ctx)  # RUN/monitor/reference.json: what `tfresp monitor` compares new batches with
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
         report = finalize_report(ctx)
         checkpointing.move_into_run(target, stage)

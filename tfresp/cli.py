@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a finished run")
     x.add_argument("run")
     x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[])
+    from tfresp.commands.monitor import add_parser as _monitor_parser
+
+    _monitor_parser(sub)
     return p
 
 
