@@ -50,7 +50,9 @@ class TabularPreprocessor(tf.Module):
 
     def __init__(self, spec: List[dict]):
         super().__init__(name="tabular_preprocessor")
-        self.spec = spec
+        # plain Python (not tracked): a tracked list of one dict per column made SavedModel save/load of
+        # wide data slow; the fitted values live in the graph as constants and in preprocessing/tabular.json
+        self.spec = self._no_dependency(spec)
         self._tables = {}
         for col in spec:
             if col["kind"] == "categorical":
@@ -64,7 +66,7 @@ class TabularPreprocessor(tf.Module):
         """Vectorised transform: numeric columns as one block, then one-hots, then one gather back to
         the spec order (one op per column made the serving graph, and its export, slow for wide data)."""
         num = [c for c in self.spec if c["kind"] == "numeric"]
-        self._numeric = [c["name"] for c in num]
+        self._numeric = self._no_dependency([c["name"] for c in num])
         self._mean = np.asarray([c["mean"] for c in num], np.float32)
         self._std = np.asarray([c["std"] for c in num], np.float32)
         self._fill = np.asarray([c.get("impute", 0.0) for c in num], np.float32)

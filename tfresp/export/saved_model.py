@@ -131,7 +131,8 @@ def save_module(module, signature_input, path: Path) -> Path:
     """
     layout = getattr(module, "layout", None)
     if layout is not None and isinstance(module.preprocessor, tf.Module):
-        extra = {k: v for k, v in signature_input.items() if k not in dict(module.preprocessor.input_signature())}
+        own = dict(module.preprocessor.input_signature())
+        extra = {k: v for k, v in signature_input.items() if k not in own}
         signature_input = _signature_spec(module.preprocessor, layout, extra)
     # autograph off: the serving graph has no data-dependent Python control flow, and converting one
     # loop iteration per column was a large part of the export time of wide data
