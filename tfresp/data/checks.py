@@ -155,9 +155,10 @@ def _to_float(v: str) -> float:
 
 
 def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Problems,
-                train: Optional[pd.DataFrame] = None) -> List[str]:
+                train: Optional[pd.DataFrame] = None, with_counts: bool = True) -> List[str]:
     """Missing labels, near-duplicate label values and rare classes (counted in ``train`` when given,
-    a separate test file's classes are checked against training later); returns warnings."""
+    a separate test file's classes are checked against training later); returns warnings (without counts
+    under DP: the report must not carry statistics of the private rows outside the budget)."""
     s = frame[label]
     n_missing = int(s.isna().sum())
     if n_missing:
@@ -183,7 +184,8 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
                      "data.min_class_rows")
     for k, n in counts.items():
         if n >= min_rows and n < RARE_FRACTION * len(s):
-            warnings.append(f"class {k!r} of {label!r} is rare ({int(n)} of {len(s)} rows)")
+            counts_text = f" ({int(n)} of {len(s)} rows)" if with_counts else " (under 1% of the rows)"
+            warnings.append(f"class {k!r} of {label!r} is rare{counts_text}")
     return warnings
 
 

@@ -181,7 +181,8 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
         notes["parsed_numeric"] = parsed
     if label in names:
         both = pd.concat([df for df in frames.values()], ignore_index=True) if len(frames) > 1 else frames["train"]
-        notes["warnings"] += checks.check_label(both, label, dc.min_class_rows, problems, frames["train"])
+        notes["warnings"] += checks.check_label(both, label, dc.min_class_rows, problems, frames["train"],
+                                                with_counts=config.privacy is None)
     checks.check_missing(list(frames.values()), features, dc.missing, problems)
     sens = list(dc.sensitive) + list((config.fairness.sensitive or []) if config.fairness else [])
     for df in frames.values():

@@ -137,7 +137,11 @@ def load_memory(data):
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
     _check_columns(df, "data")
-    digest = _sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+    try:
+        hashed = pd.util.hash_pandas_object(df, index=False)
+    except TypeError:  # unhashable cells (lists, dicts): hash their text; the data checks refuse them by name
+        hashed = pd.util.hash_pandas_object(df.astype(str), index=False)
+    digest = _sha256(hashed.values.tobytes())
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
 
 
