@@ -96,10 +96,10 @@ def _require_columns(df: pd.DataFrame, cols: List[str], field: str):
 
 def _categorical_missing(df: pd.DataFrame, cols: List[str]):
     """Missing categorical values become the category ``<missing>`` (when not imputed)."""
+    numeric = set(df.select_dtypes(include="number").columns) - set(df.select_dtypes(include="bool").columns)
     for c in cols:
-        s = df[c]
-        if column_kind(s) != "numeric" and s.isna().any():
-            df[c] = s.astype(object).where(~s.isna(), "<missing>")
+        if c not in numeric and df[c].isna().any():
+            df[c] = df[c].astype(object).where(~df[c].isna(), "<missing>")
 
 
 def _fit_imputation(config, train_df: pd.DataFrame, frames, features, problems) -> Dict[str, dict]:

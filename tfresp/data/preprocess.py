@@ -67,6 +67,7 @@ class TabularPreprocessor(tf.Module):
         the spec order (one op per column made the serving graph, and its export, slow for wide data)."""
         num = [c for c in self.spec if c["kind"] == "numeric"]
         self._numeric = self._no_dependency([c["name"] for c in num])
+        self._numeric_pos = self._no_dependency({n: i for i, n in enumerate(self._numeric)})
         self._mean = np.asarray([c["mean"] for c in num], np.float32)
         self._std = np.asarray([c["std"] for c in num], np.float32)
         self._fill = np.asarray([c.get("impute", 0.0) for c in num], np.float32)
@@ -160,21 +161,28 @@ class TabularPreprocessor(tf.Module):
         x = tf.concat(parts, axis=1)
         return x if self._order is None else tf.gather(x, self._order, axis=1)
 
-    def frame_to_inputs(self, df: pd.DataFrame) -> Dict[str, np.ndarray]:
+    def frame_to_inputs(self, df: pd.DataFrame, numeric: bool = True) -> Dict[str, np.ndarray]:
+        """Raw columns as arrays; ``numeric=False`` leaves out numeric columns (see :meth:`numeric_block`)."""
+        missing = [c["name"] for c in self.spec if c["name"] not in df.columns]
+        if missing:
+            raise DataError(f"Invalid value for `data`: column(s) {missing[:20]} are missing from the rows to encode")
         out = {}
+        block = self.numeric_block(df) if numeric else None
         for c in self.spec:
-            if c["name"] not in df.columns:
-                raise DataError(f"Invalid value for `data`: column {c['name']!r} is missing from the rows to encode")
-            s = df[c["name"]]
             if c["kind"] == "numeric":
-                out[c["name"]] = s.astype("float32").to_numpy()
+                if numeric:
+                    out[c["name"]] = block[:, self._numeric_pos[c["name"]]]
             else:
-                out[c["name"]] = s.astype(str).fillna(MISSING).to_numpy().astype(object)
+                out[c["name"]] = df[c["name"]].astype(str).fillna(MISSING).to_numpy().astype(object)
         return out
 
+    def numeric_block(self, df: pd.DataFrame) -> np.ndarray:
+        """The numeric columns of ``df`` as one float32 [rows, n_numeric] array (spec order)."""
+        return df[self._numeric].to_numpy(np.float32) if self._numeric else np.zeros((len(df), 0), np.float32)
+
     def transform_frame(self, df: pd.DataFrame) -> np.ndarray:
-        inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df).items()}
-        return self.transform(inputs).numpy()
+        inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df, numeric=False).items()}
+        return self.transform_packed(tf.constant(self.numeric_block(df)), inputs).numpy()
 
     # -- persistence ---------------------------------------------------------------------
     def to_json(self) -> dict:

@@ -65,7 +65,8 @@ def serving_layout(preprocessor, extra_inputs: Dict[str, tf.TensorSpec] = None) 
     numeric = [c["name"] for c in getattr(preprocessor, "spec", []) if isinstance(c, dict)
                and c.get("kind") == "numeric"]
     packed = len(numeric) > PACK_NUMERIC_ABOVE and hasattr(preprocessor, "transform_packed")
-    per_column = [c for c in signature if not (packed and c in numeric)]
+    numeric_set = set(numeric) if packed else set()
+    per_column = [c for c in signature if c not in numeric_set]
     per_column += [c for c in (extra_inputs or {}) if c not in per_column]
     names = safe_names(per_column, reserved=[PACKED_NAME] if packed else [])
     return {"signature": "serving_default",
@@ -182,11 +183,17 @@ def signature_inputs(layout, columns: Dict[str, object]) -> Dict[str, tf.Tensor]
 def raw_inputs(preprocessor, frame, limit=None, extra=()):
     """``serving_default`` keyword arguments for the rows of ``frame`` (raw columns)."""
     df = frame if limit is None else frame.iloc[:limit]
+    layout = serving_layout(preprocessor, {k: tf.TensorSpec([None], tf.string) for k in extra})
+    if layout["packed"]:  # wide data: one array for the numeric block, not one per column
+        columns = dict(preprocessor.frame_to_inputs(df, numeric=False))
+        out = signature_inputs({**layout, "packed": None}, {**columns, **{
+            k: df[k].astype(str).to_numpy().astype(object) for k in extra}})
+        out[PACKED_NAME] = tf.constant(preprocessor.numeric_block(df))
+        return out
     columns = dict(preprocessor.frame_to_inputs(df))
-    extra_specs = {k: tf.TensorSpec([None], tf.string) for k in extra}
     for k in extra:
         columns[k] = df[k].astype(str).to_numpy().astype(object)
-    return signature_inputs(serving_layout(preprocessor, extra_specs), columns)
+    return signature_inputs(layout, columns)
 
 
 def write_layout(layout, run_dir: Path) -> Path:
