@@ -126,7 +126,7 @@ def test_nan_and_infinite_values_reported_together(work):
     df["c"] = 1.0
     df.loc[3, "a"] = np.nan
     df.loc[4, "c"] = np.inf
-    line = _refused(work, df, "data", "missing numeric values", "infinite values", "'c': 1")
+    line = _refused(work, df, "data", "missing (NaN) numeric values", "infinite values", "'c': 1")
     assert line.count("|") >= 1
 
 
@@ -156,7 +156,7 @@ def test_every_problem_in_one_message(work):
     df = frame().assign(y=lambda d: np.where(d.y == 1, "yes", "no"))
     df.loc[[0, 1], "y"] = "Yes"
     df.loc[[2], "a"] = np.nan
-    line = _refused(work, df, "data.label", "data.sensitive", "fairness.privileged.g", "missing numeric",
+    line = _refused(work, df, "data.label", "data.sensitive", "fairness.privileged.g", "missing (NaN) numeric",
                     data={"sensitive": ["g", "sex"]}, fairness={"privileged": {"g": "x"}})
     assert "problems with the data" in line
 

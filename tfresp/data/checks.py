@@ -204,7 +204,7 @@ def check_missing(frames: List[pd.DataFrame], features: List[str], mode: str, pr
             for c in np.flatnonzero(counts):
                 name[numeric[c]] = name.get(numeric[c], 0) + int(counts[c])
     if nan_counts and mode != "impute":
-        problems.add("data", f"missing numeric values in {len(nan_counts)} column(s)", f"{nan_counts}",
+        problems.add("data", f"missing (NaN) numeric values in {len(nan_counts)} column(s)", f"{nan_counts}",
                      "set data.missing: impute (median of the training split), or clean the data")
     if inf_counts:
         problems.add("data", f"infinite values in {len(inf_counts)} column(s)", f"{inf_counts}",

@@ -171,6 +171,8 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
     features = dc.features if dc.features is not None else [c for c in names if c not in excluded]
     features = [c for c in features if c in names and all(c in df.columns for df in frames.values())]
+    if dc.text:
+        features = []  # a text model reads only the text column
     used = features + [c for c in [label] if c in names]
     checks.check_types(both, used, problems)
     parsed = {}
