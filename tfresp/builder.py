@@ -140,6 +140,14 @@ def plan(ctx: RunContext) -> List[Any]:
 
 def train(ctx: RunContext) -> None:
     cfg = ctx.config
+    if cfg.federated is not None:  # rounds of local training on simulated clients instead of one model.fit
+        from tfresp.federated.train import fit_federated
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_federated(ctx)
+        ctx.timings["fit_seconds"] = time.perf_counter() - t0
+        ctx.timings["fit_cpu_seconds"] = time.process_time() - c0
+        return
     if cfg.train.class_weight == "balanced":
         w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
         ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes)
@@ -202,12 +210,27 @@ def make_budget(config, memory=None):
 
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
                   resume: bool = False) -> RunResult:
-    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`."""
+    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`.
+
+    The target is locked for the whole run (a second run on it is refused); a run that fails leaves only
+    the checkpoints ``--resume`` needs (see :func:`tfresp.checkpointing.after_failure`).
+    """
+    target = rundir.resolve_out(out if out is not None else config.out, config.name)
+    with rundir.locked(target) as run_id:
+        before = checkpointing.latest_marker(target)
+        try:
+            return _build_and_run(config, target, run_id, overwrite=overwrite, quiet=quiet, memory=memory,
+                                  resume=resume)
+        except BaseException as exc:
+            checkpointing.after_failure(target, before, exc)
+            raise
+
+
+def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) -> RunResult:
     from tfresp.export.saved_model import export_saved_model
     from tfresp.report.writer import finalize_report
 
-    target = rundir.resolve_out(out if out is not None else config.out, config.name)
-    rundir.check_target(target, overwrite, resume)
+    rundir.check_target(target, overwrite, resume, protect=[config.data.source])
     # Before any TF op: MultiWorkerMirroredStrategy must configure collectives at program start.
     strategy, sname = pick_strategy(config.distribute)
     resume_point = checkpointing.check_resume(target, config, resume, overwrite)
@@ -218,7 +241,7 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     if config.train.batch_size > len(data.train):
         raise ConfigError([("train.batch_size", config.train.batch_size,
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])
-    stage = rundir.staging_dir(target)
+    stage = rundir.staging_dir(target, run_id)
     try:
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
                          quiet=quiet, budget=budget)
@@ -255,6 +278,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         rundir.discard(stage)
         raise
     paths = {k: str(final / v) for k, v in ctx.artifacts.items()}
-    metrics = report.get("evaluation", {}).get("test", {})
+    from tfresp.evaluation.served import raw_metrics, served_metrics
+
+    metrics = dict(served_metrics(report))  # the model as served (post-processing included), raw beside it
+    if raw_metrics(report) is not None:
+        metrics["raw_model"] = raw_metrics(report)
     return RunResult(model=ctx.core, history=ctx.history, metrics=metrics, report=report, run_dir=final,
                      paths=paths, context=ctx)

@@ -76,9 +76,10 @@ def _ckpt_root(target: Path) -> Path:
     return work_dir(target) / "checkpoints"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # created with ``mode`` from the start (os.open), so a secret is never readable by others, not even briefly
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -369,19 +370,22 @@ class CheckpointSaver(keras.callbacks.Callback):
         if es is not None:
             state["early_stopping"] = {"wait": int(es.wait), "stopped_epoch": int(es.stopped_epoch),
                                        "best": float(es.best), "best_epoch": int(getattr(es, "best_epoch", 0))}
-        self.root.mkdir(parents=True, exist_ok=True)
+        # the working dir holds the secret DP seeds (state.json): owner-only dirs (0700) and files (0600)
+        for d in (self.root.parent, self.root):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
         if self.config_yaml and not (self.root.parent / "config.yaml").exists():
             _atomic_write_text(self.root.parent / "config.yaml", self.config_yaml)
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         self.ckpt.write(str(tmp / "ckpt"))
         if not self.write:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         if es is not None and es.best_weights is not None:
             np.savez(tmp / "early_stopping.npz", **{f"w{i}": w for i, w in enumerate(es.best_weights)})
-        _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default))
+        _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
         final = self.root / name
         if final.exists():
             shutil.rmtree(final)
@@ -533,6 +537,8 @@ def move_into_run(target: Path, stage: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         for state_file in src.glob("*/state.json"):
             scrub_secrets(state_file)
+            os.chmod(state_file.parent, 0o755)  # secrets gone: the shared run dir gets ordinary modes
+        os.chmod(src, 0o755)
         dst = stage / "checkpoints"
         if dst.exists():
             shutil.rmtree(dst)
@@ -552,3 +558,34 @@ def variables_digest(ckpt_prefix: str) -> str:
         h.update(name.encode())
         h.update(np.asarray(reader.get_tensor(name)).tobytes())
     return h.hexdigest()
+
+
+# -- after a failed run --------------------------------------------------------------------------
+def latest_marker(target: Path):
+    """``(mtime_ns, text)`` of the working directory's ``latest`` checkpoint pointer, or None."""
+    latest = _ckpt_root(target) / "latest"
+    try:
+        return latest.stat().st_mtime_ns, latest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def after_failure(target: Path, before, exc: BaseException) -> None:
+    """Clean up after a failed run: keep only what ``--resume`` needs, and say so.
+
+    A working directory without a checkpoint (a failure before the first step) holds nothing resumable but may
+    hold secrets (the DP noise seed): it is removed. One with a checkpoint written by this run is kept, and a
+    note on stderr says how to resume or discard it (a SIGTERM's own message already says it).
+    """
+    import sys
+
+    wd = work_dir(target)
+    if wd.is_symlink() or not wd.is_dir():
+        return
+    now = latest_marker(target)
+    if now is None:
+        shutil.rmtree(wd, ignore_errors=True)
+        return
+    if now != before and not isinstance(exc, Preempted):
+        print(f"tfresp: note: the failed run's checkpoints are kept in {wd}; rerun the same command with "
+              "--resume to continue from the last one, or with --overwrite to discard them", file=sys.stderr)

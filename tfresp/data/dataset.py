@@ -10,6 +10,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfresp.data import checks
+from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.sources import load_source
 from tfresp.errors import DataError
@@ -269,7 +270,7 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
     checks.check_splits({"train": train_df, "validation": val_df, "test": test_df}, problems)
     problems.raise_if_any()
 
-    classes = sorted(train_df[label].astype(str).unique().tolist())
+    classes = order_classes(sorted(train_df[label].astype(str).unique().tolist()), dc.positive_class)
     if len(classes) < 2:
         problems.add("data.label", f"column {label!r} has a single class {classes} in the training split; "
                      "classification needs at least two", None, "check the label column")

@@ -216,8 +216,11 @@ def export_saved_model(ctx) -> dict:
     sig = loaded.signatures["serving_default"]
     n = min(1000, len(ctx.data.test))
     inputs = raw_inputs(ctx.data.preprocessor, ctx.data.test.frame, n, extra=list(extra_inputs))
-    served = sig(**inputs)["probabilities"].numpy()
+    outputs = sig(**inputs)
+    served = outputs["probabilities"].numpy()
     direct = ctx.predict_proba(ctx.data.test.x[:n])
+    audited = ctx.state.get("served_class_id_test")  # decisions the report's served metrics come from
+    mismatches = None if audited is None else int(np.sum(outputs["class_id"].numpy() != np.asarray(audited)[:n]))
     diff = float(np.max(np.abs(served - direct)))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     layout = module.layout
@@ -230,4 +233,6 @@ def export_saved_model(ctx) -> dict:
                               "layout_file": "preprocessing/serving_inputs.json",
                               "outputs": ["logits", "probabilities", "class_id", "class_name"],
                               "roundtrip_rows": n, "roundtrip_max_abs_diff": diff, "bytes": int(size)}
+    if mismatches is not None:
+        section["saved_model"]["roundtrip_class_id_mismatches"] = mismatches
     return section["saved_model"]
