@@ -205,7 +205,8 @@ def check_missing(frames: List[pd.DataFrame], features: List[str], mode: str, pr
                 name[numeric[c]] = name.get(numeric[c], 0) + int(counts[c])
     if nan_counts and mode != "impute":
         problems.add("data", f"missing (NaN) numeric values in {len(nan_counts)} column(s)", f"{nan_counts}",
-                     "set data.missing: impute (median of the training split), or clean the data")
+                     "set data.missing: impute (median of the training split; under DP declare the fill values "
+                     "in data.impute_values), or clean the data")
     if inf_counts:
         problems.add("data", f"infinite values in {len(inf_counts)} column(s)", f"{inf_counts}",
                      "replace them with finite numbers")
