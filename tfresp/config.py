@@ -72,7 +72,12 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    kind: Literal["mlp", "cnn", "bert", "checkpoint"] = "mlp"
+    """The core model. ``kind: keras`` is the user's own ``keras.Model`` (or builder) passed as
+    ``tfresp.fit(config, model=...)``; ``outputs`` says whether it outputs logits or probabilities when tfresp
+    cannot tell (``auto``: read from the output layer, or from the outputs of a subclassed model)."""
+
+    kind: Literal["mlp", "cnn", "bert", "checkpoint", "keras"] = "mlp"
+    outputs: Literal["auto", "logits", "probabilities"] = "auto"
     hidden: List[int] = [64, 32]
     dropout: float = Field(0.0, ge=0, lt=1)
     activation: str = "relu"
