@@ -153,3 +153,12 @@ def test_dp_imputation_uses_only_the_declared_public_value():
     assert bundle.summary()["imputation"]["a"] == {"value": 7.0, "from": "declared in data.impute_values"}
     filled = bundle.train.frame["a"].to_numpy()
     assert not np.isnan(filled).any() and (filled == 7.0).sum() > 0
+
+
+def test_utf8_bytes_are_text_but_binary_bytes_are_refused():
+    df = _frame()
+    df["y"] = df["y"].map(lambda v: v.encode())  # what a tf.data string tensor yields
+    assert _prepare_memory(df).classes == ["no", "yes"]
+    df["blob"] = [b"\xff\xfe"] * len(df)
+    with pytest.raises(DataError, match="'blob' holds \\['bytes'\\]"):
+        _prepare_memory(df)

@@ -137,12 +137,26 @@ def load_memory(data):
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
     _check_columns(df, "data")
+    _decode_text_bytes(df)
     try:
         hashed = pd.util.hash_pandas_object(df, index=False)
     except TypeError:  # unhashable cells (lists, dicts): hash their text; the data checks refuse them by name
         hashed = pd.util.hash_pandas_object(df.astype(str), index=False)
     digest = _sha256(hashed.values.tobytes())
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
+
+
+def _decode_text_bytes(df: pd.DataFrame) -> None:
+    """Columns of UTF-8 ``bytes`` (tf.data string tensors) become ``str`` in place; binary data stays
+    bytes, and the data checks refuse it by name."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object or not len(s) or not all(isinstance(v, bytes) for v in s.iloc[:1000]):
+            continue
+        try:
+            df[col] = s.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+        except UnicodeDecodeError:
+            continue
 
 
 def _flatten_tfds_frame(df: pd.DataFrame, features) -> pd.DataFrame:
