@@ -64,6 +64,11 @@ class DataConfig(Section):
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
     positive_class: Optional[str] = None  # binary tasks: the class reported as positive (tfresp/data/labels.py)
+    # data checks (tfresp/data/checks.py): missing feature values are an error or imputed (median /
+    # most frequent value of the training split, or the public values declared in impute_values)
+    missing: Literal["error", "impute"] = "error"
+    impute_values: Optional[Dict[str, Union[float, str]]] = None
+    min_class_rows: int = Field(5, ge=1)
     #: declared (public) category lists ``{column: [values]}``: the one-hot vocabulary, no privacy cost
     categories: Optional[Dict[str, List[Union[str, int, float, bool]]]] = None
     #: declared (public) numeric ranges ``{column: [lo, hi]}``: the column is clipped and scaled to [-1, 1]
