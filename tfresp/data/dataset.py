@@ -384,6 +384,15 @@ def _check_declared(train_df: pd.DataFrame, features: List[str], dc) -> None:
         raise DataError("Invalid declared preprocessing: " + " | ".join(problems))
 
 
+def _serving_names(pre) -> dict:
+    """Export feasibility, checked before training: the SavedModel input name of every column."""
+    from tfresp.export.saved_model import serving_layout
+
+    layout = serving_layout(pre)
+    renamed = {raw: name for raw, name in layout["inputs"].items() if raw != name}
+    return {"renamed": renamed, "packed_numeric_columns": len(layout["packed"]["columns"]) if layout["packed"] else 0}
+
+
 def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int,
                  drop_remainder: bool = False) -> tf.data.Dataset:
     """``(x, y, extras)`` batches with prefetch; ``extras`` always has ``sample_weight``.
