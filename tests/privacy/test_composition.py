@@ -25,7 +25,8 @@ def test_reweigh_counts_spend_is_inside_the_target(tmp_path):
     sgd = spends["privacy.dp_sgd"]["params"]
     acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
         sgd["sampling_rate"], dp_accounting.GaussianDpEvent(sgd["noise_multiplier"])), sgd["steps"]))
-    assert p["epsilon"] == pytest.approx(acc.get_epsilon(p["delta"]), rel=1e-6)
+    assert p["budget"]["accounting_delta"] == pytest.approx(p["delta"] - p["budget"]["extra_delta"])
+    assert p["epsilon"] == pytest.approx(acc.get_epsilon(p["budget"]["accounting_delta"]), rel=1e-6)
     assert 0.97 * 2.0 <= p["epsilon"] <= 2.0  # σ calibrated against the composition, not ε subtraction
     assert p["dp_sgd_epsilon"] + spends["fairness.reweigh_counts"]["params"]["epsilon"] > p["epsilon"]
     assert "fairness.reweigh_counts (laplace" in p["statement"]

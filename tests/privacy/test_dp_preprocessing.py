@@ -204,3 +204,23 @@ def test_resume_reuses_the_checkpointed_preprocessing_and_spends(monkeypatch):
     assert fresh.delta == budget.delta and fresh.epsilon() == pytest.approx(budget.epsilon())
     assert sorted((c.item, c.status) for c in fresh.coverage) == sorted((c.item, c.status) for c in budget.coverage)
     np.testing.assert_allclose(extra["class_counts"], [10.5, 3.2])
+
+
+def test_histogram_threshold_delta_is_taken_from_the_run_delta():
+    """A spend with its own δ term (the histogram threshold) leaves less δ for the composed ε, so the whole run
+    stays (ε, δ)-DP; report --check re-derives the same number."""
+    import dp_accounting
+
+    from tfresp.privacy.budget import PrivacyBudget
+    from tfresp.privacy.verify import problems
+
+    b = PrivacyBudget(3.0, 1e-5)
+    b.spend("preprocessing.histogram", dp_accounting.GaussianDpEvent(5.0), mechanism="gaussian",
+            params={"noise_multiplier": 5.0, "sensitivity": 1.0, "std": 5.0, "delta": 1e-6}, covers=["x"])
+    b.spend_gaussian("other", noise_multiplier=2.0, sensitivity=1.0, covers=["y"])
+    assert b.accounting_delta == pytest.approx(9e-6)
+    assert b.epsilon() == pytest.approx(b.epsilon(delta=9e-6)) and b.epsilon() > b.epsilon(delta=1e-5)
+    report = {"privacy": {"epsilon": b.epsilon(), "delta": 1e-5, "budget": b.section()}}
+    assert problems(report) == []
+    report["privacy"]["epsilon"] = b.epsilon(delta=1e-5)  # ε at the full δ would under-state the guarantee
+    assert problems(report)

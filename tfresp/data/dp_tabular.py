@@ -71,11 +71,12 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
     summary = {"epsilon": epsilon if (cat_cols or num_cols) else 0.0, "declared": sorted(set(categories) | set(ranges)),
                "dropped_columns": [], "kept_values": {}}
     if cat_cols or num_cols:
-        mu = dp_stats.gaussian_noise_multiplier(epsilon, budget.delta)
+        delta_thr = THRESHOLD_DELTA_SHARE * budget.delta if cat_cols else 0.0
+        # the threshold's δ comes out of the run's δ first (PrivacyBudget.accounting_delta): calibrate at the rest
+        mu = dp_stats.gaussian_noise_multiplier(epsilon, budget.accounting_delta - delta_thr)
         mu_hist = mu / math.sqrt(HISTOGRAM_SHARE if num_cols else 1.0)
         sens = math.sqrt(len(cat_cols) + len(num_cols))
         sigma = mu_hist * sens
-        delta_thr = THRESHOLD_DELTA_SHARE * budget.delta if cat_cols else 0.0
         tau = dp_stats.threshold(sigma, len(cat_cols), delta_thr) if cat_cols else 1.0 + 4.0 * sigma
         budget.spend("preprocessing.histogram", dp_accounting.GaussianDpEvent(mu_hist), mechanism="gaussian",
                      params={"noise_multiplier": mu_hist, "sensitivity": sens, "std": sigma, "threshold": tau,

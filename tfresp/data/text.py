@@ -256,9 +256,10 @@ def dp_words(texts, lowercase: bool, budget, epsilon: float, words_per_row: int 
         seen = list(dict.fromkeys(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(str(text)))))
         for w in seen[:words_per_row]:
             counts[w] = counts.get(w, 0) + 1
-    mu = dp_stats.gaussian_noise_multiplier(epsilon, budget.delta)
-    sigma = mu * math.sqrt(words_per_row)
     delta_thr = THRESHOLD_DELTA_SHARE * budget.delta
+    # the threshold's δ comes out of the run's δ first (PrivacyBudget.accounting_delta): calibrate at the rest
+    mu = dp_stats.gaussian_noise_multiplier(epsilon, budget.accounting_delta - delta_thr)
+    sigma = mu * math.sqrt(words_per_row)
     tau = dp_stats.threshold(sigma, words_per_row, delta_thr)
     budget.spend("preprocessing.word_histogram", dp_accounting.GaussianDpEvent(mu), mechanism="gaussian",
                  params={"noise_multiplier": mu, "sensitivity": math.sqrt(words_per_row), "std": sigma,

@@ -126,14 +126,30 @@ class PrivacyBudget:
         events = [s.event for s in self.spends] + ([extra] if extra is not None else [])
         return dp_accounting.ComposedDpEvent(events)
 
+    @property
+    def extra_delta(self) -> float:
+        """δ spent outside the accountant's composition: mechanisms whose guarantee has its own δ term (e.g. the
+        threshold of a DP histogram, ``params["delta"]``). The run's total δ is split: these first, the rest for
+        the composed ε (so the whole run is (ε, δ)-DP by the composition theorem for approximate DP)."""
+        return float(sum(float(s.params.get("delta", 0.0) or 0.0) for s in self.spends))
+
+    @property
+    def accounting_delta(self) -> float:
+        """The δ at which the composed ε is computed: the run's δ minus :attr:`extra_delta`."""
+        return self.delta - self.extra_delta
+
     def epsilon(self, extra=None, delta: Optional[float] = None) -> float:
-        """ε(δ) of everything registered (plus ``extra``), composed with the run's accountant."""
+        """ε of everything registered (plus ``extra``), composed with the run's accountant, at
+        :attr:`accounting_delta` (or ``delta`` when given), so that (ε, run δ) holds for the whole run."""
         events = [s.event for s in self.spends] + ([extra] if extra is not None else [])
         if not events:
             return 0.0
-        delta = self.delta if delta is None else delta
+        delta = self.accounting_delta if delta is None else delta
         if math.isnan(delta):
             raise ValueError("PrivacyBudget.epsilon: δ is unresolved; call resolve_delta(n) first")
+        if delta <= 0:
+            raise ValueError(f"PrivacyBudget.epsilon: the spends' own δ terms ({self.extra_delta:g}) use up the "
+                             f"run's δ={self.delta:g}")
         if any(_is_noiseless(e) for e in events):
             return math.inf
         acc = accounting.make_dp_accountant(self.accountant)
@@ -146,6 +162,8 @@ class PrivacyBudget:
         return {
             "accountant": self.accountant,
             "delta": self.delta,
+            "extra_delta": self.extra_delta,
+            "accounting_delta": self.accounting_delta,
             "spends": [{"source": s.source, "mechanism": s.mechanism, "params": s.params, "covers": s.covers}
                        for s in self.spends],
             "coverage": [dataclasses.asdict(c) for c in self.coverage],

@@ -54,6 +54,11 @@ def statement(sec: dict) -> str:
         f"δ·n = {sec['delta_times_n']:.2g}). DP-SGD ran {sec['steps']} steps with noise multiplier "
         f"{sec['noise_multiplier']:.4g} and per-example gradient clipping at L2 norm {sec['l2_norm_clip']:g}; "
         f"{sampling}.")
+    extra_delta = (sec.get("budget") or {}).get("extra_delta") or 0.0
+    if extra_delta:
+        text += (f" Of δ, {extra_delta:.2e} is the failure probability of the thresholded histograms (a value held "
+                 "by few rows could pass the threshold); ε is composed at the remaining "
+                 f"{sec['delta'] - extra_delta:.2e}, so the whole run is ({sec['epsilon']:.3g}, {sec['delta']:.1e})-DP.")
     if others:
         text += (" The ε above composes DP-SGD with every other release of the training rows using the "
                  f"{sec['accountant'].upper()} accountant: " + "; ".join(
@@ -136,7 +141,7 @@ class Privacy(Concern):
         q = min(1.0, batch / n)
         spe = steps_per_epoch(n, batch)
         planned = epochs * spe
-        delta = budget.delta
+        delta = budget.accounting_delta  # the run's δ less the δ terms of earlier spends (histogram thresholds)
         # σ is calibrated so that the *composition* (PLD/RDP) of the spends registered so far (concerns and
         # preprocessing before privacy, order < 90) with the planned DP-SGD steps stays within target_epsilon.
         kw = dict(sampling=cfg.sampling, steps_per_epoch=spe, base_events=[sp.event for sp in budget.spends])
@@ -220,7 +225,7 @@ class Privacy(Concern):
             "delta_times_n": budget.delta * n,
             "n_train": n,
             "dp_sgd_epsilon": accounting.compute_epsilon(st["noise_multiplier"], st["sampling_rate"], steps,
-                                                         budget.delta, cfg.accountant, sampling=cfg.sampling,
+                                                         budget.accounting_delta, cfg.accountant, sampling=cfg.sampling,
                                                          steps_per_epoch=st["steps_per_epoch"]),
             "budget": budget.section(),
             "noise_multiplier": st["noise_multiplier"],

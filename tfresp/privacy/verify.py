@@ -41,7 +41,9 @@ def problems(report: dict) -> List[str]:
             derived = math.inf
         else:
             acc.compose(dp_accounting.ComposedDpEvent(events))
-            derived = float(acc.get_epsilon(delta))
+            # mechanisms with their own δ term (histogram thresholds) take it from the run's δ first
+            extra = sum(float(s["params"].get("delta", 0.0) or 0.0) for s in budget["spends"])
+            derived = float(acc.get_epsilon(delta - extra))
     except (KeyError, TypeError, ValueError) as err:
         return [f"`privacy.budget.spends`: a recorded mechanism is incomplete ({err}). Remedy: re-run the training"]
     claimed = float(sec.get("epsilon", math.nan))
