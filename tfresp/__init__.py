@@ -3,17 +3,13 @@
 One call, :func:`tfresp.fit`, trains a model and in the same run makes it private, fair,
 robust, explainable and compact, exports it and writes an audit-ready report.
 
-The environment switches below must run before anything imports ``tf.keras``:
-tensorflow-privacy, tensorflow-model-optimization and transformers' TF models only work
-with Keras 2 (``tf_keras``), and ``import tensorflow_privacy`` crashes on TF >= 2.16
-unless its top-level import is skipped (we import its submodules directly).
+The environment switch below must run before anything imports ``tf.keras``:
+tensorflow-model-optimization and transformers' TF models only work with Keras 2 (``tf_keras``).
 """
 import os as _os
-import sys as _sys
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_sys.skip_tf_privacy_import = True
 
 __version__ = "0.1.0"
 
