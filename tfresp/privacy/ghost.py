@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import string
+import threading
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+from tfresp.errors import IncompatibleModelError
 
 #: Layer types whose per-example gradient norm is computed here (exact types: a subclass may override ``call``).
 #: MultiHeadAttention owns no weights itself: its weights live in EinsumDense sublayers, which are intercepted.
@@ -192,47 +195,78 @@ _RULES = {keras.layers.Dense: _dense_sq, keras.layers.Embedding: _embedding_sq,
 
 def _dense_input(layer, inputs):
     if not isinstance(inputs, tf.Tensor) or isinstance(inputs, (tf.RaggedTensor, tf.SparseTensor)):
-        raise TypeError(f"ghost clipping: layer {layer.name!r} received a {type(inputs).__name__}, only dense "
-                        "tensors are supported. Remedy: use privacy.clipping: vectorized")
+        raise IncompatibleModelError(f"`privacy.clipping`: ghost clipping needs dense tensor inputs. Received: "
+                                     f"layer {layer.name!r} called on a {type(inputs).__name__}. Remedy: use "
+                                     "privacy.clipping: vectorized")
     return inputs
+
+
+# Interception is shared by threads (tf.distribute runs one thread per replica): each layer gets one wrapper
+# while any thread records it, and the wrapper records into the calling thread's own table.
+_LOCK = threading.RLock()
+_INSTALLED: Dict[int, list] = {}  # id(layer) -> [layer, users, previous instance `call` or None]
+_LOCAL = threading.local()
+
+
+def _wrapper(layer):
+    original = type(layer).call.__get__(layer)
+    has_act = isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
+
+    def call(inputs, *args, **kwargs):
+        active = getattr(_LOCAL, "active", None)
+        if active is None or id(layer) not in active[0]:
+            return original(inputs, *args, **kwargs)
+        records, tape = active
+        inputs = _dense_input(layer, inputs)
+        if has_act:  # the pre-activation output from Keras's own call; the lock keeps the swap thread-local
+            with _LOCK:
+                act = layer.activation
+                object.__setattr__(layer, "activation", None)
+                try:
+                    z = original(inputs, *args, **kwargs)
+                finally:
+                    object.__setattr__(layer, "activation", act)
+        else:
+            act, z = None, original(inputs, *args, **kwargs)
+        tape.watch(z)
+        records[id(layer)].append((inputs, z))
+        return act(z) if act is not None else z
+
+    return call
 
 
 @contextlib.contextmanager
 def recording(layers: Sequence, tape: tf.GradientTape):
-    """Within the block, calls of ``layers`` record ``(inputs, z)`` (``z``: pre-activation output, watched).
+    """Within the block, this thread's calls of ``layers`` record ``(inputs, z)`` (``z``: pre-activation output,
+    watched by ``tape``).
 
     Yields ``{id(layer): [(inputs, z), ...]}``. The original ``call`` methods are restored on exit.
     """
     records: Dict[int, List[Tuple[tf.Tensor, tf.Tensor]]] = {id(l): [] for l in layers}
-
-    def wrap(layer):
-        original = type(layer).call.__get__(layer)
-        has_act = isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense))
-
-        def call(inputs, *args, **kwargs):
-            inputs = _dense_input(layer, inputs)
-            act = layer.activation if has_act else None
-            if has_act:  # take the pre-activation output from Keras's own call
-                object.__setattr__(layer, "activation", None)
-            try:
-                z = original(inputs, *args, **kwargs)
-            finally:
-                if has_act:
-                    object.__setattr__(layer, "activation", act)
-            tape.watch(z)
-            records[id(layer)].append((inputs, z))
-            return act(z) if act is not None else z
-
-        return call
-
-    try:
+    with _LOCK:
         for layer in layers:
-            object.__setattr__(layer, "call", wrap(layer))
+            entry = _INSTALLED.get(id(layer))
+            if entry is None:
+                _INSTALLED[id(layer)] = [layer, 1, layer.__dict__.get("call")]
+                object.__setattr__(layer, "call", _wrapper(layer))
+            else:
+                entry[1] += 1
+    outer = getattr(_LOCAL, "active", None)
+    _LOCAL.active = (records, tape)
+    try:
         yield records
     finally:
-        for layer in layers:
-            if "call" in layer.__dict__:
-                object.__delattr__(layer, "call")
+        _LOCAL.active = outer
+        with _LOCK:
+            for layer in layers:
+                entry = _INSTALLED[id(layer)]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _INSTALLED[id(layer)]
+                    if entry[2] is not None:
+                        object.__setattr__(layer, "call", entry[2])
+                    else:
+                        object.__delattr__(layer, "call")
 
 
 def trainable_leaves(core: keras.Model) -> list:
@@ -250,7 +284,7 @@ def per_example_sq_norms(leaves, records, grads) -> tf.Tensor:
     total = None
     it = iter(grads)
     for layer in leaves:
-        calls = [(x, z, next(it)) for x, z in records[id(layer)]]
+        calls = [(x, z, tf.cast(next(it), tf.float32)) for x, z in records[id(layer)]]
         if not calls:
             continue
         sq = _RULES[type(layer)](layer, calls)
