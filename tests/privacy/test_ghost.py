@@ -160,3 +160,13 @@ def test_check_model_refuses_every_batch_mixing_layer_in_one_message():
     frozen = keras.layers.BatchNormalization()
     frozen.trainable = False
     clipping.check_model(keras.Model(inp, keras.layers.Dense(2)(frozen(inp))))  # no update in training mode
+
+
+def test_tfresp_never_imports_tensorflow_privacy():
+    """tensorflow-privacy pins Python < 3.12 and numpy 1: tfresp must not need it (issue 16)."""
+    from pathlib import Path
+
+    root = Path(clipping.__file__).resolve().parents[1]
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if "tensorflow_privacy" in p.read_text() or "skip_tf_privacy_import" in p.read_text()]
+    assert offenders == []
