@@ -170,3 +170,29 @@ def test_tfresp_never_imports_tensorflow_privacy():
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
                  if "tensorflow_privacy" in p.read_text() or "skip_tf_privacy_import" in p.read_text()]
     assert offenders == []
+
+
+@pytest.mark.parametrize("equation,out_shape,bias_axes", [
+    ("abc,cde->abde", (4, 2, 3), "de"),    # MultiHeadAttention query/key/value projection
+    ("abcd,cde->abe", (4, 5), "e"),        # MultiHeadAttention output projection (two contracted axes)
+    ("...b,bc->...c", (5,), "c"),          # ellipsis
+    ("abc,bcd->abd", (4, 5), "d"),         # an axis shared by input, kernel and output: direct per-example rule
+])
+def test_einsum_dense_equations_exact(equation, out_shape, bias_axes):
+    keras.utils.set_random_seed(0)
+    in_shape = {"abc,cde->abde": (4, 6), "abcd,cde->abe": (4, 2, 3), "...b,bc->...c": (4, 6),
+                "abc,bcd->abd": (4, 6)}[equation]
+    inp = keras.Input(in_shape)
+    layer = keras.layers.EinsumDense(equation, out_shape, bias_axes=bias_axes, activation="tanh")
+    h = layer(inp)
+    h = keras.layers.Flatten()(h)
+    model = TfrespModel(keras.Model(inp, keras.layers.Dense(2)(h)))
+    assert clipping.select_clipping(model)[0] == "ghost"
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(5,) + in_shape), tf.float32)
+    y = tf.constant(rng.integers(0, 2, 5))
+    ex = {"sample_weight": tf.ones(5)}
+    ref, ref_norms = loop_reference(model, x, y, ex, 0.5)
+    got, _, _, norms = clipping.clipped_sum_ghost(model, x, y, ex, 0.5)
+    np.testing.assert_allclose(norms.numpy(), ref_norms, rtol=1e-5)
+    assert max_diff(got, ref) < 1e-5
