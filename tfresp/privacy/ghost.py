@@ -101,6 +101,10 @@ def _positions_by_features(t, n_lead, features):
 
 def _flat3(t, last):
     """``[B, ..., last]`` -> ``[B, T, last]`` (T = product of the middle axes)."""
+    if t.shape.rank == 3 and t.shape[1] is not None:
+        return t
+    if t.shape.rank == 2:
+        return t[:, None, :]
     return _positions_by_features(t, t.shape.rank - 1, last)
 
 
@@ -127,6 +131,10 @@ def _bias_per_example(g, bias_shape):
 
 
 def _dense_sq(layer, calls):
+    if len(calls) == 1 and calls[0][0].shape.rank == 2:  # one call, one position: ‖a‖²‖g‖² (few small ops)
+        x, _, g = calls[0]
+        sq = tf.reduce_sum(tf.square(tf.cast(x, g.dtype)), 1) * tf.reduce_sum(tf.square(g), 1)
+        return sq + tf.reduce_sum(tf.square(g), 1) if layer.use_bias else sq
     a = tf.concat([_flat3(tf.cast(x, z.dtype), layer.kernel.shape[0]) for x, z, _ in calls], axis=1)
     g = tf.concat([_flat3(gz, layer.kernel.shape[-1]) for _, _, gz in calls], axis=1)
     sq = _linear_sq_norm(a, g)
