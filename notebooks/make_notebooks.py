@@ -20,6 +20,23 @@ if Path.cwd().name == "notebooks":
 print("working directory:", Path.cwd())
 '''
 
+INSTALL = '''
+# Install tfresp once per runtime (Colab CPU/GPU: Python 3.12 or 3.13). Skipped where tfresp already imports
+# (a local checkout, or the tests). TFRESP_PIP is what pip installs: the package name, a wheel, or the repository
+# ("git+https://<host>/<you>/tfresp.git", or "/content/tfresp" after cloning it).
+import importlib.util
+import subprocess
+import sys
+
+if not (3, 11) <= sys.version_info[:2] < (3, 14):
+    raise RuntimeError(f"tfresp supports Python 3.11-3.13; this runtime has {sys.version.split()[0]}")
+if importlib.util.find_spec("tfresp") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", TFRESP_PIP])
+    # pip may replace the runtime's TensorFlow with tfresp's pin (2.21): restart the session if TF was imported.
+    print("installed tfresp; if TensorFlow had already been imported, restart the session (Runtime menu)")
+print("python", sys.version.split()[0])
+'''
+
 # ---------------------------------------------------------------- quickstart
 q = nbf.v4.new_notebook()
 q.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -44,8 +61,10 @@ BOOTSTRAP = 200          # bootstrap resamples for the fairness confidence inter
 MIA_AUDIT = True         # membership-inference audit of the trained model
 EXPORT = True            # SavedModel export
 OUT = "runs/quickstart-notebook"
+TFRESP_PIP = "tfresp"    # what the install cell installs when tfresp is missing
 ''', tags=["parameters"]),
 code(FIND_ROOT),
+code(INSTALL),
 code('''
 import tfresp
 
@@ -104,61 +123,91 @@ print(sorted(p.name for p in result.run_dir.iterdir()))
 '''),
 ]
 
-# ---------------------------------------------------------------- colab TPU fine-tune
+# ---------------------------------------------------------------- text fine-tune with DP (CPU/GPU; TPU documented)
 t = nbf.v4.new_notebook()
 t.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}, "accelerator": "TPU"})
+                   "language_info": {"name": "python"}})
 t.cells = [
 md('''
-# Fine-tune MiniLM on tweet sentiment under `TPUStrategy` (Colab TPU), or on CPU/GPU elsewhere
+# Fine-tune a Hugging Face BERT-family checkpoint on text with DP-SGD (Colab CPU/GPU)
 
-On a Colab **TPU runtime** (Runtime → Change runtime type → TPU; current Colab TPUs are *TPU VMs*, found with
-`TPUClusterResolver(tpu="local")`) tfresp trains under `tf.distribute.TPUStrategy`; anywhere else it falls back to
-the default strategy (or `MirroredStrategy` with several GPUs). Nothing is downloaded at run time: point
-`MODEL_DIR` at a transformers TF checkpoint of MiniLM-L6-H384 (`tf_model.h5` + tokenizer files) and `DATA` at the
-tweets CSV, e.g. on a mounted Drive. On Colab, install first (not run here):
+tfresp loads **BERT-family checkpoints with a WordPiece tokenizer (BERT, DistilBERT, ELECTRA, MiniLM)** straight
+from a Hugging Face directory: `config.json` + `model.safetensors` (the PyTorch-saved file new Hub checkpoints
+ship) or `tf_model.h5`, and the tokenizer from `tokenizer.json` (or `vocab.txt`). The weights go into tfresp's functional Keras BERT, so
+DP-SGD's fast per-example clipping covers every layer, and the exported SavedModel tokenizes raw strings itself.
+(RoBERTa weights load too, with `tfresp.models.hf_loading.read_checkpoint`, but its byte-level BPE tokenizer has no
+in-graph TensorFlow implementation, so `tfresp.fit` refuses it with a reason.)
 
-```
-!pip install "tfresp[dev] @ git+<your tfresp repository>"   # or: pip install tfresp-*.whl
-```
+`MODEL_DIR` is a local directory or, on Colab, a Hub id that the next cells download with `huggingface_hub`
+(e.g. `distilbert/distilbert-base-uncased`). `DATA` is a CSV/JSONL with a text and a label column.
+`TARGET_EPSILON = None` fine-tunes without DP. Every number shown is read from the run's report.
 
-`BATCH_SIZE` is **per replica**; the global batch (what DP accounting and the learning rate refer to) is
-`BATCH_SIZE × replicas`, and both appear in `report.training`.
+**Runtimes.** Written for Colab CPU and GPU runtimes (Python 3.12/3.13; `pip install` below pulls TensorFlow 2.21);
+the tests execute it headless on CPU with tiny parameters. **Colab TPU: not
+supported today.** TPU runtimes no longer come with TensorFlow, and `tensorflow-tpu` on PyPI stops at 2.20, while
+tfresp needs TensorFlow 2.21; the TensorFlow pip installs there has no TPU support, so tfresp sees no TPU and
+would train on the host CPU. This notebook checks for that case and says so instead of pretending. With a
+TensorFlow build that has TPU support and matches tfresp's pin (e.g. a Cloud TPU VM image), `distribute: tpu` uses
+`TPUStrategy` through `TPUClusterResolver(tpu="local")`, `train.batch_size` is the global batch and DP noise is
+added once per global step; that path is covered by the code, not by a test on TPU hardware.
 '''),
 code('''
-MODEL_DIR = "../shared/models/minilm-l6-h384-uncased"
+MODEL_DIR = "../shared/models/minilm-l6-h384-uncased"   # local dir, or a Hub id on Colab
 DATA = "../shared/data/tweets/sentiment_tweets.csv.gz"
-MAX_ROWS = None          # e.g. 200 for a smoke test
+TEXT, LABEL = "text", "sentiment"
+MAX_ROWS = None          # e.g. 2000 for a quick look
 MAX_LENGTH = 64
 EPOCHS = 2
-BATCH_SIZE = 32          # per replica
-LEARNING_RATE = 5e-5
-FREEZE = None            # None | "embeddings" | "all-but-head" | N (layers)
+BATCH_SIZE = 64          # global batch (what DP accounting's sampling rate refers to)
+LEARNING_RATE = 5e-4
+FREEZE = None            # None | "embeddings" | "all-but-head" | N (first N layers + embeddings)
+TARGET_EPSILON = 8.0     # None: no DP
 EXPORT = True
-OUT = "runs/minilm-tpu"
+OUT = "runs/text-dp-notebook"
+TFRESP_PIP = "tfresp"    # what the install cell installs when tfresp is missing
 ''', tags=["parameters"]),
 code(FIND_ROOT),
+code(INSTALL),
 code('''
+import glob
+
 import tfresp
 from tfresp.distribute import tpu_or_default
 
-strategy, kind = tpu_or_default()   # TPUStrategy on a TPU runtime, else the default strategy
-replicas = strategy.num_replicas_in_sync
-print(f"strategy: {kind} ({type(strategy).__name__}), replicas: {replicas}")
-for path in (MODEL_DIR, DATA):
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path} not found: set MODEL_DIR / DATA in the parameters cell")
+strategy, kind = tpu_or_default()   # TPUStrategy where TensorFlow has TPU support, else the default strategy
+print(f"strategy: {kind} ({type(strategy).__name__}), replicas: {strategy.num_replicas_in_sync}")
+tpu_runtime = glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("COLAB_TPU_ADDR")
+if kind != "tpu" and tpu_runtime:
+    print("NOTE: this is a TPU runtime, but this TensorFlow has no TPU support: training runs on the host CPU. "
+          "Use a GPU runtime (see the notes above).")
+'''),
+code('''
+if not Path(MODEL_DIR).exists():   # a Hub id: fetch only what tfresp reads (Colab; not run by the tests)
+    from huggingface_hub import snapshot_download
+
+    MODEL_DIR = snapshot_download(MODEL_DIR, allow_patterns=["config.json", "model.safetensors", "tokenizer.json",
+                                                             "vocab.txt", "tokenizer_config.json"])
+if not Path(DATA).exists():
+    raise FileNotFoundError(f"{DATA} not found: set DATA in the parameters cell")
+from tfresp.models import bert
+
+ck = bert.resolve_checkpoint(MODEL_DIR)
+print(f"checkpoint: {ck['config'].model_type}, {ck['config'].num_layers} layers, hidden {ck['config'].hidden_size}; "
+      f"weights from {ck['weights_file']}, tokenizer from {ck['tokenizer_file']}")
 '''),
 code('''
 config = {
-    "name": "minilm-tweets-tpu",
+    "name": "text-dp-notebook",
     "seed": 0,
-    "data": {"source": DATA, "text": "text", "label": "sentiment", "max_length": MAX_LENGTH, "max_rows": MAX_ROWS,
-             "split": {"test": 0.1, "validation": 0.05}},
-    "model": {"kind": "checkpoint", "checkpoint": MODEL_DIR, "dropout": 0.1, "freeze": FREEZE},
-    "train": {"epochs": EPOCHS, "batch_size": BATCH_SIZE * replicas, "optimizer": "adamw",
-              "learning_rate": LEARNING_RATE, "warmup": 0.1, "weight_decay": 0.01, "clipnorm": 1.0},
-    # tfresp builds the model inside the chosen strategy's scope: "tpu" on a TPU runtime, "auto" elsewhere.
+    "data": {"source": DATA, "text": TEXT, "label": LABEL, "max_length": MAX_LENGTH, "max_rows": MAX_ROWS,
+             "split": {"test": 0.1, "validation": 0.0}},
+    # dropout 0 under DP: fast (ghost) clipping needs a deterministic forward pass
+    "model": {"kind": "checkpoint", "checkpoint": MODEL_DIR, "dropout": 0.0 if TARGET_EPSILON else 0.1,
+              "freeze": FREEZE},
+    "train": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "optimizer": "adamw", "learning_rate": LEARNING_RATE,
+              "warmup": 0.1, "weight_decay": 0.01},
+    "privacy": ({"target_epsilon": TARGET_EPSILON, "delta": "auto", "l2_norm_clip": 1.0, "sampling": "poisson",
+                 "audit": False} if TARGET_EPSILON else None),
     "distribute": "tpu" if kind == "tpu" else "auto",
     "export": {"saved_model": EXPORT},
 }
@@ -170,8 +219,13 @@ print(f"strategy={tr['strategy']} replicas={tr['replicas']} global batch={tr['gl
       f"per-replica batch={tr['per_replica_batch_size']} fit time={tr['timings']['fit_seconds']:.1f}s")
 ev = result.report["evaluation"]["test"]
 print({k: round(ev[k], 4) for k in ("accuracy", "f1") if isinstance(ev.get(k), float)})
+priv = result.report.get("privacy")
+if priv:
+    print(f"epsilon = {priv['epsilon']:.3f} at delta = {priv['delta']:.1e} (noise multiplier "
+          f"{priv['noise_multiplier']:.3f}, {priv['steps']} steps)")
+    print(priv["statement"])
 print("run directory:", result.run_dir)
 '''),
 ]
 nbf.write(q, str(Path(__file__).parent / "quickstart.ipynb"))
-nbf.write(t, str(Path(__file__).parent / "colab_tpu_finetune.ipynb"))
+nbf.write(t, str(Path(__file__).parent / "text_dp_finetune.ipynb"))

@@ -30,6 +30,13 @@ def fit(config=None, **kwargs):
     return _fit(config, **kwargs)
 
 
+def monitor(run_dir, batches, **kwargs):
+    """Monitor a released run on new batches (drift, performance, fairness, gates). See :func:`tfresp.monitoring.run.monitor`."""
+    from tfresp.monitoring.run import monitor as _monitor
+
+    return _monitor(run_dir, batches, **kwargs)
+
+
 def load_config(config=None, overrides=None, **kwargs):
     """Resolve a config from a path, dict, or RunConfig plus ``key=value`` overrides."""
     from tfresp.config import load_config as _load
@@ -39,6 +46,7 @@ def load_config(config=None, overrides=None, **kwargs):
 
 __all__ = [
     "fit",
+    "monitor",
     "load_config",
     "TfrespError",
     "ConfigError",

@@ -140,6 +140,14 @@ def plan(ctx: RunContext) -> List[Any]:
 
 def train(ctx: RunContext) -> None:
     cfg = ctx.config
+    if cfg.federated is not None:  # rounds of local training on simulated clients instead of one model.fit
+        from tfresp.federated.train import fit_federated
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_federated(ctx)
+        ctx.timings["fit_seconds"] = time.perf_counter() - t0
+        ctx.timings["fit_cpu_seconds"] = time.process_time() - c0
+        return
     if cfg.train.class_weight == "balanced":
         w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
         ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes)
@@ -242,6 +250,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
             from tfresp.export.tflite import export_tflite
 
             export_tflite(ctx, config.export.tflite)
+        if config.export.saved_model and config.task == "classification":
+            from tfresp.monitoring.profile import write_reference
+
+            write_reference(ctx)  # RUN/monitor/reference.json: what `tfresp monitor` compares new batches with
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
         report = finalize_report(ctx)
         checkpointing.move_into_run(target, stage)
@@ -251,6 +263,10 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         rundir.discard(stage)
         raise
     paths = {k: str(final / v) for k, v in ctx.artifacts.items()}
-    metrics = report.get("evaluation", {}).get("test", {})
+    from tfresp.evaluation.served import raw_metrics, served_metrics
+
+    metrics = dict(served_metrics(report))  # the model as served (post-processing included), raw beside it
+    if raw_metrics(report) is not None:
+        metrics["raw_model"] = raw_metrics(report)
     return RunResult(model=ctx.core, history=ctx.history, metrics=metrics, report=report, run_dir=final,
                      paths=paths, context=ctx)

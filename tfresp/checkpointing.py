@@ -76,9 +76,10 @@ def _ckpt_root(target: Path) -> Path:
     return work_dir(target) / "checkpoints"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # created with ``mode`` from the start (os.open), so a secret is never readable by others, not even briefly
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
@@ -369,19 +370,22 @@ class CheckpointSaver(keras.callbacks.Callback):
         if es is not None:
             state["early_stopping"] = {"wait": int(es.wait), "stopped_epoch": int(es.stopped_epoch),
                                        "best": float(es.best), "best_epoch": int(getattr(es, "best_epoch", 0))}
-        self.root.mkdir(parents=True, exist_ok=True)
+        # the working dir holds the secret DP seeds (state.json): owner-only dirs (0700) and files (0600)
+        for d in (self.root.parent, self.root):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
         if self.config_yaml and not (self.root.parent / "config.yaml").exists():
             _atomic_write_text(self.root.parent / "config.yaml", self.config_yaml)
         name = f"step-{step:08d}"
         tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir()
+        tmp.mkdir(mode=0o700)
         self.ckpt.write(str(tmp / "ckpt"))
         if not self.write:
             shutil.rmtree(tmp, ignore_errors=True)
             return None
         if es is not None and es.best_weights is not None:
             np.savez(tmp / "early_stopping.npz", **{f"w{i}": w for i, w in enumerate(es.best_weights)})
-        _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default))
+        _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
         final = self.root / name
         if final.exists():
             shutil.rmtree(final)
@@ -533,6 +537,8 @@ def move_into_run(target: Path, stage: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         for state_file in src.glob("*/state.json"):
             scrub_secrets(state_file)
+            os.chmod(state_file.parent, 0o755)  # secrets gone: the shared run dir gets ordinary modes
+        os.chmod(src, 0o755)
         dst = stage / "checkpoints"
         if dst.exists():
             shutil.rmtree(dst)

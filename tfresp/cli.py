@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a finished run")
     x.add_argument("run")
     x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[])
+    from tfresp.commands.monitor import add_parser as _monitor_parser
+
+    _monitor_parser(sub)
     return p
 
 
@@ -57,8 +60,14 @@ def _cmd_fit(args) -> int:
     ev = result.metrics
     print(f"tfresp: run written to {result.run_dir}")
     if ev:
-        print("tfresp: test " + ", ".join(f"{k}={ev[k]:.4f}" for k in ("accuracy", "f1", "roc_auc")
-                                          if isinstance(ev.get(k), float)))
+        raw = ev.get("raw_model")
+        print("tfresp: test" + (" (served, post-processed) " if raw else " ")
+              + ", ".join(f"{k}={ev[k]:.4f}" for k in ("accuracy", "balanced_accuracy", "f1", "roc_auc")
+                          if isinstance(ev.get(k), float))
+              + (f"; raw model accuracy={raw['accuracy']:.4f}" if raw else ""))
+        for w in result.report.get("warnings") or []:
+            if w.get("code", "").startswith("degenerate_"):
+                print(f"tfresp: WARNING {w['message']}")
     priv = result.report.get("privacy") or {}
     if priv.get("epsilon") is not None:
         print(f"tfresp: privacy epsilon={priv['epsilon']:.4f} delta={priv['delta']:.3g}")

@@ -44,7 +44,7 @@ def _load_builtin():
     import importlib
 
     for mod in ("tfresp.evaluation", "tfresp.fairness", "tfresp.robustness", "tfresp.compression",
-                "tfresp.privacy", "tfresp.explain"):
+                "tfresp.privacy", "tfresp.explain", "tfresp.federated"):
         try:
             importlib.import_module(mod + ".concern")
         except ModuleNotFoundError as exc:

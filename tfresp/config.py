@@ -18,6 +18,7 @@ from tfresp.compression.config import CompressionConfig
 from tfresp.errors import ConfigError
 from tfresp.explain.config import ExplainConfig
 from tfresp.fairness.config import FairnessConfig
+from tfresp.federated.config import FederatedConfig
 from tfresp.privacy.config import PrivacyConfig
 from tfresp.report.config import GateSpec, ScorecardConfig, check_gate_string
 from tfresp.robustness.config import RobustnessConfig
@@ -62,6 +63,7 @@ class DataConfig(Section):
     max_rows: Optional[int] = Field(None, ge=1)
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
+    positive_class: Optional[str] = None  # binary tasks: the class reported as positive (tfresp/data/labels.py)
 
 
 class ModelConfig(Section):
@@ -127,6 +129,7 @@ class RunConfig(Section):
     robustness: Optional[RobustnessConfig] = None
     explain: Optional[ExplainConfig] = None
     compression: Optional[CompressionConfig] = None
+    federated: Optional[FederatedConfig] = None
     export: ExportConfig = ExportConfig()
     distribute: Literal["auto", "none", "mirrored", "multi_worker", "tpu"] = "auto"
     gates: List[Union[str, GateSpec]] = []

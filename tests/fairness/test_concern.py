@@ -33,12 +33,15 @@ def threshold_run(tmp_path_factory):
 
 
 def _served_decisions(run):
+    """Class ids the exported SavedModel returns for every test row (the oracle for 'as served')."""
     ctx = run.context
     fitted = json.loads((run.run_dir / "preprocessing" / "thresholds.json").read_text())
     assert fitted["attributes"] == ["sex"]
-    sex = ctx.data.test.frame["sex"].astype(str).to_numpy()
-    t = np.array([fitted["thresholds"].get(s, fitted["default"]) for s in sex])
-    return (ctx.predictions["test"][:, 1] >= t).astype(int)
+    sig = tf.saved_model.load(str(run.run_dir / "saved_model")).signatures["serving_default"]
+    frame = ctx.data.test.frame
+    inputs = {k: tf.constant(v) for k, v in ctx.data.preprocessor.frame_to_inputs(frame).items()}
+    inputs["sex"] = tf.constant(frame["sex"].astype(str).to_numpy().astype(object))
+    return sig(**inputs)["class_id"].numpy().astype(int)
 
 
 def _check_section(sec, y, pred, groups, min_group_size):
@@ -79,9 +82,13 @@ def test_report_equals_fairlearn_on_run_predictions(threshold_run):
     # privileged reference: Female selection rate / Male selection rate
     srate = {g: pred[sex == g].mean() for g in ("Female", "Male")}
     assert abs(fair["sex"]["disparate_impact"] - srate["Female"] / srate["Male"]) < TOL
-    # headline = worst attribute; gates can read it
+    # headline = worst over single attributes and the reported intersection; suppressed groups named
+    inter_sec = fair["intersectional"]["sex_x_race"]
     assert fair["equalized_odds_difference"] == max(fair["sex"]["equalized_odds_difference"],
-                                                    fair["race"]["equalized_odds_difference"])
+                                                    fair["race"]["equalized_odds_difference"],
+                                                    inter_sec["equalized_odds_difference"])
+    assert set(fair["headline_over"]) == {"sex", "race", "sex_x_race"}
+    assert fair["suppressed_groups"]["sex_x_race"] == sorted(inter_sec["suppressed"])
     # threshold sweep at 0.5 equals fairlearn on the raw probabilities
     row = [r for r in fair["sex"]["threshold_sweep"] if r["threshold"] == 0.5][0]
     raw = (ctx.predictions["test"][:, 1] >= 0.5).astype(int)
@@ -98,7 +105,17 @@ def test_threshold_postprocessing_is_reported_and_served(threshold_run):
     run, ctx = threshold_run, threshold_run.context
     pred = _served_decisions(run)
     ev = run.report["evaluation"]
-    assert ev["test_postprocessed"]["accuracy"] == pytest.approx(np.mean(pred == ctx.data.test.y), abs=1e-12)
+    assert ev["served"]["accuracy"] == pytest.approx(np.mean(pred == ctx.data.test.y), abs=1e-12)
+    # one source of truth: RunResult.metrics and the model card header are the served model's, raw beside them
+    assert run.metrics["accuracy"] == ev["served"]["accuracy"]
+    assert run.metrics["raw_model"]["accuracy"] == ev["test"]["accuracy"]
+    card = (run.run_dir / "report.md").read_text()
+    assert f"value: {round(ev['served']['accuracy'], 6)}" in card.split("---")[1]
+    assert run.report["export"]["saved_model"]["roundtrip_class_id_mismatches"] == 0
+    mit = run.report["fairness"]["mitigation"]
+    assert mit["served"] and mit["verdict"]["status"] in ("met", "missed", "worse")
+    assert mit["validation"]["feasible"] == (mit["validation"]["expected_gap"] <= mit["tolerance"] + 1e-9
+                                             and not mit["defaulted_groups"])
     trade = run.report["fairness"]["tradeoff"]
     raw = (ctx.predictions["test"][:, 1] >= 0.5).astype(int)
     assert trade["before"]["accuracy"] == pytest.approx(np.mean(raw == ctx.data.test.y))
@@ -154,7 +171,7 @@ def test_reweigh_under_privacy_privatizes_counts(adult_data):
     ctx = _ctx(adult_data, fairness={"mitigation": "reweigh", "reweigh_epsilon": 0.5},
                privacy={"target_epsilon": 3.0})
     contrib = Fairness().plan(ctx)
-    assert ctx.state["privacy_extra_epsilon"][0]["epsilon"] == 0.5
+    assert [(s.source, s.params["epsilon"]) for s in ctx.budget.spends] == [("fairness.reweigh_counts", 0.5)]
     assert contrib.sample_weight.shape == (len(adult_data.train),) and any("Laplace" in n for n in contrib.notes)
 
 
@@ -168,7 +185,7 @@ def test_tfresp_audit_fairness_reproduces_the_run(threshold_run, tmp_path):
     before = threshold_run.report["fairness"]
     after = audit_run(run_dir, ["fairness"])["fairness"]
     assert after["audited_by"] == "tfresp audit --fairness"
-    assert after["mitigation"]["thresholds"] == before["mitigation"]["thresholds"]
+    assert after["mitigation"]["rules"] == before["mitigation"]["rules"]
     for attr in ("sex", "race"):
         for key in ("demographic_parity_difference", "equalized_odds_difference", "equalized_odds_difference_ci"):
             assert after[attr][key] == pytest.approx(before[attr][key], abs=1e-6), (attr, key)

@@ -87,18 +87,57 @@ def test_quickstart_runs_dp_and_fairness_and_shows_the_report(tmp_path):
     assert any("text/markdown" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
-@pytest.mark.slow  # MiniLM (22.7M params) on CPU: ~1-3 min
-def test_colab_tpu_notebook_falls_back_to_the_default_strategy_on_cpu(tmp_path):
-    _require("tfresp.models.bert", "tfresp.data.text")
-    model, data = SHARED / "models" / "minilm-l6-h384-uncased", SHARED / "data" / "tweets" / "sentiment_tweets.csv.gz"
-    if not (model / "tf_model.h5").exists() or not data.exists():
-        pytest.skip("../shared MiniLM checkpoint or tweets not present")
-    out = tmp_path / "tpu"
-    nb = execute("colab_tpu_finetune.ipynb", {"MODEL_DIR": str(model), "DATA": str(data), "MAX_ROWS": 240,
-                                              "MAX_LENGTH": 16, "EPOCHS": 1, "BATCH_SIZE": 16, "EXPORT": False,
-                                              "OUT": str(out)})
+def _tweets():
+    data = SHARED / "data" / "tweets" / "sentiment_tweets.csv.gz"
+    if not data.exists():
+        pytest.skip("../shared tweets not present")
+    return data
+
+
+def _check_text_run(nb, out, batch):
     text = outputs(nb)
     assert "strategy: default" in text and "replicas: 1" in text
-    tr = json.loads((out / "report.json").read_text())["training"]
-    assert (tr["strategy"], tr["global_batch_size"], tr["per_replica_batch_size"]) == ("default", 16, 16)
-    assert "per-replica batch=16" in text
+    report = json.loads((out / "report.json").read_text())
+    tr = report["training"]
+    assert (tr["strategy"], tr["global_batch_size"], tr["per_replica_batch_size"]) == ("default", batch, batch)
+    assert f"per-replica batch={batch}" in text
+    eps = report["privacy"]["epsilon"]
+    assert 0 < eps <= 8.0 + 1e-6 and f"epsilon = {eps:.3f}" in text  # the notebook shows the run's own number
+    assert report["model"]["checkpoint_kind"] == "transformers"
+    return text, report
+
+
+def test_text_dp_notebook_fine_tunes_a_safetensors_checkpoint_with_dp(tmp_path):
+    """A tiny random BERT saved as Hub-style safetensors + tokenizer.json, through the notebook, with DP."""
+    _require("tfresp.models.hf_loading", "tfresp.privacy.concern")
+    from tests.models.test_hf_loading import tiny_bert_dir
+
+    import pandas as pd
+    from tokenizers import BertWordPieceTokenizer
+
+    texts = pd.read_csv(_tweets(), nrows=400, encoding_errors="replace")["text"].astype(str).tolist()
+    wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True)  # a small WordPiece: a fast embedding
+    wp.train_from_iterator(texts, vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+                           show_progress=False)
+    wp.save(str(tmp_path / "tokenizer.json"))
+    model = tiny_bert_dir(tmp_path / "tiny-bert", tmp_path / "tokenizer.json")
+    out = tmp_path / "dp"
+    nb = execute("text_dp_finetune.ipynb", {"MODEL_DIR": str(model), "DATA": str(_tweets()), "MAX_ROWS": 240,
+                                            "MAX_LENGTH": 16, "EPOCHS": 1, "BATCH_SIZE": 32, "EXPORT": False,
+                                            "OUT": str(out)})
+    text, _ = _check_text_run(nb, out, 32)
+    assert "weights from model.safetensors, tokenizer from tokenizer.json" in text
+
+
+@pytest.mark.slow  # MiniLM (22.7M params) under DP on CPU: minutes
+def test_text_dp_notebook_fine_tunes_minilm(tmp_path):
+    _require("tfresp.models.hf_loading", "tfresp.privacy.concern")
+    model = SHARED / "models" / "minilm-l6-h384-uncased"
+    if not (model / "tf_model.h5").exists():
+        pytest.skip("../shared MiniLM checkpoint not present")
+    out = tmp_path / "minilm"
+    nb = execute("text_dp_finetune.ipynb", {"MODEL_DIR": str(model), "DATA": str(_tweets()), "MAX_ROWS": 240,
+                                            "MAX_LENGTH": 16, "EPOCHS": 1, "BATCH_SIZE": 16, "EXPORT": False,
+                                            "OUT": str(out)})
+    text, _ = _check_text_run(nb, out, 16)
+    assert "weights from tf_model.h5" in text

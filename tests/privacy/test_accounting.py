@@ -90,14 +90,15 @@ def test_max_steps_within_budget_is_tight():
     assert accounting.max_steps_within(0.01, 0.5, 0.5, 1e-5, "rdp") == 0
 
 
-def test_default_delta_is_power_of_ten_below_one_over_n():
-    assert default_delta(3000) == 1e-4
+def test_default_delta_is_at_most_one_over_ten_n():
+    assert default_delta(3000) == 1e-5
     assert default_delta(1000) == 1e-4
-    assert default_delta(32561) == 1e-5
-    assert default_delta(9) == 0.1
-    for n in (7, 99, 12345, 999_999):
+    assert default_delta(9999) == 1e-5  # the old rule gave 1e-4 (δ·n = 0.9999)
+    assert default_delta(32561) == 1e-6
+    assert default_delta(1) == 0.1
+    for n in (7, 99, 1001, 12345, 999_999):
         d = default_delta(n)
-        assert d < 1 / n and d * 10 >= 1 / n
+        assert d * n <= 0.1 and d * 100 * n > 0.1  # the largest power of ten with δ·n <= 0.1
 
 
 def test_impossible_target_raises_budget_error():

@@ -46,7 +46,7 @@ def test_attacks_on_synthetic_outputs():
         assert sep["attacks"][name]["roc_auc"] > 0.99
         assert sep["attacks"][name]["tpr_at_1pct_fpr"] > 0.9
     assert sep["advantage"] > 0.95
-    assert sep["epsilon_lower_bound"] > 3.0 and sep["consistent_with_epsilon"] is False
+    assert sep["epsilon_lower_bound"] > 3.0 and sep["exceeds_claimed_epsilon"] is True
 
 
 def _data(n=600):

@@ -2,7 +2,8 @@
 
 The derived parts (metric CIs, scorecard, gates, warnings) are recomputed from report.json with the
 run's own config, so a report written by an older tfresp gets the current rendering. ``--check`` prints
-one line per failed gate and exits 1 when any gate fails (0 otherwise). ``--gate`` adds gates for this
+one line per failed gate and exits 1 when any gate fails (0 otherwise); before that it re-derives the
+privacy ε from the recorded mechanisms (tfresp/privacy/verify.py) and exits 2 when report.json disagrees. ``--gate`` adds gates for this
 check only (they are not written into the run's files).
 """
 from __future__ import annotations
@@ -51,6 +52,12 @@ def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
 def run(args) -> int:
     from tfresp.report.gates import failure_lines
 
+    if args.check:  # a privacy claim that its recorded mechanisms do not give must not pass any gate
+        from tfresp.privacy.verify import check_run
+
+        bad = check_run(args.run)
+        if bad:
+            raise DataError(f"{Path(args.run) / 'report.json'}: the privacy claim does not hold: " + "; ".join(bad))
     report, gates = rerender(args.run, getattr(args, "gates", []) or [])
     files = ["report.md"] + (["report.html"] if (Path(args.run) / "report.html").exists() else [])
     print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.sources import load_source
 from tfresp.errors import DataError
@@ -170,7 +171,7 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
                 raise DataError(f"Invalid value in `data.label` column {label!r}: {int(df[label].isna().sum())} "
                                 "missing labels")
 
-    classes = sorted(train_df[label].astype(str).unique().tolist())
+    classes = order_classes(sorted(train_df[label].astype(str).unique().tolist()), dc.positive_class)
     if len(classes) < 2:
         raise DataError(f"Invalid value for `data.label`: column {label!r} has a single class {classes} "
                         "in the training split; classification needs at least two")

@@ -167,6 +167,55 @@ def read_vocab(path) -> List[str]:
     return lines
 
 
+def checkpoint_tokenizer(directory) -> dict:
+    """WordPiece vocabulary and casing of a Hugging Face checkpoint dir: ``tokenizer.json``, else ``vocab.txt``.
+
+    ``tokenizer.json`` is read with HF ``tokenizers`` (the vocabulary, ordered by id) and its normalizer settings;
+    casing for ``vocab.txt`` comes from ``tokenizer_config.json``. Only WordPiece tokenizers whose normalizer
+    :class:`TextPreprocessor` reproduces in-graph are accepted (the SavedModel tokenizes raw strings itself).
+
+    Returns:
+        ``{"vocab": [token, ...], "lowercase": bool, "file": "tokenizer.json" | "vocab.txt"}``.
+
+    Raises:
+        ConfigError: no tokenizer file, a non-WordPiece tokenizer (RoBERTa's byte-level BPE, SentencePiece), or
+            lower-casing without accent stripping.
+    """
+    import json
+
+    d = Path(directory)
+    if (d / "tokenizer.json").exists():
+        from tokenizers import Tokenizer
+
+        spec = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+        kind = (spec.get("model") or {}).get("type")
+        if kind != "WordPiece":
+            raise ConfigError([("model.checkpoint", str(d / "tokenizer.json"),
+                                f"a WordPiece tokenizer (BERT, DistilBERT, MiniLM); this one is {kind!r}. tfresp "
+                                "tokenizes inside the exported SavedModel with tensorflow-text's FastBertTokenizer, "
+                                "which has no byte-level BPE or SentencePiece. Remedy: use a WordPiece checkpoint, "
+                                "or load the weights with tfresp.models.hf_loading.read_checkpoint in your own "
+                                "Keras code and tokenize outside the model")])
+        vocab_map = Tokenizer.from_file(str(d / "tokenizer.json")).get_vocab(with_added_tokens=True)
+        vocab = [t for t, _ in sorted(vocab_map.items(), key=lambda kv: kv[1])]
+        if [vocab_map[t] for t in vocab] != list(range(len(vocab))):
+            raise ConfigError([("model.checkpoint", str(d / "tokenizer.json"), "token ids 0..n-1 without gaps")])
+        norm = spec.get("normalizer") or {}
+        lower = bool(norm.get("lowercase", False)) if norm.get("type") == "BertNormalizer" else False
+        strip = norm.get("strip_accents")
+        if norm.get("type") not in ("BertNormalizer", None) or (strip is not None and bool(strip) != lower):
+            raise ConfigError([("model.checkpoint", str(d / "tokenizer.json"),
+                                f"a BertNormalizer whose accent stripping follows lowercase; received {norm}. The "
+                                "in-graph tokenizer lower-cases and strips accents together or does neither")])
+        return {"vocab": vocab, "lowercase": lower, "file": "tokenizer.json"}
+    if (d / "vocab.txt").exists():
+        lower = True
+        if (d / "tokenizer_config.json").exists():
+            lower = bool(json.loads((d / "tokenizer_config.json").read_text()).get("do_lower_case", True))
+        return {"vocab": read_vocab(d / "vocab.txt"), "lowercase": lower, "file": "vocab.txt"}
+    raise ConfigError([("model.checkpoint", str(d), "has no tokenizer.json or vocab.txt (WordPiece vocabulary)")])
+
+
 def train_wordpiece(texts, vocab_size: int = 8000, lowercase: bool = True, min_frequency: int = 2) -> List[str]:
     """Train a BERT WordPiece vocabulary with HF ``tokenizers`` on ``texts`` (the training split only)."""
     from tokenizers import BertWordPieceTokenizer
@@ -219,8 +268,8 @@ def make_preprocessor(config, train_texts) -> TextPreprocessor:
         from tfresp.models.bert import resolve_checkpoint
 
         ck = resolve_checkpoint(mc.checkpoint)
-        return TextPreprocessor(read_vocab(ck["vocab"]), dc.text, dc.max_length, ck["lowercase"],
-                                {"source": ck["kind"], "path": ck["path"]})
+        return TextPreprocessor(ck["vocab"], dc.text, dc.max_length, ck["lowercase"],
+                                {"source": ck["kind"], "path": ck["path"], "file": ck.get("tokenizer_file")})
     if spec["vocab"]:
         return TextPreprocessor(read_vocab(spec["vocab"]), dc.text, dc.max_length, bool(spec["lowercase"]),
                                 {"source": "file", "path": str(spec["vocab"])})

@@ -85,9 +85,9 @@ def _tabular(ctx, cfg) -> dict:
     path = igm.GradientPath(lambda x: tf.nn.softmax(core(x, training=False)), data.train.x.shape[1:],
                             cfg.batch_size)
 
-    def ig(rows: np.ndarray):
-        res = igm.integrated_gradients(None, test.x[rows], baseline, steps=cfg.ig_steps, max_steps=cfg.ig_max_steps,
-                                       tolerance=cfg.ig_tolerance, path=path)
+    def ig(rows: np.ndarray, target=None):
+        res = igm.integrated_gradients(None, test.x[rows], baseline, target, steps=cfg.ig_steps,
+                                       max_steps=cfg.ig_max_steps, tolerance=cfg.ig_tolerance, path=path)
         names, cols = igm.aggregate_columns(res.attributions, pre)
         return res, names, cols
 
@@ -157,6 +157,14 @@ def _tabular(ctx, cfg) -> dict:
     section["global_importance"]["plot"] = f"plots/{p.name}"
     section["plots"].append(f"plots/{p.name}")
     timings["global_seconds"] = time.perf_counter() - t
+    if cfg.shap:
+        from tfresp.explain.shap_explain import tabular_section
+
+        t = time.perf_counter()
+        sidx = gidx[:cfg.shap_rows]
+        section["shap"] = tabular_section(ctx, cfg, sidx, lambda rows, target: ig(rows, target)[2], plots_dir)
+        section["plots"].append(section["shap"]["plot"])
+        timings["shap_seconds"] = time.perf_counter() - t
 
     # misclassified examples per sensitive group
     if pred is not None and test.groups:

@@ -1,5 +1,5 @@
 """Config of the explanations concern (``explain:`` in the run config; report section ``explanations``)."""
-from typing import Literal
+from typing import Literal, Union
 
 from pydantic import Field
 
@@ -26,6 +26,10 @@ class ExplainConfig(Section):
         global_sample: test rows used for the global importance (mean |attribution| per feature).
         misclassified_per_group: misclassified test examples explained per sensitive group.
         batch_size: fixed batch size of the compiled predict / gradient functions.
+        shap: also compute SHAP values (tabular runs; ``shap`` KernelExplainer over raw columns) for
+            ``shap_rows`` test rows, with the additivity check and a cross-check against IG on the same rows.
+        shap_background: held-out rows (validation, else test) forming SHAP's background distribution.
+        shap_nsamples: coalitions sampled per row (``auto``: 2·M + 2048, exact enumeration when 2^M is smaller).
     """
 
     method: Literal["lime", "ig", "both"] = "lime"
@@ -41,3 +45,7 @@ class ExplainConfig(Section):
     global_sample: int = Field(200, ge=1)
     misclassified_per_group: int = Field(2, ge=0)
     batch_size: int = Field(512, ge=1, le=65536)
+    shap: bool = False
+    shap_rows: int = Field(20, ge=1, le=1000)
+    shap_background: int = Field(20, ge=1, le=1000)
+    shap_nsamples: Union[Literal["auto"], int] = "auto"

@@ -83,8 +83,11 @@ def export_saved_model(ctx) -> dict:
     inputs = raw_inputs(ctx.data.preprocessor, ctx.data.test.frame, n)
     for k in extra_inputs:
         inputs[k] = tf.constant(ctx.data.test.frame[k].astype(str).to_numpy()[:n].astype(object))
-    served = sig(**inputs)["probabilities"].numpy()
+    outputs = sig(**inputs)
+    served = outputs["probabilities"].numpy()
     direct = ctx.predict_proba(ctx.data.test.x[:n])
+    audited = ctx.state.get("served_class_id_test")  # decisions the report's served metrics come from
+    mismatches = None if audited is None else int(np.sum(outputs["class_id"].numpy() != np.asarray(audited)[:n]))
     diff = float(np.max(np.abs(served - direct)))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     section = ctx.report.setdefault("export", {})
@@ -92,4 +95,6 @@ def export_saved_model(ctx) -> dict:
                               "inputs": {k: v.dtype.name for k, v in signature.items()},
                               "outputs": ["logits", "probabilities", "class_id", "class_name"],
                               "roundtrip_rows": n, "roundtrip_max_abs_diff": diff, "bytes": int(size)}
+    if mismatches is not None:
+        section["saved_model"]["roundtrip_class_id_mismatches"] = mismatches
     return section["saved_model"]

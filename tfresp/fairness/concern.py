@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 import tf_keras as keras
 
@@ -185,14 +186,21 @@ class Fairness(Concern):
 
             counts = reweigh.group_label_counts(gid, data.train.y, len(names), data.num_classes)
             if ctx.config.privacy is not None:
-                noisy = reweigh.laplace_counts(counts, cfg.reweigh_epsilon, ctx.config.seed)
-                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, noisy)
-                ctx.state.setdefault("privacy_extra_epsilon", []).append(
-                    {"source": "fairness.reweigh", "epsilon": float(cfg.reweigh_epsilon), "delta": 0.0,
-                     "mechanism": "Laplace on the group x label histogram (sensitivity 1)"})
+                from tfresp.privacy.concern import run_budget
+
+                budget = run_budget(ctx)
+                budget.spend_laplace("fairness.reweigh_counts", epsilon=float(cfg.reweigh_epsilon), sensitivity=1.0,
+                                     covers=["fairness.mitigation.noisy_group_label_counts",
+                                             "fairness.mitigation.weights", "training sample weights"])
+                # secret noise (never the config seed); only the noisy counts are published or used below
+                counts = reweigh.laplace_counts(counts, float(cfg.reweigh_epsilon), budget.secret_seed())
+                w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes, counts)
+                budget.declare_public("fairness.mitigation.groups",
+                                      "the sensitive-attribute values present in the training split are treated "
+                                      "as public")
                 info["privacy"] = (f"the group x label counts were released with the Laplace mechanism "
-                                   f"(epsilon={cfg.reweigh_epsilon}); this spend is passed to the privacy concern "
-                                   "(ctx.state['privacy_extra_epsilon']), which composes it into privacy.epsilon")
+                                   f"(epsilon={cfg.reweigh_epsilon}, secret noise); the weights use only the noisy "
+                                   "counts, and this spend is composed into privacy.epsilon by the run's budget")
                 contrib.notes.append(info["privacy"])
                 info["dp_caveat"] = ("under DP-SGD the weights multiply the loss *before* per-example clipping, so "
                                      "for examples whose gradient norm exceeds privacy.l2_norm_clip the weight is "
@@ -200,13 +208,16 @@ class Fairness(Concern):
                                      "(benchmarks/fairness_tradeoff.py: dp8-reweigh) - prefer threshold or "
                                      "adversarial under DP")
                 contrib.notes.append("fairness.reweigh: " + info["dp_caveat"])
+                info["noisy_group_label_counts"] = {
+                    g: {str(c): round(float(counts[i, j]), 2) for j, c in enumerate(data.classes)}
+                    for i, g in enumerate(names)}
             else:
                 w, table = reweigh.kamiran_calders_weights(gid, data.train.y, len(names), data.num_classes)
+                info["group_label_counts"] = {g: {str(c): int(counts[i, j]) for j, c in enumerate(data.classes)}
+                                              for i, g in enumerate(names)}
             contrib.sample_weight = w
             info["weights"] = {g: {str(c): float(table[i, j]) for j, c in enumerate(data.classes)}
                                for i, g in enumerate(names)}
-            info["group_label_counts"] = {g: {str(c): int(counts[i, j]) for j, c in enumerate(data.classes)}
-                                          for i, g in enumerate(names)}
             return contrib
         ctx.train_extras["fair_group"] = gid
         if cfg.mitigation == "mmd":
@@ -262,17 +273,24 @@ class Fairness(Concern):
         section: Dict[str, object] = {
             "positive_class": str(data.classes[pos]), "decision_threshold": cfg.decision_threshold,
             "constraint": cfg.constraint, "attributes": sensitive,
-            "engine": "fairlearn.metrics.MetricFrame (point estimates); vectorized percentile bootstrap (CIs)",
-            "split": "test"}
-        as_feature = [a for a in sensitive if a in (data.feature_columns or [])]
-        if as_feature:
-            section["notes"] = [f"{a!r} is also a model input (not kept aside in data.sensitive, or "
-                                "data.use_sensitive is true)" for a in as_feature]
+            "engine": "fairlearn.metrics.MetricFrame (point estimates); vectorized bias-corrected bootstrap (CIs)",
+            "split": "test", "warnings": []}
+        section["inputs"] = inputs_report(ctx, sensitive)
+        for a in section["inputs"]["sensitive_as_inputs"]:
+            section["warnings"].append(f"sensitive attribute {a!r} is a model input (data.features or "
+                                       "data.use_sensitive); it is not kept aside")
+        for p in section["inputs"].get("proxies") or []:
+            section["warnings"].append(f"feature {p['feature']!r} predicts {p['attribute']!r} with AUC "
+                                       f"{p['auc']:.2f} (a proxy: removing {p['attribute']!r} from the inputs does "
+                                       "not remove its information)")
         info = dict(ctx.state.get("fairness_plan", {"name": cfg.mitigation}))
         decisions, post = raw, None
         if cfg.mitigation == "threshold":
-            post = self._fit_thresholds(ctx, info, pos)
-            decisions = post
+            post = self._postprocess(ctx, info, pos)
+            if post is not None:
+                decisions = post
+            else:
+                section["warnings"].append(f"threshold post-processing refused and not served: {info['refused']}")
         thresholds = cfg.thresholds or list(fm.DEFAULT_THRESHOLDS)
         kw = dict(metrics=cfg.metrics, min_group_size=cfg.min_group_size, bootstrap=cfg.bootstrap,
                   confidence=cfg.confidence, seed=ctx.config.seed)
@@ -292,60 +310,83 @@ class Fairness(Concern):
             rep["threshold_sweep"] = fm.threshold_sweep(y, prob, groups, thresholds, cfg.min_group_size)
             section["intersectional"] = {key: rep}
             reports[key] = rep
-        # headline numbers: the worst attribute (gate-able as fairness.equalized_odds_difference)
-        for gap in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
-            vals = {a: r[gap] for a, r in reports.items() if a in sensitive and r.get(gap) is not None}
-            if vals:
-                worst = max(vals, key=vals.get)
-                section[gap] = vals[worst]
-                section[f"{gap}_ci"] = reports[worst].get(f"{gap}_ci")
-                section[f"{gap}_attribute"] = worst
+        section.update(headline(reports))
         section["score_hooks"] = score_hooks(reports)
         if cfg.mitigation == "clp":
             info.update(self._clp_audit(ctx))
-        section["mitigation"] = info
         section["tradeoff"] = self._tradeoff(ctx, y, raw, post, prob, reports)
+        if cfg.mitigation not in ("none", "clp"):
+            verdict = mitigation_verdict(cfg, info, section["tradeoff"], float(np.mean(decisions)) if len(decisions)
+                                         else None)
+            info["verdict"] = verdict
+            if verdict["status"] != "met":
+                section["warnings"].append(f"mitigation {cfg.mitigation}: {verdict['statement']}")
+        section["mitigation"] = info
         section["plots"] = self._plots(ctx, reports)
         return section
 
-    def _fit_thresholds(self, ctx, info, pos):
+    def _postprocess(self, ctx, info, pos):
+        """Fit (or reload) the group rule, serve it unless refused; served test decisions or None."""
         cfg, data = ctx.config.fairness, ctx.data
         attrs = mitigation_attributes(ctx)
         saved = ctx.state.get("fairness_saved_thresholds")
-        if saved is not None:  # re-audit of a finished run: use the thresholds it serves
+        yv = (data.validation.y == pos).astype(np.int64)
+        pv = ctx.predictions["validation"][:, pos].astype(np.float64)
+        keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
+        if saved is not None and "rules" in saved:  # re-audit of a finished run: use the rule it serves
             fitted = {k: v for k, v in saved.items() if k not in ("attributes", "separator")}
-            path = ctx.run_dir / "preprocessing" / "thresholds.json"
         else:
-            yv = (data.validation.y == pos).astype(np.int64)
-            pv = ctx.predictions["validation"][:, pos]
-            keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
-            fitted = postprocess.fit_group_thresholds(yv, pv, keys_v, cfg.constraint, cfg.tolerance,
-                                                      cfg.decision_threshold, cfg.min_group_size)
-            path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
+            fitted = postprocess.fit_group_thresholds(yv, pv, keys_v, cfg.constraint, tolerance=cfg.tolerance,
+                                                      default=cfg.decision_threshold,
+                                                      min_group_size=cfg.min_group_size,
+                                                      allow_trivial=cfg.allow_trivial)
+        info.update(method=fitted["method"], rules=fitted["rules"], default_threshold=fitted["default"],
+                    defaulted_groups=fitted["defaulted_groups"], trivial_groups=fitted["trivial_groups"],
+                    randomized_groups=fitted["randomized_groups"], tolerance=fitted["tolerance"],
+                    refused=fitted["refused"], attributes=attrs)
+        before_v = fm.headline_gaps(yv, (pv >= cfg.decision_threshold).astype(np.int64), keys_v, cfg.min_group_size)
+        expected_v = postprocess.positive_probability(pv, keys_v, fitted)
+        gap_name = CONSTRAINT_GAP[cfg.constraint]
+        exp_gap = postprocess.expected_gap(yv, expected_v, keys_v, cfg.constraint, cfg.min_group_size)
+        validation = {"rows": int(len(yv)), "before": before_v,
+                      "expected_gap": None if np.isnan(exp_gap) else exp_gap,
+                      "expected_accuracy": float(np.mean(np.where(yv == 1, expected_v, 1 - expected_v)))}
+        if fitted["refused"]:
+            info["validation"] = {**validation, "feasible": False}
+            info["served"] = False
+            return None
+        hash_inputs = list(data.preprocessor.input_signature()) + list(attrs)
+        module = postprocess.GroupThresholds(attrs, fitted, hash_inputs, ctx.config.seed, pos)
+        served_v = served_decisions(module, data.preprocessor, data.validation, attrs,
+                                     ctx.predictions["validation"])
+        validation["after"] = fm.headline_gaps(yv, served_v, keys_v, cfg.min_group_size)
+        feasible = bool(not np.isnan(exp_gap) and exp_gap <= cfg.tolerance + 1e-9 and not fitted["defaulted_groups"])
+        validation["feasible"] = feasible
+        validation["feasible_means"] = (f"the expected {gap_name} of the served rule on validation is <= tolerance "
+                                        f"{cfg.tolerance} and no group kept the default threshold")
+        info["validation"] = validation
+        path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
         ctx.artifacts["fairness_thresholds"] = "preprocessing/thresholds.json"
-        ctx.state["serving_postprocess"] = postprocess.GroupThresholds(attrs, fitted["thresholds"],
-                                                                       fitted["default"], pos)
+        ctx.state["serving_postprocess"] = module
         extra = ctx.state.setdefault("serving_extra_inputs", {})
         for a in attrs:
             extra[a] = tf.TensorSpec([None], tf.string, name=a)
-        keys_t = postprocess.group_keys({a: group_array(data.test, a) for a in attrs}, attrs)
-        post = postprocess.apply_thresholds(ctx.predictions["test"][:, pos], keys_t, fitted)
-        y_pred = np.where(post == 1, pos, 1 - pos)
+        post = served_decisions(module, data.preprocessor, data.test, attrs, ctx.predictions["test"])
+        ctx.state["served_class_id_test"] = np.where(post == 1, pos, 1 - pos)
         evaluation = ctx.report.get("evaluation")
         if isinstance(evaluation, dict):
             from tfresp.evaluation.metrics import classification_metrics
 
-            evaluation["test_postprocessed"] = classification_metrics(data.test.y, ctx.predictions["test"],
-                                                                      data.classes, y_pred=y_pred)
-            evaluation["test_postprocessed"]["postprocessing"] = "fairness group thresholds (served by SavedModel)"
-        info.update(thresholds=fitted["thresholds"], default_threshold=fitted["default"],
-                    defaulted_groups=fitted["defaulted_groups"], tolerance=fitted["tolerance"],
-                    validation=fitted["validation"], saved_to=str(path.relative_to(ctx.run_dir)),
-                    serving=(f"SavedModel serving_default takes the extra string input(s) {attrs} (sensitive columns "
-                             "are not model features; they are needed only to pick the group threshold); unknown "
-                             "groups use the default threshold"),
-                    method="deterministic per-group thresholds maximizing validation accuracy subject to the "
-                           "constraint gap <= tolerance (Hardt et al. 2016 without randomization)",
+            served = classification_metrics(data.test.y, ctx.predictions["test"], data.classes,
+                                            y_pred=np.where(post == 1, pos, 1 - pos))
+            served["postprocessing"] = ("fairness group thresholds (fairlearn ThresholdOptimizer), applied by the "
+                                        "SavedModel; raw model metrics: evaluation.test")
+            evaluation["served"] = served
+        info.update(served=True, saved_to=str(path.relative_to(ctx.run_dir)),
+                    serving=(f"SavedModel serving_default takes the extra string input(s) {attrs} to pick the "
+                             "group's rule; groups unknown or defaulted use P(positive) >= default_threshold. "
+                             "Randomized rules draw from a seeded hash of the row's raw inputs, so a row always "
+                             "gets the same decision"),
                     caution="decisions use the sensitive attribute at serving time (group-specific thresholds are "
                             "disparate treatment in some jurisdictions); training-time mitigations do not need it")
         return post
@@ -377,11 +418,17 @@ class Fairness(Concern):
         if post is not None:
             out["before"] = {**point(raw), "what": f"same model, single threshold {cfg.decision_threshold}"}
             out["after"] = {**point(post), "what": "same model, group thresholds (served)"}
+            before_rep = fm.group_report(y, raw, prob, keys, min_group_size=cfg.min_group_size,
+                                         bootstrap=cfg.bootstrap, confidence=cfg.confidence, seed=ctx.config.seed)
+            out["before"][f"{gap_name}_ci"] = before_rep.get(f"{gap_name}_ci")
         else:
             out["after"] = {**point(raw), "what": f"this run's model at threshold {cfg.decision_threshold}"}
             out["before"] = None
             out["note"] = ("no unmitigated baseline is trained inside the run (it would double the training cost); "
                            "compare with a mitigation: none run (tfresp compare) or benchmarks/fairness_tradeoff.py")
+        after_rep = reports.get(out["attribute"])
+        if after_rep is not None:
+            out["after"][f"{gap_name}_ci"] = after_rep.get(f"{gap_name}_ci")
         sweep = [{"threshold": r["threshold"], "accuracy": r["accuracy"], gap_name: r.get(gap_name)}
                  for r in fm.threshold_sweep(y, prob, keys, cfg.thresholds or fm.DEFAULT_THRESHOLDS,
                                              cfg.min_group_size)]
@@ -401,6 +448,146 @@ class Fairness(Concern):
         except ImportError:  # matplotlib missing: numbers stay in the report
             pass
         return out
+
+
+def served_decisions(module, preprocessor, split, attrs, proba) -> np.ndarray:
+    """Binary decisions (1 = positive) the served post-processing returns for a split's raw rows.
+
+    The raw inputs are built exactly as the SavedModel receives them (``preprocessor.frame_to_inputs`` plus
+    the group columns as strings), so the hashed random draws equal the served ones.
+    """
+    inputs = {k: tf.constant(v) for k, v in preprocessor.frame_to_inputs(split.frame).items()}
+    for a in attrs:
+        inputs[a] = tf.constant(split.frame[a].astype(str).to_numpy().astype(object))
+    out = []
+    for i in range(0, len(split.frame), 8192):
+        chunk = {k: v[i:i + 8192] for k, v in inputs.items()}
+        out.append(module(chunk, tf.constant(proba[i:i + 8192], tf.float32)).numpy())
+    cls = np.concatenate(out) if out else np.zeros(0, np.int64)
+    return (cls == module.positive_index).astype(np.int64)
+
+
+def headline(reports: Dict[str, dict]) -> dict:
+    """Worst gap over single attributes *and* reported intersections, the attribute it comes from and the
+    groups left out of every number (suppressed: fewer than ``min_group_size`` test rows)."""
+    out = {}
+    for gap in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
+        vals = {a: r[gap] for a, r in reports.items() if r.get(gap) is not None}
+        if vals:
+            worst = max(vals, key=vals.get)
+            out[gap] = vals[worst]
+            out[f"{gap}_ci"] = reports[worst].get(f"{gap}_ci")
+            out[f"{gap}_attribute"] = worst
+    out["headline_over"] = sorted(reports)
+    out["suppressed_groups"] = {a: sorted(r.get("suppressed") or {}) for a, r in reports.items()
+                                if r.get("suppressed")}
+    return out
+
+
+def mitigation_verdict(cfg, info, tradeoff, positive_share=None) -> dict:
+    """Did the mitigation reach its target (``fairness.tolerance``) on test, and did it make things worse?
+
+    ``positive_share``: share of positive served decisions on test; near 0 or 1 the gaps are trivially small
+    and the verdict is ``degenerate`` whatever the gap.
+    """
+    gap = tradeoff.get("gap")
+    before, after = tradeoff.get("before") or {}, tradeoff.get("after") or {}
+    b, a = before.get(gap), after.get(gap)
+    out = {"target": f"{gap} <= {cfg.tolerance} on test", "before": b, "after": a,
+           "positive_share": positive_share}
+    if info.get("refused"):
+        out.update(status="refused", statement=f"refused, not served ({info['refused']}); the served model is the "
+                   "raw model")
+        return out
+    if positive_share is not None and not 0.03 <= positive_share <= 0.97:
+        out.update(status="degenerate", statement=f"the served model gives the positive decision to "
+                   f"{100 * positive_share:.1f}% of test rows: a gap of {a} says nothing about fairness")
+        return out
+    if a is None:
+        out.update(status="unknown", statement=f"{gap} is not defined on test (fewer than two groups)")
+        return out
+    if b is not None:
+        acc = 100 * ((after.get("accuracy") or 0) - (before.get("accuracy") or 0))
+        out["accuracy_change_points"] = acc
+        if a > b + 1e-12:
+            out.update(status="worse", statement=f"made {gap} worse on test: {b:.4f} -> {a:.4f} "
+                       f"(accuracy {acc:+.2f} points)")
+            return out
+        if a > cfg.tolerance:
+            out.update(status="missed", statement=f"missed its target: {gap} {b:.4f} -> {a:.4f} on test > "
+                       f"tolerance {cfg.tolerance} (accuracy {acc:+.2f} points)")
+            return out
+        if not (info.get("validation") or {}).get("feasible", True):
+            out.update(status="missed", statement=f"{gap} {b:.4f} -> {a:.4f} on test, but the fit was not feasible "
+                       "on validation (tolerance missed or groups kept the default threshold)")
+            return out
+        out.update(status="met", statement=f"{gap} {b:.4f} -> {a:.4f} on test (accuracy {acc:+.2f} points)")
+        return out
+    if a > cfg.tolerance:
+        out.update(status="missed", statement=f"missed its target: {gap} = {a:.4f} on test > tolerance "
+                   f"{cfg.tolerance} (no unmitigated baseline in this run: compare with a mitigation: none run)")
+    else:
+        out.update(status="met", statement=f"{gap} = {a:.4f} on test <= tolerance {cfg.tolerance}")
+    return out
+
+
+def inputs_report(ctx, sensitive) -> dict:
+    """Sensitive attributes that are model inputs, and features that are strong proxies of them.
+
+    A proxy is a feature whose values alone separate one group from the rest with ROC-AUC >= ``PROXY_AUC``
+    on the training split (numeric: the value itself; categorical: the category's group share). Computed
+    only without DP: under DP it would be an unaccounted release of the private rows.
+    """
+    data = ctx.data
+    features = [str(c) for c in (data.feature_columns or [])]
+    out = {"sensitive_as_inputs": [a for a in sensitive if a in features], "proxy_threshold_auc": PROXY_AUC}
+    frame = getattr(data.train, "frame", None)
+    if data.kind != "tabular" or frame is None:
+        out["proxies"] = None
+        out["proxies_note"] = "proxy screening is tabular-only"
+        return out
+    if ctx.config.privacy is not None:
+        out["proxies"] = None
+        out["proxies_note"] = ("not computed under differential privacy (a per-feature AUC on the training rows "
+                               "would be a release outside the privacy budget)")
+        return out
+    out["proxies"] = proxy_screen(frame, features, {a: group_array(data.train, a) for a in sensitive},
+                                  ctx.config.fairness.min_group_size)
+    out["proxies_method"] = ("per feature, one-vs-rest ROC-AUC of each group with at least min_group_size training "
+                             "rows (numeric: raw value; categorical: the category's share of that group, in-sample, "
+                             "so optimistic for features with many rare categories)")
+    return out
+
+
+PROXY_AUC = 0.8
+
+
+def proxy_screen(frame, features, groups_by_attr, min_group_size) -> list:
+    """``[{feature, attribute, group, auc}]`` with AUC >= ``PROXY_AUC`` (strongest first)."""
+    from sklearn.metrics import roc_auc_score
+
+    found = []
+    for attr, groups in groups_by_attr.items():
+        names, counts = np.unique(groups, return_counts=True)
+        targets = [g for g, n in zip(names, counts) if n >= min_group_size and n <= len(groups) - min_group_size]
+        for f in features:
+            if f == attr or f not in frame.columns:
+                continue
+            col = frame[f]
+            best = None
+            for g in targets[:1] if len(targets) == 2 else targets:
+                t = (groups == g).astype(int)
+                if col.dtype.kind in "biuf":
+                    x = col.astype(float).to_numpy()
+                else:
+                    x = col.astype(str).map(pd.Series(t, index=col.index).groupby(col.astype(str)).mean()).to_numpy()
+                auc = roc_auc_score(t, x)
+                auc = max(auc, 1 - auc)
+                if best is None or auc > best[1]:
+                    best = (str(g), float(auc))
+            if best and best[1] >= PROXY_AUC:
+                found.append({"feature": f, "attribute": attr, "group": best[0], "auc": best[1]})
+    return sorted(found, key=lambda r: -r["auc"])
 
 
 def rerun_audit(run_dir, config, data, core, report) -> dict:

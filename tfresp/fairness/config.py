@@ -28,13 +28,16 @@ class FairnessConfig(Section):
         intersectional: also audit the cross product of the first two sensitive attributes.
         mitigate_on: attributes whose (joint) groups the mitigation uses; default the first sensitive one.
         identity_terms: CLP swap lists, e.g. ``[[he, she], [man, woman]]``.
-        tolerance: gap the threshold post-processing aims for on validation data.
+        tolerance: the target gap of every mitigation (its `verdict` on test) and the validation gap a
+            threshold post-processing must stay within to be `feasible`.
         adversary_hidden: hidden width of the adversary head (0 = logistic adversary).
         mmd_bandwidth: Gaussian kernel length scale of the MMD penalty (MinDiff default 0.1).
         reweigh_epsilon: under DP, the ε of the Laplace mechanism used to release the group x label
             counts the Kamiran-Calders weights come from (reported; adds to the run's ε by composition).
-        positive_class: the class whose selection is audited (default: index 1 of the sorted classes
-            for binary tasks, the last class for multi-class tasks, one-vs-rest).
+        positive_class: the class whose selection is audited (default: ``data.positive_class``, else
+            index 1 of the classes for binary tasks, the last class for multi-class tasks, one-vs-rest).
+        allow_trivial: serve a threshold post-processing whose rule ignores the model for some group
+            (all-positive, all-negative or a constant coin); refused (not served) by default.
     """
 
     sensitive: Optional[List[str]] = None
@@ -56,6 +59,7 @@ class FairnessConfig(Section):
     mmd_bandwidth: float = Field(0.1, gt=0)
     reweigh_epsilon: float = Field(0.1, gt=0)
     positive_class: Optional[str] = None
+    allow_trivial: bool = False
 
     @field_validator("thresholds")
     @classmethod

@@ -1,4 +1,4 @@
-"""Group fairness metrics with percentile-bootstrap confidence intervals.
+"""Group fairness metrics with bias-corrected bootstrap confidence intervals.
 
 Point estimates come from fairlearn's ``MetricFrame`` (see :mod:`tfresp.fairness._fairlearn`).
 Confidence intervals resample rows with replacement ``B`` times; all resamples are evaluated
@@ -12,7 +12,15 @@ Gaps follow fairlearn's ``between_groups`` definitions:
 * equalized odds difference: the larger of the TPR and FPR differences (Hardt et al. 2016);
 * equal opportunity difference: the TPR difference (Hardt et al. 2016).
 
-Reference for the bootstrap: Efron & Tibshirani, "An Introduction to the Bootstrap" (1993).
+Confidence intervals are bias-corrected (BC) percentile bootstrap intervals (Efron 1981; Efron &
+Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 14): the percentile levels are shifted by
+``z0 = Phi^-1(share of resamples below the estimate)``. A between-group gap ``max - min`` is biased
+upwards under resampling (noise widens the spread), so a plain percentile interval can miss its own
+estimate (0.021 with CI [0.024, 0.120] was seen); BC removes that first-order bias. The acceleration
+term of BCa is left out: it needs a jackknife per statistic and, for these smooth count ratios, is
+small next to ``z0``. When ``|z0|`` is so large that even the BC interval excludes the estimate
+(every resample above it), the interval is widened to reach the estimate and
+``ci_widened`` counts those cases, so an interval never contradicts the number it accompanies.
 """
 from __future__ import annotations
 
@@ -143,6 +151,37 @@ def percentile_ci(samples: np.ndarray, confidence: float) -> np.ndarray:
             return np.nanpercentile(samples, q, axis=0)
 
 
+def bc_interval(samples: np.ndarray, estimate: float, confidence: float):
+    """Bias-corrected percentile bootstrap interval of one statistic, widened to contain ``estimate``.
+
+    Args:
+        samples: the statistic on each resample (NaN resamples ignored).
+        estimate: the statistic on the full data.
+        confidence: two-sided level.
+
+    Returns:
+        ``(low, high, widened)``; ``(None, None, False)`` when there is no finite resample.
+
+    Example:
+        >>> bc_interval(np.array([0.2, 0.3, 0.4, 0.5]), 0.1, 0.9)[:2]  # every resample above: widened
+        (0.1, 0.5)
+    """
+    from scipy.stats import norm
+
+    s = np.asarray(samples, np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) == 0 or estimate is None or not np.isfinite(estimate):
+        return None, None, False
+    below = (np.sum(s < estimate) + 0.5 * np.sum(s == estimate)) / len(s)
+    below = float(np.clip(below, 0.5 / len(s), 1 - 0.5 / len(s)))
+    z0 = norm.ppf(below)
+    za = norm.ppf([(1 - confidence) / 2, (1 + confidence) / 2])
+    levels = norm.cdf(2 * z0 + za)
+    lo, hi = (float(v) for v in np.quantile(s, levels))
+    widened = bool(estimate < lo or estimate > hi)
+    return min(lo, float(estimate)), max(hi, float(estimate)), widened
+
+
 # ---------------------------------------------------------------------------- report ----
 def _num(v):
     v = float(v)
@@ -227,17 +266,24 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
         gidx = np.searchsorted(names, groups)
         idx = bootstrap_indices(len(y), bootstrap, seed)
         rates = group_rates(y, pred, prob, gidx, len(names), idx)
+        widened = 0
+
+        def interval(samples, estimate):
+            nonlocal widened
+            lo, hi, w = bc_interval(samples, estimate, confidence)
+            widened += int(w)
+            return [_num(lo) if lo is not None else None, _num(hi) if hi is not None else None]
+
         for m in metrics:
-            ci = percentile_ci(rates[m], confidence)
             for j, g in enumerate(names):
-                by_group[g][f"{m}_ci"] = [_num(ci[0, j]), _num(ci[1, j])]
+                by_group[g][f"{m}_ci"] = interval(rates[m][:, j], by_group[g][m])
         if gaps:
             pidx = names.index(privileged) if privileged else None
             for k, arr in gap_stats(rates, pidx).items():
-                ci = percentile_ci(arr, confidence)
-                section[f"{k}_ci"] = [_num(ci[0]), _num(ci[1])]
+                section[f"{k}_ci"] = interval(arr, section.get(k))
         section["bootstrap"] = {"resamples": int(bootstrap), "confidence": float(confidence), "seed": int(seed),
-                                "method": "percentile, rows resampled with replacement"}
+                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement",
+                                "ci_widened": widened}
     section["by_group"] = by_group
     return section
 

@@ -17,10 +17,11 @@ def group_label_counts(groups: np.ndarray, y: np.ndarray, n_groups: int, n_class
 
 
 def laplace_counts(counts: np.ndarray, epsilon: float, seed: int) -> np.ndarray:
-    """The histogram released with the Laplace mechanism (sensitivity 1 under add/remove-one).
+    """The histogram released with the Laplace mechanism: noise of scale 1/ε per cell.
 
-    Dwork, McSherry, Nissim & Smith, "Calibrating noise to sensitivity", TCC 2006. Noisy counts are
-    floored at 1 so every weight stays finite and positive.
+    Sensitivity 1 under add/remove-one (Dwork, McSherry, Nissim & Smith, "Calibrating noise to sensitivity",
+    TCC 2006). ``seed`` must be secret (``PrivacyBudget.secret_seed()``): whoever knows it can subtract the
+    noise. Noisy counts are floored at 1 (post-processing) so every weight stays finite and positive.
     """
     rng = np.random.default_rng(seed)
     noisy = counts + rng.laplace(0.0, 1.0 / epsilon, size=counts.shape)
@@ -29,7 +30,11 @@ def laplace_counts(counts: np.ndarray, epsilon: float, seed: int) -> np.ndarray:
 
 def kamiran_calders_weights(groups: np.ndarray, y: np.ndarray, n_groups: int, n_classes: int,
                             counts: Optional[np.ndarray] = None) -> np.ndarray:
-    """Per-row weights ``P(g)P(y)/P(g,y)`` normalized to mean 1.
+    """Per-row weights ``P(g)P(y)/P(g,y)`` (mean 1 over the rows the counts describe).
+
+    With privatized ``counts`` every probability, the normalisation included, comes from the noisy
+    counts only: ``Σ_gy ñ_gy·w_gy / ñ = Σ_gy P(g)P(y) = 1``, so no statistic of the true rows (their exact
+    number, the exact mean weight) enters the weights.
 
     Args:
         groups: int group id per training row.
@@ -41,6 +46,7 @@ def kamiran_calders_weights(groups: np.ndarray, y: np.ndarray, n_groups: int, n_
     """
     groups = np.asarray(groups, np.int64)
     y = np.asarray(y, np.int64)
+    private = counts is not None
     if counts is None:
         counts = group_label_counts(groups, y, n_groups, n_classes)
     counts = np.asarray(counts, np.float64)
@@ -50,4 +56,6 @@ def kamiran_calders_weights(groups: np.ndarray, y: np.ndarray, n_groups: int, n_
     p_gy = counts / total
     table = np.where(p_gy > 0, p_g * p_y / np.where(p_gy > 0, p_gy, 1.0), 0.0)
     w = table[groups, y]
+    if private:  # already mean 1 under the noisy counts; dividing by the true row mean would leak it
+        return w.astype(np.float32), table
     return (w / w.mean()).astype(np.float32), table

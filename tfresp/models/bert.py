@@ -24,6 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import ConfigError, IncompatibleModelError
+from tfresp.models import hf_loading
 from tfresp.models.registry import register_model
 
 CHECKPOINT_DIR = "bert"
@@ -46,22 +47,24 @@ class BertConfig:
     attention_dropout: float = 0.1
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+    # family (tfresp.models.hf_loading.FAMILIES): "roberta" sets position_padding_idx, "distilbert" has no
+    # token types (type_vocab_size=0) and no pretrained pooler
+    model_type: str = "bert"
+    position_padding_idx: Optional[int] = None
+    embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
 
     @classmethod
     def from_hf(cls, d: dict) -> "BertConfig":
-        if d.get("hidden_act", "gelu") not in ("gelu", "gelu_new", "gelu_python"):
-            raise IncompatibleModelError(f"checkpoint uses hidden_act={d.get('hidden_act')!r}; "
-                                         "the functional BERT supports gelu. Remedy: use a gelu BERT checkpoint")
-        if d.get("position_embedding_type", "absolute") != "absolute":
-            raise IncompatibleModelError("checkpoint uses relative position embeddings; remedy: use an "
-                                         "absolute-position BERT checkpoint")
-        return cls(vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], num_layers=d["num_hidden_layers"],
-                   num_heads=d["num_attention_heads"], intermediate_size=d["intermediate_size"],
-                   max_position=d["max_position_embeddings"], type_vocab_size=d.get("type_vocab_size", 2),
-                   dropout=d.get("hidden_dropout_prob", 0.1),
-                   attention_dropout=d.get("attention_probs_dropout_prob", 0.1),
-                   layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-                   initializer_range=d.get("initializer_range", 0.02))
+        """From a transformers ``config.json`` dict (BERT, RoBERTa or DistilBERT)."""
+        from tfresp.models.hf_loading import config_from_hf
+
+        return config_from_hf(d)
+
+    @property
+    def longest_input(self) -> int:
+        """Longest input the position table covers (RoBERTa's positions start after ``padding_idx``)."""
+        offset = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
+        return self.max_position - offset
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,11 +72,25 @@ class BertConfig:
 
 # -- weight-free helper layers (no trainable variables: transparent to DP clipping and pruning) ----------
 class PositionIds(keras.layers.Layer):
-    """``[batch, length]`` position ids ``0..length-1`` for an ``input_ids`` tensor."""
+    """``[batch, length]`` position ids ``0..length-1`` for an ``input_ids`` tensor.
+
+    With ``padding_idx`` (RoBERTa), transformers' ``create_position_ids_from_input_ids``: non-padding tokens
+    count up from ``padding_idx + 1``, padding tokens get ``padding_idx``.
+    """
+
+    def __init__(self, padding_idx: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding_idx = padding_idx
 
     def call(self, input_ids):
+        if self.padding_idx is not None:
+            real = tf.cast(tf.not_equal(input_ids, self.padding_idx), input_ids.dtype)
+            return tf.cumsum(real, axis=1) * real + self.padding_idx
         length = tf.shape(input_ids)[1]
         return tf.broadcast_to(tf.range(length, dtype=input_ids.dtype)[tf.newaxis, :], tf.shape(input_ids))
+
+    def get_config(self):
+        return {**super().get_config(), "padding_idx": self.padding_idx}
 
 
 class ZerosLike(keras.layers.Layer):
@@ -167,15 +184,20 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
         raise ConfigError([("model.bert.heads", cfg.num_heads, f"must divide hidden={cfg.hidden_size}")])
     ids = keras.Input(shape=(None,), dtype=tf.int32, name="input_ids")
     mask = keras.Input(shape=(None,), dtype=tf.int32, name="attention_mask")
-    word = keras.layers.Embedding(cfg.vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
+    width = cfg.embedding_size or cfg.hidden_size
+    word = keras.layers.Embedding(cfg.vocab_size, width, embeddings_initializer=_init(cfg),
                                   name="embeddings_word")(ids)
-    pos = keras.layers.Embedding(cfg.max_position, cfg.hidden_size, embeddings_initializer=_init(cfg),
-                                 name="embeddings_position")(PositionIds(name="position_ids")(ids))
-    typ = keras.layers.Embedding(cfg.type_vocab_size, cfg.hidden_size, embeddings_initializer=_init(cfg),
-                                 name="embeddings_token_type")(ZerosLike(name="token_type_ids")(ids))
-    h = keras.layers.Add(name="embeddings_sum")([word, pos, typ])
+    positions = PositionIds(cfg.position_padding_idx, name="position_ids")(ids)
+    parts = [word, keras.layers.Embedding(cfg.max_position, width, embeddings_initializer=_init(cfg),
+                                          name="embeddings_position")(positions)]
+    if cfg.type_vocab_size > 0:  # DistilBERT has no token-type table
+        parts.append(keras.layers.Embedding(cfg.type_vocab_size, width, embeddings_initializer=_init(cfg),
+                                            name="embeddings_token_type")(ZerosLike(name="token_type_ids")(ids)))
+    h = keras.layers.Add(name="embeddings_sum")(parts)
     h = keras.layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name="embeddings_ln")(h)
     h = _dropout(h, cfg.dropout, "embeddings_dropout")
+    if cfg.embedding_size and cfg.embedding_size != cfg.hidden_size:  # ELECTRA's embeddings_project
+        h = keras.layers.Dense(cfg.hidden_size, kernel_initializer=_init(cfg), name="embeddings_project")(h)
     for i in range(cfg.num_layers):
         p = f"layer_{i}_"
         q = _projection(h, cfg.hidden_size, p + "query", cfg, peft)
@@ -222,7 +244,7 @@ _LAYER_MAP = {"query": "attention/self/query", "key": "attention/self/key", "val
               "intermediate": "intermediate/dense", "output": "output/dense", "output_ln": "output/LayerNorm"}
 _TOP_MAP = {"embeddings_word": "embeddings/word_embeddings", "embeddings_position": "embeddings/position_embeddings",
             "embeddings_token_type": "embeddings/token_type_embeddings", "embeddings_ln": "embeddings/LayerNorm",
-            "pooler": "pooler/dense"}
+            "embeddings_project": "embeddings_project", "pooler": "pooler/dense"}
 _VAR_MAP = {"kernel": "kernel", "bias": "bias", "gamma": "gamma", "beta": "beta", "embeddings": "embeddings"}
 
 
@@ -293,30 +315,19 @@ def assign_named_weights(model: keras.Model, weights: Dict[str, np.ndarray], str
     return loaded
 
 
-def read_hf_h5(path) -> Dict[str, np.ndarray]:
-    """Read a transformers ``tf_model.h5`` into ``{name relative to 'bert/': array}``."""
-    import h5py
-
-    out = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset):
-                key = name.split(":")[0]
-                if "/bert/" in "/" + key:
-                    key = ("/" + key).rsplit("/bert/", 1)[1]
-                out[key] = np.asarray(obj)
-
-        f.visititems(visit)
-    return out
+def read_hf_h5(path, kind: str = "bert") -> Dict[str, np.ndarray]:
+    """Read a transformers ``tf_model.h5`` into canonical names (see :mod:`tfresp.models.hf_loading`)."""
+    return hf_loading.from_tf_names(hf_loading.read_h5(path), kind)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------
 def resolve_checkpoint(path) -> dict:
-    """Describe a checkpoint dir: a transformers TF dir or a tfresp run (``RUN/bert``).
+    """Describe a checkpoint dir: a Hugging Face dir (BERT, RoBERTa, DistilBERT) or a tfresp run (``RUN/bert``).
 
     Returns:
-        dict with ``kind`` (``transformers`` | ``tfresp``), ``config`` (:class:`BertConfig`), ``vocab`` (path),
-        ``lowercase``, ``weights`` (a loader callable) and ``path``.
+        dict with ``kind`` (``transformers`` | ``tfresp``), ``config`` (:class:`BertConfig`), ``vocab`` (tokens
+        by id), ``lowercase``, ``tokenizer_file``, ``weights`` (a loader callable returning canonical names) and
+        ``path``; a transformers dir also has ``weights_file`` (``model.safetensors`` | ``tf_model.h5``).
     """
     p = Path(path).expanduser()
     if not p.exists():
@@ -326,25 +337,24 @@ def resolve_checkpoint(path) -> dict:
     if (p / CONFIG_FILE).exists():
         meta = json.loads((p / CONFIG_FILE).read_text())
         cfg = BertConfig(**meta["bert"])
-        return {"kind": "tfresp", "path": str(p), "config": cfg, "vocab": str(p / "vocab.txt"),
+        from tfresp.data.text import read_vocab
+
+        return {"kind": "tfresp", "path": str(p), "config": cfg, "vocab": read_vocab(p / "vocab.txt"),
+                "tokenizer_file": "vocab.txt",
                 "lowercase": meta.get("lowercase", True), "max_length": meta.get("max_length"),
                 "weights": lambda: dict(np.load(p / WEIGHTS_FILE))}
-    if (p / "config.json").exists() and (p / "tf_model.h5").exists():
-        hf = json.loads((p / "config.json").read_text())
-        if hf.get("model_type", "bert") != "bert":
-            raise IncompatibleModelError(f"model.checkpoint {str(p)!r} is a {hf.get('model_type')!r} model; "
-                                         "remedy: use a BERT-architecture checkpoint (bert, MiniLM)")
-        lower = True
-        tc = p / "tokenizer_config.json"
-        if tc.exists():
-            lower = bool(json.loads(tc.read_text()).get("do_lower_case", True))
-        if not (p / "vocab.txt").exists():
-            raise ConfigError([("model.checkpoint", str(p), "has no vocab.txt (WordPiece vocabulary)")])
-        return {"kind": "transformers", "path": str(p), "config": BertConfig.from_hf(hf),
-                "vocab": str(p / "vocab.txt"), "lowercase": lower, "max_length": None,
-                "weights": lambda: read_hf_h5(p / "tf_model.h5")}
+    if hf_loading.is_hf_dir(p):
+        from tfresp.data.text import checkpoint_tokenizer
+
+        cfg = BertConfig.from_hf(json.loads((p / "config.json").read_text()))
+        tok = checkpoint_tokenizer(p)
+        return {"kind": "transformers", "path": str(p), "config": cfg, "vocab": tok["vocab"],
+                "lowercase": tok["lowercase"], "tokenizer_file": tok["file"], "max_length": None,
+                "weights_file": hf_loading.weights_file(p),
+                "weights": lambda: hf_loading.read_weights(p, cfg.model_type)}
     raise ConfigError([("model.checkpoint", str(path),
-                        "expected a transformers TF checkpoint (config.json + tf_model.h5 + vocab.txt) "
+                        "expected a Hugging Face checkpoint (config.json + model.safetensors or tf_model.h5, "
+                        "tokenizer.json or vocab.txt) "
                         "or a tfresp run directory with bert/ (a finished bert run)")])
 
 
@@ -481,7 +491,7 @@ def _checkpoint(config, data):
         raise ConfigError([("model.checkpoint", None, "a path to a transformers TF checkpoint or a tfresp run")])
     ck = resolve_checkpoint(config.model.checkpoint)
     cfg = dataclasses.replace(ck["config"], dropout=config.model.dropout, attention_dropout=config.model.dropout)
-    if data.extra["max_length"] > cfg.max_position:
+    if data.extra["max_length"] > cfg.longest_input:
         raise ConfigError([("data.max_length", data.extra["max_length"],
-                            f"<= the checkpoint's max_position ({cfg.max_position})")])
+                            f"<= the checkpoint's longest input ({cfg.longest_input} positions)")])
     return _build(config, data, cfg, ck["weights"](), ck["kind"])

@@ -32,10 +32,13 @@ PLD_DISCRETIZATION = 1e-3
 
 
 def default_delta(n: int) -> float:
-    """The largest power of ten strictly below ``1/n`` (``n=3000 -> 1e-4``, ``n=1000 -> 1e-4``)."""
+    """The largest power of ten <= ``1/(10·n)``, so δ·n <= 0.1 (``n=1000 -> 1e-4``, ``n=9999 -> 1e-5``).
+
+    A δ near 1/n would allow a mechanism that publishes one whole row with probability ~1 (δ·n ≈ 1).
+    """
     if n < 1:
         raise ConfigError([("privacy.delta", n, "delta 'auto' needs at least one training row")])
-    return 10.0 ** -(len(str(int(n))))
+    return 10.0 ** -(len(str(10 * int(n) - 1)))
 
 
 def dp_event(noise_multiplier: float, sample_rate: float, steps: int) -> "dp_accounting.DpEvent":
@@ -44,6 +47,21 @@ def dp_event(noise_multiplier: float, sample_rate: float, steps: int) -> "dp_acc
     if sample_rate < 1.0:
         step = dp_accounting.PoissonSampledDpEvent(sample_rate, step)
     return dp_accounting.SelfComposedDpEvent(step, int(steps))
+
+
+def sgd_event(noise_multiplier: float, sample_rate: float, steps: int, sampling: str = "poisson",
+              steps_per_epoch: int = 1) -> "dp_accounting.DpEvent":
+    """The event of ``steps`` DP-SGD steps under ``sampling``.
+
+    ``poisson``: each step is the Poisson-subsampled Gaussian mechanism (amplification by sampling).
+    ``shuffle``: fixed-size batches from a (secret) permutation give no Poisson amplification we can
+    prove here (Chua et al., ICML 2024), so we use the no-amplification bound: every example is in
+    exactly one batch per epoch, so each started epoch is one Gaussian mechanism at q = 1.
+    """
+    if sampling == "shuffle":
+        epochs = int(math.ceil(int(steps) / max(int(steps_per_epoch), 1)))
+        return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier), epochs)
+    return dp_event(noise_multiplier, sample_rate, steps)
 
 
 def make_dp_accountant(kind: str):
@@ -56,19 +74,28 @@ def make_dp_accountant(kind: str):
 
 
 def compute_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                    accountant: str = "pld") -> float:
-    """ε(δ) after ``steps`` DP-SGD steps. ``steps == 0`` gives 0; ``noise_multiplier == 0`` gives inf."""
-    if steps <= 0:
+                    accountant: str = "pld", *, sampling: str = "poisson", steps_per_epoch: int = 1,
+                    base_events=()) -> float:
+    """ε(δ) after ``steps`` DP-SGD steps composed with ``base_events`` (other releases of the same rows).
+
+    ``steps == 0`` gives the base events' ε (0 without them); ``noise_multiplier == 0`` gives inf.
+    """
+    events = list(base_events)
+    if steps > 0:
+        if noise_multiplier <= 0:
+            return math.inf
+        events.append(sgd_event(noise_multiplier, sample_rate, steps, sampling, steps_per_epoch))
+    if not events:
         return 0.0
-    if noise_multiplier <= 0:
-        return math.inf
     acc = make_dp_accountant(accountant)
-    acc.compose(dp_event(noise_multiplier, sample_rate, steps))
-    return float(acc.get_epsilon(delta))
+    acc.compose(dp_accounting.ComposedDpEvent(events))
+    eps = float(acc.get_epsilon(delta))
+    return eps if math.isfinite(eps) else math.inf
 
 
 def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int,
-                    accountant: str = "pld", rtol: float = 0.01, max_iter: int = 80) -> float:
+                    accountant: str = "pld", rtol: float = 0.01, max_iter: int = 80, *, sampling: str = "poisson",
+                    steps_per_epoch: int = 1, base_events=()) -> float:
     """Smallest-ish noise multiplier σ whose ε(δ) is <= ``target_epsilon`` and within ``rtol`` of it.
 
     Binary search on σ (ε is decreasing in σ) until ``(1 - rtol)·target <= ε(σ) <= target``.
@@ -80,6 +107,10 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         steps: number of DP-SGD steps.
         accountant: ``pld`` or ``rdp``.
         rtol: relative slack below the target that is accepted.
+        sampling: ``poisson`` or ``shuffle`` (see :func:`sgd_event`).
+        steps_per_epoch: steps per epoch (``shuffle`` accounting counts epochs).
+        base_events: the run's other spends; σ is chosen so that their composition *with* the DP-SGD steps
+            (PLD/RDP, not ε subtraction) stays <= ``target_epsilon``.
 
     Returns:
         σ (a float). Its ε is ``compute_epsilon(σ, ...)``.
@@ -89,10 +120,17 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
     """
     if target_epsilon <= 0:
         raise ConfigError([("privacy.target_epsilon", target_epsilon, "a positive number")])
-    eps = lambda s: compute_epsilon(s, sample_rate, steps, delta, accountant)  # noqa: E731
+    kw = dict(sampling=sampling, steps_per_epoch=steps_per_epoch, base_events=tuple(base_events))
+    if base_events and compute_epsilon(1.0, sample_rate, 0, delta, accountant, **kw) >= target_epsilon:
+        raise BudgetExhaustedError(
+            f"Invalid value for argument `privacy.target_epsilon`. Received: target_epsilon={target_epsilon}. "
+            "The run's other releases of the training data already spend all of it; nothing is left for DP-SGD. "
+            "Remedy: raise the budget or lower the other spends' ε")
+    eps = lambda s: compute_epsilon(s, sample_rate, steps, delta, accountant, **kw)  # noqa: E731
     low_enough = lambda e: (1 - rtol) * target_epsilon <= e <= target_epsilon  # noqa: E731
     # RDP's ε upper-bounds PLD's for the same σ, so the (fast) RDP answer is a tight starting bracket for PLD.
-    guess = calibrate_noise(target_epsilon, delta, sample_rate, steps, "rdp", rtol) if accountant == "pld" else 1.0
+    guess = (calibrate_noise(target_epsilon, delta, sample_rate, steps, "rdp", rtol, **kw)
+             if accountant == "pld" else 1.0)
     hi, factor = guess, 0.85 if accountant == "pld" else 0.5
     e_hi = eps(hi)
     while e_hi > target_epsilon:
@@ -126,18 +164,22 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
 
 
 def max_steps_within(target_epsilon: float, noise_multiplier: float, sample_rate: float, delta: float,
-                     accountant: str = "pld", upper: int = 10_000_000) -> int:
-    """The largest number of steps whose ε(δ) stays <= ``target_epsilon`` (0 if even one step exceeds it)."""
-    if compute_epsilon(noise_multiplier, sample_rate, 1, delta, accountant) > target_epsilon:
+                     accountant: str = "pld", upper: int = 10_000_000, **kw) -> int:
+    """The largest number of steps whose ε(δ) stays <= ``target_epsilon`` (0 if even one step exceeds it).
+
+    ``kw``: ``sampling``, ``steps_per_epoch``, ``base_events`` as in :func:`compute_epsilon`.
+    """
+    eps = lambda k: compute_epsilon(noise_multiplier, sample_rate, k, delta, accountant, **kw)  # noqa: E731
+    if eps(1) > target_epsilon:
         return 0
     lo, hi = 1, 2
-    while hi <= upper and compute_epsilon(noise_multiplier, sample_rate, hi, delta, accountant) <= target_epsilon:
+    while hi <= upper and eps(hi) <= target_epsilon:
         lo, hi = hi, hi * 2
     if hi > upper:
         return upper
     while hi - lo > 1:  # eps(lo) <= target < eps(hi)
         mid = (lo + hi) // 2
-        if compute_epsilon(noise_multiplier, sample_rate, mid, delta, accountant) <= target_epsilon:
+        if eps(mid) <= target_epsilon:
             lo = mid
         else:
             hi = mid

@@ -58,10 +58,20 @@ class PrivacyBudget:
 
     def __init__(self, target_epsilon: Optional[float], delta: float, accountant: str = "pld"):
         self.target_epsilon = target_epsilon
-        self.delta = float(delta)
+        self.delta = float(delta)  # NaN until resolve_delta(n) when the config says ``delta: auto``
         self.accountant = accountant
         self.spends: List[Spend] = []
         self.coverage: List[Coverage] = []
+
+    def resolve_delta(self, n: int) -> float:
+        """Set δ from the number of training rows when it is still unresolved (``delta: auto``); return δ.
+
+        ``auto`` gives the largest power of ten <= 1/(10·n) (:func:`accounting.default_delta`). Idempotent:
+        the first caller that knows n (data preparation or the privacy concern) fixes it for the whole run.
+        """
+        if math.isnan(self.delta):
+            self.delta = accounting.default_delta(n)
+        return self.delta
 
     # -- secrets ---------------------------------------------------------------------------
     @staticmethod
@@ -93,13 +103,22 @@ class PrivacyBudget:
                            "std": std}, covers=covers)
         return std
 
+    def withdraw(self, source: str) -> None:
+        """Forget the spends (and coverage entries) of ``source``, e.g. before registering them again."""
+        self.spends = [s for s in self.spends if s.source != source]
+        self.coverage = [c for c in self.coverage if not (c.status == "dp" and c.detail.startswith(source + " ("))]
+
     def declare_public(self, item: str, detail: str) -> None:
         """An artifact that depends only on public/declared information (no privacy cost)."""
-        self.coverage.append(Coverage(item, "public", detail))
+        self._declare(Coverage(item, "public", detail))
 
     def declare_not_covered(self, item: str, detail: str) -> None:
         """An artifact computed from private rows outside any DP mechanism: named in the statement."""
-        self.coverage.append(Coverage(item, "not_covered", detail))
+        self._declare(Coverage(item, "not_covered", detail))
+
+    def _declare(self, entry: Coverage) -> None:
+        if entry not in self.coverage:
+            self.coverage.append(entry)
 
     # -- composition -----------------------------------------------------------------------
     def composed_event(self, extra=None):
@@ -112,15 +131,46 @@ class PrivacyBudget:
         events = [s.event for s in self.spends] + ([extra] if extra is not None else [])
         if not events:
             return 0.0
+        delta = self.delta if delta is None else delta
+        if math.isnan(delta):
+            raise ValueError("PrivacyBudget.epsilon: δ is unresolved; call resolve_delta(n) first")
+        if any(_is_noiseless(e) for e in events):
+            return math.inf
         acc = accounting.make_dp_accountant(self.accountant)
         acc.compose(dp_accounting.ComposedDpEvent(events))
-        eps = float(acc.get_epsilon(self.delta if delta is None else delta))
+        eps = float(acc.get_epsilon(delta))
         return eps if math.isfinite(eps) else math.inf
 
     def section(self) -> Dict[str, Any]:
         """The report's view: spends (parameters, no secrets) and the coverage list."""
         return {
+            "accountant": self.accountant,
+            "delta": self.delta,
             "spends": [{"source": s.source, "mechanism": s.mechanism, "params": s.params, "covers": s.covers}
                        for s in self.spends],
             "coverage": [dataclasses.asdict(c) for c in self.coverage],
         }
+
+
+def _is_noiseless(event) -> bool:
+    """True for an event that contains a Gaussian/Laplace release without noise (ε = ∞)."""
+    if isinstance(event, (dp_accounting.GaussianDpEvent, dp_accounting.LaplaceDpEvent)):
+        return event.noise_multiplier <= 0
+    if isinstance(event, dp_accounting.ComposedDpEvent):
+        return any(_is_noiseless(e) for e in event.events)
+    inner = getattr(event, "event", None)
+    if isinstance(event, (dp_accounting.SelfComposedDpEvent, dp_accounting.PoissonSampledDpEvent)):
+        return _is_noiseless(inner) and getattr(event, "count", 1) > 0
+    return False
+
+
+def event_from_params(mechanism: str, params: Dict[str, Any]):
+    """Rebuild a spend's ``dp_accounting`` event from its recorded parameters (``tfresp report --check``)."""
+    if mechanism == "laplace":
+        return dp_accounting.LaplaceDpEvent(float(params["scale"]) / float(params["sensitivity"]))
+    if mechanism == "gaussian":
+        return dp_accounting.GaussianDpEvent(float(params["noise_multiplier"]))
+    if mechanism == "dp_sgd":
+        return accounting.sgd_event(float(params["noise_multiplier"]), float(params["sampling_rate"]),
+                                    int(params["steps"]), params["sampling"], int(params["steps_per_epoch"]))
+    raise ValueError(f"unknown mechanism {mechanism!r}")

@@ -6,57 +6,77 @@ computation, so every one of them is inside per-example clipping.
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 
 import tensorflow as tf
 
 from tfresp.concerns import Concern, Contribution, register
+from tfresp.data.dataset import make_dataset
 from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
-from tfresp.privacy import accounting, clipping
+from tfresp.privacy import accounting, canary, clipping
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
 
 log = logging.getLogger("tfresp")
 
 
-def resolve_delta(cfg, n: int) -> float:
-    return accounting.default_delta(n) if cfg.delta == "auto" else float(cfg.delta)
+def run_budget(ctx):
+    """The run's :class:`PrivacyBudget` (made here when a caller built the context without one), δ resolved."""
+    if getattr(ctx, "budget", None) is None:
+        from tfresp.builder import make_budget
+
+        ctx.budget = make_budget(ctx.config)
+    ctx.budget.resolve_delta(len(ctx.data.train))
+    return ctx.budget
 
 
-def extra_spend(ctx) -> tuple:
-    """(ε, δ, entries) spent on the private training data by other concerns (e.g. noisy reweighing counts).
-
-    They compose with DP-SGD by basic composition, so the run's guarantee is (ε_sgd + Σε_i, δ_sgd + Σδ_i).
-    """
-    entries = list(ctx.state.get("privacy_extra_epsilon", []))
-    return (sum(float(e["epsilon"]) for e in entries), sum(float(e.get("delta", 0.0)) for e in entries), entries)
+def _name(item: dict) -> str:
+    return f"{item['item']} ({item['detail']})"
 
 
 def statement(sec: dict) -> str:
-    """A plain-language description of the guarantee, with its limits."""
-    sampling = ("each training step used a Poisson sample of the training rows (every row joined independently "
-                f"with probability q = {sec['sampling_rate']:.4g})" if sec["sampling"] == "poisson" else
-                "training used shuffled fixed-size batches; the ε above uses Poisson-sampling accounting with "
-                f"q = {sec['sampling_rate']:.4g}, which is an approximation for shuffling (without subsampling "
-                f"amplification the provable bound is ε = {sec.get('epsilon_without_amplification', float('nan')):.3g})")
-    return (
-        f"This model was trained with DP-SGD and satisfies ({sec['epsilon']:.3g}, {sec['delta']:.1e})-differential "
-        "privacy with respect to adding or removing one training row (example-level adjacency), computed with the "
-        f"{sec['accountant'].upper()} accountant over {sec['steps']} steps with noise multiplier "
+    """A plain-language description of the guarantee, naming every release and what covers it."""
+    if sec["sampling"] == "poisson":
+        sampling = ("each training step used a Poisson sample of the training rows (every row joined independently "
+                    f"with probability q = {sec['sampling_rate']:.4g})")
+    else:
+        sampling = ("training used shuffled fixed-size batches in a secret order; ε is the no-amplification bound "
+                    "(each epoch counted as one Gaussian release of every row), which is looser than Poisson "
+                    "accounting but provable")
+    budget = sec["budget"]
+    others = [s for s in budget["spends"] if s["source"] != "privacy.dp_sgd"]
+    cov = budget["coverage"]
+    dp = [c for c in cov if c["status"] == "dp"]
+    public = [c for c in cov if c["status"] == "public"]
+    uncovered = [c for c in cov if c["status"] == "not_covered"]
+    text = (
+        f"This model was trained with DP-SGD and the whole run satisfies ({sec['epsilon']:.3g}, {sec['delta']:.1e})-"
+        "differential privacy with respect to adding or removing one training row (example-level adjacency; "
+        f"δ·n = {sec['delta_times_n']:.2g}). DP-SGD ran {sec['steps']} steps with noise multiplier "
         f"{sec['noise_multiplier']:.4g} and per-example gradient clipping at L2 norm {sec['l2_norm_clip']:g}; "
-        f"{sampling}."
-        + (f" The total also counts ε = {sec['epsilon'] - sec['dp_sgd_epsilon']:.3g} spent by other releases of the "
-           "training data (" + ", ".join(p["source"] for p in sec["composition"]["parts"][1:]) + "), composed by "
-           "basic composition." if sec.get("composition") and len(sec["composition"]["parts"]) > 1 else "")
-        + " What it protects: the trained weights and everything computed from them (predictions, "
-        "exports) reveal little about whether any single row was in the training set, even to an attacker who "
-        f"knows all other rows; δ = {sec['delta']:.1e} is the small probability that this bound fails. What it does "
-        "not protect: a person who contributes several rows is protected only up to group privacy (ε grows about "
-        "linearly with the number of rows); population-level facts learned from the data are not hidden; "
-        "preprocessing fitted on the training split (feature scaling, category vocabularies, class weights) and "
-        "logged training metrics (loss, accuracy) are not privatized; the validation and test splits are not "
+        f"{sampling}.")
+    if others:
+        text += (" The ε above composes DP-SGD with every other release of the training rows using the "
+                 f"{sec['accountant'].upper()} accountant: " + "; ".join(
+                     f"{s['source']} ({s['mechanism']}, " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)
+                                                                  else f"{k}={v}" for k, v in s["params"].items())
+                     + ")" for s in others) + ".")
+    else:
+        text += f" ε is computed with the {sec['accountant'].upper()} accountant; DP-SGD is the only release."
+    if dp:
+        text += " Covered by DP: " + "; ".join(_name(c) for c in dp) + "."
+    text += (" Treated as public (not protected): the number of training rows n and, where reported, the sizes of "
+             "the sensitive groups" + ("; " + "; ".join(_name(c) for c in public) if public else "") + ".")
+    if uncovered:
+        text += " NOT covered by the guarantee: " + "; ".join(_name(c) for c in uncovered) + "."
+    text += (
+        " What it protects: the trained weights and everything computed from them (predictions, exports) reveal "
+        "little about whether any single row was in the training set, even to an attacker who knows all other rows; "
+        f"δ = {sec['delta']:.1e} is the small probability that this bound fails. What it does not protect: a person "
+        "who contributes several rows is protected only up to group privacy (ε grows about linearly with the number "
+        "of rows); population-level facts learned from the data are not hidden; logged training metrics (loss, "
+        "accuracy) are not privatized; the validation and test splits (and the audits computed on them) are not "
         "covered; hyper-parameter tuning on private data adds privacy cost not counted here.")
+    return text
 
 
 def epsilon_plot(curve, target, path):
@@ -80,7 +100,7 @@ def epsilon_plot(curve, target, path):
 
 @register
 class Privacy(Concern):
-    """DP-SGD (Abadi et al. 2016) with dp_accounting calibration and a membership-inference audit."""
+    """DP-SGD (Abadi et al. 2016) with dp_accounting calibration, a membership-inference audit and canaries."""
 
     config_key = "privacy"
     order = 90
@@ -88,15 +108,21 @@ class Privacy(Concern):
     def validate(self, ctx) -> None:
         from tfresp.errors import ConfigError
 
+        problems = []
         if ctx.config.train.steps_per_execution != 1:
-            raise ConfigError([("train.steps_per_execution", ctx.config.train.steps_per_execution,
-                                "must be 1 under privacy: the ledger's hard budget stop acts between steps")])
+            problems.append(("train.steps_per_execution", ctx.config.train.steps_per_execution,
+                             "must be 1 under privacy: the ledger's hard budget stop acts between steps"))
+        problems += canary.problems(ctx)
+        if problems:
+            raise ConfigError(problems)
         clipping.check_model(ctx.core)
         if len(ctx.data.train) < 2:
             raise BudgetExhaustedError("DP-SGD needs at least two training rows")
+        run_budget(ctx)  # δ first: every later spend (reweighing counts, ...) is composed at this δ
 
     def plan(self, ctx) -> Contribution:
         cfg = ctx.config.privacy
+        budget = run_budget(ctx)
         batch_terms = [name for name, c in ctx.contributions.items() if c.batch_losses]
         if batch_terms or ctx.model.batch_losses:
             raise IncompatibleModelError(
@@ -110,39 +136,36 @@ class Privacy(Concern):
         q = min(1.0, batch / n)
         spe = steps_per_epoch(n, batch)
         planned = epochs * spe
-        delta = resolve_delta(cfg, n)
-        # Concerns planned before privacy (order < 90) may already have spent budget on the training data:
-        # DP-SGD gets what is left, so the composed total stays within target_epsilon.
-        extra_eps, _, extra_entries = extra_spend(ctx)
-        sgd_target = None if cfg.target_epsilon is None else cfg.target_epsilon - extra_eps
-        if sgd_target is not None and sgd_target <= 0:
-            raise BudgetExhaustedError(
-                f"Invalid value for argument `privacy.target_epsilon`. Received: target_epsilon={cfg.target_epsilon}. "
-                f"Other concerns already spend ε={extra_eps:g} ({[e['source'] for e in extra_entries]}); "
-                "nothing is left for DP-SGD: raise the budget or lower their ε")
+        delta = budget.delta
+        # σ is calibrated so that the *composition* (PLD/RDP) of the spends registered so far (concerns and
+        # preprocessing before privacy, order < 90) with the planned DP-SGD steps stays within target_epsilon.
+        kw = dict(sampling=cfg.sampling, steps_per_epoch=spe, base_events=[sp.event for sp in budget.spends])
+        others = [sp.source for sp in budget.spends]
         if cfg.noise_multiplier is None:
-            sigma = accounting.calibrate_noise(sgd_target, delta, q, planned, cfg.accountant)
-            how = f"calibrated to target ε={sgd_target:g}" + (
-                f" (= {cfg.target_epsilon:g} − {extra_eps:g} spent by {[e['source'] for e in extra_entries]})"
-                if extra_eps else "")
+            sigma = accounting.calibrate_noise(cfg.target_epsilon, delta, q, planned, cfg.accountant, **kw)
+            how = f"calibrated so that the run's composed ε <= {cfg.target_epsilon:g}" + (
+                f" (DP-SGD composed with {others})" if others else "")
         else:
             sigma = float(cfg.noise_multiplier)
             how = "given"
-            if sgd_target is not None:
-                cap = accounting.max_steps_within(sgd_target, sigma, q, delta, cfg.accountant, planned)
+            if cfg.target_epsilon is not None:
+                cap = accounting.max_steps_within(cfg.target_epsilon, sigma, q, delta, cfg.accountant, planned, **kw)
                 if cap == 0:
                     raise BudgetExhaustedError(
                         f"Invalid value for argument `privacy.noise_multiplier`. Received: noise_multiplier={sigma}. "
                         f"Even one step exceeds target_epsilon={cfg.target_epsilon} at delta={delta:g} with "
-                        f"q={q:.4g}; raise the noise multiplier or the budget")
+                        f"q={q:.4g}" + (f" composed with {others}" if others else "")
+                        + "; raise the noise multiplier or the budget")
         mode, reason = clipping.select_clipping(ctx.model, cfg.clipping)
         expected = q * n if cfg.sampling == "poisson" else None
-        # The noise and the Poisson draws must be unpredictable to an attacker: a seed derived from the public
-        # config seed would let anyone regenerate (and subtract) the noise and know each batch's members.
-        secret = secrets.randbits(62)
-        noise_seed = tf.Variable(secret, dtype=tf.int64, trainable=False, name="dp_noise_seed")
-        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, sgd_target,
-                               noise_seed=noise_seed)
+        # The noise, the Poisson draws / shuffle order and the canary draws must be unpredictable to an attacker:
+        # a seed derived from the public config seed would let anyone regenerate (and subtract) the noise and
+        # know each batch's members. Seeds come from the budget (``secrets``) and live only in the ledger.
+        noise_seed = tf.Variable(budget.secret_seed(), dtype=tf.int64, trainable=False, name="dp_noise_seed")
+        secret_state = {"canary_seed": budget.secret_seed()} if cfg.canaries else {}
+        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon,
+                               noise_seed=noise_seed, budget=budget, sampling=cfg.sampling, steps_per_epoch=spe,
+                               secrets_state=secret_state)
         ctx.state["privacy"] = {"noise_multiplier": sigma, "noise_source": how, "sampling_rate": q, "delta": delta,
                                 "steps_per_epoch": spe, "planned_steps": planned, "clipping_mode": mode,
                                 "clipping_reason": reason, "expected_batch_size": expected, "ledger": ledger}
@@ -150,28 +173,60 @@ class Privacy(Concern):
             gradient_fn=clipping.make_gradient_fn(mode, cfg.l2_norm_clip, sigma, expected, seed=noise_seed),
             callbacks=[ledger],
             notes=[f"DP-SGD: σ={sigma:.4g} ({how}), q={q:.4g}, {mode} clipping at C={cfg.l2_norm_clip:g}"])
-        if cfg.sampling == "poisson":
-            contrib.train_dataset = lambda c: poisson_dataset(c.data.train.x, c.data.train.y, c.train_extras, q,
-                                                              spe, seed=int(noise_seed.numpy()) ^ 0x5EED)
+
+        def train_dataset(c):
+            x, y, extras = c.data.train.x, c.data.train.y, c.train_extras
+            if cfg.canaries:
+                x, y, extras = canary.with_canaries(x, y, extras, canary.make(c, ledger.secrets_state["canary_seed"]))
+            seed = int(noise_seed.numpy())  # read after a resume restored the ledger's state
+            if cfg.sampling == "poisson":
+                return poisson_dataset(x, y, extras, q, spe, seed=seed ^ 0x5EED)
+            return make_dataset(x, y, extras, batch, shuffle=True, seed=(seed ^ 0x5A0F) % (2 ** 31))
+
+        contrib.train_dataset = train_dataset
         log.info("privacy: noise_multiplier=%.4g (%s), q=%.4g, steps=%d, clipping=%s", sigma, how, q, planned, mode)
         return contrib
 
     def audit(self, ctx):
         cfg = ctx.config.privacy
         st = ctx.state["privacy"]
+        budget = run_budget(ctx)
         ledger: PrivacyLedger = st["ledger"]
-        extra_eps, extra_delta, extra_entries = extra_spend(ctx)
+        steps = ledger.accountant.steps
+        budget.withdraw("privacy.dp_sgd")  # idempotent when audited again
+        budget.spend("privacy.dp_sgd", accounting.sgd_event(st["noise_multiplier"], st["sampling_rate"], steps,
+                                                            cfg.sampling, st["steps_per_epoch"]),
+                     mechanism="dp_sgd", params={
+                         "noise_multiplier": st["noise_multiplier"], "sampling_rate": st["sampling_rate"],
+                         "steps": steps, "sampling": cfg.sampling, "steps_per_epoch": st["steps_per_epoch"],
+                         "l2_norm_clip": cfg.l2_norm_clip},
+                     covers=["model weights (and everything computed from them: predictions, exports, audits "
+                             "on the test split)"])
+        budget.declare_not_covered("training history (per-epoch loss/metrics on the training rows)",
+                                   "logged by Keras from the private batches; no noise")
+        if not any(c.item.startswith("preprocessing") for c in budget.coverage):
+            # data preparation registered nothing: what it fitted on the training split is named, not hidden
+            budget.declare_not_covered("preprocessing fitted on the training split",
+                                       "feature scaling, category vocabularies, text vocabulary, class weights; "
+                                       "exact statistics of the training rows")
+        if cfg.audit and ctx.config.task == "classification":
+            budget.declare_not_covered("privacy.audit membership-inference statistics",
+                                       "aggregate attack scores computed from training rows' losses; no noise")
+        n = len(ctx.data.train)
         sec = {
-            # the run's whole guarantee (DP-SGD composed with any other release of the training data)
-            "epsilon": ledger.epsilon + extra_eps,
-            "delta": st["delta"] + extra_delta,
-            "dp_sgd_epsilon": ledger.epsilon,
-            "dp_sgd_delta": st["delta"],
-            "composition": {"rule": "basic (ε and δ add up)", "parts": [
-                {"source": "privacy.dp_sgd", "epsilon": ledger.epsilon, "delta": st["delta"]}, *extra_entries]},
+            # the run's whole guarantee: every registered release composed with dp_accounting
+            "epsilon": budget.epsilon(),
+            "delta": budget.delta,
+            "delta_times_n": budget.delta * n,
+            "n_train": n,
+            "dp_sgd_epsilon": accounting.compute_epsilon(st["noise_multiplier"], st["sampling_rate"], steps,
+                                                         budget.delta, cfg.accountant, sampling=cfg.sampling,
+                                                         steps_per_epoch=st["steps_per_epoch"]),
+            "budget": budget.section(),
             "noise_multiplier": st["noise_multiplier"],
             "noise_multiplier_source": st["noise_source"],
-            "steps": ledger.accountant.steps,
+            "steps": steps,
+            "steps_per_epoch": st["steps_per_epoch"],
             "planned_steps": st["planned_steps"],
             "sampling_rate": st["sampling_rate"],
             "sampling": cfg.sampling,
@@ -186,12 +241,8 @@ class Privacy(Concern):
             "ledger": ledger.public_state(),
         }
         if cfg.sampling == "shuffle":
-            sec["accounting_note"] = ("shuffled fixed-size batches were used; ε is the Poisson-subsampling "
-                                      "estimate, an approximation for shuffling. epsilon_without_amplification "
-                                      "is a bound that assumes no amplification by sampling")
-            epochs_done = max(1, math.ceil(sec["steps"] / max(st["steps_per_epoch"], 1)))
-            sec["epsilon_without_amplification"] = accounting.compute_epsilon(
-                st["noise_multiplier"], 1.0, epochs_done, st["delta"], cfg.accountant)
+            sec["accounting_note"] = ("shuffled fixed-size batches (secret order): ε is the no-amplification bound, "
+                                      "one Gaussian release of every row per started epoch")
         sec["statement"] = statement(sec)
         plots = []
         if ledger.curve:
@@ -200,9 +251,12 @@ class Privacy(Concern):
         if cfg.audit and ctx.config.task == "classification":
             from tfresp.privacy.mia import audit_context
 
-            sec["audit"] = audit_context(ctx, delta=st["delta"], epsilon=sec["epsilon"],
+            sec["audit"] = audit_context(ctx, delta=budget.delta, epsilon=sec["epsilon"],
                                          plot_path=ctx.run_dir / "plots" / "privacy_mia_roc.png")
             if sec["audit"].get("plot"):
                 plots.append(sec["audit"]["plot"])
+        if cfg.canaries:
+            sec.setdefault("audit", {})["canary"] = canary.audit(ctx, ledger.secrets_state["canary_seed"],
+                                                                 claimed_epsilon=sec["epsilon"])
         sec["plots"] = plots
         return sec

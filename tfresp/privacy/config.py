@@ -24,6 +24,7 @@ class PrivacyConfig(Section):
     accountant: Literal["rdp", "pld"] = "pld"
     clipping: Literal["auto", "ghost", "vectorized"] = "auto"
     audit: bool = True
+    canaries: int = Field(0, ge=0)
 
     @field_validator("delta")
     @classmethod

@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import dp_accounting
 import tf_keras as keras
 
 from tfresp.errors import BudgetExhaustedError
+from tfresp.privacy import accounting
 from tfresp.privacy.accounting import PrivacyAccountant
 
 
@@ -20,6 +22,11 @@ class PrivacyLedger(keras.callbacks.Callback):
         sample_rate: Poisson rate ``q`` of every step.
         delta: δ at which ε is reported.
         target_epsilon: hard budget; ``None`` for no stop.
+        noise_seed: optional int64 ``tf.Variable`` holding the secret noise seed (checkpointed, never reported).
+        budget: the run's :class:`~tfresp.privacy.budget.PrivacyBudget`; its other spends (noisy counts, DP
+            statistics) are composed with the DP-SGD steps, so the stop and ``dp/epsilon`` use the run's total ε.
+        sampling: ``poisson`` or ``shuffle`` (no-amplification accounting, see ``accounting.sgd_event``).
+        steps_per_epoch: steps per epoch (``shuffle`` counts each started epoch as one Gaussian release).
 
     Example:
         >>> ledger = PrivacyLedger(PrivacyAccountant("pld"), noise_multiplier=1.1, sample_rate=0.01,
@@ -28,8 +35,14 @@ class PrivacyLedger(keras.callbacks.Callback):
     """
 
     def __init__(self, accountant: PrivacyAccountant, noise_multiplier: float, sample_rate: float, delta: float,
-                 target_epsilon: Optional[float] = None, noise_seed=None):
+                 target_epsilon: Optional[float] = None, noise_seed=None, budget=None, sampling: str = "poisson",
+                 steps_per_epoch: int = 1, secrets_state=None):
         super().__init__()
+        self.budget = budget
+        self.sampling = sampling
+        self.steps_per_epoch = int(steps_per_epoch)
+        #: other secret values (e.g. the canary inclusion seed) kept with the noise seed in checkpoints only
+        self.secrets_state = secrets_state if secrets_state is not None else {}
         #: optional int64 tf.Variable: the SECRET seed of the DP noise, checkpointed so a resumed run continues
         #: the same noise stream. Never written to the report (knowing it lets anyone subtract the noise).
         self.noise_seed = noise_seed
@@ -52,11 +65,15 @@ class PrivacyLedger(keras.callbacks.Callback):
             # whoever holds the seed can regenerate and subtract the noise: checkpointing keeps it in the
             # private working directory (needed for --resume) and strips it from the finished run directory
             state["secret_keys"] = ["noise_seed"]
+        for key, value in self.secrets_state.items():
+            state[key] = value
+            state.setdefault("secret_keys", []).append(key)
         return state
 
     def public_state(self) -> dict:
         """:meth:`get_state` without the secret noise seed (what the report may show)."""
-        return {k: v for k, v in self.get_state().items() if k not in ("noise_seed", "secret_keys")}
+        state = self.get_state()
+        return {k: v for k, v in state.items() if k not in set(state.get("secret_keys", [])) | {"secret_keys"}}
 
     def set_state(self, state: dict) -> None:
         self.accountant.load_state_dict(state["accountant"])
@@ -65,14 +82,32 @@ class PrivacyLedger(keras.callbacks.Callback):
         self._resumed_steps = int(self.accountant.steps)
         if self.noise_seed is not None and "noise_seed" in state:
             self.noise_seed.assign(int(state["noise_seed"]))
+        for key in list(self.secrets_state):
+            if key in state:
+                self.secrets_state[key] = state[key]
 
     # -- budget ------------------------------------------------------------------------------
     def epsilon_after(self, extra_steps: int) -> float:
-        """ε(δ) if ``extra_steps`` more steps were taken with this ledger's (σ, q)."""
-        tmp = PrivacyAccountant(self.accountant.mechanism)
-        tmp.load_state_dict(self.accountant.state_dict())
-        tmp.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate, num_steps=extra_steps)
-        return tmp.get_epsilon(self.delta)
+        """The run's composed ε(δ) if ``extra_steps`` more steps were taken with this ledger's (σ, q)."""
+        history = [list(h) for h in self.accountant.history]
+        if extra_steps > 0:
+            history.append([self.noise_multiplier, self.sample_rate, int(extra_steps)])
+        history = [h for h in history if h[2] > 0]
+        if any(h[0] <= 0 for h in history):
+            return math.inf
+        if self.sampling == "shuffle" and history:  # one Gaussian per started epoch over all steps, at the worst σ
+            sgd = [accounting.sgd_event(min(h[0] for h in history), 1.0, sum(int(h[2]) for h in history),
+                                        "shuffle", self.steps_per_epoch)]
+        else:
+            sgd = [accounting.sgd_event(s, q, int(k)) for s, q, k in history]
+        if self.budget is not None:
+            return self.budget.epsilon(extra=dp_accounting.ComposedDpEvent(sgd), delta=self.delta) if sgd \
+                else self.budget.epsilon(delta=self.delta)
+        if not sgd:
+            return 0.0
+        acc = accounting.make_dp_accountant(self.accountant.mechanism)
+        acc.compose(dp_accounting.ComposedDpEvent(sgd))
+        return float(acc.get_epsilon(self.delta))
 
     def steps_left(self, planned: int) -> int:
         """How many of ``planned`` further steps fit in the budget (binary search on the accountant)."""
@@ -89,7 +124,8 @@ class PrivacyLedger(keras.callbacks.Callback):
 
     @property
     def epsilon(self) -> float:
-        return self.accountant.get_epsilon(self.delta)
+        """The run's ε(δ) so far: the recorded DP-SGD steps composed with the budget's other spends."""
+        return self.epsilon_after(0)
 
     # -- hooks -------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):

@@ -15,6 +15,7 @@ from tfresp.report.scorecard import infer_direction
 
 _ABSENT = "— (off)"
 _EVAL = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "precision", "recall")
+_NOT_COMPARABLE = "not better: {run} is degenerate ({codes})"
 
 
 def load_report(run) -> dict:
@@ -34,7 +35,8 @@ def load_report(run) -> dict:
 
 def key_metrics(a: dict, b: dict) -> list:
     """The dotted paths compared, in display order (union over both reports)."""
-    paths = [f"evaluation.test.{m}" for m in _EVAL]
+    paths = [f"evaluation.served.{m}" for m in _EVAL if _served(a) or _served(b)]
+    paths += [f"evaluation.test.{m}" for m in _EVAL]
     paths += ["privacy.epsilon", "privacy.delta", "privacy.noise_multiplier", "privacy.audit.mia_auc"]
     for r in (a, b):
         for attr, sec in (r.get("fairness") or {}).items():
@@ -75,8 +77,19 @@ def _direction(path: str) -> str | None:
     return infer_direction(path)
 
 
+def _served(r: dict) -> bool:
+    return isinstance((r.get("evaluation") or {}).get("served"), dict)
+
+
 def compare_reports(a: dict, b: dict) -> list:
-    """Rows ``{metric, a, b, delta, relative, verdict}``; delta = B − A; verdict better/worse/same/n/a."""
+    """Rows ``{metric, a, b, delta, relative, verdict}``; delta = B − A; verdict better/worse/same/n/a.
+
+    A degenerate run (:mod:`tfresp.evaluation.degenerate`: single-class predictions, chance-level balanced
+    accuracy, test == train) is never called better: its small gaps describe a constant predictor.
+    """
+    from tfresp.evaluation.degenerate import findings
+
+    blocked = {name: [f["code"] for f in findings(r) if f["blocks_green"]] for name, r in (("A", a), ("B", b))}
     rows = []
     for path in key_metrics(a, b):
         va, vb = _intish(lookup(a, path)), _intish(lookup(b, path))
@@ -91,6 +104,9 @@ def compare_reports(a: dict, b: dict) -> list:
             verdict = "same"
         else:
             verdict = "better" if (delta > 0) == (d == "higher") else "worse"
+            winner = "B" if verdict == "better" else "A"
+            if blocked[winner]:
+                verdict = _NOT_COMPARABLE.format(run=winner, codes=", ".join(blocked[winner]))
         rows.append({"metric": path, "a": va, "b": vb, "delta": delta, "relative": rel, "verdict": verdict})
     return rows
 

@@ -8,6 +8,8 @@ import math
 import re
 from typing import Optional
 
+from tfresp.evaluation.degenerate import findings
+from tfresp.evaluation.served import served_metrics
 from tfresp.report import scorecard as _scorecard
 from tfresp.report.gates import evaluate
 
@@ -39,7 +41,7 @@ def add_metric_cis(evaluation: Optional[dict]) -> None:
     """
     if not isinstance(evaluation, dict):
         return
-    for split in ("test", "validation", "test_postprocessed"):
+    for split in ("test", "validation", "served", "test_postprocessed"):
         ev = evaluation.get(split)
         if not isinstance(ev, dict) or not ev.get("rows"):
             continue
@@ -66,10 +68,18 @@ def _w(out: list, level: str, code: str, message: str) -> None:
 def warnings_for(report: dict) -> list:
     """Automatic limitations: each ``{level, code, message}``; levels ``warning`` and ``info``."""
     out: list = []
+    # first: what makes the other numbers untrustworthy (shown at the top of the report)
+    for f in findings(report):
+        _w(out, "warning", f"degenerate_{f['code']}", f["message"])
+    positive = (report.get("evaluation") or {}).get("positive_class")
+    if isinstance(positive, dict) and positive.get("ambiguous"):
+        _w(out, "warning", "ambiguous_positive_class", f"The positive class '{positive.get('positive_class')}' was "
+           f"chosen as the {positive.get('chosen_by')}; recall, selection rates and fairness gaps count it. Set "
+           "data.positive_class.")
     cfg = _cfg(report)
     run = report.get("run") or {}
     data = report.get("data") or {}
-    ev = (report.get("evaluation") or {}).get("test") or {}
+    ev = served_metrics(report)
     priv = report.get("privacy")
     fair = report.get("fairness")
     rob = report.get("robustness")
@@ -99,15 +109,6 @@ def warnings_for(report: dict) -> list:
         _w(out, "info", "label_imbalance", f"Class '{c}' is {100 * v:.1f}% of the training labels; accuracy "
            "alone overstates quality, see balanced accuracy and per-class metrics.")
 
-    cm = ev.get("confusion_matrix")
-    classes = data.get("classes") or []
-    if isinstance(cm, list) and len(cm) > 1 and all(isinstance(row, list) and len(row) == len(cm) for row in cm):
-        never = [str(classes[j]) if j < len(classes) else str(j) for j in range(len(cm))
-                 if sum(row[j] for row in cm) == 0]
-        if never:
-            _w(out, "warning", "degenerate_predictions", "The model never predicts class(es) "
-               + ", ".join(never) + " on the test split: accuracy equals a majority-class baseline and group "
-               "gaps computed from its decisions (e.g. equalized odds) are trivially small.")
     acc_ci = ev.get("accuracy_ci")
     if isinstance(acc_ci, list) and len(acc_ci) == 2 and None not in acc_ci and acc_ci[1] - acc_ci[0] > 0.1:
         _w(out, "warning", "wide_ci", f"Test accuracy 95% CI is wide ({acc_ci[0]:.3f} to {acc_ci[1]:.3f}): "

@@ -224,11 +224,19 @@ def _attr_like(sec) -> bool:
 
 
 def _summary_cards(r: dict) -> list:
+    from tfresp.evaluation.served import raw_metrics, served_metrics
+
     cards = []
-    ev = ((r.get("evaluation") or {}).get("test")) or {}
+    ev = served_metrics(r)
+    raw = raw_metrics(r)
+    blocked = (r.get("scorecard") or {}).get("blocked_by") or []
+    if blocked:
+        cards.append(("Model", "DEGENERATE", ", ".join(blocked), "bad"))
     if isinstance(ev.get("accuracy"), (int, float)):
-        cards.append(("Test accuracy", fmt(ev["accuracy"], 3), fmt_ci(ev.get("accuracy_ci")) + " 95% CI"
-                      if ev.get("accuracy_ci") else "", "neutral"))
+        note = fmt_ci(ev.get("accuracy_ci")) + " 95% CI" if ev.get("accuracy_ci") else ""
+        if raw and isinstance(raw.get("accuracy"), (int, float)):
+            note += f"; served (post-processed); raw model {fmt(raw['accuracy'], 3)}"
+        cards.append(("Test accuracy", fmt(ev["accuracy"], 3), note, "neutral"))
     priv = r.get("privacy") or {}
     eps = priv.get("epsilon") if isinstance(priv, dict) else None
     cards.append(("Privacy ε", fmt(eps, 2) if eps is not None else "none",
@@ -240,7 +248,8 @@ def _summary_cards(r: dict) -> list:
                 if isinstance(s, dict) and isinstance(s.get("equalized_odds_difference"), (int, float))]
         if gaps:
             a, g = max(gaps, key=lambda t: t[1])
-            cards.append(("Max EO difference", fmt(g, 3), f"attribute {a}", "good" if g <= 0.1 else "bad"))
+            cards.append(("Max EO difference", fmt(g, 3), f"attribute {a}",
+                          "good" if g <= 0.1 and not blocked else "bad"))
     else:
         cards.append(("Fairness", "not audited", "", "bad" if (r.get("data") or {}).get("sensitive") else "neutral"))
     rob = r.get("robustness")
@@ -254,7 +263,7 @@ def _summary_cards(r: dict) -> list:
     for kind, label in (("ethics", "Ethics score E"), ("bias", "Bias score B")):
         v = (card.get(kind) or {}).get("normalized")
         if v is not None:
-            good = v >= 0.5 if kind == "ethics" else v <= 0.1
+            good = (v >= 0.5 if kind == "ethics" else v <= 0.1) and not blocked
             cards.append((label, fmt(v, 3), "normalized, " + ("higher" if kind == "ethics" else "lower") + " is better",
                           "good" if good else "bad"))
     g = r.get("gates")
@@ -306,12 +315,13 @@ def build_view(report: dict, run_dir: Path) -> dict:
                                         "learning_rate", "strategy", "replicas", "history", "timings", "notes"})}
     ev = r.get("evaluation") or {}
     test, val = ev.get("test") or {}, ev.get("validation") or {}
-    post = ev.get("test_postprocessed") if isinstance(ev.get("test_postprocessed"), dict) else None
+    post = ev.get("served") if isinstance(ev.get("served"), dict) else (
+        ev.get("test_postprocessed") if isinstance(ev.get("test_postprocessed"), dict) else None)
     s["evaluation"] = {
         "metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m), (post or {}).get(m))
                     for m in EVAL_METRICS if m in test],
         "post": post is not None,
-        "test": test, "rest": _rest(ev, {"test", "validation", "split_used", "test_postprocessed"}),
+        "test": test, "rest": _rest(ev, {"test", "validation", "split_used", "test_postprocessed", "served"}),
         "test_rest": _rest(test, set(EVAL_METRICS) | {f"{m}_ci" for m in EVAL_METRICS}
                            | {"rows", "per_class", "confusion_matrix", "threshold"}),
         "plots": plots_for("evaluation", ev)}

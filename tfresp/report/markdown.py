@@ -86,13 +86,19 @@ def _pipeline_tag(report: dict) -> str:
 
 def model_card_header(report: dict) -> dict:
     """The model card's YAML metadata (Hub model-index with this run's test metrics)."""
+    from tfresp.evaluation.served import raw_metrics, served_metrics
+
     run = report["run"]
-    ev = ((report.get("evaluation") or {}).get("test")) or {}
+    ev = served_metrics(report)  # the model as served (post-processing included); raw: evaluation.test
     source = (report.get("data") or {}).get("source") or {}
     ds_name = source.get("name", "unknown")
     metrics = [{"type": k, "value": round(float(ev[k]), 6), "name": f"Test {k.replace('_', ' ')}"}
                for k in ("accuracy", "balanced_accuracy", "f1", "roc_auc")
                if isinstance(ev.get(k), (int, float))]
+    raw = raw_metrics(report)
+    if raw and isinstance(raw.get("accuracy"), (int, float)):
+        metrics.append({"type": "accuracy", "value": round(float(raw["accuracy"]), 6),
+                        "name": "Test accuracy of the raw model (not served: the served model post-processes it)"})
     priv = report.get("privacy") or {}
     if isinstance(priv.get("epsilon"), (int, float)):
         metrics.append({"type": "dp_epsilon", "value": round(float(priv["epsilon"]), 6),

@@ -35,6 +35,8 @@ from typing import Optional
 
 import numpy as np
 
+from tfresp.evaluation.degenerate import findings
+from tfresp.evaluation.served import served_path
 from tfresp.report.gates import lookup
 
 _LOWER = re.compile(r"(epsilon|difference|_diff|gap|loss|mia_auc|latency|bytes|error|brier|ece|delta)", re.I)
@@ -74,9 +76,7 @@ def _robust_path(report: dict) -> Optional[str]:
 
 def default_terms(report: dict) -> tuple[list, list]:
     # the decisions a post-processing mitigation actually serves, when there is one
-    split = "test_postprocessed" if isinstance((report.get("evaluation") or {}).get("test_postprocessed"), dict) \
-        else "test"
-    ethics = [{"metric": f"evaluation.{split}.balanced_accuracy", "weight": 1.0},
+    ethics = [{"metric": f"{served_path(report)}.balanced_accuracy", "weight": 1.0},
               {"metric": "privacy.epsilon", "weight": 1.0, "direction": "lower", "scale": 10.0}]
     rp = _robust_path(report)
     if rp:
@@ -160,7 +160,12 @@ def compute(report: dict, config: Optional[dict]) -> dict:
     ethics_terms = config.get("ethics") if config.get("ethics") is not None else d_ethics
     bias_terms = config.get("bias") if config.get("bias") is not None else d_bias
     previous = report.get("scorecard") if isinstance(report.get("scorecard"), dict) else {}
+    blocked = [f["code"] for f in findings(report) if f["blocks_green"]]
     return {
+        # a degenerate model (single class, chance level, test == train) is never shown as good: its small
+        # gaps and accuracy describe a constant predictor or training rows, not a fair, accurate model
+        "blocked_by": blocked,
+        "status": "not assessable: degenerate model (" + ", ".join(blocked) + ")" if blocked else "assessable",
         "per_example": previous.get("per_example"),  # computed once from the predictions at fit time
         "definition": "E = sum_j alpha_j * f_j, B = sum_j beta_j * (1 - f_j), f_j in [0,1] the goodness of "
                       "metric j (per-example weights alpha_ij = alpha_j / n); normalized = value / sum of "

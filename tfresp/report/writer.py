@@ -10,7 +10,7 @@ import numpy as np
 from tfresp.report.environment import config_hash, git_hash, versions
 from tfresp.report.derive import derive
 
-SCHEMA_VERSION = "1.1"  # see tfresp/report/schema.json (changelog in its description)
+SCHEMA_VERSION = "1.2"  # see tfresp/report/schema.json (changelog in its description)
 
 
 def _jsonable(obj):

@@ -1,0 +1,125 @@
+"""The federated concern: validation before training and the report's ``federated`` (and, with DP, ``privacy``)
+sections. Training itself is :func:`tfresp.federated.train.fit_federated`, called by the builder instead of
+``model.fit`` when ``federated:`` is set."""
+from __future__ import annotations
+
+import numpy as np
+
+from tfresp.concerns import Concern, register
+from tfresp.errors import ConfigError
+
+
+def statement(sec: dict) -> str:
+    return (
+        f"The global model satisfies ({sec['epsilon']:.3g}, {sec['delta']:.1e})-differential privacy at the CLIENT "
+        "level: adding or removing one client's whole data changes the distribution of the released model by at "
+        f"most that much. Mechanism: DP-FedAvg over {sec['rounds']} rounds; each client joined a round by Poisson "
+        f"sampling with rate q = {sec['sampling_rate']:.4g} (secret draws); each participating client's model update "
+        f"was clipped to L2 norm {sec['clip_norm_initial']:g} ({sec['clip']} clipping) and Gaussian noise with "
+        f"effective multiplier {sec['effective_noise_multiplier']:.4g} was added once per round to the sum; ε is "
+        f"computed with dp-accounting ({sec['accountant'].upper()}). Not covered: the preprocessing statistics "
+        "(scaling, category vocabularies) were fitted on the pooled training rows before federation (declare them "
+        "in the config for a real deployment); the per-round validation curve uses the server's held-out "
+        "validation split; the number of clients is treated as public; a client's rows are protected together, "
+        "but a person present in several clients only up to group privacy.")
+
+
+@register
+class Federated(Concern):
+    config_key = "federated"
+    order = 95
+
+    def validate(self, ctx) -> None:
+        cfg = ctx.config
+        problems = []
+        if cfg.privacy is not None:
+            problems.append(("privacy", "on", "example-level DP-SGD and federated training cannot be combined here; "
+                                              "use federated.dp for client-level DP"))
+        if cfg.task != "classification":
+            problems.append(("task", cfg.task, "federated training supports classification"))
+        if cfg.compression is not None and cfg.compression.prune:
+            problems.append(("compression.prune", cfg.compression.prune, "pruning schedules run inside model.fit "
+                                                                         "and are not applied across rounds"))
+        if cfg.robustness is not None and cfg.robustness.train != "none":
+            problems.append(("robustness.train", cfg.robustness.train, "adversarial training is not applied in "
+                                                                       "federated rounds; evaluate only"))
+        if problems:
+            raise ConfigError(problems)
+        spec = cfg.federated.partition
+        if spec.startswith("by_column:"):
+            col = spec.split(":", 1)[1]
+            frame = getattr(ctx.data.train, "frame", None)
+            if frame is None or col not in frame.columns:
+                raise ConfigError([("federated.partition", spec, f"column {col!r} is not in the training data")])
+
+    def audit(self, ctx):
+        st = ctx.state.get("federated")
+        if st is None:
+            return None
+        cfg = ctx.config.federated
+        hist = ctx.history
+        sec = {"clients": st["clients"], "partition": cfg.partition, "rounds": st["rounds"],
+               "rounds_planned": st["rounds_planned"], "clients_per_round": cfg.per_round(),
+               "sampling_rate": st["sampling_rate"], "server_optimizer": cfg.server_optimizer,
+               "local_epochs": cfg.local_epochs, "local_batch_size": cfg.local_batch_size,
+               "engine": "Flower (flwr) server strategy " + ("FedAdam" if cfg.server_optimizer == "fedadam"
+                                                               else "FedAvg") + "; clients simulated in-process",
+               "participation": hist.get("participants", []),
+               "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
+                         for r, l, a in zip(hist.get("round", []), hist.get("val_loss", []),
+                                            hist.get("val_accuracy", []))],
+               "seconds": st["seconds"]}
+        sec["per_client"] = self._per_client(ctx, st)
+        if cfg.dp is not None:
+            dpc = cfg.dp
+            priv = {"epsilon": st["epsilon"], "delta": st["delta"], "level": "client",
+                    "adjacency": "add/remove one client's whole data", "mechanism": "DP-FedAvg (Poisson-sampled "
+                    "clients, per-client update clipping, Gaussian noise on the sum once per round)",
+                    "accountant": dpc.accountant, "noise_multiplier": st["noise_multiplier"],
+                    "effective_noise_multiplier": st["effective_noise_multiplier"],
+                    "noise_multiplier_source": st["noise_source"], "count_noise_std": st["count_noise_std"],
+                    "sampling_rate": st["sampling_rate"], "steps": st["rounds"], "rounds": st["rounds"],
+                    "clip": dpc.clip, "clip_norm_initial": dpc.clip_norm,
+                    "clip_norm_final": (hist.get("clip_norm") or [dpc.clip_norm])[-1],
+                    "target_epsilon": dpc.target_epsilon, "stopped_early": bool(st.get("stopped_early")),
+                    "epsilon_curve": [{"round": r, "epsilon": e} for r, e in
+                                      zip(hist.get("round", []), hist.get("epsilon", []))]}
+            priv["statement"] = statement(priv)
+            sec["privacy"] = {k: priv[k] for k in ("epsilon", "delta", "level")}
+            ctx.report["privacy"] = priv  # the privacy concern is off in a federated run: this is the run's DP
+        return sec
+
+    @staticmethod
+    def _per_client(ctx, st) -> dict:
+        """Global-model accuracy per client: on the test rows of the client's column value (by_column), or — without
+        DP — on each client's own training rows. Under DP a per-client statistic of private rows would be released
+        outside the budget, so iid/dirichlet partitions report none."""
+        import tensorflow as tf
+
+        cfg = ctx.config.federated
+        if cfg.partition.startswith("by_column:"):
+            col = cfg.partition.split(":", 1)[1]
+            test = ctx.data.test
+            if getattr(test, "frame", None) is None or col not in test.frame.columns:
+                return {"note": f"test split has no column {col!r}"}
+            proba = ctx.predictions.get("test")
+            if proba is None:
+                proba = tf.nn.softmax(ctx.core.predict(test.x, batch_size=4096, verbose=0)).numpy()
+            values = test.frame[col].astype(str).to_numpy()
+            acc = {}
+            for v in np.unique(values):
+                m = values == v
+                if m.sum() >= 30:
+                    acc[str(v)] = float(np.mean(proba[m].argmax(axis=1) == test.y[m]))
+            spread = (max(acc.values()) - min(acc.values())) if len(acc) >= 2 else None
+            return {"by": f"test rows per value of {col!r} (values with ≥ 30 rows)", "accuracy": acc,
+                    "spread": spread}
+        if cfg.dp is not None:
+            return {"note": "not reported under DP: per-client statistics of private rows would be released outside "
+                            "the budget"}
+        acc = []
+        for idx in st["parts"]:
+            logits = ctx.core.predict(ctx.data.train.x[idx], batch_size=4096, verbose=0)
+            acc.append(float(np.mean(logits.argmax(axis=1) == ctx.data.train.y[idx])))
+        return {"by": "each client's own training rows", "min": float(min(acc)), "max": float(max(acc)),
+                "mean": float(np.mean(acc)), "spread": float(max(acc) - min(acc))}

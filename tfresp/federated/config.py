@@ -1,0 +1,91 @@
+"""Config of federated training (``federated:``)."""
+from typing import Literal, Optional, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from tfresp._configbase import Section
+
+
+class FederatedDPConfig(Section):
+    """Client-level DP-FedAvg. Give ``target_epsilon`` (σ is calibrated to it) or ``noise_multiplier``.
+
+    ``clip: fixed`` bounds every client's update at ``clip_norm``; ``clip: adaptive`` adapts the bound towards the
+    ``target_quantile`` of update norms with a private (noised) count each round (Andrew, Thakkar, McMahan & Ramaswamy,
+    NeurIPS 2021); its count noise ``count_noise_std`` is accounted with the update noise.
+    ``delta: auto`` is the largest power of ten ≤ 1/(10·clients).
+    """
+
+    target_epsilon: Optional[float] = Field(None, gt=0)
+    noise_multiplier: Optional[float] = Field(None, ge=0)
+    clip: Literal["fixed", "adaptive"] = "fixed"
+    clip_norm: float = Field(1.0, gt=0)
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(0.2, gt=0)
+    count_noise_std: Optional[float] = Field(None, gt=0)
+    delta: Union[Literal["auto"], float] = "auto"
+    accountant: Literal["pld", "rdp"] = "pld"
+    level: Literal["client"] = "client"
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v):
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError("delta must be in (0, 1) or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.target_epsilon is None and self.noise_multiplier is None:
+            raise ValueError("set target_epsilon or noise_multiplier")
+        return self
+
+
+class FederatedConfig(Section):
+    """FedAvg/FedAdam over ``clients`` simulated clients (one process, Flower strategies, no Ray).
+
+    ``partition``: ``iid`` | ``by_column:<col>`` (each client holds rows of one value of ``col``; values with many rows
+    are split over several clients) | ``dirichlet:<alpha>`` (label proportions per client ~ Dirichlet(alpha)).
+    ``clients_per_round``: a count (int ≥ 1) or a fraction (0 < f < 1) of ``clients``; under DP it sets the Poisson
+    rate q = clients_per_round / clients.
+    """
+
+    clients: int = Field(10, ge=2, le=100_000)
+    partition: str = "iid"
+    rounds: int = Field(10, ge=1)
+    clients_per_round: Union[int, float] = 1.0
+    local_epochs: int = Field(1, ge=1)
+    local_batch_size: int = Field(32, ge=1)
+    local_learning_rate: float = Field(0.05, gt=0)
+    server_optimizer: Literal["fedavg", "fedadam"] = "fedavg"
+    server_learning_rate: Optional[float] = Field(None, gt=0)
+    dp: Optional[FederatedDPConfig] = None
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, v):
+        if v == "iid":
+            return v
+        kind, _, arg = v.partition(":")
+        if kind == "by_column" and arg:
+            return v
+        if kind == "dirichlet":
+            try:
+                if float(arg) > 0:
+                    return v
+            except ValueError:
+                pass
+        raise ValueError("one of 'iid', 'by_column:<column>', 'dirichlet:<alpha > 0>'")
+
+    @field_validator("clients_per_round")
+    @classmethod
+    def _cpr(cls, v):
+        if isinstance(v, float) and not 0 < v <= 1:
+            raise ValueError("a fraction in (0, 1] or a count ≥ 1")
+        if isinstance(v, int) and not isinstance(v, bool) and v < 1:
+            raise ValueError("a fraction in (0, 1] or a count ≥ 1")
+        return v
+
+    def per_round(self) -> float:
+        """Expected clients per round (a count)."""
+        v = self.clients_per_round
+        return float(v) * self.clients if isinstance(v, float) else float(min(v, self.clients))

@@ -1,0 +1,112 @@
+"""Drift of one window against the reference profile.
+
+Engine: scipy. Each column (and the served prediction) is tested with a two-sample chi-square test of homogeneity
+on the reference's bins (``scipy.stats.chi2_contingency`` on the 2×K table of reference and window counts, so the
+reference's own sampling error is accounted for); the p-values of one window are adjusted together with
+Benjamini–Hochberg (``scipy.stats.false_discovery_control``). A column alarms when its adjusted p-value is below
+``alpha`` AND its population stability index is at least ``min_psi`` — with thousands of rows a chi-square test
+flags shifts too small to matter, so an effect-size floor is required (PSI 0.1 is the usual "moderate shift" line).
+Categories the served model never saw in training (it encodes them as all zeros) are counted in every window and
+raise their own alarm once they reach ``min_unseen_share`` of the window's rows (default 1%: a handful of rare
+values is reported, not alarmed).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tfresp.monitoring.profile import OTHER, bin_counts, category_counts
+
+PSI_FLOOR = 1e-4
+
+
+def chi2_pvalue(ref: List[int], cur: List[int]) -> float:
+    """p-value of the two-sample chi-square homogeneity test (1.0 when fewer than two non-empty bins)."""
+    table = np.array([ref, cur], dtype=np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
+def psi(ref: List[int], cur: List[int]) -> float:
+    """Population stability index Σ (p_cur − p_ref)·ln(p_cur / p_ref), proportions floored at 1e-4."""
+    r = np.asarray(ref, np.float64)
+    c = np.asarray(cur, np.float64)
+    if r.sum() == 0 or c.sum() == 0:
+        return 0.0
+    r = np.maximum(r / r.sum(), PSI_FLOOR)
+    c = np.maximum(c / c.sum(), PSI_FLOOR)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def window_counts(profile: dict, values: pd.Series) -> List[int]:
+    if profile["kind"] == "numeric":
+        return bin_counts(pd.to_numeric(values, errors="coerce").to_numpy(np.float64), profile["edges"])
+    keep = [k for k in profile["counts"] if k != OTHER]
+    return list(category_counts(values, keep).values())
+
+
+def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None) -> dict:
+    ref = list(profile["counts"].values()) if profile["kind"] == "categorical" else profile["counts"]
+    cur = window_counts(profile, values)
+    out = {"kind": profile["kind"], "p_value": chi2_pvalue(ref, cur), "psi": psi(ref, cur),
+           "reference_share": _shares(ref), "window_share": _shares(cur)}
+    if vocab is not None:
+        s = values.astype(object).where(~values.isna(), "<missing>").astype(str)
+        unseen = s[~s.isin(set(vocab))].value_counts()
+        if len(unseen):
+            out["unseen_categories"] = {str(k): int(v) for k, v in unseen.head(20).items()}
+            out["unseen_rows"] = int(unseen.sum())
+    return out
+
+
+def _shares(counts) -> List[float]:
+    c = np.asarray(counts, np.float64)
+    return (c / c.sum()).round(6).tolist() if c.sum() else [0.0] * len(c)
+
+
+def window_drift(reference: dict, frame: pd.DataFrame, proba: np.ndarray, class_id: np.ndarray, *,
+                 alpha: float = 0.01, min_psi: float = 0.1, min_unseen_share: float = 0.01) -> dict:
+    """Per-column and prediction drift of one window, BH-adjusted, with the alarms it raises."""
+    tests: Dict[str, dict] = {}
+    vocab = reference.get("model_vocabulary", {})
+    for col, prof in reference["features"].items():
+        tests[col] = column_drift(prof, frame[col], vocab.get(col))
+    pred = reference["prediction"]
+    pred_tests = {}
+    if "positive_probability" in pred and proba.shape[1] == 2:
+        pp = pred["positive_probability"]
+        cur = bin_counts(proba[:, 1], pp["edges"])
+        pred_tests["positive_probability"] = {"kind": "numeric", "p_value": chi2_pvalue(pp["counts"], cur),
+                                              "psi": psi(pp["counts"], cur), "window_share": _shares(cur),
+                                              "reference_share": _shares(pp["counts"])}
+    ref_cls = list(pred["class_counts"].values())
+    cur_cls = np.bincount(class_id, minlength=len(ref_cls)).tolist()
+    pred_tests["class"] = {"kind": "categorical", "p_value": chi2_pvalue(ref_cls, cur_cls), "psi": psi(ref_cls, cur_cls),
+                           "window_share": _shares(cur_cls), "reference_share": _shares(ref_cls)}
+    names = list(tests) + [f"prediction.{k}" for k in pred_tests]
+    allt = list(tests.values()) + list(pred_tests.values())
+    pvals = np.array([t["p_value"] for t in allt], np.float64)
+    adjusted = stats.false_discovery_control(pvals, method="bh") if len(pvals) else pvals
+    alarms = []
+    for name, t, adj in zip(names, allt, adjusted):
+        t["p_adjusted"] = float(adj)
+        t["drift"] = bool(adj < alpha and t["psi"] >= min_psi)
+        if t["drift"]:
+            alarms.append({"type": "drift", "column": name, "psi": t["psi"], "p_adjusted": float(adj)})
+        if t.get("unseen_rows") and t["unseen_rows"] >= min_unseen_share * max(len(frame), 1):
+            alarms.append({"type": "unseen_category", "column": name, "rows": t["unseen_rows"],
+                           "values": list(t["unseen_categories"])[:5]})
+    drifted = [n for n, t in zip(names, allt) if t["drift"] and not n.startswith("prediction.")]
+    return {
+        "features": tests,
+        "prediction": pred_tests,
+        "overall": {"drifted_features": drifted, "share_drifted": len(drifted) / max(len(tests), 1),
+                    "max_psi": max([t["psi"] for t in tests.values()] or [0.0]),
+                    "prediction_drift": any(t["drift"] for t in pred_tests.values())},
+        "alarms": alarms,
+    }

@@ -1,0 +1,162 @@
+"""``monitor.json`` and a self-contained ``monitor.html`` (inline CSS and PNG plots, no scripts, strict CSP).
+
+Files are written atomically (temporary file + ``os.replace`` in the same directory); an existing ``monitor.json``
+or ``monitor.html`` is replaced only if tfresp wrote it (its generator marker), never through a symlink.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+
+from jinja2 import Environment, select_autoescape
+
+from tfresp.errors import ConfigError
+
+MARKER = "tfresp-monitor"
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="generator" content="{{ marker }}">
+<title>tfresp monitor — {{ m.run.name or m.run.path }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}
+.bad{background:#fbe3e4}.ok{background:#e6f4ea}img{max-width:100%}code{background:#f4f4f4}
+</style></head><body>
+<h1>Monitoring: {{ m.run.name or m.run.path }}</h1>
+<p>{{ m.summary.windows }} windows, {{ m.summary.rows }} rows; reference: {{ m.reference.source }}.
+Drift alarms: <b>{{ m.summary.drift_alarms }}</b> (in {{ m.summary.windows_with_drift }} windows);
+unseen-category alarms: <b>{{ m.summary.unseen_category_alarms }}</b>; failed gates: <b>{{ m.summary.gates_failed }}</b>.
+Throughput: {{ '%.0f' % (m.throughput.rows_per_second or 0) }} rows/s.</p>
+{% for title, uri in plots %}<h2>{{ title }}</h2><img alt="{{ title }}" src="{{ uri }}">{% endfor %}
+<h2>Windows</h2>
+<table><tr><th>#</th><th>source</th><th>rows</th><th>drifted features</th><th>max PSI</th>
+<th>accuracy [95% CI]</th><th>alarms</th></tr>
+{% for w in m.windows %}<tr class="{{ 'bad' if w.alarms else 'ok' }}"><td>{{ w.index }}</td><td>{{ w.source }}</td>
+<td>{{ w.rows }}</td><td>{{ w.drift.overall.drifted_features | join(', ') }}</td>
+<td>{{ '%.3f' % w.drift.overall.max_psi }}</td>
+<td>{% if w.performance %}{{ '%.4f' % w.performance.accuracy }} [{{ '%.4f' % w.performance.accuracy_ci[0] }},
+{{ '%.4f' % w.performance.accuracy_ci[1] }}]{% else %}—{% endif %}</td>
+<td>{% for a in w.alarms %}{{ a.type }}: {{ a.column or a.gate }}{% if not loop.last %}; {% endif %}{% endfor %}</td></tr>
+{% endfor %}</table>
+<h2>Engines</h2><ul>{% for k, v in m.engines.items() %}<li><b>{{ k }}</b>: {{ v }}</li>{% endfor %}</ul>
+<p>Settings: alpha={{ m.settings.alpha }}, min_psi={{ m.settings.min_psi }}, window={{ m.settings.window }},
+gates: {% for g in m.settings.gates %}<code>{{ g }}</code> {% endfor %}</p>
+</body></html>
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(m: dict) -> list:
+    from tfresp.report import plots as _plots  # noqa: F401  (Agg backend)
+    import matplotlib.pyplot as plt
+
+    ws = m["windows"]
+    idx = [w["index"] for w in ws]
+    out = []
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.plot(idx, [w["drift"]["overall"]["max_psi"] for w in ws], marker="o", label="max PSI over features")
+    ax.plot(idx, [w["drift"]["overall"]["share_drifted"] for w in ws], marker="s", label="share of features drifted")
+    ax.axhline(m["settings"]["min_psi"], color="#b8474d", linestyle="--", label="PSI alarm floor")
+    ax.set_xlabel("window")
+    ax.legend(fontsize=8)
+    out.append(("Input drift per window", _png(fig)))
+    if any(w.get("performance") for w in ws):
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        acc = [w["performance"]["accuracy"] for w in ws]
+        lo = [w["performance"]["accuracy_ci"][0] for w in ws]
+        hi = [w["performance"]["accuracy_ci"][1] for w in ws]
+        ax.plot(idx, acc, marker="o", label="accuracy (served model)")
+        ax.fill_between(idx, lo, hi, alpha=0.2, label="95% Wilson CI")
+        ax.set_xlabel("window")
+        ax.legend(fontsize=8)
+        out.append(("Accuracy per window", _png(fig)))
+        attrs = sorted({a for w in ws for a in (w.get("fairness") or {})})
+        if attrs:
+            fig, ax = plt.subplots(figsize=(7, 2.8))
+            for a in attrs:
+                for key, style in (("equalized_odds_difference", "-o"), ("demographic_parity_difference", "--s")):
+                    vals = [((w.get("fairness") or {}).get(a) or {}).get(key) for w in ws]
+                    ax.plot(idx, [v if v is not None else float("nan") for v in vals], style, label=f"{a} {key}")
+            ax.set_xlabel("window")
+            ax.legend(fontsize=7)
+            out.append(("Fairness gaps per window", _png(fig)))
+    return out
+
+
+def render_html(m: dict) -> str:
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    return env.from_string(_TEMPLATE).render(m=m, plots=plots(m), marker=MARKER)
+
+
+def _safe_write(path: Path, text: str, ours) -> None:
+    if path.is_symlink():
+        raise ConfigError([("--out", str(path), "is a symbolic link; tfresp does not write through links")])
+    if path.exists() and not ours(path):
+        raise ConfigError([("--out", str(path), "exists and was not written by tfresp monitor; choose another "
+                                                "--out directory")])
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_ours(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("generator") == MARKER
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _html_ours(path: Path) -> bool:
+    try:
+        return f'<meta name="generator" content="{MARKER}">' in path.read_text(errors="replace")[:4000]
+    except OSError:
+        return False
+
+
+def write_outputs(m: dict, out: Path) -> dict:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError([("--out", str(out), "must be a directory (not a link or a file)")])
+    out.mkdir(parents=True, exist_ok=True)
+    _safe_write(out / "monitor.json", json.dumps(_clean(m), indent=1, allow_nan=False, default=_default),
+                _json_ours)
+    _safe_write(out / "monitor.html", render_html(m), _html_ours)
+    return {"json": str(out / "monitor.json"), "html": str(out / "monitor.html")}
+
+
+def _default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def _clean(o):
+    """NaN/inf become null (JSON has no NaN); containers recursively."""
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, float) and (o != o or o in (float("inf"), float("-inf"))):
+        return None
+    return o

@@ -1,0 +1,75 @@
+"""Scoring raw rows with a run's exported SavedModel (the model as served)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfresp.errors import ConfigError, DataError
+
+MISSING = "<missing>"
+
+
+def load_signature(run_dir: Path, text: bool = False):
+    """``serving_default`` of ``RUN/saved_model`` and its ``{input name: TensorSpec}``."""
+    path = Path(run_dir) / "saved_model"
+    if not path.is_dir():
+        raise ConfigError([("run", str(run_dir), "has no saved_model/ to monitor; re-run with "
+                                                 "export.saved_model: true")])
+    if text:
+        import tensorflow_text  # noqa: F401  (registers the tokenizer ops a text SavedModel uses)
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
+    signature._tfresp_owner = loaded  # keep the variables alive as long as the signature
+    _, kwargs = signature.structured_input_signature
+    return signature, dict(kwargs)
+
+
+def column_mapping(run_dir: Path) -> Dict[str, str]:
+    """``{signature input name: raw column name}`` when the export renamed columns (else empty)."""
+    for rel in ("saved_model_inputs.json", "preprocessing/serving_names.json"):
+        p = Path(run_dir) / rel
+        if p.is_file():
+            data = json.loads(p.read_text())
+            mapping = data.get("inputs", data) if isinstance(data, dict) else {}
+            if isinstance(mapping, dict):
+                return {str(k): str(v) for k, v in mapping.items()}
+    return {}
+
+
+def frame_inputs(frame: pd.DataFrame, specs: Dict[str, tf.TensorSpec], mapping: Dict[str, str],
+                 where: str) -> Dict[str, tf.Tensor]:
+    """Raw columns of ``frame`` as the signature's inputs; every missing column is named at once."""
+    missing = [mapping.get(k, k) for k in specs if mapping.get(k, k) not in frame.columns]
+    if missing:
+        raise DataError(f"`{where}`: columns the served model needs are missing. Received: missing {missing}. "
+                        "Remedy: send the same raw columns the run was trained on")
+    out = {}
+    for name, spec in specs.items():
+        s = frame[mapping.get(name, name)]
+        if spec.dtype == tf.string:
+            out[name] = tf.constant(s.astype(object).where(~s.isna(), MISSING).astype(str).to_numpy().astype(object))
+        else:
+            values = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
+            if np.isnan(values).any():
+                raise DataError(f"`{where}`: column {mapping.get(name, name)!r} has {int(np.isnan(values).sum())} "
+                                "missing or non-numeric values. Remedy: clean or impute them before monitoring")
+            out[name] = tf.constant(values.astype(spec.dtype.as_numpy_dtype))
+    return out
+
+
+def score(signature, specs, mapping, frame: pd.DataFrame, where: str, batch: int = 4096) -> Tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """``(probabilities [n, C], served class ids [n])`` of the served model on raw rows."""
+    probs, ids = [], []
+    for start in range(0, len(frame), batch):
+        out = signature(**frame_inputs(frame.iloc[start:start + batch], specs, mapping, where))
+        probs.append(out["probabilities"].numpy())
+        ids.append(out["class_id"].numpy())
+    if not probs:
+        return np.zeros((0, 0)), np.zeros((0,), np.int64)
+    return np.concatenate(probs), np.concatenate(ids).astype(np.int64)
