@@ -22,14 +22,13 @@ from typing import List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
 
 from tfresp.errors import IncompatibleModelError
 from tfresp.privacy import ghost
 
 #: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
-#: BatchNormalizationBase covers BatchNormalization (v1 and v2) and SyncBatchNormalization.
-MIXING_LAYERS = (BatchNormalizationBase, keras.layers.BatchNormalization)
+#: The base class covers BatchNormalization (v1 and v2) and SyncBatchNormalization.
+MIXING_LAYERS = (ghost.BATCH_NORM_BASE, keras.layers.BatchNormalization)
 #: Stochastic layers; ghost clipping is skipped for them (kept simple: vectorized clipping handles them).
 STOCHASTIC_LAYERS = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
                      keras.layers.AlphaDropout)
@@ -70,7 +69,7 @@ def _state_updating_layers(core) -> List[str]:
     """
     x = _probe_batch(core)
     watched = [(layer, v) for layer in ghost.all_layers(core) if not isinstance(layer, keras.Model)
-               for v in layer._non_trainable_weights if v.dtype.is_floating]
+               for v in ghost.own_weights(layer, trainable=False) if v.dtype.is_floating]
     if x is None or not watched:
         return []
     before = [v.numpy() for _, v in watched]
@@ -129,7 +128,7 @@ def ghost_blockers(core: keras.Model) -> List[str]:
                 owners.setdefault(id(v), []).append(layer.name)
     unsupported = sorted({f"{l.name!r} ({type(l).__name__})" for l in layers
                           if not isinstance(l, keras.Model) and not ghost._is_leaf(l)
-                          and (l._trainable_weights or (l.trainable_weights and
+                          and (ghost.own_weights(l, trainable=True) or (l.trainable_weights and
                                                         not isinstance(l, ghost._CONTAINERS)))})
     if unsupported:
         blockers.append("trainable layers without a fast-norm rule: " + ", ".join(unsupported)

@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.layers.normalization.batch_normalization import BatchNormalizationBase
 
 from tfresp.errors import IncompatibleModelError
 
@@ -52,6 +53,11 @@ def _is_leaf(layer) -> bool:
     return type(layer) in _LEAVES
 
 
+# -- the private tf_keras internals tfresp's clipping relies on (isolated here) ----------------------------------
+#: BatchNormalization (v1 and v2) and SyncBatchNormalization share this base class.
+BATCH_NORM_BASE = BatchNormalizationBase
+
+
 def all_layers(model) -> list:
     """Every layer inside ``model`` (nested models and sublayers such as MultiHeadAttention's EinsumDense)."""
     return list(model._flatten_layers(include_self=False, recursive=True))
@@ -60,6 +66,11 @@ def all_layers(model) -> list:
 def is_functional(model) -> bool:
     """Whether ``model`` is a functional/Sequential model (its weights are used only through layer calls)."""
     return bool(getattr(model, "_is_graph_network", False))
+
+
+def own_weights(layer, trainable: bool) -> list:
+    """The weights ``layer`` created or tracks itself (not those of its sublayers)."""
+    return list(layer._trainable_weights if trainable else layer._non_trainable_weights)
 
 
 def _parse_einsum(equation: str, input_rank: int):
@@ -135,7 +146,7 @@ def _dense_sq(layer, calls):
         x, _, g = calls[0]
         sq = tf.reduce_sum(tf.square(tf.cast(x, g.dtype)), 1) * tf.reduce_sum(tf.square(g), 1)
         return sq + tf.reduce_sum(tf.square(g), 1) if layer.use_bias else sq
-    a = tf.concat([_flat3(tf.cast(x, z.dtype), layer.kernel.shape[0]) for x, z, _ in calls], axis=1)
+    a = tf.concat([_flat3(tf.cast(x, gz.dtype), layer.kernel.shape[0]) for x, _, gz in calls], axis=1)
     g = tf.concat([_flat3(gz, layer.kernel.shape[-1]) for _, _, gz in calls], axis=1)
     sq = _linear_sq_norm(a, g)
     if layer.use_bias:
@@ -194,7 +205,6 @@ def _einsum_sq(layer, calls):
         per = tf.add_n([_bias_per_example(gz, layer.bias.shape.as_list()) for _, _, gz in calls])
         sq += tf.reduce_sum(tf.reshape(tf.square(per), [tf.shape(per)[0], -1]), axis=1)
     return sq
-
 
 
 _RULES = {keras.layers.Dense: _dense_sq, keras.layers.Embedding: _embedding_sq,
