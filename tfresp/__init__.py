@@ -9,6 +9,7 @@ tensorflow-model-optimization and transformers' TF models only work with Keras 2
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_USER_TF_LOG_LEVEL = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the CLI goes quieter unless the user chose
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
@@ -44,8 +45,32 @@ def load_config(config=None, overrides=None, **kwargs):
     return _load(config, overrides=overrides, **kwargs)
 
 
+def load(run_dir):
+    """A finished run's served SavedModel, loaded with the ops it needs. See :func:`tfresp.serving.load`."""
+    from tfresp.serving import load as _load
+
+    return _load(run_dir)
+
+
+def audit(run_dir, audits=None, *, data=None):
+    """Re-run audits on a finished run (``data``: the DataFrame of an in-memory run). Returns the report."""
+    from tfresp.commands.audit import audit_run
+
+    return audit_run(run_dir, audits, data=data)
+
+
+def export(run_dir, tflite, *, data=None):
+    """Add TFLite variants (``["int8", ...]``) to a finished run (``data``: the frame of an in-memory run)."""
+    from tfresp.commands.export import export_run
+
+    return export_run(run_dir, list(tflite), data=data)
+
+
 __all__ = [
     "fit",
+    "load",
+    "audit",
+    "export",
     "monitor",
     "load_config",
     "TfrespError",

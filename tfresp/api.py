@@ -1,6 +1,8 @@
 """``tfresp.fit``: the Python front of the builder."""
 from __future__ import annotations
 
+import os
+
 from tfresp.config import load_config
 
 
@@ -31,7 +33,9 @@ def fit(config=None, *, data=None, out=None, overwrite: bool = False, quiet: boo
     cfg = load_config(config, overrides=overrides, **kwargs)
     from tfresp import rundir  # path problems too are reported before TensorFlow is imported
 
-    rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume)
+    protect = [cfg.data.source] + ([config] if isinstance(config, (str, os.PathLike)) else [])
+    rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume,
+                        protect=protect)
     from tfresp.builder import build_and_run  # imports TensorFlow: after the config is known to be valid
 
     return build_and_run(cfg, out=out, overwrite=overwrite, quiet=quiet, memory=data, resume=resume)

@@ -210,12 +210,27 @@ def make_budget(config, memory=None):
 
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
                   resume: bool = False) -> RunResult:
-    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`."""
+    """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`.
+
+    The target is locked for the whole run (a second run on it is refused); a run that fails leaves only
+    the checkpoints ``--resume`` needs (see :func:`tfresp.checkpointing.after_failure`).
+    """
+    target = rundir.resolve_out(out if out is not None else config.out, config.name)
+    with rundir.locked(target) as run_id:
+        before = checkpointing.latest_marker(target)
+        try:
+            return _build_and_run(config, target, run_id, overwrite=overwrite, quiet=quiet, memory=memory,
+                                  resume=resume)
+        except BaseException as exc:
+            checkpointing.after_failure(target, before, exc)
+            raise
+
+
+def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) -> RunResult:
     from tfresp.export.saved_model import export_saved_model
     from tfresp.report.writer import finalize_report
 
-    target = rundir.resolve_out(out if out is not None else config.out, config.name)
-    rundir.check_target(target, overwrite, resume)
+    rundir.check_target(target, overwrite, resume, protect=[config.data.source])
     # Before any TF op: MultiWorkerMirroredStrategy must configure collectives at program start.
     strategy, sname = pick_strategy(config.distribute)
     resume_point = checkpointing.check_resume(target, config, resume, overwrite)
@@ -226,7 +241,7 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     if config.train.batch_size > len(data.train):
         raise ConfigError([("train.batch_size", config.train.batch_size,
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])
-    stage = rundir.staging_dir(target)
+    stage = rundir.staging_dir(target, run_id)
     try:
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
                          quiet=quiet, budget=budget)

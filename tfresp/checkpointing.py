@@ -558,3 +558,34 @@ def variables_digest(ckpt_prefix: str) -> str:
         h.update(name.encode())
         h.update(np.asarray(reader.get_tensor(name)).tobytes())
     return h.hexdigest()
+
+
+# -- after a failed run --------------------------------------------------------------------------
+def latest_marker(target: Path):
+    """``(mtime_ns, text)`` of the working directory's ``latest`` checkpoint pointer, or None."""
+    latest = _ckpt_root(target) / "latest"
+    try:
+        return latest.stat().st_mtime_ns, latest.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def after_failure(target: Path, before, exc: BaseException) -> None:
+    """Clean up after a failed run: keep only what ``--resume`` needs, and say so.
+
+    A working directory without a checkpoint (a failure before the first step) holds nothing resumable but may
+    hold secrets (the DP noise seed): it is removed. One with a checkpoint written by this run is kept, and a
+    note on stderr says how to resume or discard it (a SIGTERM's own message already says it).
+    """
+    import sys
+
+    wd = work_dir(target)
+    if wd.is_symlink() or not wd.is_dir():
+        return
+    now = latest_marker(target)
+    if now is None:
+        shutil.rmtree(wd, ignore_errors=True)
+        return
+    if now != before and not isinstance(exc, Preempted):
+        print(f"tfresp: note: the failed run's checkpoints are kept in {wd}; rerun the same command with "
+              "--resume to continue from the last one, or with --overwrite to discard them", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Command line: ``tfresp fit CONFIG [--set k=v]... [--out DIR] [--overwrite] [--resume] [--quiet]``.
+"""Command line: ``tfresp fit CONFIG [--set k=v]... [--out DIR] [--overwrite] [--resume] [--quiet] [--verbose]``.
 
 Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints); 3 internal error.
 """
@@ -10,8 +10,13 @@ import traceback
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow/absl/library logs and warnings (hidden by default)")
     p = argparse.ArgumentParser(prog="tfresp", description="Responsible training for Keras/TensorFlow.")
     sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # --verbose on every command
     f = sub.add_parser("fit", help="train, audit, export and report")
     f.add_argument("config", help="YAML config file")
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -90,15 +95,35 @@ def _dispatch(args) -> int:
     return module.run(args)
 
 
+_MAX_MESSAGE = 4000  # characters of one error line (a hostile input must not print megabytes)
+
+
 def main(argv=None) -> int:
-    import tfresp  # noqa: F401  (sets the Keras 2 / tf-privacy switches first)
-    from tfresp.errors import TfrespError
+    """Run the CLI. Called without ``argv`` (the console script, ``python -m tfresp.cli``) it also filters
+    TensorFlow's native start-up noise from stderr unless ``--verbose`` (see :mod:`tfresp._quiet`)."""
+    import tfresp  # noqa: F401  (sets the Keras 2 switches first)
+    from tfresp import _quiet
 
     args = _parser().parse_args(argv)
+    _quiet.configure(getattr(args, "verbose", False))
+    restore = _quiet.filter_native_stderr() if argv is None and not args.verbose else None
+    try:
+        return _main(args)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _main(args) -> int:
+    from tfresp.errors import TfrespError
+
     try:
         code = _dispatch(args)
     except TfrespError as exc:
-        print(f"tfresp: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).splitlines())
+        if len(text) > _MAX_MESSAGE:
+            text = text[:_MAX_MESSAGE] + f"... ({len(text) - _MAX_MESSAGE} more characters)"
+        print(f"tfresp: error: {text}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("tfresp.commands"):

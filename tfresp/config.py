@@ -210,7 +210,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError([("--set", item, "expected a dotted key path like train.epochs")])
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_StrictSafeLoader) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError([(key, raw, f"value is not valid YAML ({exc.__class__.__name__})")]) from None
     return key, value
@@ -236,8 +236,48 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.line = key, line
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger file is a mistake (or /dev/zero)
+MAX_CONFIG_VALUES = 100_000  # scalars+collections after alias expansion ("billion laughs" bound)
+
+
+class _TooBig(yaml.YAMLError):
+    pass
+
+
+def _expanded_size(node, memo: dict, active: set) -> int:
+    """Number of nodes ``node`` stands for once every alias is expanded (memoised: linear in the file)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _TooBig("an alias refers to its own anchor (a recursive structure)")
+    active.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(c, memo, active) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo, active) + _expanded_size(v, memo, active) for k, v in node.value)
+    else:
+        n = 1
+    active.discard(key)
+    memo[key] = n
+    if n > MAX_CONFIG_VALUES:
+        raise _TooBig(f"expands to more than {MAX_CONFIG_VALUES} values through YAML anchors/aliases")
+    return n
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (no Python tags) that refuses duplicate mapping keys."""
+    """``yaml.SafeLoader`` (no Python tags) that refuses duplicate mapping keys and alias bombs.
+
+    PyYAML shares aliased nodes, so a "billion laughs" file loads in little memory, but everything that
+    walks the result (validation, error messages) sees it expanded; the expanded size is bounded here.
+    """
+
+    def get_single_data(self):
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, set())
+        return self.construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -250,17 +290,32 @@ class _StrictSafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Union[str, os.PathLike]) -> dict:
+    from tfresp.io import is_regular_file
+
     p = Path(path)
     if not p.exists():
         raise ConfigError([("config", str(p), "file does not exist")])
     if p.is_dir():
         raise ConfigError([("config", str(p), "is a directory, expected a YAML file")])
+    if not is_regular_file(p):  # a named pipe would block, /dev/zero never end
+        raise ConfigError([("config", str(p), "is not a regular file (a named pipe or device?); give a YAML file")])
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([("config", str(p), f"cannot be read ({exc.strerror or exc.__class__.__name__})")]) \
+            from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([("config", str(p), f"is larger than {MAX_CONFIG_BYTES} bytes; a config is a short "
+                            "YAML file")])
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([("config", str(p), "is not UTF-8 text")]) from None
     try:
         data = yaml.load(text, Loader=_StrictSafeLoader)
+    except _TooBig as exc:
+        raise ConfigError([("config", str(p), f"is refused: it {exc}")]) from None
     except _DuplicateKey as exc:
         raise ConfigError([(str(exc.key), ConfigError.MISSING, f"appears twice in the YAML file (again on line "
                             f"{exc.line}; the second would silently replace the first); keep one")]) from None

@@ -3,6 +3,7 @@
 Every error a user can cause is a :class:`TfrespError`; the CLI prints it as one line
 and exits with its ``exit_code`` (2 for bad input, 1 for a failed gate).
 """
+import reprlib
 
 
 class TfrespError(Exception):
@@ -24,9 +25,17 @@ class ConfigError(TfrespError):
         self.problems = list(problems)
         parts = []
         for path, value, expected in self.problems:
-            shown = "" if value is _MISSING else f" Received: {path.split('.')[-1] if path else 'value'}={value!r}."
+            shown = "" if value is _MISSING else f" Received: {path.split('.')[-1] if path else 'value'}={_short(value)}."
             parts.append(f"`{path}`: {expected}.{shown}")
         super().__init__("Invalid config: " + " | ".join(parts))
+
+
+def _short(value, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a hostile config must not make a megabyte message)."""
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = limit, limit, 8, 8, 3
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit] + "...(truncated)"
 
 
 class _Missing:

@@ -1,15 +1,29 @@
 """Run directories are written atomically: everything goes to a hidden staging directory beside
-the target, which is renamed into place only when the run succeeded. A failed run leaves nothing;
-an existing run directory is replaced only with ``overwrite=True`` (and only after success)."""
+the target, which is renamed into place only when the run succeeded. A failed run leaves nothing.
+
+Every run directory carries a marker file, ``.tfresp-run`` (JSON with the run id). ``--overwrite``
+replaces only a directory with that marker (or an empty one), and never the current directory, one of
+its parents, or a directory holding the run's data or config: tfresp never deletes what it did not
+write. A lock file beside the target (``.<name>.lock``, ``fcntl.flock``) keeps two runs from sharing it.
+"""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 from tfresp.errors import ConfigError
+
+MARKER = ".tfresp-run"
+# The longest suffix tfresp adds to the run dir's name for its siblings (".<name>.staging-xxxxxxxx").
+_SIBLING_EXTRA = len("..staging-") + 8
+_NAME_MAX = 255
 
 
 def resolve_out(out, name: str) -> Path:
@@ -19,18 +33,54 @@ def resolve_out(out, name: str) -> Path:
     parts = Path(raw).parts
     if ".." in parts:
         raise ConfigError([("out", raw, "must not contain '..' (path traversal); give a direct path")])
-    return Path(raw).expanduser().absolute()
+    path = Path(raw).expanduser().absolute()
+    too_long = [p for p in path.parts if len(p.encode("utf-8", "surrogateescape")) > _NAME_MAX]
+    if len(path.name.encode("utf-8", "surrogateescape")) > _NAME_MAX - _SIBLING_EXTRA:
+        too_long.append(path.name)
+    if too_long or len(str(path).encode("utf-8", "surrogateescape")) > 4000:
+        raise ConfigError([("out", raw[:80] + ("..." if len(raw) > 80 else ""),
+                            f"is too long for the file system (the run dir's name may have at most "
+                            f"{_NAME_MAX - _SIBLING_EXTRA} bytes, the whole path 4000); choose a shorter --out")])
+    return path
 
 
-def check_target(target: Path, overwrite: bool, resume: bool = False) -> None:
-    """Fail early (before any work) if the run cannot be written where asked."""
+def is_run_dir(path: Path) -> bool:
+    """True when ``path`` is a directory tfresp wrote (it holds the ``.tfresp-run`` marker file)."""
+    marker = Path(path) / MARKER
+    return Path(path).is_dir() and not Path(path).is_symlink() and marker.is_file() and not marker.is_symlink()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_target(target: Path, overwrite: bool, resume: bool = False, protect=()) -> None:
+    """Fail early (before any work) if the run cannot be written where asked.
+
+    Args:
+        protect: paths (the data file, the config file) that must never lie inside a replaced directory.
+    """
     if target.is_symlink():
         raise ConfigError([("out", str(target), "is a symbolic link; refusing to write through it")])
     if target.exists() and not target.is_dir():
         raise ConfigError([("out", str(target), "exists and is not a directory")])
-    if target.exists() and not overwrite and not resume:
-        raise ConfigError([("out", str(target), "already exists; pass --overwrite to replace it "
-                            "(it is replaced only after the new run succeeds) or choose another --out")])
+    if target.exists():
+        real = target.resolve()
+        cwd = Path.cwd().resolve()
+        if _inside(cwd, real):
+            raise ConfigError([("out", str(target), "is the current directory or one of its parents; tfresp "
+                                "never replaces it. Remedy: give a new directory such as runs/<name>")])
+        held = [str(p) for p in protect if p and Path(p).exists() and _inside(Path(p).resolve(), real)]
+        if held:
+            raise ConfigError([("out", str(target), f"holds the run's own input ({', '.join(held)}); tfresp "
+                                "never replaces it. Remedy: choose another --out")])
+        empty = not any(target.iterdir())
+        if not resume and not empty and not is_run_dir(target):
+            raise ConfigError([("out", str(target), f"already exists and is not a tfresp run directory (no {MARKER} "
+                                "marker), so tfresp never replaces it. Remedy: choose another --out")])
+        if not resume and not overwrite and not empty:
+            raise ConfigError([("out", str(target), "already exists; pass --overwrite to replace it "
+                                "(it is replaced only after the new run succeeds) or choose another --out")])
     parent = target.parent
     probe = parent
     while not probe.exists():
@@ -44,24 +94,95 @@ def check_target(target: Path, overwrite: bool, resume: bool = False) -> None:
                             f"in {probe})")]) from None
 
 
-def staging_dir(target: Path) -> Path:
+def _missing_parents(target: Path) -> list:
+    out = []
+    p = target.parent
+    while not p.exists():
+        out.append(p)
+        p = p.parent
+    return out
+
+
+@contextlib.contextmanager
+def locked(target: Path):
+    """Hold an exclusive lock on ``target`` for the whole run; a second run gets an error naming the first.
+
+    The lock is ``flock`` on ``<parent>/.<name>.lock`` (released by the kernel if the process dies); the file
+    is removed on exit. Parent directories created for it are removed again if the run leaves them empty.
+    """
+    import fcntl
+
+    created = _missing_parents(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError([("out", str(target), f"cannot be written ({exc.strerror or exc.__class__.__name__} "
+                            f"creating {target.parent})")]) from None
+    path = target.parent / f".{target.name}.lock"
+    fd = None
+    try:
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    other = json.loads(os.read(fd, 4096) or b"{}")
+                except ValueError:
+                    other = {}
+                os.close(fd)
+                fd = None
+                who = (f"pid {other.get('pid')} on {other.get('host')}, run {other.get('run_id')}, started "
+                       f"{other.get('started')}") if other else "unknown"
+                raise ConfigError([("out", str(target), f"is being written by another tfresp run ({who}); two "
+                                    "runs must not share a run directory. Remedy: wait for it to finish or "
+                                    "choose another --out")]) from None
+            try:  # the file we locked must still be the one at `path` (a finishing run unlinks it)
+                same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "run_id": uuid.uuid4().hex[:12],
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        yield info["run_id"]
+    finally:
+        if fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.close(fd)
+        for d in created:  # innermost first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def staging_dir(target: Path, run_id: str = "") -> Path:
     stage = target.parent / f".{target.name}.staging-{uuid.uuid4().hex[:8]}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         stage.mkdir()
+        marker = {"run_id": run_id or uuid.uuid4().hex[:12], "written_by": "tfresp",
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (stage / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
     except OSError as exc:  # read-only or virtual file systems (/proc), full disks, root-squashed mounts
+        shutil.rmtree(stage, ignore_errors=True)
         raise ConfigError([("out", str(target), f"cannot be written ({exc.strerror or exc.__class__.__name__} "
-                            f"creating {stage.parent})")]) from None
+                            f"creating {stage})")]) from None
     return stage
 
 
 def commit(stage: Path, target: Path, overwrite: bool) -> Path:
     """Move ``stage`` to ``target``; an old ``target`` is moved aside first and removed last."""
     old = None
-    if target.exists():
-        if not overwrite:
-            raise ConfigError([("out", str(target), "appeared during the run; the new run is kept at "
-                                f"{stage} and nothing was overwritten")])
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        os.rmdir(target)  # an empty directory made for the run (checked before training) holds nothing to lose
+    if target.exists() or target.is_symlink():
+        if not overwrite or not is_run_dir(target):
+            raise ConfigError([("out", str(target), "appeared during the run and is not a tfresp run directory; "
+                                "nothing was overwritten. Remedy: choose another --out")])
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, old)
     os.rename(stage, target)

@@ -57,9 +57,14 @@ def test_existing_run_dir_kept_unless_overwrite(run, tmp_path):
     target = tmp_path / "keep"
     target.mkdir()
     (target / "precious.txt").write_text("mine")
-    with pytest.raises(tfresp.ConfigError, match="already exists"):
-        tfresp.fit(tiny_adult(), out=target, quiet=True)
+    for overwrite in (False, True):  # a user's directory is never replaced, not even with overwrite=True
+        with pytest.raises(tfresp.ConfigError, match="already exists"):
+            tfresp.fit(tiny_adult(), out=target, overwrite=overwrite, quiet=True)
     assert (target / "precious.txt").read_text() == "mine"
-    res = tfresp.fit(tiny_adult(), out=target, overwrite=True, quiet=True)
-    assert (res.run_dir / "report.json").exists() and not (target / "precious.txt").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".keep")]
+    first = tfresp.fit(tiny_adult(), out=tmp_path / "run", quiet=True)
+    old_marker = (first.run_dir / ".tfresp-run").read_text()
+    with pytest.raises(tfresp.ConfigError, match="already exists"):
+        tfresp.fit(tiny_adult(), out=first.run_dir, quiet=True)
+    res = tfresp.fit(tiny_adult(), out=first.run_dir, overwrite=True, quiet=True)  # a tfresp run dir: replaced
+    assert (res.run_dir / "report.json").exists() and (res.run_dir / ".tfresp-run").read_text() != old_marker
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".keep", ".run"))]

@@ -104,6 +104,7 @@ def _existing_run(work):
     run = work / "runs" / "r"
     run.mkdir()
     (run / "report.json").write_text('{"keep": true}')
+    (run / ".tfresp-run").write_text('{"run_id": "earlier"}')  # what tfresp writes into every run dir
     return run
 
 

@@ -149,7 +149,7 @@ def test_cli_exit_codes_outputs_and_no_clobber(run_dir, test_rows, tmp_path, cap
     (user / "monitor.json").write_text('{"mine": true}')
     assert main(["monitor", str(run_dir), str(batch), "--out", str(user)]) == 2
     assert json.loads((user / "monitor.json").read_text()) == {"mine": True}
-    assert "not written by tfresp" in capsys.readouterr().err
+    assert "was not written by tfresp" in capsys.readouterr().err
     # a missing column is named before anything is scored
     test_rows.iloc[:50].drop(columns=["age", "education"]).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["monitor", str(run_dir), str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o3")]) == 2

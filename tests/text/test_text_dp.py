@@ -29,6 +29,7 @@ def test_dp_finetune_uses_ghost_clipping_on_bert(tmp_path):
     support = run.report["model"]["dp_layer_support"]
     assert support["registry_unsupported"] == [] and "Embedding" in support["registry_supported"]
     assert np.isfinite(run.report["evaluation"]["test"]["accuracy"])
+    assert "not computed under DP" in run.report["evaluation"]["baseline"]["skipped"]
 
 
 def test_ghost_norms_equal_per_example_loop_on_bert():

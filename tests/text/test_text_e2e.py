@@ -49,6 +49,10 @@ def test_finetune_from_mlm_run_with_lora_exports_merged_raw_string_model(mlm_run
     run = build_and_run(cfg, out=tmp_path / "ft", quiet=True)
     m = run.report["model"]
     assert m["lora"]["merged_for_export"] and m["lora"]["merge_max_abs_logit_diff"] < 1e-5
+    base = run.report["evaluation"]["baseline"]  # TF-IDF + logistic regression on the same splits, beside the model
+    assert 0 < base["accuracy"] <= 1 and base["margin"] == pytest.approx(
+        run.report["evaluation"]["test"]["accuracy"] - base["accuracy"])
+    assert ("beats" in base["verdict"]) == (base["margin"] > 0)
     assert 0 < m["trainable_percent"] < 20
     assert m["loaded_weights"] > 0 and m["checkpoint_kind"] == "tfresp"
     # the base encoder starts from the MLM run's weights

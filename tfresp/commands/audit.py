@@ -10,8 +10,10 @@ so other concerns add theirs without touching this command's flow.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
+import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -30,22 +32,29 @@ def register_audit(name: str):
     return deco
 
 
-def load_run(run_dir):
-    """``(config, data, core, report)`` of a finished run; the core is a Keras model when rebuildable."""
+def load_run(run_dir, memory=None):
+    """``(config, data, core, report)`` of a finished run; the core is a Keras model when rebuildable.
+
+    The data are re-prepared only if they are the ones the run recorded (sha256, :mod:`tfresp.run_data`);
+    ``memory`` is the DataFrame of an in-memory run."""
     import tensorflow as tf
 
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare
     from tfresp.models.cnn import saved_model_variables
     from tfresp.models.registry import build_core
+    from tfresp.report.compare import load_report
+    from tfresp.run_data import check_prepared, verify_source
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run "
                               "(expected report.json and config.yaml)")
-    report = json.loads((run_dir / "report.json").read_text())
+    report = load_report(run_dir)
     config = load_config(run_dir / "config.yaml")
-    data = prepare(config)
+    verify_source(run_dir, config, report, memory)
+    data = prepare(config, memory=memory)
+    check_prepared(run_dir, data, report)
     expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
     if expected is not None and int(expected) != len(data.test):
         raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "
@@ -100,8 +109,18 @@ def _privacy(run_dir, config, data, core, report):
     return rerun_audit(run_dir, config, data, core, report)
 
 
-def audit_run(run_dir, names=None) -> dict:
-    """Re-run the named audits (default: all registered) on a run; return the updated report."""
+def audit_run(run_dir, names=None, data=None) -> dict:
+    """Re-run the named audits (default: all registered) on a run; return the updated report.
+
+    Args:
+        run_dir: a finished run directory.
+        names: audits to run (default: all registered).
+        data: the DataFrame of a run trained on in-memory data (checked against the recorded digest).
+
+    On a read-only run directory the audits still run and the updated report is returned (not written).
+    """
+    from tfresp.commands.report import REPORT_FILES
+    from tfresp.io import check_writable, probe_writable
     from tfresp.report.writer import _jsonable, write_files
 
     names = list(names or AUDITS)
@@ -109,15 +128,31 @@ def audit_run(run_dir, names=None) -> dict:
     if unknown:
         raise ConfigError([("audit", unknown, f"audits available in this version: {sorted(AUDITS)}")])
     run_dir = Path(run_dir)
-    config, data, core, report = load_run(run_dir)
-    for name in names:
-        report[name] = _jsonable(AUDITS[name](run_dir, config, data, core, report))
-    write_files(run_dir, report)
+    check_writable([run_dir / f for f in REPORT_FILES], "RUN")
+    config, data, core, report = load_run(run_dir, memory=data)
+    with contextlib.ExitStack() as stack:
+        work = run_dir
+        if not probe_writable(run_dir):  # audits write plots: give them a scratch view of the run
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tfresp-audit-")))
+            for entry in run_dir.iterdir():
+                if entry.name != "plots":
+                    (work / entry.name).symlink_to(entry.resolve())
+            (work / "plots").mkdir()
+        for name in names:
+            report[name] = _jsonable(AUDITS[name](work, config, data, core, report))
+        if work is run_dir:
+            write_files(run_dir, report)
+        else:
+            print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
+                  file=sys.stderr)
     return report
 
 
 def run(args) -> int:
+    from tfresp.io import probe_writable
+
     requested = [n for n in ("robustness", "privacy", "fairness") if getattr(args, n, False)]
+    writable = not Path(args.run).is_dir() or probe_writable(args.run)
     report = audit_run(args.run, requested or None)
     rob = report.get("robustness")
     if rob and ("robustness" in requested or not requested):
@@ -126,5 +161,6 @@ def run(args) -> int:
             f"pgd@{e:g}={rob[f'pgd@{e:g}']['accuracy']:.4f}" for e in eps))
         for w in rob.get("warnings", []):
             print(f"tfresp: warning: {w}")
-    print(f"tfresp: report updated in {Path(args.run) / 'report.json'}")
+    if writable:
+        print(f"tfresp: report updated in {Path(args.run) / 'report.json'}")
     return 0

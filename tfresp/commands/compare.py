@@ -7,6 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfresp.errors import DataError
+from tfresp.io import atomic_write, check_writable
+
+MARKER = "written by tfresp compare"  # in every file it writes: other files of these names are not replaced
+
+
+def _mark_html(html: str) -> str:
+    head, sep, rest = html.partition("\n")
+    if head.lower().startswith("<!doctype"):
+        return f"{head}{sep}<!-- {MARKER} -->\n{rest}"
+    return f"<!-- {MARKER} -->\n{html}"
 
 
 def run(args) -> int:
@@ -14,14 +24,21 @@ def run(args) -> int:
 
     a, b = load_report(args.run_a), load_report(args.run_b)
     out = Path(getattr(args, "out", None) or ".")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"Invalid value for `--out`: {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DataError(f"`--out`: {str(out)!r} exists and is not a directory (or is a symbolic link). "
+                        f"Received: out={str(out)!r}. Remedy: give a directory")
+    files = [out / "compare.md", out / "compare.html"]
+    check_writable(files, "--out", owned_marker=MARKER)  # an existing compare.md must be one tfresp wrote
     label_a, label_b = str(args.run_a), str(args.run_b)
+    md, html = render(a, b, label_a, label_b)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"`--out`: cannot create the directory ({exc.strerror}). Received: out={str(out)!r}. "
+                        "Remedy: choose a writable directory") from None
     print(f"A = {label_a}\nB = {label_b}")
     print(format_table(compare_reports(a, b), "A", "B"))
-    md, html = render(a, b, label_a, label_b)
-    (out / "compare.md").write_text(md, encoding="utf-8")
-    (out / "compare.html").write_text(html, encoding="utf-8")
+    atomic_write(files[0], f"<!-- {MARKER} -->\n" + md)
+    atomic_write(files[1], _mark_html(html))
     print(f"tfresp: wrote {out / 'compare.md'} and {out / 'compare.html'}")
     return 0

@@ -56,6 +56,8 @@ def run(args) -> int:
 
     if (args.input is None) == (args.row is None):
         raise ConfigError([("explain", None, "give exactly one of --input TEXT or --row N")])
+    if args.input is not None and not args.input.strip():
+        raise ConfigError([("--input", args.input, "is empty; give the text to explain")])
     seed = int(getattr(args, "seed", 0) or 0)
     num_samples = int(getattr(args, "num_samples", None) or 1000)
     top_k = int(getattr(args, "top_k", None) or 5)
@@ -74,10 +76,18 @@ def run(args) -> int:
     else:
         from tfresp.data.dataset import prepare
 
+        from tfresp.report.compare import load_report
+        from tfresp.run_data import check_prepared, verify_source
+
         if config.data.source == "memory":
-            raise DataError("this run was trained on in-memory data; --row cannot rebuild its test split "
-                            "(use the Python API: tfresp.explain)")
+            raise DataError(f"`--row`: this run was trained on in-memory data, whose rows are not saved with the "
+                            f"run, so its test split cannot be rebuilt. Received: run={str(root)!r}. Remedy: write "
+                            "the frame to a CSV file and fit with data.source set to it, or explain in Python with "
+                            "tfresp.explain.lime_explain.TabularLime on tfresp.load(RUN)")
+        report = load_report(root)
+        verify_source(root, config, report)
         data = prepare(config)
+        check_prepared(root, data, report)
         n = len(data.test)
         if not 0 <= args.row < n:
             raise ConfigError([("--row", args.row, f"must be in [0, {n}) (rows of the run's test split)")])

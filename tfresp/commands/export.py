@@ -9,7 +9,6 @@ Results are merged into ``RUN/report.json`` (``compression.<variant>``,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +43,26 @@ def _proba(core, x, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(outs, axis=0)
 
 
-def export_run(run_dir, variants, quiet: bool = False) -> dict:
-    """Export ``variants`` of a finished run; return the updated report's ``compression`` section."""
+def _check_writable_run(run_dir: Path, files) -> None:
+    """Before any work: the run dir must be writable and no destination a symlink."""
+    from tfresp.io import check_writable, probe_writable
+
+    check_writable(files, "RUN")
+    if not probe_writable(run_dir):
+        raise DataError(f"`RUN`: the run directory is read-only; export writes model files into it. Received: "
+                        f"run={str(run_dir)!r}. Remedy: copy the run to a writable place")
+
+
+def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
+    """Export ``variants`` of a finished run; return the updated report's ``compression`` section.
+
+    ``data``: the DataFrame of a run trained on in-memory data (checked against the recorded digest)."""
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare
     from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant
+    from tfresp.report.compare import load_report
     from tfresp.report.writer import _jsonable, write_files
+    from tfresp.run_data import check_prepared, verify_source
 
     run_dir = Path(run_dir)
     bad = [v for v in variants if v not in VARIANTS]
@@ -58,11 +71,15 @@ def export_run(run_dir, variants, quiet: bool = False) -> dict:
     if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run "
                               "(expected report.json and config.yaml)")
-    report = json.loads((run_dir / "report.json").read_text())
+    _check_writable_run(run_dir, [run_dir / f"model_{v}.tflite" for v in variants]
+                        + [run_dir / f for f in ("report.json", "report.md", "report.html")])
+    report = load_report(run_dir)
     config = load_config(run_dir / "config.yaml")
     if config.task != "classification":
         raise ConfigError([("task", config.task, "TFLite export supports classification runs")])
-    data = prepare(config)
+    verify_source(run_dir, config, report, memory=data)
+    data = prepare(config, memory=data)
+    check_prepared(run_dir, data, report)
     expected = (((report.get("data") or {}).get("splits") or {}).get("test") or {}).get("rows")
     if expected is not None and int(expected) != len(data.test):
         raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "

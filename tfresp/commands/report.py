@@ -8,21 +8,32 @@ check only (they are not written into the run's files).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tfresp.errors import DataError
 
 
-def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
-    """Recompute and rewrite a run's report files; return (report, gates incl. ``check_gates`` or None)."""
+REPORT_FILES = ("report.json", "report.md", "report.html")
+
+
+def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | None]:
+    """Recompute and rewrite a run's report files; return (report, gates incl. ``check_gates`` or None).
+
+    ``write=False`` only recomputes (``report --check`` on a read-only run directory).
+    """
+    from tfresp.io import check_writable, is_read_only_error
     from tfresp.report.compare import load_report
     from tfresp.report.derive import derive
-    from tfresp.report.gates import evaluate
+    from tfresp.report.gates import Gate, evaluate
     from tfresp.report.writer import write_files
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"Invalid value for `run`: {str(run_dir)!r} is not a directory")
+    for i, g in enumerate(check_gates):  # a malformed --gate fails before anything is written
+        Gate.parse(g, i)
+    check_writable([run_dir / f for f in REPORT_FILES], "run")
     report = load_report(run_dir)
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
@@ -41,7 +52,15 @@ def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
     if problems:
         raise DataError(f"{run_dir / 'report.json'} does not match the report schema: " + "; ".join(problems[:5])
                         + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
-    write_files(run_dir, report)
+    try:
+        if write:
+            write_files(run_dir, report)
+    except OSError as exc:
+        if not is_read_only_error(exc):
+            raise
+        raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
+                        f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp report RUN --check` "
+                        "(reads only) or copy the run to a writable place") from None
     gates = report.get("gates")
     if check_gates:
         cfg_gates = list(((report.get("run") or {}).get("config") or {}).get("gates") or [])
@@ -50,6 +69,7 @@ def rerender(run_dir, check_gates=()) -> tuple[dict, dict | None]:
 
 
 def run(args) -> int:
+    from tfresp.io import probe_writable
     from tfresp.report.gates import failure_lines
 
     if args.check:  # a privacy claim that its recorded mechanisms do not give must not pass any gate
@@ -58,9 +78,15 @@ def run(args) -> int:
         bad = check_run(args.run)
         if bad:
             raise DataError(f"{Path(args.run) / 'report.json'}: the privacy claim does not hold: " + "; ".join(bad))
-    report, gates = rerender(args.run, getattr(args, "gates", []) or [])
+    # --check only reads: on a read-only run directory it checks without re-rendering
+    write = not args.check or not Path(args.run).is_dir() or probe_writable(args.run)
+    report, gates = rerender(args.run, getattr(args, "gates", []) or [], write=write)
     files = ["report.md"] + (["report.html"] if (Path(args.run) / "report.html").exists() else [])
-    print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
+    if write:
+        print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
+    else:
+        print(f"tfresp: note: {args.run} is read-only; report files not re-rendered (checking only)",
+              file=sys.stderr)
     if not args.check:
         return 0
     if not gates:

@@ -78,6 +78,11 @@ def load_file(source: str, fmt: str = "auto"):
         raise DataError(f"Invalid value for `data.source`: file not found. Received: source={source!r}")
     if path.is_dir():
         raise DataError(f"Invalid value for `data.source`: is a directory, expected a file. Received: source={source!r}")
+    from tfresp.io import is_regular_file
+
+    if not is_regular_file(path):  # reading a named pipe blocks forever, /dev/zero never ends
+        raise DataError(f"Invalid value for `data.source`: is not a regular file (a named pipe or device?). "
+                        f"Received: source={source!r}. Remedy: copy the data to a file")
     raw = path.read_bytes()
     if len(raw) == 0:
         raise DataError(f"Invalid value for `data.source`: the file is empty. Received: source={source!r}")

@@ -56,4 +56,8 @@ class Evaluation(Concern):
         checks = data_checks(ctx)
         if checks:
             section["data_checks"] = checks
+        if data.kind == "text" and ctx.config.data.text:  # "is the big model worth it?"
+            from tfresp.evaluation.baseline import text_baseline_section
+
+            section["baseline"] = text_baseline_section(ctx, section["test"]["accuracy"])
         return section

@@ -1,15 +1,13 @@
 """``monitor.json`` and a self-contained ``monitor.html`` (inline CSS and PNG plots, no scripts, strict CSP).
 
-Files are written atomically (temporary file + ``os.replace`` in the same directory); an existing ``monitor.json``
-or ``monitor.html`` is replaced only if tfresp wrote it (its generator marker), never through a symlink.
+Files are written with :mod:`tfresp.io` (atomic, never through a symlink); an existing ``monitor.json`` or
+``monitor.html`` is replaced only if tfresp wrote it (its generator marker).
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
-import os
-import uuid
 from pathlib import Path
 
 from jinja2 import Environment, select_autoescape
@@ -103,44 +101,21 @@ def render_html(m: dict) -> str:
     return env.from_string(_TEMPLATE).render(m=m, plots=plots(m), marker=MARKER)
 
 
-def _safe_write(path: Path, text: str, ours) -> None:
-    if path.is_symlink():
-        raise ConfigError([("--out", str(path), "is a symbolic link; tfresp does not write through links")])
-    if path.exists() and not ours(path):
-        raise ConfigError([("--out", str(path), "exists and was not written by tfresp monitor; choose another "
-                                                "--out directory")])
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _json_ours(path: Path) -> bool:
-    try:
-        return json.loads(path.read_text()).get("generator") == MARKER
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _html_ours(path: Path) -> bool:
-    try:
-        return f'<meta name="generator" content="{MARKER}">' in path.read_text(errors="replace")[:4000]
-    except OSError:
-        return False
-
-
 def write_outputs(m: dict, out: Path) -> dict:
+    """Write ``monitor.json`` and ``monitor.html`` into ``out``; both destinations are checked before either is
+    written (no symlinks, no file tfresp monitor did not write)."""
+    from tfresp.io import atomic_write, check_writable
+
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ConfigError([("--out", str(out), "must be a directory (not a link or a file)")])
+    json_path, html_path = out / "monitor.json", out / "monitor.html"
+    check_writable([json_path, html_path], "--out", owned_marker=MARKER)
+    html = render_html(m)
+    text = json.dumps(_clean(m), indent=1, allow_nan=False, default=_default)
     out.mkdir(parents=True, exist_ok=True)
-    _safe_write(out / "monitor.json", json.dumps(_clean(m), indent=1, allow_nan=False, default=_default),
-                _json_ours)
-    _safe_write(out / "monitor.html", render_html(m), _html_ours)
-    return {"json": str(out / "monitor.json"), "html": str(out / "monitor.html")}
+    atomic_write(json_path, text)
+    atomic_write(html_path, html)
+    return {"json": str(json_path), "html": str(html_path)}
 
 
 def _default(o):

@@ -17,7 +17,7 @@ from tfresp.monitoring.profile import build_reference, spec_kinds_and_vocab
 from tfresp.monitoring.serving import column_mapping, load_signature, score
 
 MONITOR_SCHEMA = "1.0"
-MARKER = "tfresp-monitor"
+from tfresp.monitoring.output import MARKER  # noqa: E402
 
 
 def _read_batch(item, index: int):

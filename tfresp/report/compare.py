@@ -18,6 +18,10 @@ _EVAL = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "precision", "recall"
 _NOT_COMPARABLE = "not better: {run} is degenerate ({codes})"
 
 
+def _no_constant(name: str):
+    raise ValueError(f"contains {name}, which is not a JSON number")
+
+
 def load_report(run) -> dict:
     """report.json of a run directory (or the file itself); :class:`DataError` when missing or not JSON."""
     p = Path(run)
@@ -25,9 +29,12 @@ def load_report(run) -> dict:
     if not path.is_file():
         raise DataError(f"Invalid value for `run`: no report.json at {str(path)!r} (is it a tfresp run directory?)")
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"Invalid value for `run`: {str(path)!r} is not valid JSON ({exc})") from None
+    except ValueError as exc:  # NaN / Infinity: not JSON, and tfresp never writes them (allow_nan=False)
+        raise DataError(f"Invalid value for `run`: {str(path)!r} {exc}; it was not written by tfresp as is. "
+                        "Remedy: restore the run's report.json or re-run `tfresp fit`") from None
     if not isinstance(report, dict) or "run" not in report or "schema_version" not in report:
         raise DataError(f"Invalid value for `run`: {str(path)!r} is not a tfresp report (no run/schema_version)")
     return report

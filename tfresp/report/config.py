@@ -26,7 +26,8 @@ from pydantic import Field, field_validator
 
 from tfresp._configbase import Section
 
-GATE_PATTERN = re.compile(r"^\s*([A-Za-z0-9_.@\-]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+(?:[eE][+\-]?[0-9]+)?)\s*$")
+_NUMBER = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+\-]?[0-9]+)?"  # one number: '1.2.3' is refused
+GATE_PATTERN = re.compile(r"^\s*([A-Za-z0-9_.@\-]+)\s*(<=|>=|==|<|>)\s*(" + _NUMBER + r")\s*$")
 
 
 def _check_metric(v: str) -> str:

@@ -110,9 +110,11 @@ def write_files(run_dir: Path, report: dict) -> None:
     are recomputed first, so commands that add a section (``tfresp audit``, ``tfresp export``) keep them current."""
     from tfresp.report.markdown import render_markdown
 
+    from tfresp.io import atomic_write  # atomic, never through a symlink planted in the run dir
+
     derive(report)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    (run_dir / "report.md").write_text(render_markdown(report))
+    atomic_write(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False))
+    atomic_write(run_dir / "report.md", render_markdown(report))
     if report["run"]["config"].get("report", {}).get("html", True):
         try:
             from tfresp.report.html import render_html
@@ -120,7 +122,7 @@ def write_files(run_dir: Path, report: dict) -> None:
             if exc.name != "tfresp.report.html":
                 raise
         else:
-            (run_dir / "report.html").write_text(render_html(report, run_dir))
+            atomic_write(run_dir / "report.html", render_html(report, run_dir))
 
 
 def finalize_report(ctx) -> dict:
