@@ -66,12 +66,36 @@ def export(run_dir, tflite, *, data=None):
     return export_run(run_dir, list(tflite), data=data)
 
 
+#: Public Keras pieces, imported on first use (they import TensorFlow): ``tfresp.ResponsibleModel`` etc.
+_LAZY = {
+    "ResponsibleModel": ("tfresp.models.base", "ResponsibleModel"),
+    "TfrespModel": ("tfresp.models.base", "TfrespModel"),
+    "InputSpec": ("tfresp.models.user", "InputSpec"),
+    "make_private": ("tfresp.privacy.private", "make_private"),
+    "PrivacyLedger": ("tfresp.privacy.ledger", "PrivacyLedger"),
+    "PruningScheduler": ("tfresp.compression.pruning_scheduler", "PruningScheduler"),
+    "SparsitySchedule": ("tfresp.compression.schedule", "SparsitySchedule"),
+    "terms": ("tfresp.terms", None),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        return mod if attr is None else getattr(mod, attr)
+    raise AttributeError(f"module 'tfresp' has no attribute {name!r}")
+
+
 __all__ = [
     "fit",
     "load",
     "audit",
     "export",
     "monitor",
+    *_LAZY,
     "load_config",
     "TfrespError",
     "ConfigError",

@@ -209,8 +209,10 @@ def make_budget(config, memory=None):
 
 
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
-                  resume: bool = False) -> RunResult:
+                  resume: bool = False, model=None) -> RunResult:
     """Run a whole tfresp job for a validated :class:`~tfresp.config.RunConfig`.
+
+    ``model``: the user's ``keras.Model`` or builder ``fn(input_spec)`` (``model.kind: keras``).
 
     The target is locked for the whole run (a second run on it is refused); a run that fails leaves only
     the checkpoints ``--resume`` needs (see :func:`tfresp.checkpointing.after_failure`).
@@ -220,13 +222,13 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
         before = checkpointing.latest_marker(target)
         try:
             return _build_and_run(config, target, run_id, overwrite=overwrite, quiet=quiet, memory=memory,
-                                  resume=resume)
+                                  resume=resume, model=model)
         except BaseException as exc:
             checkpointing.after_failure(target, before, exc)
             raise
 
 
-def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) -> RunResult:
+def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, model=None) -> RunResult:
     from tfresp.export.saved_model import export_saved_model
     from tfresp.report.writer import finalize_report
 
@@ -247,7 +249,12 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume) 
                          quiet=quiet, budget=budget)
         ctx.state.update(target=target, resume_point=resume_point)
         with strategy.scope():
-            ctx.core = build_core(config, data)
+            if model is not None:
+                from tfresp.models.registry import build_user_core
+
+                ctx.core, ctx.state["model_extra"] = build_user_core(config, data, model)
+            else:
+                ctx.core = build_core(config, data)
             if config.task == "mlm":
                 from tfresp.tasks.mlm import MlmModel
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -64,10 +64,20 @@ class DataConfig(Section):
     max_length: int = Field(64, ge=4, le=512)
     tokenizer: Optional[dict] = None  # text: {vocab: path | null (train WordPiece), vocab_size, lowercase}
     positive_class: Optional[str] = None  # binary tasks: the class reported as positive (tfresp/data/labels.py)
+    # data checks (tfresp/data/checks.py): missing feature values are an error or imputed (median /
+    # most frequent value of the training split, or the public values declared in impute_values)
+    missing: Literal["error", "impute"] = "error"
+    impute_values: Optional[Dict[str, Union[float, str]]] = None
+    min_class_rows: int = Field(5, ge=1)
 
 
 class ModelConfig(Section):
-    kind: Literal["mlp", "cnn", "bert", "checkpoint"] = "mlp"
+    """The core model. ``kind: keras`` is the user's own ``keras.Model`` (or builder) passed as
+    ``tfresp.fit(config, model=...)``; ``outputs`` says whether it outputs logits or probabilities when tfresp
+    cannot tell (``auto``: read from the output layer, or from the outputs of a subclassed model)."""
+
+    kind: Literal["mlp", "cnn", "bert", "checkpoint", "keras"] = "mlp"
+    outputs: Literal["auto", "logits", "probabilities"] = "auto"
     hidden: List[int] = [64, 32]
     dropout: float = Field(0.0, ge=0, lt=1)
     activation: str = "relu"

@@ -112,3 +112,53 @@ def test_make_dataset_epoch_is_a_permutation_with_aligned_extras():
     assert epochs[0] != epochs[1] and epochs[0] != list(range(n))  # reshuffled each epoch
     again = [int(v) for _, by, _ in make_dataset(x, y, {}, 16, True, 3) for v in by.numpy()]
     assert again == epochs[0]  # seeded
+
+
+# -- data checks (issue 14) ----------------------------------------------------------------------
+def _prepare_memory(df, **data):
+    cfg = load_config({"data": {"label": "y", "sensitive": ["g"], "split": {"test": 0.25}, **data}})
+    return prepare(cfg, memory=df)
+
+
+def test_every_data_problem_is_listed_in_one_error():
+    df = _frame()
+    df.loc[[0, 1], "y"] = "Yes"
+    df.loc[[2, 3], "a"] = np.nan
+    df["blob"] = [[1, 2]] * len(df)
+    with pytest.raises(DataError) as exc:
+        _prepare_memory(df, sensitive=["g", "nope"])
+    msg = str(exc.value)
+    assert msg.startswith("4 problems with the data: ")
+    for part in ("`data.label`", "'Yes' (2 rows)", "`data.sensitive`", "'nope'", "'blob'", "{'a': 2}"):
+        assert part in msg, part
+
+
+def test_numbers_written_as_text_parse_to_their_values():
+    df = _frame()
+    df["money"] = ["$1,200.50", "12%", "-3", "1,000,000"] * (len(df) // 4)
+    bundle = _prepare_memory(df)
+    parsed = pd.concat([bundle.train.frame, bundle.test.frame])["money"]
+    assert parsed.dtype == np.float64 and set(parsed) == {1200.5, 12.0, -3.0, 1e6}
+    assert "money" in bundle.summary()["parsed_numeric"]
+
+
+def test_dp_imputation_uses_only_the_declared_public_value():
+    df = _frame()
+    df.loc[::5, "a"] = np.nan
+    cfg = load_config({"data": {"label": "y", "sensitive": ["g"], "split": {"test": 0.25}, "missing": "impute",
+                                "impute_values": {"a": 7.0}}, "privacy": {"target_epsilon": 3.0}})
+    bundle = prepare(cfg, memory=df)
+    spec = {c["name"]: c for c in bundle.preprocessor.spec}
+    assert spec["a"]["impute"] == 7.0
+    assert bundle.summary()["imputation"]["a"] == {"value": 7.0, "from": "declared in data.impute_values"}
+    filled = bundle.train.frame["a"].to_numpy()
+    assert not np.isnan(filled).any() and (filled == 7.0).sum() > 0
+
+
+def test_utf8_bytes_are_text_but_binary_bytes_are_refused():
+    df = _frame()
+    df["y"] = df["y"].map(lambda v: v.encode())  # what a tf.data string tensor yields
+    assert _prepare_memory(df).classes == ["no", "yes"]
+    df["blob"] = [b"\xff\xfe"] * len(df)
+    with pytest.raises(DataError, match="'blob' holds \\['bytes'\\]"):
+        _prepare_memory(df)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data import checks
 from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.sources import load_source
@@ -93,21 +95,114 @@ def _require_columns(df: pd.DataFrame, cols: List[str], field: str):
                             f"Available: {list(map(str, df.columns))[:30]}")
 
 
-def _check_features(df: pd.DataFrame, cols: List[str]):
+def _categorical_missing(df: pd.DataFrame, cols: List[str]):
+    """Missing categorical values become the category ``<missing>`` (when not imputed)."""
+    numeric = set(df.select_dtypes(include="number").columns) - set(df.select_dtypes(include="bool").columns)
     for c in cols:
-        s = df[c]
-        if column_kind(s) == "numeric":
-            v = s.astype("float64").to_numpy()
-            nan, inf = int(np.isnan(v).sum()), int(np.isinf(v).sum())
-            if nan or inf:
-                raise DataError(f"Invalid value in `data` column {c!r}: {nan} NaN and {inf} infinite values; "
-                                "clean or impute them first")
-        elif s.isna().any():
-            df[c] = s.astype(object).where(~s.isna(), "<missing>")
+        if c not in numeric and df[c].isna().any():
+            df[c] = df[c].astype(object).where(~df[c].isna(), "<missing>")
+
+
+def _fit_imputation(config, train_df: pd.DataFrame, frames, features, problems) -> Dict[str, dict]:
+    """``data.missing: impute``: fill values fitted on the training split only (or declared, public).
+
+    Under DP (``config.privacy``) a median or mode of the private training rows would be an
+    unaccounted release baked into the served model, so the fill values must be declared in
+    ``data.impute_values``.
+    """
+    dc = config.data
+    declared = dict(dc.impute_values or {})
+    needed = [c for c in features if any(checks.missing_mask(df[c]).any() for df in frames if df is not None)]
+    if config.privacy is not None:
+        undeclared = [c for c in needed if c not in declared]
+        if undeclared:
+            problems.add("data.impute_values", "under DP (privacy on), imputed columns need declared, public fill "
+                         "values: a median or most frequent value fitted on the private training rows would be "
+                         "released in the model without being accounted", f"columns without one: {undeclared}",
+                         "declare data.impute_values: {column: value} from public knowledge, or clean the data")
+            return {}
+    fills = {}
+    for c in needed:
+        s = train_df[c]
+        numeric = column_kind(s) == "numeric"
+        if c in declared:
+            value, how = declared[c], "declared in data.impute_values"
+            if numeric and not isinstance(value, (int, float)):
+                problems.add(f"data.impute_values.{c}", f"column {c!r} is numeric; the fill value must be a number",
+                             repr(value), "declare a number")
+                continue
+        elif numeric:
+            present = s.astype("float64").dropna()
+            if present.empty:
+                problems.add("data", f"column {c!r} has no values in the training split to impute from", None,
+                             "drop the column or declare data.impute_values")
+                continue
+            value, how = float(present.median()), "median of the training split"
+        else:
+            present = s[~checks.missing_mask(s)].astype(str)
+            if present.empty:
+                problems.add("data", f"column {c!r} has no values in the training split to impute from", None,
+                             "drop the column or declare data.impute_values")
+                continue
+            value, how = str(present.value_counts().sort_index(kind="stable").idxmax()), \
+                "most frequent value of the training split"
+        fills[c] = {"value": float(value) if numeric else str(value), "from": how}
+    return fills
+
+
+def _apply_imputation(df: Optional[pd.DataFrame], fills: Dict[str, dict]):
+    if df is None:
+        return
+    for c, f in fills.items():
+        mask = checks.missing_mask(df[c])
+        if isinstance(f["value"], float) and column_kind(df[c]) == "numeric":
+            df[c] = df[c].astype("float64").where(~mask, f["value"])
+        else:
+            df[c] = df[c].astype(object).where(~mask, f["value"])
+
+
+def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Problems) -> dict:
+    """Checks on the whole data before splitting (repairs in place); returns notes for the report."""
+    dc = config.data
+    label = dc.label
+    names = list(dict.fromkeys(str(c) for df in frames.values() for c in df.columns))
+    checks.check_names(config, names, problems)
+    both = pd.concat([df for df in frames.values()], ignore_index=True) if len(frames) > 1 else frames["train"]
+    checks.check_privileged_groups(config, both, problems)
+    excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
+    features = dc.features if dc.features is not None else [c for c in names if c not in excluded]
+    features = [c for c in features if c in names and all(c in df.columns for df in frames.values())]
+    if dc.text:
+        features = []  # a text model reads only the text column
+    used = features + [c for c in [label] if c in names]
+    checks.check_types(both, used, problems)
+    parsed = {}
+    for df in frames.values():
+        parsed.update(checks.parse_numeric_text(df, [c for c in features if c in df.columns], problems))
+    notes = {"warnings": []}
+    if parsed:
+        notes["parsed_numeric"] = parsed
+    if label in names:
+        both = pd.concat([df for df in frames.values()], ignore_index=True) if len(frames) > 1 else frames["train"]
+        notes["warnings"] += checks.check_label(both, label, dc.min_class_rows, problems, frames["train"],
+                                                with_counts=config.privacy is None)
+    checks.check_missing(list(frames.values()), features, dc.missing, problems)
+    sens = list(dc.sensitive) + list((config.fairness.sensitive or []) if config.fairness else [])
+    for df in frames.values():
+        for w in checks.fill_sensitive(df, list(dict.fromkeys(sens)), with_counts=config.privacy is None):
+            if w not in notes["warnings"]:
+                notes["warnings"].append(w)
+    if dc.text:
+        for df in frames.values():
+            checks.check_text(df, dc.text, problems)
+    return notes
 
 
 def prepare(config, memory=None, budget=None) -> DataBundle:
     """Load, de-identify, split, validate and encode the data described by ``config.data``.
+
+    Every problem found in the data is collected and raised as one :class:`DataError` before
+    training (see :mod:`tfresp.data.checks`).
 
     ``budget`` (a :class:`~tfresp.privacy.budget.PrivacyBudget`, DP runs only): every statistic fitted on the
     private training split (vocabularies, scaling) is either public/declared or a DP release spent there.
@@ -119,33 +214,41 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
 
         frames, deid_report = deidentify_frames(frames, dc)
         info = {**info, "deidentification": deid_report}
-    if dc.text:
-        from tfresp.data.text import prepare_text
-
-        return prepare_text(config, frames, info)
     if info.get("modality") == "image":
         from tfresp.data.images import prepare_images
 
         return prepare_images(config, frames, info)
     label = dc.label
-    train_df = frames["train"]
-    _require_columns(train_df, [label], "data.label")
-    _require_columns(train_df, dc.sensitive, "data.sensitive")
-    if dc.max_rows and len(train_df) > dc.max_rows:
-        train_df = train_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
-
+    source_info = info
     if isinstance(dc.split.test, str) and dc.split.test != "official":
         from tfresp.data.sources import load_file
 
-        test_frames, test_info = load_file(dc.split.test, dc.format)
+        test_frames, test_info = load_file(dc.split.test, dc.format, "data.split.test")
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         split_mode = "official"
     else:
         split_mode = dc.split.test
-    if "test" in frames and split_mode == "official":
+    frames = {k: v.copy() for k, v in frames.items() if k == "train" or (k == "test" and split_mode == "official")}
+    problems = checks.Problems()
+    notes = _check_frames(config, frames, problems)
+    problems.raise_if_any()
+    for w in notes["warnings"]:
+        warnings.warn(f"tfresp data: {w}", stacklevel=2)
+    if dc.text:
+        from tfresp.data.text import prepare_text
+
+        # prepare_text reads a separate test file itself
+        own = {"train": frames["train"]} if source_info is not info else frames
+        bundle = prepare_text(config, own, source_info)
+        bundle.extra.setdefault("summary", {}).update({k: v for k, v in notes.items() if v})
+        return bundle
+    train_df = frames["train"]
+    if dc.max_rows and len(train_df) > dc.max_rows:
+        train_df = train_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
+
+    if "test" in frames:
         test_df = frames["test"]
-        _require_columns(test_df, [label] + dc.sensitive, "data.label")
         if dc.max_rows and len(test_df) > dc.max_rows:
             test_df = test_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
     else:
@@ -158,38 +261,47 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
 
     excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
     features = dc.features if dc.features is not None else [str(c) for c in train_df.columns if c not in excluded]
-    _require_columns(train_df, features, "data.features")
     if not features:
-        raise DataError("Invalid value for `data.features`: no feature columns left after removing "
-                        "the label and sensitive attributes")
+        problems.add("data.features", "no feature columns left after removing the label and sensitive attributes",
+                     None, "add feature columns or set data.use_sensitive: true")
     if label in features:
-        raise DataError(f"Invalid value for `data.features`: the label column {label!r} is also a feature")
-    for df in (train_df, val_df, test_df):
-        if df is not None:
-            _check_features(df, features)
-            if df[label].isna().any():
-                raise DataError(f"Invalid value in `data.label` column {label!r}: {int(df[label].isna().sum())} "
-                                "missing labels")
+        problems.add("data.features", f"the label column {label!r} is also a feature", f"features={features}",
+                     "remove it from data.features")
+    checks.check_splits({"train": train_df, "validation": val_df, "test": test_df}, problems)
+    problems.raise_if_any()
 
     classes = order_classes(sorted(train_df[label].astype(str).unique().tolist()), dc.positive_class)
     if len(classes) < 2:
-        raise DataError(f"Invalid value for `data.label`: column {label!r} has a single class {classes} "
-                        "in the training split; classification needs at least two")
-    index = {c: i for i, c in enumerate(classes)}
+        problems.add("data.label", f"column {label!r} has a single class {classes} in the training split; "
+                     "classification needs at least two", None, "check the label column")
     for name, df in (("test", test_df), ("validation", val_df)):
         if df is None:
             continue
         unseen = sorted(set(df[label].astype(str)) - set(classes))
         if unseen:
-            raise DataError(f"Invalid value in `data.label`: the {name} split has labels {unseen[:5]} "
-                            f"never seen in training (training classes: {classes[:10]})")
+            problems.add("data.label", f"the {name} split has labels {unseen[:5]} never seen in training "
+                         f"(training classes: {classes[:10]})", None, "make every class appear in training")
     for attr in dc.sensitive:
         groups = train_df[attr].astype(str).unique()
         if len(groups) < 2:
-            raise DataError(f"Invalid value for `data.sensitive`: attribute {attr!r} has a single group "
-                            f"{groups.tolist()} in the training split; group metrics need at least two")
+            problems.add("data.sensitive", f"attribute {attr!r} has a single group {groups.tolist()} in the "
+                         "training split; group metrics need at least two", None, "audit another attribute")
+    fills = {}
+    if dc.missing == "impute":
+        fills = _fit_imputation(config, train_df, (train_df, val_df, test_df), features, problems)
+    problems.raise_if_any()
+    for df in (train_df, val_df, test_df):
+        _apply_imputation(df, fills)
+        if df is not None:
+            _categorical_missing(df, features)
 
     pre = TabularPreprocessor.fit(train_df, features)
+    if fills:
+        for col in pre.spec:
+            if col["name"] in fills:
+                col["impute"] = fills[col["name"]]["value"]
+        pre = TabularPreprocessor(pre.spec)
+    index = {c: i for i, c in enumerate(classes)}
 
     def make(df):
         if df is None:
@@ -198,8 +310,22 @@ def prepare(config, memory=None, budget=None) -> DataBundle:
                      frame=df.reset_index(drop=True),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
+    summary = {k: v for k, v in notes.items() if v}
+    if fills:
+        summary["imputation"] = fills
+    summary["serving_inputs"] = _serving_names(pre)
     return DataBundle(train=make(train_df), validation=make(val_df), test=make(test_df), classes=classes,
-                      feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info)
+                      feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info,
+                      extra={"summary": summary})
+
+
+def _serving_names(pre) -> dict:
+    """Export feasibility, checked before training: the SavedModel input name of every column."""
+    from tfresp.export.saved_model import serving_layout
+
+    layout = serving_layout(pre)
+    renamed = {raw: name for raw, name in layout["inputs"].items() if raw != name}
+    return {"renamed": renamed, "packed_numeric_columns": len(layout["packed"]["columns"]) if layout["packed"] else 0}
 
 
 def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: bool, seed: int,

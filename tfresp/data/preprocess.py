@@ -62,7 +62,9 @@ class TabularPreprocessor(tf.Module):
 
     def __init__(self, spec: List[dict]):
         super().__init__(name="tabular_preprocessor")
-        self.spec = spec
+        # plain Python (not tracked): a tracked list of one dict per column made SavedModel save/load of
+        # wide data slow; the fitted values live in the graph as constants and in preprocessing/tabular.json
+        self.spec = self._no_dependency(spec)
         self._tables = {}
         for col in spec:
             if col["kind"] == "categorical":
@@ -70,6 +72,31 @@ class TabularPreprocessor(tf.Module):
                 vals = tf.range(len(col["vocab"]), dtype=tf.int64)
                 self._tables[col["name"]] = tf.lookup.StaticHashTable(
                     tf.lookup.KeyValueTensorInitializer(keys, vals), default_value=-1)
+        self._layout()
+
+    def _layout(self):
+        """Vectorised transform: numeric columns as one block, then one-hots, then one gather back to
+        the spec order (one op per column made the serving graph, and its export, slow for wide data)."""
+        num = [c for c in self.spec if c["kind"] == "numeric"]
+        self._numeric = self._no_dependency([c["name"] for c in num])
+        self._numeric_pos = self._no_dependency({n: i for i, n in enumerate(self._numeric)})
+        self._mean = np.asarray([c["mean"] for c in num], np.float32)
+        self._std = np.asarray([c["std"] for c in num], np.float32)
+        self._fill = np.asarray([c.get("impute", 0.0) for c in num], np.float32)
+        self._fill_mask = np.asarray(["impute" in c for c in num], bool)
+        start, pos = {}, len(num)
+        for c in self.spec:
+            if c["kind"] != "numeric":
+                start[c["name"]] = pos
+                pos += len(c["vocab"])
+        order, k = [], 0
+        for c in self.spec:
+            if c["kind"] == "numeric":
+                order.append(k)
+                k += 1
+            else:
+                order.extend(range(start[c["name"]], start[c["name"]] + len(c["vocab"])))
+        self._order = None if order == list(range(len(order))) else np.asarray(order, np.int32)
 
     # -- fitting -------------------------------------------------------------------------
     @classmethod
@@ -120,33 +147,54 @@ class TabularPreprocessor(tf.Module):
     # -- transforming --------------------------------------------------------------------
     def transform(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """TF transform of raw columns -> float32 [batch, encoded_dim] (used in training and serving)."""
-        parts = []
-        for c in self.spec:
-            x = inputs[c["name"]]
-            if c["kind"] == "numeric":
-                x = tf.cast(x, tf.float32)
-                parts.append(tf.reshape((x - c["mean"]) / c["std"], [-1, 1]))
-            else:
-                idx = self._tables[c["name"]].lookup(tf.strings.strip(tf.strings.as_string(x)
-                                                                      if x.dtype != tf.string else x))
-                parts.append(tf.one_hot(idx, depth=len(c["vocab"]), dtype=tf.float32))
-        return tf.concat(parts, axis=1)
+        block = None
+        if self._numeric:
+            block = tf.stack([tf.reshape(tf.cast(inputs[n], tf.float32), [-1]) for n in self._numeric], axis=1)
+        return self.transform_packed(block, inputs)
 
-    def frame_to_inputs(self, df: pd.DataFrame) -> Dict[str, np.ndarray]:
-        out = {}
+    def transform_packed(self, numeric, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """Like :meth:`transform`, numeric columns given as one float [batch, n_numeric] block (spec order)."""
+        parts = []
+        if self._numeric:
+            x = tf.cast(numeric, tf.float32)
+            if self._fill_mask.any():  # data.missing: impute -> the recorded fill values, also when serving
+                x = tf.where(tf.math.is_nan(x) & self._fill_mask, self._fill, x)
+            parts.append((x - self._mean) / self._std)
         for c in self.spec:
-            if c["name"] not in df.columns:
-                raise DataError(f"Invalid value for `data`: column {c['name']!r} is missing from the rows to encode")
-            s = df[c["name"]]
             if c["kind"] == "numeric":
-                out[c["name"]] = s.astype("float32").to_numpy()
+                continue
+            x = inputs[c["name"]]
+            x = tf.strings.strip(tf.strings.as_string(x) if x.dtype != tf.string else x)
+            if "impute" in c:
+                x = tf.where(tf.reduce_any(tf.equal(x[:, None], tf.constant(["", MISSING, "nan"])), axis=1),
+                             tf.constant(str(c["impute"])), x)
+            idx = self._tables[c["name"]].lookup(x)
+            parts.append(tf.one_hot(idx, depth=len(c["vocab"]), dtype=tf.float32))
+        x = tf.concat(parts, axis=1)
+        return x if self._order is None else tf.gather(x, self._order, axis=1)
+
+    def frame_to_inputs(self, df: pd.DataFrame, numeric: bool = True) -> Dict[str, np.ndarray]:
+        """Raw columns as arrays; ``numeric=False`` leaves out numeric columns (see :meth:`numeric_block`)."""
+        missing = [c["name"] for c in self.spec if c["name"] not in df.columns]
+        if missing:
+            raise DataError(f"Invalid value for `data`: column(s) {missing[:20]} are missing from the rows to encode")
+        out = {}
+        block = self.numeric_block(df) if numeric else None
+        for c in self.spec:
+            if c["kind"] == "numeric":
+                if numeric:
+                    out[c["name"]] = block[:, self._numeric_pos[c["name"]]]
             else:
-                out[c["name"]] = s.astype(str).fillna(MISSING).to_numpy().astype(object)
+                out[c["name"]] = df[c["name"]].astype(str).fillna(MISSING).to_numpy().astype(object)
         return out
 
+    def numeric_block(self, df: pd.DataFrame) -> np.ndarray:
+        """The numeric columns of ``df`` as one float32 [rows, n_numeric] array (spec order)."""
+        return df[self._numeric].to_numpy(np.float32) if self._numeric else np.zeros((len(df), 0), np.float32)
+
     def transform_frame(self, df: pd.DataFrame) -> np.ndarray:
-        inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df).items()}
-        return self.transform(inputs).numpy()
+        inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df, numeric=False).items()}
+        return self.transform_packed(tf.constant(self.numeric_block(df)), inputs).numpy()
 
     # -- persistence ---------------------------------------------------------------------
     def to_json(self) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def load_adult():
     return frames, info
 
 
-def _infer_format(path: Path, fmt: str) -> str:
+def _infer_format(path: Path, fmt: str, field: str = "data.source") -> str:
     if fmt != "auto":
         return fmt
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".zip", ".xz")]
@@ -66,27 +67,28 @@ def _infer_format(path: Path, fmt: str) -> str:
     mapping = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
     if ext not in mapping:
-        raise DataError(f"Invalid value for `data.source`: cannot tell the format of {str(path)!r}; "
+        raise DataError(f"Invalid value for `{field}`: cannot tell the format of {str(path)!r}; "
                         "use a .csv/.parquet/.jsonl file or set data.format")
     return mapping[ext]
 
 
-def load_file(source: str, fmt: str = "auto"):
+def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
     """A local CSV / Parquet / JSONL file (optionally gzip-compressed)."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"Invalid value for `data.source`: file not found. Received: source={source!r}")
+        raise DataError(f"Invalid value for `{field}`: file not found. Received: source={source!r}")
     if path.is_dir():
-        raise DataError(f"Invalid value for `data.source`: is a directory, expected a file. Received: source={source!r}")
-    from tfresp.io import is_regular_file
-
-    if not is_regular_file(path):  # reading a named pipe blocks forever, /dev/zero never ends
-        raise DataError(f"Invalid value for `data.source`: is not a regular file (a named pipe or device?). "
-                        f"Received: source={source!r}. Remedy: copy the data to a file")
+        raise DataError(f"Invalid value for `{field}`: is a directory, expected a file. Received: source={source!r}")
+    mode = path.stat().st_mode  # stat() never blocks; opening a named pipe would wait for a writer
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise DataError(f"`{field}`: is {kind}, not a regular file (reading it could hang or never end). "
+                        f"Received: source={source!r}. Remedy: write the data to a file first")
     raw = path.read_bytes()
     if len(raw) == 0:
-        raise DataError(f"Invalid value for `data.source`: the file is empty. Received: source={source!r}")
-    kind = _infer_format(path, fmt)
+        raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
+    kind = _infer_format(path, fmt, field)
     try:
         if kind == "csv":
             sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
@@ -96,12 +98,12 @@ def load_file(source: str, fmt: str = "auto"):
         else:
             df = pd.read_json(path, lines=True)
     except pd.errors.EmptyDataError:
-        raise DataError(f"Invalid value for `data.source`: the file has no rows. Received: source={source!r}") from None
+        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise DataError(f"Invalid value for `data.source`: cannot read {kind} file ({first}). "
+        raise DataError(f"Invalid value for `{field}`: cannot read {kind} file ({first}). "
                         f"Received: source={source!r}") from None
-    _check_columns(df, "data.source")
+    _check_columns(df, field)
     info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)}}
     return {"train": df}, info
 
@@ -135,8 +137,26 @@ def load_memory(data):
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
     _check_columns(df, "data")
-    digest = _sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+    _decode_text_bytes(df)
+    try:
+        hashed = pd.util.hash_pandas_object(df, index=False)
+    except TypeError:  # unhashable cells (lists, dicts): hash their text; the data checks refuse them by name
+        hashed = pd.util.hash_pandas_object(df.astype(str), index=False)
+    digest = _sha256(hashed.values.tobytes())
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
+
+
+def _decode_text_bytes(df: pd.DataFrame) -> None:
+    """Columns of UTF-8 ``bytes`` (tf.data string tensors) become ``str`` in place; binary data stays
+    bytes, and the data checks refuse it by name."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object or not len(s) or not all(isinstance(v, bytes) for v in s.iloc[:1000]):
+            continue
+        try:
+            df[col] = s.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+        except UnicodeDecodeError:
+            continue
 
 
 def _flatten_tfds_frame(df: pd.DataFrame, features) -> pd.DataFrame:

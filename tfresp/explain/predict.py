@@ -273,8 +273,12 @@ def raw_proba_fn(preprocessor, core) -> Callable:
 
 def serving_proba_fn(signature) -> Callable:
     """Raw-column probabilities from a tfresp SavedModel's ``serving_default`` signature."""
+    from tfresp.export.saved_model import load_layout, signature_inputs
+
+    owner = getattr(signature, "_tfresp_owner", None)  # raw column names -> the signature's input names
+    layout = load_layout(owner) if owner is not None else None
 
     def fn(inputs):
-        return signature(**inputs)["probabilities"]
+        return signature(**signature_inputs(layout, inputs))["probabilities"]
 
     return fn

@@ -1,57 +1,195 @@
-"""``TfrespModel``: the ``keras.Model`` subclass every tfresp run trains.
+"""``ResponsibleModel`` (alias ``TfrespModel``): a ``keras.Model`` that trains any Keras *core* model with
+loss terms, an input transform and a gradient transform composed in its ``train_step``.
 
-It wraps a *core* model (functional Keras model producing logits) and composes the
-concerns' contributions in its ``train_step`` without copying the Keras loop:
+Slot order (fixed, as in Optax's ``chain``; the DP gradient transform comes last so nothing escapes clipping):
 
-    x' = input_transform(x)                       # robustness (adversarial examples), optional
-    per_example = CE(y, core(x')) * w + Σ terms    # fairness / robustness per-example terms
-    loss = mean(per_example) + Σ batch terms       # batch-level terms (refused under DP)
-    grads = gradient_fn(...)  or  tape.gradient    # privacy replaces the gradient computation
+    x' = input_transform(model, x, y, side)              # robustness (adversarial / noisy inputs), optional
+    per_example = loss(y, core(x')) * w + Σ per-example terms
+    loss = mean(per_example) + Σ batch terms             # batch terms are refused under DP
+    grads = gradient(model, x, y, side) or tape.gradient # DP-SGD replaces the gradient computation
 
-The dataset yields ``(x, y, extras)`` where ``extras`` is a dict holding at least
-``sample_weight`` (and e.g. sensitive group ids for fairness losses).
+A batch is Keras' ``x``, ``(x, y)`` or ``(x, y, sample_weight)``; the third element may instead be a *side-input
+dict* (``{"sample_weight": w, "group": g, ...}``) whose entries are batched with the rows and handed to terms
+(group ids for fairness terms, for instance) but never to the core.
+
+Example:
+    >>> model = tfresp.ResponsibleModel(core, terms=[tfresp.terms.GaussianNoiseTraining(0.1)])
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    >>> model.fit(x, y, sample_weight=w, epochs=3)
 """
 from __future__ import annotations
+
+from typing import Optional, Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
+from tfresp.errors import IncompatibleModelError
 
-class TfrespModel(keras.Model):
-    """Trains ``core`` with composable loss terms and an optional private gradient function.
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def output_activation(core: keras.Model) -> Optional[str]:
+    """``"softmax"``/``"sigmoid"`` (probabilities), ``"linear"`` (logits) or ``None`` (cannot tell: subclassed).
+
+    Looks at the layer that produces a Functional/Sequential model's output; a subclassed model's ``call`` is
+    opaque, so it returns ``None`` there.
+    """
+    if not getattr(core, "_is_graph_network", False) or len(core.outputs) != 1:
+        return None
+    history = getattr(core.outputs[0], "_keras_history", None)  # the layer that made the output tensor
+    layer = history[0] if history else core.layers[-1]
+    if isinstance(layer, keras.Model):
+        return output_activation(layer)
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    name = getattr(act, "__name__", str(act))
+    if name in _PROBABILITY_ACTIVATIONS:
+        return name
+    return "linear" if name == "linear" else None
+
+
+def per_example_loss_fn(loss):
+    """A callable ``(y, outputs) -> [B]`` for a Keras loss (object, function or name), without reduction."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        cfg = loss.get_config()
+        cfg["reduction"] = keras.losses.Reduction.NONE
+        return type(loss).from_config(cfg)
+    return _PerExampleFunction(loss)
+
+
+class _PerExampleFunction(keras.losses.Loss):
+    """A Keras loss function as an unreduced ``Loss``; ``y`` ``[B]`` meets a ``[B, 1]`` output as ``[B, 1]``
+    (what Keras' compile does for such functions, via a private wrapper we do not import)."""
+
+    def __init__(self, fn):
+        super().__init__(reduction=keras.losses.Reduction.NONE, name=getattr(fn, "__name__", "loss"))
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        if (y_true.shape.rank is not None and y_pred.shape.rank == y_true.shape.rank + 1
+                and y_pred.shape[-1] == 1):
+            y_true = tf.expand_dims(y_true, -1)
+        return self.fn(y_true, y_pred)
+
+
+def loss_from_logits(loss) -> Optional[bool]:
+    """The loss's ``from_logits`` (``False`` for plain cross-entropy functions/names; ``None``: not a CE)."""
+    loss = keras.losses.get(loss)
+    if isinstance(loss, keras.losses.Loss):
+        cfg = loss.get_config()
+        return bool(cfg["from_logits"]) if "from_logits" in cfg else None
+    name = getattr(loss, "__name__", "")
+    return False if "crossentropy" in name else None
+
+
+def check_loss_matches_output(core: keras.Model, loss) -> None:
+    """Refuse a cross-entropy whose ``from_logits`` contradicts what the core outputs (no silent assumption)."""
+    act, from_logits = output_activation(core), loss_from_logits(loss)
+    if act is None or from_logits is None:
+        return
+    shown = getattr(loss, "name", None) or getattr(loss, "__name__", loss)
+    if act in _PROBABILITY_ACTIVATIONS and from_logits:
+        raise IncompatibleModelError(
+            f"`loss`: the core {core.name!r} ends in a {act} (it outputs probabilities) but the loss expects logits "
+            f"(from_logits=True). Received: loss={shown!r}. Remedy: pass from_logits=False, or remove the {act} "
+            "so the core outputs logits (numerically safer)")
+    if act == "linear" and not from_logits:
+        raise IncompatibleModelError(
+            f"`loss`: the core {core.name!r} ends in a linear layer (it outputs logits) but the loss expects "
+            f"probabilities (from_logits=False). Received: loss={shown!r}. Remedy: pass from_logits=True")
+
+
+class ResponsibleModel(keras.Model):
+    """Trains ``core`` with composable loss terms, an input transform and a gradient transform.
 
     Args:
-        core: a Keras model mapping inputs to logits ``[batch, num_classes]``.
+        core: any ``keras.Model`` (Sequential, functional or subclassed). Without a compiled loss it must output
+            logits ``[batch, num_classes]`` (tfresp's default: sparse cross-entropy from logits).
+        terms: loss terms (objects from :mod:`tfresp.terms` or callables
+            ``fn(model, x, y, outputs, side, training)``); a term with ``per_example = False`` is a batch term.
+        input_transform: ``fn(model, x, y, side) -> x'`` applied before the forward pass (e.g.
+            :class:`tfresp.terms.AdversarialTraining`); its ``transform`` attribute is used when present.
+        gradient: ``fn(model, x, y, side) -> (loss, grads, outputs)`` replacing ``tape.gradient`` (DP-SGD, see
+            :func:`tfresp.make_private`).
     """
 
-    def __init__(self, core: keras.Model, **kwargs):
+    def __init__(self, core: keras.Model, terms: Sequence = (), input_transform=None, gradient=None, **kwargs):
         super().__init__(**kwargs)
         self.core = core
         self.per_example_losses = []
         self.batch_losses = []
-        self.input_transform = None
-        self.gradient_fn = None
+        self.input_transform = getattr(input_transform, "transform", input_transform)
+        self.gradient_fn = gradient
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.acc_tracker = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self._loss_fn = None  # per-example form of the compiled loss (None: CE from logits)
+        self._user_metrics = False
+        for term in terms:
+            self.add_term(term)
+
+    def add_term(self, term) -> None:
+        """Attach a loss term (or an input transform object, which sets ``input_transform``)."""
+        if getattr(term, "is_input_transform", False):
+            if self.input_transform is not None:
+                raise IncompatibleModelError(
+                    f"`terms`: two input transforms ({term!r} and an earlier one); they cannot be combined. "
+                    "Remedy: keep one")
+            self.input_transform = term.transform
+        elif getattr(term, "per_example", True):
+            self.per_example_losses.append(term)
+        else:
+            self.batch_losses.append(term)
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """Keras ``compile``; ``loss`` becomes the per-example base loss, ``metrics`` are updated every step.
+
+        A cross-entropy whose ``from_logits`` contradicts the core's output layer is refused (see
+        :func:`check_loss_matches_output`).
+        """
+        if loss is not None:
+            check_loss_matches_output(self.core, loss)
+            self._loss_fn = per_example_loss_fn(loss)
+        self._user_metrics = bool(metrics) or bool(kwargs.get("weighted_metrics"))
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     def call(self, inputs, training=False):
         return self.core(inputs, training=training)
 
     @property
     def metrics(self):
+        if self._user_metrics and getattr(self, "compiled_metrics", None) is not None:
+            return [self.loss_tracker] + list(self.compiled_metrics.metrics)
+        if self._loss_fn is not None:
+            return [self.loss_tracker]
         return [self.loss_tracker, self.acc_tracker]
 
     # -- losses ---------------------------------------------------------------------------
     @staticmethod
     def unpack(data):
+        """``(x, y, side)`` from a Keras batch; a bare third element is Keras' ``sample_weight``."""
         if isinstance(data, (tuple, list)):
             if len(data) == 3:
-                return data[0], data[1], data[2]
+                side = data[2]
+                if side is None:
+                    side = {}
+                elif not isinstance(side, dict):
+                    side = {"sample_weight": side}
+                return data[0], data[1], side
             if len(data) == 2:
                 return data[0], data[1], {}
+            if len(data) == 1:
+                return data[0], None, {}
         return data, None, {}
 
     def base_per_example_loss(self, y, logits):
+        if self._loss_fn is not None:
+            loss = self._loss_fn(y, logits)
+            return loss if loss.shape.rank == 1 else tf.reduce_mean(tf.reshape(loss, [tf.shape(loss)[0], -1]), 1)
         return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
 
     def per_example_loss(self, x, y, extras, training=True):
@@ -65,7 +203,8 @@ class TfrespModel(keras.Model):
         """Apply ``extras['sample_weight']`` to a per-example loss ``[B]`` and add the concerns' per-example terms."""
         w = extras.get("sample_weight") if isinstance(extras, dict) else None
         if w is not None:
-            loss = loss * tf.cast(w, loss.dtype)
+            w = tf.cast(w, loss.dtype)
+            loss = loss * (w if w.shape.rank == 1 else tf.reshape(w, tf.shape(loss)))  # Keras may give [B, 1]
         for term in self.per_example_losses:
             loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
         return loss
@@ -99,22 +238,34 @@ class TfrespModel(keras.Model):
             [(g, v) for g, v in zip(grads, self.core.trainable_variables) if g is not None])
         return loss, logits
 
+    def _update_metrics(self, y, logits, extras):
+        if self._user_metrics:
+            self.compiled_metrics.update_state(y, logits, extras.get("sample_weight"))
+        elif self._loss_fn is None:
+            self.acc_tracker.update_state(y, logits)
+        return {m.name: m.result() for m in self.metrics}
+
     def train_step(self, data):
         x, y, extras = self.unpack(data)
         loss, logits = self.gradient_step(x, y, extras)
         self.loss_tracker.update_state(loss)
-        if logits is not None:
-            self.acc_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        if logits is None:
+            return {m.name: m.result() for m in self.metrics}
+        return self._update_metrics(y, logits, extras)
 
     def test_step(self, data):
         x, y, extras = self.unpack(data)
         logits = self.core(x, training=False)
-        loss = tf.reduce_mean(self.base_per_example_loss(y, logits))
+        per_ex = self.base_per_example_loss(y, logits)
+        w = extras.get("sample_weight")
+        loss = tf.reduce_mean(per_ex * tf.cast(w, per_ex.dtype)) if w is not None else tf.reduce_mean(per_ex)
         self.loss_tracker.update_state(loss)
-        self.acc_tracker.update_state(y, logits)
-        return {m.name: m.result() for m in self.metrics}
+        return self._update_metrics(y, logits, extras)
 
     def predict_step(self, data):
         x, _, _ = self.unpack(data)
         return self.core(x, training=False)
+
+
+#: The name the builder and the concerns used before; kept so existing code and checkpoints keep working.
+TfrespModel = ResponsibleModel

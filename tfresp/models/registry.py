@@ -43,6 +43,16 @@ def build_core(config, data):
     """Build the core (logits) model for ``config.model.kind``."""
     _load_optional()
     kind = config.model.kind
+    if kind == "keras":
+        raise ConfigError([("model.kind", kind, "'keras' is the user's own model: pass it as "
+                            "tfresp.fit(config, model=my_keras_model_or_builder); the CLI cannot receive one")])
     if kind not in _BUILDERS:
         raise ConfigError([("model.kind", kind, f"no builder registered; available: {sorted(_BUILDERS)}")])
     return _BUILDERS[kind](config, data)
+
+
+def build_user_core(config, data, model):
+    """``(core, report_info)`` for a user's ``keras.Model`` or builder ``fn(input_spec) -> keras.Model``."""
+    from tfresp.models.user import resolve
+
+    return resolve(model, config, data)

@@ -30,7 +30,17 @@ def load_signature(run_dir: Path, text: bool = False):
 
 
 def column_mapping(run_dir: Path) -> Dict[str, str]:
-    """``{signature input name: raw column name}`` when the export renamed columns (else empty)."""
+    """``{signature input name: raw column name}`` when the export renamed columns (else empty).
+
+    A packed numeric input (wide data, see :mod:`tfresp.export.saved_model`) maps to the list of its columns.
+    """
+    layout_file = Path(run_dir) / "preprocessing" / "serving_inputs.json"
+    if layout_file.is_file():
+        layout = json.loads(layout_file.read_text(encoding="utf-8"))
+        mapping = {name: raw for raw, name in layout["inputs"].items()}
+        if layout.get("packed"):
+            mapping[layout["packed"]["name"]] = list(layout["packed"]["columns"])
+        return mapping
     for rel in ("saved_model_inputs.json", "preprocessing/serving_names.json"):
         p = Path(run_dir) / rel
         if p.is_file():
@@ -44,12 +54,24 @@ def column_mapping(run_dir: Path) -> Dict[str, str]:
 def frame_inputs(frame: pd.DataFrame, specs: Dict[str, tf.TensorSpec], mapping: Dict[str, str],
                  where: str) -> Dict[str, tf.Tensor]:
     """Raw columns of ``frame`` as the signature's inputs; every missing column is named at once."""
-    missing = [mapping.get(k, k) for k in specs if mapping.get(k, k) not in frame.columns]
+    def raws(k):
+        v = mapping.get(k, k)
+        return v if isinstance(v, list) else [v]
+
+    missing = [c for k in specs for c in raws(k) if c not in frame.columns]
     if missing:
         raise DataError(f"`{where}`: columns the served model needs are missing. Received: missing {missing}. "
                         "Remedy: send the same raw columns the run was trained on")
     out = {}
     for name, spec in specs.items():
+        if isinstance(mapping.get(name), list):  # packed numeric columns: one [rows, n] input
+            block = frame[mapping[name]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+            bad = {c: int(n) for c, n in zip(mapping[name], np.isnan(block).sum(axis=0)) if n}
+            if bad:
+                raise DataError(f"`{where}`: missing or non-numeric values. Received: {bad}. "
+                                "Remedy: clean or impute them before monitoring")
+            out[name] = tf.constant(block.astype(np.float32))
+            continue
         s = frame[mapping.get(name, name)]
         if spec.dtype == tf.string:
             out[name] = tf.constant(s.astype(object).where(~s.isna(), MISSING).astype(str).to_numpy().astype(object))

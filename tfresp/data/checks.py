@@ -1,0 +1,244 @@
+"""Data checks run before training: every problem is collected and raised as one :class:`DataError`.
+
+Each check appends ``"`field`: what is wrong. Received: … Remedy: …"`` strings to a :class:`Problems`
+list and, where the data can be repaired without guessing, repairs it and records a note for the
+report's data section (``warnings``, ``parsed_numeric``, ``imputation``).
+
+Decisions (documented in the README's data section):
+- Label values that differ only in case or surrounding spaces (``Default`` / ``default ``) are an
+  error: merging them silently could be wrong, keeping them turns a binary task into three classes.
+- A class with fewer than ``data.min_class_rows`` rows is an error (no stratified split can put it in
+  both train and test, and its metrics would be noise); a class under 1% of the rows is a warning.
+- Text columns whose every value is a number written with a currency sign, thousands separators or
+  a percent sign are parsed to float (``"$1,200"`` -> 1200.0, ``"12%"`` -> 12.0) and the report says
+  so; a column where most but not all values parse is refused, naming the column and the odd values.
+- Missing values in a sensitive column become the explicit group ``<missing>`` (a warning), never "nan".
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from tfresp.data.sources import MISSING
+from tfresp.errors import DataError
+
+# "$1,234.50", "-12.5%", "€ 3 000"? (no: only comma thousands), "1,000", "(not) 12"
+_NUMBER = re.compile(r"^[-+]?\s*[$€£¥]?\s*[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*%?$")
+_MARKER = re.compile(r"[$€£¥%,]")
+RARE_FRACTION = 0.01
+
+
+class Problems(list):
+    """A list of problem strings; :meth:`raise_if_any` raises one :class:`DataError` naming all of them."""
+
+    def add(self, field: str, what: str, received=None, remedy: str = ""):
+        text = f"`{field}`: {what}."
+        if received is not None:
+            text += f" Received: {received}."
+        if remedy:
+            text += f" Remedy: {remedy}."
+        self.append(text)
+
+    def raise_if_any(self):
+        if len(self) == 1:
+            raise DataError(self[0])
+        if self:
+            raise DataError(f"{len(self)} problems with the data: " + " | ".join(self))
+
+
+def _short(values: Iterable, n: int = 5) -> list:
+    values = list(values)
+    return values[:n] + (["…"] if len(values) > n else [])
+
+
+def missing_mask(s: pd.Series) -> np.ndarray:
+    mask = s.isna().to_numpy()
+    if s.dtype == object:
+        mask |= s.map(lambda v: isinstance(v, str) and v.strip() in ("", MISSING)).to_numpy(dtype=bool)
+    return mask
+
+
+def check_names(config, columns: List[str], problems: Problems) -> None:
+    """Every column named in ``data.*`` / ``fairness.*`` exists; the label is not a sensitive attribute."""
+    dc, fc = config.data, config.fairness
+    cols = set(columns)
+    avail = _short(columns, 20)
+    if dc.label and dc.label not in cols:
+        problems.add("data.label", f"column {dc.label!r} not found", f"label={dc.label!r}; available: {avail}",
+                     "name an existing column")
+    for field, names in (("data.sensitive", dc.sensitive), ("data.features", dc.features or []),
+                         ("fairness.sensitive", (fc.sensitive or []) if fc else [])):
+        missing = [c for c in names if c not in cols]
+        if missing:
+            problems.add(field, f"column(s) {missing} not found", f"available: {avail}", "fix the column names")
+    if dc.text and dc.text not in cols:
+        problems.add("data.text", f"column {dc.text!r} not found", f"available: {avail}", "name an existing column")
+    sens = list(dc.sensitive) + list((fc.sensitive or []) if fc else [])
+    if dc.label and dc.label in sens:
+        problems.add("data.sensitive", f"the label column {dc.label!r} is also a sensitive attribute",
+                     f"sensitive={sens}", "audit groups by a column other than the label")
+    if fc and fc.privileged:
+        fs = list(fc.sensitive if fc.sensitive is not None else dc.sensitive)
+        for attr in fc.privileged:
+            if attr not in fs:
+                problems.add(f"fairness.privileged.{attr}", f"{attr!r} is not a sensitive attribute",
+                             f"sensitive attributes: {fs}", "key fairness.privileged by a fairness.sensitive name")
+
+
+def check_privileged_groups(config, frame: pd.DataFrame, problems: Problems) -> None:
+    """``fairness.privileged`` names a group that exists in the data."""
+    fc = config.fairness
+    if not fc or not fc.privileged:
+        return
+    for attr, group in fc.privileged.items():
+        if attr in frame.columns:
+            groups = sorted(set(frame[attr].astype(str).str.strip()))
+            if str(group) not in groups:
+                problems.add(f"fairness.privileged.{attr}", f"group {group!r} does not occur in column {attr!r}",
+                             f"groups: {_short(groups, 10)}", "name one of the groups present in the data")
+
+
+def check_types(frame: pd.DataFrame, columns: List[str], problems: Problems) -> None:
+    """Nested (list / struct / map) and binary values cannot be model inputs; refuse them by name."""
+    bad = {}
+    for c in columns:
+        s = frame[c]
+        if s.dtype != object:
+            continue
+        sample = s.dropna()
+        kinds = {type(v).__name__ for v in sample.iloc[:1000]
+                 if isinstance(v, (list, tuple, dict, set, np.ndarray, bytes, bytearray))}
+        if kinds:
+            bad[c] = sorted(kinds)
+    if bad:
+        problems.add("data.features", "nested or binary columns cannot be used as features or labels",
+                     "; ".join(f"{c!r} holds {k}" for c, k in bad.items()),
+                     "flatten or drop them before training, or list the usable columns in data.features")
+
+
+def parse_numeric_text(frame: pd.DataFrame, columns: List[str], problems: Problems,
+                       min_share: float = 0.9) -> Dict[str, str]:
+    """Parse text columns that hold numbers with currency/thousands/percent marks (in place).
+
+    Returns ``{column: how}`` for the report; a column where at least ``min_share`` but not all values
+    parse is a problem (naming the values that do not parse).
+    """
+    parsed = {}
+    for c in columns:
+        s = frame[c]
+        if s.dtype != object:
+            continue
+        present = s[~missing_mask(s)]
+        if len(present) == 0 or not all(isinstance(v, str) for v in present.iloc[:1000]):
+            continue
+        text = present.astype(str).str.strip()
+        ok = text.str.match(_NUMBER)
+        if not ok.any() or not text[ok].str.contains(_MARKER).any():
+            continue  # plain categories, or plain numbers (pandas would have read those as numbers)
+        if ok.all():
+            values = s.map(lambda v: _to_float(v) if isinstance(v, str) and _NUMBER.match(v.strip()) else np.nan)
+            frame[c] = values.astype("float64")
+            parsed[c] = "numbers written as text (currency/thousands separators/percent) parsed to float"
+        elif ok.mean() >= min_share:
+            odd = sorted(set(text[~ok]))
+            problems.add("data.features", f"column {c!r} looks numeric ({ok.mean():.0%} of the values are numbers "
+                         "written as text) but some values are not numbers",
+                         f"values {_short(odd)}", "fix those values, or turn the column into categories")
+    return parsed
+
+
+def _to_float(v: str) -> float:
+    return float(re.sub(r"[\s$€£¥%,]", "", v))
+
+
+def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Problems,
+                train: Optional[pd.DataFrame] = None, with_counts: bool = True) -> List[str]:
+    """Missing labels, near-duplicate label values and rare classes (counted in ``train`` when given,
+    a separate test file's classes are checked against training later); returns warnings (without counts
+    under DP: the report must not carry statistics of the private rows outside the budget)."""
+    s = frame[label]
+    n_missing = int(s.isna().sum())
+    if n_missing:
+        problems.add("data.label", f"column {label!r} has {n_missing} missing labels", None,
+                     "drop or label those rows")
+    counts = s.dropna().astype(str).value_counts()
+    variants = {}
+    for value in counts.index:
+        variants.setdefault(value.strip().casefold(), []).append(value)
+    dups = [v for v in variants.values() if len(v) > 1]
+    if dups:
+        shown = "; ".join(" vs ".join(f"{x!r} ({counts[x]} rows)" for x in group) for group in dups)
+        problems.add("data.label", f"label values in column {label!r} differ only in case or spaces", shown,
+                     "make each class spelled one way")
+    warnings = []
+    if train is not None:
+        s = train[label]
+        counts = s.dropna().astype(str).value_counts()
+    rare = {k: int(n) for k, n in counts.items() if n < min_rows}
+    if rare and not dups:
+        problems.add("data.label", f"classes with fewer than data.min_class_rows={min_rows} rows in column "
+                     f"{label!r}", f"{rare}", "collect more rows, merge or drop those classes, or lower "
+                     "data.min_class_rows")
+    for k, n in counts.items():
+        if n >= min_rows and n < RARE_FRACTION * len(s):
+            counts_text = f" ({int(n)} of {len(s)} rows)" if with_counts else " (under 1% of the rows)"
+            warnings.append(f"class {k!r} of {label!r} is rare{counts_text}")
+    return warnings
+
+
+def check_missing(frames: List[pd.DataFrame], features: List[str], mode: str, problems: Problems) -> Dict[str, int]:
+    """Missing numeric values (error unless ``data.missing: impute``) and infinite values (always an error).
+
+    Returns ``{column: missing count}`` of numeric columns with missing values (all frames together).
+    """
+    nan_counts, inf_counts = {}, {}
+    for frame in frames:
+        numeric = frame[features].select_dtypes(include="number", exclude="bool").columns
+        if len(numeric) == 0:
+            continue
+        v = frame[numeric].to_numpy(np.float64, na_value=np.nan)  # one array: per-column loops are slow on wide data
+        for name, counts in ((nan_counts, np.isnan(v).sum(axis=0)), (inf_counts, np.isinf(v).sum(axis=0))):
+            for c in np.flatnonzero(counts):
+                name[numeric[c]] = name.get(numeric[c], 0) + int(counts[c])
+    if nan_counts and mode != "impute":
+        problems.add("data", f"missing (NaN) numeric values in {len(nan_counts)} column(s)", f"{nan_counts}",
+                     "set data.missing: impute (median of the training split; under DP declare the fill values "
+                     "in data.impute_values), or clean the data")
+    if inf_counts:
+        problems.add("data", f"infinite values in {len(inf_counts)} column(s)", f"{inf_counts}",
+                     "replace them with finite numbers")
+    return nan_counts
+
+
+def fill_sensitive(frame: pd.DataFrame, attrs: List[str], with_counts: bool) -> List[str]:
+    """Missing sensitive values become the explicit group ``<missing>`` (in place); returns warnings."""
+    warnings = []
+    for a in attrs:
+        if a not in frame.columns:
+            continue
+        mask = missing_mask(frame[a])
+        if mask.any():
+            frame[a] = frame[a].astype(object).where(~mask, MISSING)
+            count = f" ({int(mask.sum())} rows)" if with_counts else ""
+            warnings.append(f"sensitive attribute {a!r} has missing values{count}: audited as the group {MISSING!r}")
+    return warnings
+
+
+def check_text(frame: pd.DataFrame, column: str, problems: Problems) -> None:
+    if column not in frame.columns:
+        return
+    s = frame[column]
+    empty = s.isna() | s.astype(str).str.strip().eq("")
+    if empty.all():
+        problems.add("data.text", f"every value of the text column {column!r} is empty", f"{len(s)} rows",
+                     "point data.text at the column that holds the text")
+
+
+def check_splits(splits: Dict[str, Optional[pd.DataFrame]], problems: Problems) -> None:
+    for name, df in splits.items():
+        if df is not None and len(df) == 0:
+            problems.add("data.split", f"the {name} split is empty", None,
+                         "use more rows or a larger data.split fraction")
