@@ -1,17 +1,31 @@
-# Two commands do all set-up on a fresh machine (only Python 3.11 + pip needed):
+# Two commands do all set-up on a fresh machine (only Python 3.11-3.13 + pip needed):
 #   make demo   -> venv, install, Adult quickstart (DP + fairness + pruning) -> runs/quickstart
-#   make test   -> venv, install, test suite
-PY ?= $(shell command -v python3.11 || command -v python3)
-VENV ?= .venv
+#   make test   -> venv, install, pip check, test suite
+# Choose the interpreter with PY (default python3.11); each Python version gets its own venv:
+#   make test PY=python3.13          -> .venv-3.13 (python3.11 keeps .venv)
+#   make test PY=python3.13 TESTS="tests/privacy tests/foundation"
+# With pyenv, a version that is installed but not active (the shim says "command not found") is found
+# under $(pyenv root)/versions.
+PY ?= python3.11
+PYEXE := $(shell $(PY) -V >/dev/null 2>&1 && command -v $(PY) || \
+           ls -d $$(pyenv root 2>/dev/null)/versions/$(patsubst python%,%,$(notdir $(PY)))*/bin/$(notdir $(PY)) \
+           2>/dev/null | tail -1)
+PYVER := $(if $(PYEXE),$(shell $(PYEXE) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+VENV ?= $(if $(filter 3.11,$(PYVER)),.venv,.venv-$(PYVER))
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.tfresp-installed
+TESTS ?=
 
-.PHONY: demo test test-all bench install clean
+.PHONY: demo test test-all bench install check-python clean
 
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+check-python:
+	@test -n "$(PYVER)" || { echo "PY=$(PY): no such Python interpreter (need 3.11-3.13)"; exit 2; }
+
+$(STAMP): setup.cfg pyproject.toml | check-python
+	test -x $(BIN)/python || $(PYEXE) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,13 +34,14 @@ demo: $(STAMP)
 	$(BIN)/tfresp fit configs/quickstart.yaml --out runs/quickstart --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pip check
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(TESTS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(TESTS)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf .venv .venv-3.* runs build *.egg-info

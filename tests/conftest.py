@@ -1,6 +1,5 @@
 """Shared fixtures. Tests use small slices of real data and few steps (CI: 2 cores, no GPU)."""
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -8,7 +7,6 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.skip_tf_privacy_import = True
 
 import tfresp  # noqa: E402,F401  (environment switches before TF is imported)
 

@@ -3,18 +3,14 @@
 One call, :func:`tfresp.fit`, trains a model and in the same run makes it private, fair,
 robust, explainable and compact, exports it and writes an audit-ready report.
 
-The environment switches below must run before anything imports ``tf.keras``:
-tensorflow-privacy, tensorflow-model-optimization and transformers' TF models only work
-with Keras 2 (``tf_keras``), and ``import tensorflow_privacy`` crashes on TF >= 2.16
-unless its top-level import is skipped (we import its submodules directly).
+The environment switch below must run before anything imports ``tf.keras``:
+tensorflow-model-optimization and transformers' TF models only work with Keras 2 (``tf_keras``).
 """
 import os as _os
-import sys as _sys
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 _USER_TF_LOG_LEVEL = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the CLI goes quieter unless the user chose
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_sys.skip_tf_privacy_import = True
 
 __version__ = "0.1.0"
 

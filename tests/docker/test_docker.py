@@ -74,6 +74,18 @@ def test_base_image_matches_the_tensorflow_pin_and_entrypoint_is_tfresp():
     assert any(i.startswith("USER ") and i != "USER root" for i in ins)
 
 
+def test_python_check_matches_python_requires():
+    """The image's Python is asserted against exactly setup.cfg's python_requires range."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    spec = cfg["options"]["python_requires"].strip()
+    match = re.fullmatch(r">=(\d+)\.(\d+),\s*<(\d+)\.(\d+)", spec)
+    assert match, spec
+    low, high = match.groups()[:2], match.groups()[2:]
+    assert f"assert ({low[0]}, {low[1]}) <= sys.version_info[:2] < ({high[0]}, {high[1]})" in DOCKERFILE.read_text()
+    assert not any("tensorflow-privacy" in r for r in dockerfile_requirements())
+
+
 def test_the_parser_sees_a_drifted_pin(tmp_path, monkeypatch):
     """The check can fail: a Dockerfile with one pin changed does not agree with setup.cfg."""
     drifted = tmp_path / "Dockerfile.gpu"

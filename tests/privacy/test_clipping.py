@@ -44,7 +44,7 @@ def loop_reference(model, x, y, extras, clip):
     variables = model.core.trainable_variables
     total = [np.zeros(v.shape, np.float64) for v in variables]
     norms = []
-    for i in range(int(x.shape[0])):
+    for i in range(int(y.shape[0])):
         xi = tf.nest.map_structure(lambda t: t[i:i + 1], x)
         ei = {k: v[i:i + 1] for k, v in extras.items()}
         with tf.GradientTape() as tape:

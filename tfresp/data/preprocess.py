@@ -36,8 +36,20 @@ def write_spec(directory, filename: str, spec: dict) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / filename
-    path.write_text(json.dumps(spec, indent=1))
+    path.write_text(json.dumps(spec, indent=1, default=_plain))
     return path
+
+
+def _plain(obj):
+    """JSON fallback for Keras-tracked containers (``_DictWrapper``/``ListWrapper`` proxies of a spec attached
+    to a model): Python 3.13's C encoder (used with ``indent`` since 3.13) does not see them as dict/list."""
+    from collections.abc import Mapping, Sequence
+
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
 def read_spec(directory, filename: str) -> dict:

@@ -454,13 +454,13 @@ def _build(config, data, cfg: BertConfig, weights=None, source=None):
 
 
 def dp_layer_support(core: keras.Model) -> dict:
-    """Which trainable layers tensorflow-privacy's default fast-clipping registry covers.
+    """Which trainable layers tfresp's ghost-clipping rules (:mod:`tfresp.privacy.ghost`) cover.
 
-    Embedding gathers are covered (``embedding_layer_computation``), so embeddings stay trainable under DP.
+    Embedding gathers are covered, so embeddings stay trainable under DP.
     Dropout layers (``model.dropout > 0``) make the privacy concern fall back to vectorized clipping.
     """
     try:
-        from tfresp.privacy._tfprivacy import GHOST_LAYERS
+        from tfresp.privacy.ghost import GHOST_LAYERS
     except ImportError:  # privacy adapter unavailable: report nothing rather than guess
         return {}
     supported, other = set(), set()

@@ -10,24 +10,26 @@ Two ways to get the clipped sum, with the same result:
 * ``vectorized``: ``tf.vectorized_map`` over examples of :meth:`TfrespModel.per_example_loss`, so fairness and
   adversarial per-example terms and the input transform are *inside* clipping. Works for any model; memory
   grows with ``batch × parameters``.
-* ``ghost``: per-example norms from layer pre-activations (tensorflow-privacy's layer registry) and a second
-  backward pass on the clip-weighted loss (Li et al. 2022, "Large Language Models Can Be Strong Differentially
-  Private Learners"). Only when every trainable layer is supported and the loss is the plain weighted
-  cross-entropy.
+* ``ghost``: per-example norms from layer inputs and output gradients (:mod:`tfresp.privacy.ghost`, exact
+  for layers called several times) and a second backward pass on the clip-weighted loss (Li et al. 2022, "Large
+  Language Models Can Be Strong Differentially Private Learners"). Only when every trainable weight belongs to a
+  supported layer and the loss is the plain weighted cross-entropy.
 """
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import IncompatibleModelError
-from tfresp.privacy import _tfprivacy
+from tfresp.privacy import ghost
 
 #: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
-MIXING_LAYERS = (keras.layers.BatchNormalization,)
-#: Stochastic layers; ghost clipping is skipped for them (kept simple: one forward pass, Keras inference mode).
+#: The base class covers BatchNormalization (v1 and v2) and SyncBatchNormalization.
+MIXING_LAYERS = (ghost.BATCH_NORM_BASE, keras.layers.BatchNormalization)
+#: Stochastic layers; ghost clipping is skipped for them (kept simple: vectorized clipping handles them).
 STOCHASTIC_LAYERS = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
                      keras.layers.AlphaDropout)
 
@@ -41,23 +43,118 @@ def _flat_layers(model) -> list:
     return out
 
 
+def _probe_batch(core, rows=3):
+    """Random inputs matching a functional model's input specs, or ``None`` when they cannot be built."""
+    if not ghost.is_functional(core):
+        return None
+    rng = np.random.default_rng(0)
+    specs = []
+    for t in core.inputs:
+        shape = [rows] + [d if d is not None else 4 for d in t.shape.as_list()[1:]]
+        if t.dtype.is_integer:
+            specs.append(tf.constant(rng.integers(0, 2, shape), t.dtype))
+        elif t.dtype.is_floating:
+            specs.append(tf.constant(rng.normal(size=shape), t.dtype))
+        else:
+            return None
+    return specs[0] if len(specs) == 1 else specs
+
+
+def _state_updating_layers(core) -> List[str]:
+    """Layers whose float non-trainable weights change when the model runs in training mode on data.
+
+    Probes one forward pass (training=True) on a small random batch and restores every value afterwards.
+    Integer variables (RNG states, counters) are data-independent and ignored. Models whose inputs cannot be
+    synthesised (string inputs) are skipped here; the static :data:`MIXING_LAYERS` check still applies.
+    """
+    x = _probe_batch(core)
+    watched = [(layer, v) for layer in ghost.all_layers(core) if not isinstance(layer, keras.Model)
+               for v in ghost.own_weights(layer, trainable=False) if v.dtype.is_floating]
+    if x is None or not watched:
+        return []
+    before = [v.numpy() for _, v in watched]
+    try:
+        core(x, training=True)
+    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing; the static check remains
+        return []
+    finally:
+        changed = [layer for (layer, v), b in zip(watched, before) if not np.array_equal(v.numpy(), b)]
+        for (_, v), b in zip(watched, before):
+            v.assign(b)
+    return sorted({f"{l.name!r} ({type(l).__name__})" for l in changed})
+
+
 def check_model(core: keras.Model) -> None:
-    """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy."""
+    """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy.
+
+    Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen, any
+    other layer whose non-trainable state updates from data in training mode (found by a probe), and activity
+    regularizers.
+    """
     problems = []
-    for layer in _flat_layers(core):
+    layers = [l for l in ghost.all_layers(core) if not isinstance(l, keras.Model)] + _flat_layers(core)
+    mixing = set()
+    for layer in {id(l): l for l in layers}.values():
         if isinstance(layer, MIXING_LAYERS) and layer.trainable:
+            mixing.add(layer.name)
             problems.append(f"layer {layer.name!r} ({type(layer).__name__}) mixes examples within a batch, so "
                             "per-example clipping cannot bound one example's influence; remedy: replace it with "
                             "LayerNormalization (or freeze it: layer.trainable = False)")
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
                             "loss that escapes clipping); remedy: remove it or use a weight regularizer")
+    updating = [d for d in _state_updating_layers(core) if d.split("'")[1] not in mixing]
+    if updating:
+        problems.append(f"layers {', '.join(updating)} update non-trainable state from the data in training "
+                        "mode (released with the model, outside the clipped and noised gradient); remedy: "
+                        "freeze them (layer.trainable = False) or remove the update")
     if problems:
-        raise IncompatibleModelError("The model cannot be trained with DP-SGD: " + "; ".join(problems))
+        raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
+
+
+def ghost_blockers(core: keras.Model) -> List[str]:
+    """Why ghost clipping would not be exact for ``core`` (empty when it is)."""
+    if not ghost.is_functional(core):
+        return [f"the core model {core.name!r} is a subclassed model (its call may use weights outside layer "
+                "calls, which ghost norms cannot see); remedy: build it with the functional API"]
+    blockers, layers = [], ghost.all_layers(core)
+    nested = sorted(l.name for l in layers if isinstance(l, keras.Model) and not ghost.is_functional(l))
+    if nested:
+        blockers.append(f"subclassed nested models {nested}")
+    owners = {}
+    for layer in layers:
+        if ghost._is_leaf(layer):
+            for v in layer.trainable_weights:
+                owners.setdefault(id(v), []).append(layer.name)
+    unsupported = sorted({f"{l.name!r} ({type(l).__name__})" for l in layers
+                          if not isinstance(l, keras.Model) and not ghost._is_leaf(l)
+                          and (ghost.own_weights(l, trainable=True) or (l.trainable_weights and
+                                                        not isinstance(l, ghost._CONTAINERS)))})
+    if unsupported:
+        blockers.append("trainable layers without a fast-norm rule: " + ", ".join(unsupported)
+                        + f" (supported: {sorted(ghost.GHOST_LAYERS)})")
+    shared = sorted({"/".join(o) for o in owners.values() if len(o) > 1})
+    if shared:
+        blockers.append(f"weights shared between layers {shared}")
+    uncovered = sorted(v.name for v in core.trainable_variables if id(v) not in owners)
+    if uncovered and not unsupported:
+        blockers.append(f"trainable variables outside supported layers: {uncovered}")
+    for layer in layers:
+        if type(layer) is keras.layers.EinsumDense and layer.trainable_weights:
+            why = ghost.einsum_problem(layer)
+            if why:
+                blockers.append(f"layer {layer.name!r} (EinsumDense): {why}")
+    stochastic = sorted(l.name for l in _flat_layers(core) if isinstance(l, STOCHASTIC_LAYERS))
+    if stochastic:
+        blockers.append(f"stochastic layers {stochastic} (kept on the vectorized path)")
+    return blockers
 
 
 def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
     """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a TfrespModel) and say why.
+
+    Ghost is chosen only where it is exact (:func:`ghost_blockers`); layers called several times in one forward
+    pass are exact (their calls are summed before the norm, see :mod:`tfresp.privacy.ghost`).
 
     Returns:
         ``(mode, reason)``.
@@ -65,22 +162,7 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
     Raises:
         IncompatibleModelError: ``ghost`` was requested but is not applicable (the message lists why).
     """
-    blockers = []
-    core = model.core
-    if not _tfprivacy.is_functional(core):
-        blockers.append(f"the core model {core.name!r} is a subclassed model (ghost clipping walks the "
-                        "functional layer graph); remedy: build it with the functional API")
-    else:
-        unsupported = sorted({f"{l.name!r} ({type(l).__name__})" for l in _flat_layers(core)
-                              if l.trainable_weights and not isinstance(l, keras.Model)
-                              and type(l) not in _tfprivacy.GHOST_LAYERS.values()})
-        if unsupported:
-            blockers.append("trainable layers without a fast-norm rule: " + ", ".join(unsupported)
-                            + f" (supported: {sorted(_tfprivacy.GHOST_LAYERS)})")
-        stochastic = sorted(l.name for l in _flat_layers(core) if isinstance(l, STOCHASTIC_LAYERS))
-        if stochastic:
-            blockers.append(f"stochastic layers {stochastic} (ghost clipping's layer-graph pass runs them in "
-                            "inference mode)")
+    blockers = ghost_blockers(model.core)
     if model.per_example_losses:
         blockers.append(f"{len(model.per_example_losses)} extra per-example loss term(s) (fairness/robustness) "
                         "depend on more than the logits")
@@ -90,13 +172,14 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
         return "vectorized", "requested by privacy.clipping"
     if requested == "ghost":
         if blockers:
-            raise IncompatibleModelError("privacy.clipping='ghost' is not possible: " + "; ".join(blockers)
-                                         + ". Remedy: use privacy.clipping: vectorized (or auto)")
+            raise IncompatibleModelError("`privacy.clipping`: ghost clipping is not possible: " + "; ".join(blockers)
+                                         + ". Received: clipping='ghost'. Remedy: use privacy.clipping: "
+                                         "vectorized (or auto)")
         return "ghost", "requested by privacy.clipping"
     if blockers:
         return "vectorized", "ghost clipping not applicable: " + "; ".join(blockers)
-    return "ghost", "every trainable layer has a fast per-example norm rule and the loss is the plain " \
-                    "per-example loss"
+    return "ghost", "every trainable weight belongs to a layer with an exact fast per-example norm rule " \
+                    "(repeated calls included) and the loss is the plain per-example loss"
 
 
 def _expand(t):
@@ -128,17 +211,15 @@ def clipped_sum_vectorized(model, x, y, extras, l2_norm_clip: float, variables: 
     return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
 
 
-def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float, registry=None):
+def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     """Same contract as :func:`clipped_sum_vectorized`, via ghost norms (plain weighted cross-entropy only)."""
-    registry = registry or _tfprivacy.layer_registry()
     w = extras.get("sample_weight") if isinstance(extras, dict) else None
 
     def loss_fn(logits):
         loss = model.base_per_example_loss(y, logits)
         return loss * tf.cast(w, loss.dtype) if w is not None else loss
 
-    return _tfprivacy.ghost_clip_weights(model.core, registry, x, loss_fn, l2_norm_clip,
-                                         model.core.trainable_variables)
+    return ghost.ghost_clip(model.core, x, loss_fn, l2_norm_clip, model.core.trainable_variables)
 
 
 def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
@@ -159,7 +240,6 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
     Example:
         >>> model.gradient_fn = make_gradient_fn("vectorized", 1.0, 1.1, expected_batch_size=256.0)
     """
-    registry = _tfprivacy.layer_registry() if mode == "ghost" else None
     noise_std = float(noise_multiplier) * float(l2_norm_clip)
 
     def gradient_fn(model, x, y, extras):
@@ -169,7 +249,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         # the seed and draw identical noise, giving √R times too much - measured in tests/distribute.)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if mode == "ghost":
-            summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip, registry)
+            summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip)
         else:
             summed, losses, logits, _ = clipped_sum_vectorized(model, x, y, extras, l2_norm_clip)
         batch = tf.cast(tf.shape(losses)[0], tf.float32)
