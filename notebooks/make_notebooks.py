@@ -72,7 +72,9 @@ config = {
     "name": "adult-quickstart-notebook",
     "seed": 0,
     "data": {"source": "adult", "label": "income", "sensitive": ["sex", "race"], "max_rows": MAX_ROWS,
-             "split": {"test": "official", "validation": 0.1}},
+             "split": {"test": "official", "validation": 0.1},
+             # under DP the class list is declared (public); otherwise it is released from the labels with noise
+             "categories": {"income": ["<=50K", ">50K"]}},
     "model": {"kind": "mlp", "hidden": [64, 32]},
     "train": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "learning_rate": 0.003},
     "privacy": {"target_epsilon": TARGET_EPSILON, "delta": "auto", "l2_norm_clip": 1.0, "sampling": "poisson",

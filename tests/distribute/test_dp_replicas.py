@@ -14,7 +14,8 @@ from tests.distribute.helpers import run_local, run_workers
 pytest.importorskip("tfresp.privacy.clipping", reason="tfresp.privacy (DP-SGD) not available")
 
 CFG = {"name": "dpn", "seed": 0,
-       "data": {"source": "adult", "label": "income", "sensitive": ["sex"], "max_rows": 2000},
+       "data": {"source": "adult", "label": "income", "sensitive": ["sex"], "max_rows": 2000,
+                "categories": {"income": ["<=50K", ">50K"]}},
        "model": {"kind": "mlp", "hidden": [32]},
        "train": {"epochs": 1, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.01},
        "privacy": {"noise_multiplier": 200.0, "l2_norm_clip": 0.1, "sampling": "shuffle", "audit": False},
