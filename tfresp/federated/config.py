@@ -1,12 +1,13 @@
 """Config of federated training (``federated:``)."""
 from typing import Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from tfresp._configbase import Section
+from tfresp.privacy.config import NoiseBudget
 
 
-class FederatedDPConfig(Section):
+class FederatedDPConfig(NoiseBudget):
     """Client-level DP-FedAvg. Give ``target_epsilon`` (σ is calibrated to it) or ``noise_multiplier``.
 
     ``clip: fixed`` bounds every client's update at ``clip_norm``; ``clip: adaptive`` adapts the bound towards the
@@ -15,29 +16,12 @@ class FederatedDPConfig(Section):
     ``delta: auto`` is the largest power of ten ≤ 1/(10·clients).
     """
 
-    target_epsilon: Optional[float] = Field(None, gt=0)
-    noise_multiplier: Optional[float] = Field(None, ge=0)
     clip: Literal["fixed", "adaptive"] = "fixed"
     clip_norm: float = Field(1.0, gt=0)
     target_quantile: float = Field(0.5, gt=0, lt=1)
     clip_learning_rate: float = Field(0.2, gt=0)
     count_noise_std: Optional[float] = Field(None, gt=0)
-    delta: Union[Literal["auto"], float] = "auto"
-    accountant: Literal["pld", "rdp"] = "pld"
     level: Literal["client"] = "client"
-
-    @field_validator("delta")
-    @classmethod
-    def _delta(cls, v):
-        if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError("delta must be in (0, 1) or 'auto'")
-        return v
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.target_epsilon is None and self.noise_multiplier is None:
-            raise ValueError("set target_epsilon or noise_multiplier")
-        return self
 
 
 class FederatedConfig(Section):
