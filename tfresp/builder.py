@@ -198,7 +198,7 @@ def audit(ctx: RunContext, active) -> None:
             ctx.report[c.report_key or c.config_key] = section
 
 
-def make_budget(config, memory=None):
+def make_budget(config):
     """The run's :class:`~tfresp.privacy.budget.PrivacyBudget` when ``privacy:`` is on (before any data is read).
 
     δ is resolved later (it may depend on the number of training rows); it is set on the budget by
@@ -243,7 +243,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
     resume_point = checkpointing.check_resume(target, config, resume, overwrite)
     set_seed(config.seed)
     t_start = time.perf_counter()
-    budget = make_budget(config, memory)
+    budget = make_budget(config)
     restored = None
     if budget is not None and resume_point is not None:  # reuse the DP preprocessing in the checkpoint
         from tfresp.data import dp_resume
