@@ -94,6 +94,10 @@ def check_target(target: Path, overwrite: bool, resume: bool = False, protect=()
                             f"in {probe})")]) from None
 
 
+#: file placed in each directory tfresp creates only to hold a run's lock; removed with the directory
+CREATED_MARK = ".tfresp-created"
+
+
 def _missing_parents(target: Path) -> list:
     out = []
     p = target.parent
@@ -115,6 +119,9 @@ def locked(target: Path):
     created = _missing_parents(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        for d in created:  # whoever holds the lock last can tell these directories were made by tfresp
+            with contextlib.suppress(OSError):
+                (d / CREATED_MARK).touch()
     except OSError as exc:
         raise ConfigError([("out", str(target), f"cannot be written ({exc.strerror or exc.__class__.__name__} "
                             f"creating {target.parent})")]) from None
@@ -150,13 +157,28 @@ def locked(target: Path):
         os.write(fd, json.dumps(info).encode())
         yield info["run_id"]
     finally:
-        if fd is not None:
+        if fd is not None:  # only the holder cleans up (a refused run must not touch the holder's directories)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             os.close(fd)
-        for d in created:  # innermost first
+            _remove_created_parents(target.parent)
+
+
+def _remove_created_parents(directory: Path) -> None:
+    """Walk up from ``directory``: remove each directory tfresp created for a lock (it holds :data:`CREATED_MARK`)
+    that is otherwise empty; where a run now lives, drop the mark and stop. The creator may have been another,
+    refused run, hence the mark rather than a per-process list."""
+    d, removing = directory, True
+    while (d / CREATED_MARK).is_file():
+        only_mark = {p.name for p in d.iterdir()} == {CREATED_MARK}
+        with contextlib.suppress(OSError):
+            (d / CREATED_MARK).unlink()
+        if removing and only_mark:
             with contextlib.suppress(OSError):
                 d.rmdir()
+        else:
+            removing = False  # a run lives here: keep this and every directory above, only drop their marks
+        d = d.parent
 
 
 def staging_dir(target: Path, run_id: str = "") -> Path:
