@@ -28,6 +28,11 @@ ADULT_CITATION = ("Becker, B. & Kohavi, R. (1996). Adult. UCI Machine Learning R
 MISSING = "<missing>"
 
 
+def as_category_strings(s: pd.Series) -> pd.Series:
+    """A column as category strings, with missing values as the explicit ``<missing>`` category."""
+    return s.astype(object).where(~s.isna(), MISSING).astype(str)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

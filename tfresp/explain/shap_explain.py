@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-MISSING = "<missing>"
+from tfresp.data.sources import as_category_strings
 
 
 class RawColumnCoder:
@@ -31,7 +31,7 @@ class RawColumnCoder:
         self.categories: Dict[str, List[str]] = {}
         for name in self.columns:
             if self.kinds[name] != "numeric":
-                seen = pd.concat([_as_str(f[name]) for f in frames]).unique().tolist()
+                seen = pd.concat([as_category_strings(f[name]) for f in frames]).unique().tolist()
                 self.categories[name] = sorted(seen)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
@@ -41,7 +41,7 @@ class RawColumnCoder:
                 out[:, j] = pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64)
             else:
                 index = {v: i for i, v in enumerate(self.categories[name])}
-                out[:, j] = _as_str(frame[name]).map(index).to_numpy(np.float64)
+                out[:, j] = as_category_strings(frame[name]).map(index).to_numpy(np.float64)
         return out
 
     def decode(self, z: np.ndarray) -> pd.DataFrame:
@@ -53,10 +53,6 @@ class RawColumnCoder:
                 cats = np.asarray(self.categories[name], dtype=object)
                 cols[name] = cats[np.clip(np.rint(z[:, j]).astype(int), 0, len(cats) - 1)]
         return pd.DataFrame(cols)
-
-
-def _as_str(s: pd.Series) -> pd.Series:
-    return s.astype(object).where(~s.isna(), MISSING).astype(str)
 
 
 def make_predict(preprocessor, core, coder: RawColumnCoder, target: int, batch_size: int = 4096):

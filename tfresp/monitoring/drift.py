@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from tfresp.monitoring.profile import OTHER, bin_counts, category_counts
+from tfresp.data.sources import as_category_strings
 
 PSI_FLOOR = 1e-4
 
@@ -56,7 +57,7 @@ def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = 
     out = {"kind": profile["kind"], "p_value": chi2_pvalue(ref, cur), "psi": psi(ref, cur),
            "reference_share": _shares(ref), "window_share": _shares(cur)}
     if vocab is not None:
-        s = values.astype(object).where(~values.isna(), "<missing>").astype(str)
+        s = as_category_strings(values)
         unseen = s[~s.isin(set(vocab))].value_counts()
         if len(unseen):
             out["unseen_categories"] = {str(k): int(v) for k, v in unseen.head(20).items()}

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from tfresp.data.sources import as_category_strings
+
 PROFILE_VERSION = "1.0"
 MAX_BINS = 10
 MIN_CELL = 10
@@ -42,7 +44,7 @@ def bin_counts(values: np.ndarray, edges: List[float]) -> List[int]:
 
 def category_counts(values: pd.Series, keep: Optional[List[str]] = None) -> Dict[str, int]:
     """Counts per category; values not in ``keep`` (or, without ``keep``, rarer than MIN_CELL) go to ``<other>``."""
-    s = values.astype(object).where(~values.isna(), "<missing>").astype(str)
+    s = as_category_strings(values)
     counts = s.value_counts()
     if keep is None:
         keep = [str(k) for k, n in counts.items() if n >= MIN_CELL]

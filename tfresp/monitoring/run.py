@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -12,12 +11,13 @@ import pandas as pd
 from scipy import stats
 
 from tfresp.errors import ConfigError, DataError
+from tfresp.data.sources import as_category_strings
 from tfresp.monitoring import drift as drift_mod
+from tfresp.monitoring.output import MARKER
 from tfresp.monitoring.profile import build_reference, spec_kinds_and_vocab
 from tfresp.monitoring.serving import column_mapping, load_signature, score
 
 MONITOR_SCHEMA = "1.0"
-from tfresp.monitoring.output import MARKER  # noqa: E402
 
 
 def _read_batch(item, index: int):
@@ -72,7 +72,7 @@ def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_
     for attr in attributes:
         if attr not in frame.columns:
             continue
-        groups = frame[attr].astype(object).where(~frame[attr].isna(), "<missing>").astype(str).to_numpy()
+        groups = as_category_strings(frame[attr]).to_numpy()
         sec = group_report(y, (class_id == 1).astype(np.int64), proba[:, 1], groups, min_group_size=min_group_size,
                            bootstrap=bootstrap, seed=seed)
         out[attr] = {k: v for k, v in sec.items() if k != "by_group"} | {
@@ -269,7 +269,3 @@ def _reference(run_dir, reference, signature, specs, mapping, run_report, labels
                            classes=classes or [str(i) for i in range(proba.shape[1])], proba=proba,
                            class_id=class_id, source=f"user-declared reference {name} ({len(frame)} rows)",
                            vocab=vocab)
-
-
-def finite(x):
-    return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None

@@ -10,18 +10,15 @@ import pandas as pd
 import tensorflow as tf
 
 from tfresp.errors import ConfigError, DataError
+from tfresp.data.sources import as_category_strings
 
-MISSING = "<missing>"
 
-
-def load_signature(run_dir: Path, text: bool = False):
+def load_signature(run_dir: Path):
     """``serving_default`` of ``RUN/saved_model`` and its ``{input name: TensorSpec}``."""
     path = Path(run_dir) / "saved_model"
     if not path.is_dir():
         raise ConfigError([("run", str(run_dir), "has no saved_model/ to monitor; re-run with "
                                                  "export.saved_model: true")])
-    if text:
-        import tensorflow_text  # noqa: F401  (registers the tokenizer ops a text SavedModel uses)
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
     signature._tfresp_owner = loaded  # keep the variables alive as long as the signature
@@ -41,13 +38,6 @@ def column_mapping(run_dir: Path) -> Dict[str, str]:
         if layout.get("packed"):
             mapping[layout["packed"]["name"]] = list(layout["packed"]["columns"])
         return mapping
-    for rel in ("saved_model_inputs.json", "preprocessing/serving_names.json"):
-        p = Path(run_dir) / rel
-        if p.is_file():
-            data = json.loads(p.read_text())
-            mapping = data.get("inputs", data) if isinstance(data, dict) else {}
-            if isinstance(mapping, dict):
-                return {str(k): str(v) for k, v in mapping.items()}
     return {}
 
 
@@ -74,7 +64,7 @@ def frame_inputs(frame: pd.DataFrame, specs: Dict[str, tf.TensorSpec], mapping: 
             continue
         s = frame[mapping.get(name, name)]
         if spec.dtype == tf.string:
-            out[name] = tf.constant(s.astype(object).where(~s.isna(), MISSING).astype(str).to_numpy().astype(object))
+            out[name] = tf.constant(as_category_strings(s).to_numpy().astype(object))
         else:
             values = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
             if np.isnan(values).any():
