@@ -104,3 +104,14 @@ def test_default_delta_is_at_most_one_over_ten_n():
 def test_impossible_target_raises_budget_error():
     with pytest.raises(BudgetExhaustedError):
         calibrate_noise(1e-9, 1e-5, 1.0, 10_000, "rdp")
+
+
+def test_max_steps_within_never_returns_a_cap_over_the_target():
+    """With ``upper`` between two doublings, the cap is checked instead of returned unchecked."""
+    from tfresp.privacy.accounting import compute_epsilon, max_steps_within
+
+    full = max_steps_within(4.0, 1.0, 0.33, 1e-3, "pld")
+    assert compute_epsilon(1.0, 0.33, full, 1e-3) <= 4.0 < compute_epsilon(1.0, 0.33, full + 1, 1e-3)
+    for upper in (full - 1, full, full + 1, 2 * full - 1):
+        k = max_steps_within(4.0, 1.0, 0.33, 1e-3, "pld", upper)
+        assert k == min(upper, full) and compute_epsilon(1.0, 0.33, k, 1e-3) <= 4.0

@@ -18,6 +18,7 @@ import tf_keras as keras
 from tfresp.errors import BudgetExhaustedError, ConfigError
 from tfresp.federated import dp as fdp
 from tfresp.federated.partition import partition
+from tfresp.privacy import accounting
 
 log = logging.getLogger("tfresp")
 
@@ -86,7 +87,7 @@ def fit_federated(ctx) -> None:
             how = "given"
         cap = cfg.rounds
         if dpc.target_epsilon is not None:
-            cap = accounting_cap(z_eff, q, delta, dpc.target_epsilon, dpc.accountant, cfg.rounds)
+            cap = accounting.max_steps_within(dpc.target_epsilon, z_eff, q, delta, dpc.accountant, cfg.rounds)
             if cap == 0:
                 raise BudgetExhaustedError(
                     f"`federated.dp.noise_multiplier`: even one round exceeds target_epsilon={dpc.target_epsilon} "
@@ -153,16 +154,3 @@ def fit_federated(ctx) -> None:
     ctx.history = history
     log.info("federated: %d rounds over %d clients (q=%.3g)", rounds_done, n_clients, q)
 
-
-def accounting_cap(z_eff: float, q: float, delta: float, target: float, kind: str, planned: int) -> int:
-    """The most rounds (≤ planned) whose ε stays within the target."""
-    lo, hi = 0, planned
-    if fdp.epsilon(z_eff, q, planned, delta, kind) <= target:
-        return planned
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if fdp.epsilon(z_eff, q, mid, delta, kind) <= target:
-            lo = mid
-        else:
-            hi = mid
-    return lo

@@ -175,8 +175,10 @@ def max_steps_within(target_epsilon: float, noise_multiplier: float, sample_rate
     lo, hi = 1, 2
     while hi <= upper and eps(hi) <= target_epsilon:
         lo, hi = hi, hi * 2
-    if hi > upper:
-        return upper
+    if hi > upper:  # the doubling overshot the cap: upper itself may already be over the target
+        if eps(upper) <= target_epsilon:
+            return upper
+        hi = upper
     while hi - lo > 1:  # eps(lo) <= target < eps(hi)
         mid = (lo + hi) // 2
         if eps(mid) <= target_epsilon:
