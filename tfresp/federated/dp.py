@@ -20,9 +20,7 @@ from tfresp.privacy import accounting
 
 def resolve_delta(cfg, n_clients: int) -> float:
     """``auto``: the largest power of ten ≤ 1/(10·clients) (adjacency is one client)."""
-    if cfg.delta != "auto":
-        return float(cfg.delta)
-    return 10.0 ** -math.ceil(math.log10(10 * n_clients))
+    return float(cfg.delta) if cfg.delta != "auto" else accounting.default_delta(n_clients)
 
 
 def effective_noise(update_noise: float, count_noise_std: float = None) -> float:
