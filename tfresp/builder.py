@@ -253,6 +253,9 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
                    preprocessor=restored[0] if restored else None)
     if restored:
         data.extra.update(restored[1])
+    from tfresp.tasks import recipe  # train.recipe: auto (text fine-tuning): size-based defaults, into config
+
+    recipe.apply(config, data)
     if config.train.batch_size > len(data.train):
         raise ConfigError([("train.batch_size", config.train.batch_size,
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])

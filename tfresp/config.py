@@ -108,6 +108,9 @@ class ModelConfig(Section):
     lora: Optional[dict] = None
     adapters: Optional[dict] = None
     bert: Optional[dict] = None
+    #: BERT classifier head: ``cls`` (tanh pooler on [CLS]) | ``mean`` (masked mean of the last hidden states);
+    #: unset: ``cls``, or what ``train.recipe: auto`` picks
+    pooling: Optional[Literal["cls", "mean"]] = None
 
     @field_validator("hidden")
     @classmethod
@@ -131,6 +134,15 @@ class TrainConfig(Section):
     class_weight: Optional[Literal["balanced"]] = None
     checkpoint_every: Optional[int] = Field(None, ge=1)
     steps_per_execution: int = Field(1, ge=1)
+    #: text fine-tuning from a pretrained checkpoint: ``auto`` fills every train/model/data key the config does
+    #: not set with size-based defaults (tfresp/tasks/recipe.py; the report's ``model.recipe`` lists them);
+    #: ``none``: the plain defaults above
+    recipe: Literal["auto", "none"] = "auto"
+    #: layer-wise learning-rate decay (Sun et al., 2019; ELECTRA's form): the head trains at the learning rate,
+    #: encoder layer i (of L) at ``lr * layer_decay**(L - i)``, the embeddings at ``lr * layer_decay**(L + 1)``
+    layer_decay: Optional[float] = Field(None, gt=0, le=1)
+    #: LP-FT (Kumar et al., 2022): fit the linear head on frozen-encoder features (logistic regression) first
+    linear_probe: Optional[bool] = None
 
 
 class ExportConfig(Section):
@@ -361,6 +373,25 @@ def read_yaml(path: Union[str, os.PathLike]) -> dict:
     return data
 
 
+def _explicit(section) -> dict:
+    """The keys of ``section`` that were set (recursively), with their values: a RunConfig passed back to
+    :func:`load_config` keeps its defaults as defaults (``train.recipe`` fills only unset keys). A sub-section
+    counts when it was set or any key inside it was (pydantic's ``exclude_unset`` would drop a default
+    section whose keys were assigned later)."""
+    from pydantic import BaseModel
+
+    out = {}
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            sub = _explicit(value)
+            if sub or name in section.model_fields_set:
+                out[name] = sub
+        elif name in section.model_fields_set:
+            out[name] = section.model_dump(mode="json", include={name})[name]
+    return out
+
+
 def load_config(config=None, overrides=None, **kwargs) -> RunConfig:
     """Resolve a :class:`RunConfig`.
 
@@ -372,8 +403,8 @@ def load_config(config=None, overrides=None, **kwargs) -> RunConfig:
     Example:
         >>> cfg = load_config({"train": {"epochs": 2}}, overrides=["privacy.target_epsilon=3"])
     """
-    if isinstance(config, RunConfig):
-        raw = config.to_dict()
+    if isinstance(config, RunConfig):  # only the keys that were set: defaults stay defaults (train.recipe)
+        raw = _explicit(config)
     elif config is None:
         raw = {}
     elif isinstance(config, dict):

@@ -52,6 +52,9 @@ class BertConfig:
     model_type: str = "bert"
     position_padding_idx: Optional[int] = None
     embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
+    # classifier head: "cls" = tanh pooler on [CLS] (Devlin et al.); "mean" = masked mean of the last hidden
+    # states, no pooler (Reimers & Gurevych, 2019), then dropout + linear logits
+    pooling: str = "cls"
 
     @classmethod
     def from_hf(cls, d: dict) -> "BertConfig":
@@ -105,6 +108,17 @@ class ClsToken(keras.layers.Layer):
 
     def call(self, hidden):
         return hidden[:, 0, :]
+
+
+class MeanPool(keras.layers.Layer):
+    """Mean of the hidden states over the real (``attention_mask == 1``) tokens."""
+
+    def call(self, hidden, mask):
+        m = tf.cast(mask, hidden.dtype)[:, :, tf.newaxis]
+        return tf.reduce_sum(hidden * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
+
+
+POOLINGS = ("cls", "mean")
 
 
 class DotProductAttention(keras.layers.Layer):
@@ -214,13 +228,22 @@ def encoder(cfg: BertConfig, max_length: int, peft: Optional[dict] = None):
 
 def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, peft: Optional[dict] = None,
                      name: str = "bert_classifier") -> keras.Model:
-    """BERT encoder + pooler (tanh on ``[CLS]``) + dropout + linear logits."""
+    """BERT encoder + pooling (``cfg.pooling``: tanh pooler on ``[CLS]`` or masked mean) + dropout + linear logits."""
     inputs, h = encoder(cfg, max_length, peft)
-    pooled = keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
-                                name="pooler")(ClsToken(name="cls_token")(h))
+    pooled = pool(cfg, inputs, h)
     pooled = _dropout(pooled, cfg.dropout, "classifier_dropout")
     logits = keras.layers.Dense(num_classes, kernel_initializer=_init(cfg), name="classifier")(pooled)
     return keras.Model(inputs, logits, name=name)
+
+
+def pool(cfg: BertConfig, inputs: dict, h):
+    """The ``[batch, hidden]`` sentence vector the classifier reads (layer ``pooled``)."""
+    if cfg.pooling == "mean":
+        return MeanPool(name="pooled")(h, inputs["attention_mask"])
+    if cfg.pooling != "cls":
+        raise ConfigError([("model.pooling", cfg.pooling, f"one of {list(POOLINGS)}")])
+    return keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
+                              name="pooler")(ClsToken(name="cls_token")(h))
 
 
 def build_mlm(cfg: BertConfig, max_length: int = 128, name: str = "bert_mlm") -> keras.Model:
@@ -476,11 +499,16 @@ def dp_layer_support(core: keras.Model) -> dict:
 def _bert(config, data):
     if data.kind != "text":
         raise ConfigError([("model.kind", "bert", f"BERT needs text data (set data.text), but the data is {data.kind}")])
-    cfg = config_from_model_section(config.model, data.extra["vocab_size"], data.extra["max_length"])
     if config.model.checkpoint:
         ck = resolve_checkpoint(config.model.checkpoint)
-        return _build(config, data, ck["config"], ck["weights"](), ck["kind"])
-    return _build(config, data, cfg)
+        return _build(config, data, _head(ck["config"], config.model), ck["weights"](), ck["kind"])
+    cfg = config_from_model_section(config.model, data.extra["vocab_size"], data.extra["max_length"])
+    return _build(config, data, _head(cfg, config.model))
+
+
+def _head(cfg: BertConfig, mc) -> BertConfig:
+    """``cfg`` with the run's pooling (``model.pooling``; default ``cls``, the pretrained pooler)."""
+    return dataclasses.replace(cfg, pooling=mc.pooling or "cls")
 
 
 @register_model("checkpoint")
@@ -490,7 +518,8 @@ def _checkpoint(config, data):
     if not config.model.checkpoint:
         raise ConfigError([("model.checkpoint", None, "a path to a transformers TF checkpoint or a tfresp run")])
     ck = resolve_checkpoint(config.model.checkpoint)
-    cfg = dataclasses.replace(ck["config"], dropout=config.model.dropout, attention_dropout=config.model.dropout)
+    cfg = dataclasses.replace(_head(ck["config"], config.model), dropout=config.model.dropout,
+                              attention_dropout=config.model.dropout)
     if data.extra["max_length"] > cfg.longest_input:
         raise ConfigError([("data.max_length", data.extra["max_length"],
                             f"<= the checkpoint's longest input ({cfg.longest_input} positions)")])

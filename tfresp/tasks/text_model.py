@@ -11,6 +11,7 @@ import numpy as np
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.models import bert as bert_mod
 from tfresp.models import peft
+from tfresp.tasks import recipe  # noqa: F401  (registers the recipe's run-time concern)
 
 
 @register
