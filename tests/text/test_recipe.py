@@ -180,7 +180,7 @@ def tiny_checkpoint(tmp_path_factory):
     return bert.save_checkpoint(core, cfg, d / "bert", d / "vocab.txt", True, 64)
 
 
-@pytest.mark.slow  # ~15 s alone, ~60 s on a loaded 2-core machine
+@pytest.mark.slow  # ~60 s measured on a loaded 2-core machine
 def test_auto_recipe_end_to_end_reports_the_recipe_and_the_baseline_line(tiny_checkpoint, tmp_path):
     from tests.conftest import TWEETS
     from tfresp.builder import build_and_run
