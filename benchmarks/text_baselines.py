@@ -14,7 +14,7 @@ its C. Methods:
 
 Usage (CPU; writes benchmarks/results/text_baselines.json after every run, so partial results survive):
     nice -n 10 python benchmarks/text_baselines.py --sizes 600 2000 8000 --methods tfidf full lora dp \
-        --plan 8000:full --max-epochs 8000:2
+        --plan 600:full 600:dp 2000:full 8000:full --max-epochs 8000:1 600:dp:3
 """
 import argparse
 import json
@@ -127,7 +127,8 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=["tfidf", "full", "lora", "dp"])
     ap.add_argument("--plan", nargs="*", default=None,
                     help="only these size:method pairs of the tfresp methods, e.g. 600:full 8000:full")
-    ap.add_argument("--max-epochs", nargs="*", default=[], help="size:epochs caps (CPU time), e.g. 8000:2")
+    ap.add_argument("--max-epochs", nargs="*", default=[],
+                    help="epoch caps for CPU time: size:epochs or size:method:epochs, e.g. 8000:1 600:dp:3")
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--validation", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
@@ -135,7 +136,10 @@ def main(argv=None):
     ap.add_argument("--note", action="append", default=[], help="a note stored in the JSON")
     ap.add_argument("--resume", action="store_true", help="keep results already in the JSON")
     args = ap.parse_args(argv)
-    caps = {int(k): int(v) for k, v in (s.split(":") for s in args.max_epochs)}
+    caps = {}  # (size, method or None) -> epochs
+    for spec in args.max_epochs:
+        parts = spec.split(":")
+        caps[(int(parts[0]), parts[1] if len(parts) == 3 else None)] = int(parts[-1])
     plan = None if args.plan is None else {tuple(s.split(":")) for s in args.plan}
     work = Path(args.work or tempfile.mkdtemp(prefix="text_baselines_"))
     test_path, train_paths = splits(args.test, args.sizes, args.seed, work)
@@ -165,7 +169,7 @@ def main(argv=None):
                     row = tfidf(train_paths[n], test_path, args.validation, args.seed)
                 else:
                     row = tfresp_run(m, train_paths[n], test_path, args.validation, args.seed,
-                                     work / f"run_{n}_{m}", caps.get(n))
+                                     work / f"run_{n}_{m}", caps.get((n, m), caps.get((n, None))))
             except Exception as exc:  # record and go on: one failure must not lose the other cells
                 row = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             results.setdefault(str(n), {})[m] = row

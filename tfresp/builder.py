@@ -119,7 +119,8 @@ def _standard_callbacks(ctx: RunContext) -> list:
                                        write_graph=False)]
     es = ctx.config.train.early_stopping
     if es and ctx.data.validation is not None:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=es, restore_best_weights=True))
+        cbs.append(keras.callbacks.EarlyStopping(monitor=ctx.config.train.early_stopping_monitor, patience=es,
+                                                 restore_best_weights=True))
     return cbs
 
 

@@ -128,6 +128,8 @@ class TrainConfig(Section):
     warmup: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     early_stopping: Optional[int] = Field(None, ge=1)
+    #: what early stopping watches on the validation split (the best epoch's weights are restored)
+    early_stopping_monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     mixed_precision: bool = False
     jit_compile: Union[Literal["auto"], bool] = "auto"
     clipnorm: Optional[float] = Field(None, gt=0)
