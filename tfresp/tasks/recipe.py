@@ -16,7 +16,8 @@ TF-IDF + logistic regression. ``auto`` fills every key the config does not set (
   configured one), and **length-grouped batches** (rows of similar length batched together, as in
   transformers' ``group_by_length``): tweets are short, so most padding (CPU time) goes.
 
-Under DP (``privacy:``) nothing here reads the private rows: no length percentile, no linear probe (a
+Federated runs get no recipe (a central probe or length percentile would pool the clients' rows). Under DP
+(``privacy:``) nothing here reads the private rows: no length percentile, no linear probe (a
 non-private fit on private rows), no early stopping on private validation rows, no dropout (ghost clipping);
 the DP defaults are large batches and a higher learning rate (Li et al., 2022). The number of training rows is
 used (as DP-SGD's sampling rate uses it).
@@ -39,7 +40,7 @@ LORA_LR = 5e-4
 
 def applies(config) -> bool:
     """``auto`` recipe on a classification fine-tune of a pretrained checkpoint."""
-    return (config.train.recipe == "auto" and config.task == "classification"
+    return (config.train.recipe == "auto" and config.task == "classification" and config.federated is None
             and config.model.kind in ("bert", "checkpoint") and bool(config.model.checkpoint))
 
 
@@ -261,11 +262,14 @@ class RecipeRun(Concern):
         info = ctx.data.extra.setdefault("model_extra", {}).setdefault("recipe", {"name": cfg.train.recipe})
         private = cfg.privacy is not None
         if cfg.train.linear_probe:
-            if private:
-                from tfresp.errors import ConfigError
+            from tfresp.errors import ConfigError
 
+            if private:
                 raise ConfigError([("train.linear_probe", True, "under privacy a non-private logistic regression "
                                     "on the private rows is outside the budget. Remedy: drop train.linear_probe")])
+            if cfg.federated is not None:
+                raise ConfigError([("train.linear_probe", True, "a central fit on every client's rows is not "
+                                    "federated training. Remedy: drop train.linear_probe")])
             info["linear_probe"] = linear_probe(ctx.core, ctx.data, cfg.seed)
         decay = cfg.train.layer_decay
         if decay is not None and decay != 1.0:
