@@ -202,3 +202,19 @@ def test_auto_recipe_end_to_end_reports_the_recipe_and_the_baseline_line(tiny_ch
     assert "Is the big model worth it?" in md and "Recipe `auto`" in md
     base = run.report["evaluation"]["baseline"]
     assert base["margin"] == pytest.approx(run.report["evaluation"]["test"]["accuracy"] - base["accuracy"])
+
+
+def test_under_dp_the_recipe_reads_no_private_lengths_and_refuses_a_probe():
+    from tfresp.errors import ConfigError
+
+    cfg = _cfg(privacy={"target_epsilon": 8.0})
+    data = _text_data()
+    before = data.train.x["input_ids"].copy()
+    info = recipe.apply(cfg, data)
+    assert info["private"] and cfg.data.max_length == 64 and data.preprocessor.max_length == 64
+    np.testing.assert_array_equal(data.train.x["input_ids"], before)  # not re-encoded
+    assert cfg.train.linear_probe is False and cfg.train.early_stopping is None and cfg.model.dropout == 0.0
+    cfg.train.linear_probe = True  # explicit: refused before anything is fitted
+    ctx = types.SimpleNamespace(config=cfg, data=data, core=None)
+    with pytest.raises(ConfigError, match="train.linear_probe"):
+        recipe.RecipeRun().plan(ctx)
