@@ -148,8 +148,11 @@ def main(argv=None):
     meta = {"args": vars(args), "data": str(TWEETS.name), "model": "MiniLM-L6-H384 (all-MiniLM-L6-v2 encoder)",
             "test_rows": args.test, "notes": list(args.note), "skipped": {}}
 
-    def save():
-        write_result(NAME, {**meta, "results": results, "table": table(results, args.sizes, args.methods)})
+    def save():  # merge with the cells on disk: runs of other sizes may go in a parallel process
+        merged = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
+        for n, cells in results.items():
+            merged.setdefault(n, {}).update(cells)
+        write_result(NAME, {**meta, "results": merged, "table": table(merged, args.sizes, args.methods)})
 
     cells = [(n, m) for n in args.sizes for m in args.methods if m == "tfidf"]
     if plan is None:
