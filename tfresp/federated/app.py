@@ -88,7 +88,9 @@ def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
     timeout = float(rc["timeout"])
     nodes = _nodes(grid, int(rc["nodes"]), timeout)
-    with use_transport(grid_transport(grid, nodes, timeout)):
+    where = (f"Flower deployment: {len(nodes)} SuperNodes (clients k with k mod {len(nodes)} = partition-id), "
+             "aggregation in the ServerApp")
+    with use_transport(grid_transport(grid, nodes, timeout), where):
         tfresp.fit(str(rc["config"]), out=str(rc["out"]), overwrite=bool(rc["overwrite"]),
                    resume=bool(rc["resume"]), quiet=True)
 

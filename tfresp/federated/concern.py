@@ -63,7 +63,8 @@ class Federated(Concern):
                "sampling_rate": st["sampling_rate"], "server_optimizer": cfg.server_optimizer,
                "local_epochs": cfg.local_epochs, "local_batch_size": cfg.local_batch_size,
                "engine": "Flower (flwr) server strategy " + ("FedAdam" if cfg.server_optimizer == "fedadam"
-                                                               else "FedAvg") + "; clients simulated in-process",
+                                                               else "FedAvg") + "; " + st["clients_run"],
+               "resumed_after_round": st.get("resumed_after_round"),
                "participation": hist.get("participants", []),
                "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
                          for r, l, a in zip(hist.get("round", []), hist.get("val_loss", []),

@@ -30,14 +30,15 @@ log = logging.getLogger("tfresp")
 
 #: ``transport(round, weights, jobs) -> {client: (local_weights, rows)}``; ``jobs``: [(client, shuffle seed)]
 Transport = Callable[[int, List[np.ndarray], List[Tuple[int, int]]], Dict[int, Tuple[List[np.ndarray], int]]]
-_TRANSPORT: Optional[Transport] = None
+_TRANSPORT: Optional[Tuple[Transport, str]] = None
 
 
 @contextlib.contextmanager
-def use_transport(transport: Transport):
-    """Run the clients of :func:`fit_federated` through ``transport`` (a Flower grid) instead of in-process."""
+def use_transport(transport: Transport, description: str):
+    """Run the clients of :func:`fit_federated` through ``transport`` (a Flower grid) instead of in-process;
+    ``description`` says where they ran (in the report)."""
     global _TRANSPORT
-    before, _TRANSPORT = _TRANSPORT, transport
+    before, _TRANSPORT = _TRANSPORT, (transport, description)
     try:
         yield
     finally:
@@ -121,6 +122,10 @@ class Server:
         count_std = dpc.count_noise_std or (max(per_round, 1.0) / 20.0 if dpc.clip == "adaptive" else None)
         if dpc.noise_multiplier is None:
             z_eff = fdp.calibrate(dpc.target_epsilon, self.q, cfg.rounds, delta, dpc.accountant)
+            if count_std is not None and 2 * count_std <= z_eff:
+                raise ConfigError([("federated.dp.count_noise_std", count_std,
+                                    f"adaptive clipping's count noise must exceed half the calibrated noise "
+                                    f"multiplier {z_eff:.3g}. Remedy: set count_noise_std above {z_eff / 2:.3g}")])
             sigma = z_eff if count_std is None else fdp.update_noise_for(z_eff, count_std)
             how = f"calibrated to target ε={dpc.target_epsilon:g}"
         else:
@@ -217,7 +222,7 @@ def fit_federated(ctx) -> None:
         checkpoint.restore(point, server, ctx.core)
         log.info("federated: resuming after round %d from %s", server.rounds_done, point.path)
     saver = checkpoint.RoundSaver(ctx.config, ctx.state.get("target"), ctx.run_dir)
-    transport = _TRANSPORT or in_process(ctx, parts)
+    transport, where = _TRANSPORT or (in_process(ctx, parts), "clients simulated in-process")
     eval_x, eval_y = (ctx.data.validation.x, ctx.data.validation.y) if ctx.data.validation is not None else \
         (None, None)
     for rnd in range(server.rounds_done + 1, cfg.rounds + 1):
@@ -238,7 +243,7 @@ def fit_federated(ctx) -> None:
         on_round("end", rnd, weights)
     ctx.core.set_weights(server.weights)
     state = server.state
-    state.update(rounds=server.rounds_done, seconds=server.seconds, parts=parts,
+    state.update(rounds=server.rounds_done, seconds=server.seconds, parts=parts, clients_run=where,
                  resumed_after_round=point.state["global_step"] if point is not None else None)
     if server.dpc is not None:
         state["epsilon"] = server.epsilon(server.rounds_done)
