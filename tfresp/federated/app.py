@@ -16,6 +16,7 @@ directory), ``overwrite``, ``resume``, ``nodes`` (SuperNodes to wait for), ``tim
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Dict, List
 
@@ -135,12 +136,19 @@ class _Node:
         compile_local(self.model, self.cfg)
 
 
+@functools.lru_cache(maxsize=2)
+def _node(config_path: str, part: int, n_parts: int) -> _Node:
+    """Flower starts one ClientApp process per message, so this cache only helps where a process serves several
+    messages (Flower's ``process`` isolation, tests)."""
+    return _Node(config_path, part, n_parts)
+
+
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
     from tfresp.federated.train import local_fit
 
     nc = context.node_config
-    node = _Node(str(context.run_config["config"]), int(nc["partition-id"]), int(nc["num-partitions"]))
+    node = _node(str(context.run_config["config"]), int(nc["partition-id"]), int(nc["num-partitions"]))
     weights = msg.content["arrays"].to_numpy_ndarrays()
     cfg = msg.content["config"]
     records, rows = {}, {}
