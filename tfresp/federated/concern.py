@@ -20,7 +20,9 @@ def statement(sec: dict) -> str:
         f"computed with dp-accounting ({sec['accountant'].upper()}). Not covered: the preprocessing statistics "
         "(scaling, category vocabularies) were fitted on the pooled training rows before federation (declare them "
         "in the config for a real deployment); the per-round validation curve uses the server's held-out "
-        "validation split; the number of clients is treated as public; a client's rows are protected together, "
+        "validation split; the server is trusted (it receives each sampled client's unclipped update, clips it and "
+        "adds the noise: central DP, no secure aggregation); the number of clients is treated as public; a client's "
+        "rows are protected together, "
         "but a person present in several clients only up to group privacy.")
 
 
