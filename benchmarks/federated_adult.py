@@ -74,7 +74,8 @@ def deployment(rounds: int, nodes: int, dp: float = None, simulate: bool = True)
     rep = json.loads((run_dir / "report.json").read_text())
     acc = rep["evaluation"]["test"]["accuracy"] if "evaluation" in rep else None
     out["deployment"] = {"accuracy": acc, "sex_equal_opportunity_difference":
-                         rep["fairness"]["sex"].get("equal_opportunity_difference"), "nodes": nodes, "rounds": rep["federated"]["rounds"],
+                         rep["fairness"]["sex"].get("equal_opportunity_difference"), "nodes": nodes,
+                         "rounds": rep["federated"]["rounds"],
                          "engine": rep["federated"]["engine"], "seconds": seconds,
                          "curve": rep["federated"]["curve"]}
     if rep.get("privacy"):
