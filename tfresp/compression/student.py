@@ -100,10 +100,10 @@ def _dataset(ctx, d):
         ds = make_dataset(ctx.data.train.x, ctx.data.train.y, {}, batch, shuffle=True, seed=ctx.config.seed)
         n = len(ctx.data.train)
         return ds, f"train (private rows, hard labels weighted by alpha={d.alpha})", n
-    import pandas as pd
+    from tfresp.data.sources import load_file
 
     path = Path(d.data)
-    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    df = load_file(d.data, field="compression.distill.data")[0]["train"]
     pre = ctx.data.preprocessor
     if pre.column not in df.columns:
         raise DataError(f"Invalid value for `compression.distill.data`: {str(path)!r} has no text column "
