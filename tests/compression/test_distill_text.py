@@ -123,10 +123,12 @@ def public_csv(tmp_path_factory):
 
 def test_dp_refuses_private_distillation_before_training(tmp_path):
     cfg = _cfg(privacy={"noise_multiplier": 1.0, "audit": False},
-               compression={"distill": {"layers": 2, "alpha": 0.5}, **FAST})
+               compression={"distill": {"layers": 2, "alpha": 0.5, "teacher_layers": [1, 1], "hidden": [8]},
+                            **FAST})
     with pytest.raises(tfresp.ConfigError) as err:
         tfresp.fit(cfg, out=tmp_path / "dp", quiet=True)
-    assert {p[0] for p in err.value.problems} == {"compression.distill.data"}
+    assert {p[0] for p in err.value.problems} == {"compression.distill.data", "compression.distill.teacher_layers",
+                                                  "compression.distill.hidden"}
     assert "own DP-SGD budget" in str(err.value) and "public" in str(err.value)
     assert not (tmp_path / "dp").exists()
 

@@ -157,6 +157,8 @@ class Compression(Concern):
             problems.append(("compression.calibration", cfg.calibration,
                              "'train' or the path of an existing CSV/parquet file of public rows"))
         d = cfg.distill
+        if d is not None and ctx.data.kind == "text":
+            validate_text(ctx, d, problems)
         if d is not None:
             if d.data == "train" and ctx.config.privacy is not None:
                 problems.append(("compression.distill.data", d.data, DP_DISTILL_RULE + " " + PRIVATE_DISTILL_REFUSAL +
@@ -181,13 +183,10 @@ class Compression(Concern):
                 f"compression.{what} needs a Sequential/Functional model, but the core "
                 f"{ctx.core.name!r} is a subclassed {ctx.core.__class__.__name__}. Remedy: use "
                 "compression.quantize: int8 (post-training) and compression.method: mask (PruningScheduler).")
-        if d is not None and ctx.data.kind == "text":
-            validate_text(ctx, d, problems)
-            if problems:
-                raise ConfigError(problems)
-        elif d is not None and ctx.data.kind != "tabular":
+        if d is not None and ctx.data.kind not in ("tabular", "text"):
             raise IncompatibleModelError(
-                f"compression.distill builds an MLP student, but model {ctx.core.name!r} is trained on "
+                f"compression.distill builds an MLP student (tabular) or a BERT student (text), but model "
+                f"{ctx.core.name!r} is trained on "
                 f"{ctx.data.kind} data. Remedy: remove compression.distill or distill with "
                 "tfresp.compression.distiller.Distiller and your own student.")
 

@@ -57,6 +57,9 @@ def validate_text(ctx, d, problems: list) -> None:
             f"compression.distill on text data needs a BERT classifier teacher (model.kind bert or checkpoint, "
             f"task classification). Received: model.kind={mc.kind!r}, task={ctx.config.task!r}. Remedy: remove "
             "compression.distill or distill with tfresp.compression.distiller.Distiller and your own student.")
+    if "hidden" in d.model_fields_set:
+        problems.append(("compression.distill.hidden", d.hidden, "unset for a BERT teacher: hidden shapes the MLP "
+                         "students of tabular runs; a BERT student takes layers (and teacher_layers)"))
     if mc.adapters:
         problems.append(("compression.distill", "model.adapters", "a BERT student copies plain BERT layers; "
                          "distill from a full or LoRA fine-tune (LoRA is merged first)"))
