@@ -52,7 +52,7 @@ def load(run_dir):
     return _load(run_dir)
 
 
-def audit(run_or_model, audits=None, *, data=None, groups=None, **options):
+def audit(run_or_model, audits=None, *, data=None, groups=None, options=None):
     """Audit a finished run or any trained ``keras.Model``; returns the (report-like) dict.
 
     ``tfresp.audit(run_dir, audits)`` re-runs audits on a run directory (``data``: the DataFrame of an in-memory
@@ -65,15 +65,15 @@ def audit(run_or_model, audits=None, *, data=None, groups=None, **options):
     if isinstance(run_or_model, (str, os.PathLike)):
         from tfresp.commands.audit import audit_run
 
-        if groups is not None or options:
-            raise ConfigError([("groups" if groups is not None else sorted(options)[0], "given",
-                                "only for tfresp.audit(model, ...); a run's groups are its sensitive columns")])
+        if groups is not None or options is not None:
+            raise ConfigError([("groups" if groups is not None else "options", "given", "only for "
+                                "tfresp.audit(model, ...); a run audits its own sensitive columns and config")])
         return audit_run(run_or_model, audits, data=data)
     from tfresp.audits import audit_model
 
     if data is None:
         raise ConfigError([("data", None, "(x, y) rows to audit the model on, or {'test': (x, y), 'train': (x, y)}")])
-    return audit_model(run_or_model, data, groups, audits, **options)
+    return audit_model(run_or_model, data, groups, audits, options)
 
 
 def export(run_dir, tflite, *, data=None):

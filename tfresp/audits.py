@@ -92,11 +92,12 @@ def logits_model(model, x, outputs: str = "auto"):
 
 
 def _proba(core, x) -> np.ndarray:
-    from scipy.special import softmax
+    """Class probabilities as a run computes them (``RunContext.predict_proba``: float32 softmax of the logits)."""
+    import tensorflow as tf
 
     from tfresp.privacy.mia import _logits
 
-    return softmax(np.asarray(_logits(core, x), np.float64), axis=1)
+    return tf.nn.softmax(_logits(core, x)).numpy()
 
 
 def _classes(classes, k: int) -> list:
@@ -237,7 +238,7 @@ def _config(cls, options: dict, section: str):
 
 
 # -------------------------------------------------------------------------------------- all at once ----
-def audit_model(model, data, groups=None, audits: Optional[Sequence[str]] = None, **options) -> dict:
+def audit_model(model, data, groups=None, audits: Optional[Sequence[str]] = None, options=None) -> dict:
     """Report-like dict of the named audits (default: all that ``data`` allows) on ``model``.
 
     Args:
@@ -259,7 +260,7 @@ def audit_model(model, data, groups=None, audits: Optional[Sequence[str]] = None
     x, y = data["test"]
     report = {"audited_by": "tfresp.audit(model, ...)", "audits": list(audits)}
     for name in audits:
-        kw = dict(options.get(name) or {})
+        kw = dict((options or {}).get(name) or {})
         if name == "performance":
             report["evaluation"] = performance(model, x, y, **kw)
         elif name == "fairness":
