@@ -111,14 +111,18 @@ def _classes(classes, k: int) -> list:
 def performance(model, x, y, *, classes: Optional[Sequence] = None, threshold: float = 0.5,
                 outputs: str = "auto") -> dict:
     """The ``evaluation`` section: accuracy, precision, recall, F1, ROC-AUC, log loss, per-class report and
-    confusion matrix on ``(x, y)`` (scikit-learn metrics; binary tasks decide at P(class 1) >= ``threshold``)."""
+    confusion matrix on ``(x, y)`` (scikit-learn metrics; binary tasks decide at P(class 1) >= ``threshold``),
+    with 95% Wilson intervals for accuracy (and precision/recall of a binary task)."""
     from tfresp.evaluation.metrics import classification_metrics
+    from tfresp.report.derive import add_metric_cis
 
     x = _inputs(x)
     y = _labels(y, _rows(x))
     proba = _proba(logits_model(model, x, outputs), x)
-    return {"test": classification_metrics(y, proba, _classes(classes, proba.shape[1]), threshold),
-            "split_used": "test"}
+    section = {"test": classification_metrics(y, proba, _classes(classes, proba.shape[1]), threshold),
+               "split_used": "test"}
+    add_metric_cis(section)  # the 95% Wilson intervals the report writer adds
+    return section
 
 
 def fairness(model, x, y, groups, *, positive_class=None, classes: Optional[Sequence] = None,

@@ -97,7 +97,7 @@ def evaluate_attacks(model_fn, x, y, epsilons, cfg, space: AttackSpace, seed: in
 
 
 def attack_section(model_fn, x, y, cfg, space: AttackSpace, *, seed: int = 0, core=None,
-                   space_name: str = "model inputs", frozen_columns: bool = False) -> dict:
+                   space_name: str = "model inputs") -> dict:
     """The robustness section of a model on ``x``/``y`` (see the module docstring).
 
     Args:
@@ -108,7 +108,6 @@ def attack_section(model_fn, x, y, cfg, space: AttackSpace, *, seed: int = 0, co
         seed: seed of the random starts and noise draws.
         core: the Keras model behind ``model_fn`` for the sensitivity figures (None: not computed).
         space_name: what is attacked, for the report ("model inputs" or "input embeddings").
-        frozen_columns: some columns are frozen (tabular one-hot), named in the gradient-masking warning.
     """
     n = len(y)
     y = np.asarray(y, np.int64)
@@ -146,7 +145,7 @@ def attack_section(model_fn, x, y, cfg, space: AttackSpace, *, seed: int = 0, co
         warnings.append(f"possible gradient masking: PGD accuracy at a large ε={large:g} is {big['accuracy']:.3f} "
                         f"(> {VANISH_THRESHOLD}); robust accuracies above may be overestimated"
                         + (" (or the frozen categorical columns alone decide some predictions)"
-                           if frozen_columns else ""))
+                           if space.mask is not None and not np.all(np.asarray(space.mask)) else ""))
     if not noise_ok:
         warnings.append("possible gradient masking: black-box random noise beats white-box PGD at some ε")
     if not fgsm_ok:

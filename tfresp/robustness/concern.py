@@ -244,8 +244,7 @@ def robustness_audit(ctx, cfg) -> dict:
     y = np.asarray(data.test.y[:n], np.int64)
     section = attack_section(model_fn, x, y, cfg, space, seed=ctx.config.seed,
                              core=ctx.core if data.kind != "text" else None,
-                             space_name="input embeddings" if data.kind == "text" else "model inputs",
-                             frozen_columns=data.kind == "tabular" and not cfg.attack_categorical)
+                             space_name="input embeddings" if data.kind == "text" else "model inputs")
     cost = training_cost(ctx)
     if cost is not None:
         section["training_time"] = cost
