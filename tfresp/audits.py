@@ -218,6 +218,9 @@ def membership(model, train, holdout, *, delta: Optional[float] = None, epsilon:
         delta: δ of the ε lower bound (default: the 'auto' rule, ≤ 1/(10·n) for n training rows).
         epsilon: a claimed ε to check the lower bound against.
         groups: ``(train_groups, holdout_groups)``, each as for :func:`fairness`, for per-group attack results.
+
+    The result is computed from the training rows: it is not covered by a DP guarantee the model may have (inside
+    ``tfresp.fit`` the privacy budget declares it as not covered).
     """
     from tfresp.privacy.accounting import default_delta
     from tfresp.privacy.mia import audit_arrays

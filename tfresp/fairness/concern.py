@@ -3,7 +3,8 @@
 Audit (always): for every sensitive attribute and the intersection of the first two, per-group
 selection rate, TPR/FPR/FNR/TNR, accuracy, precision and calibration (ECE), the gaps between
 groups (difference and ratio), disparate impact, a sweep over decision thresholds, percentile
-bootstrap CIs and normalized ``score_hooks``. fairlearn's ``MetricFrame`` is the metric engine.
+bootstrap CIs and normalized ``score_hooks``. fairlearn's ``MetricFrame`` is the metric engine; the computation
+is :mod:`tfresp.fairness.audit`, shared with :func:`tfresp.audits.fairness`.
 
 Mitigation (``fairness.mitigation``), each a Keras-native piece of the run's Contribution:
 
@@ -36,7 +37,6 @@ from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import ConfigError
 from tfresp.fairness import audit as fairness_audit
 from tfresp.fairness import metrics as fm
-from tfresp.fairness.audit import HOOKS, headline, score_hooks  # noqa: F401  (moved; imported from here before)
 from tfresp.fairness import postprocess
 from tfresp.fairness.config import METRIC_NAMES
 

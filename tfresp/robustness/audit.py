@@ -9,8 +9,6 @@ D(θ) and the input-gradient norm.
 from __future__ import annotations
 
 import time
-from typing import Optional
-
 import numpy as np
 import tensorflow as tf
 

@@ -25,7 +25,7 @@ import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
-from tfresp.robustness.audit import VANISH_THRESHOLD, attack_section, default_large_epsilon, eps_key  # noqa: F401
+from tfresp.robustness.audit import attack_section, default_large_epsilon, eps_key  # noqa: F401 (tests import them here)
 from tfresp.robustness.training import AttackSpace, madry_transform, noise_transform, trades_term
 
 class RobustnessTimer(keras.callbacks.Callback):
