@@ -256,6 +256,10 @@ def audit_model(model, data, groups=None, audits: Optional[Sequence[str]] = None
     """
     if not isinstance(data, Mapping):
         data = {"test": data}
+    audits = [audits] if isinstance(audits, str) else audits
+    stray = sorted(set(options or {}) - set(AUDITS))
+    if stray:
+        raise ConfigError([("options", stray, f"keys among the audits {list(AUDITS)}")])
     unknown = [a for a in (audits or []) if a not in AUDITS]
     if unknown or not isinstance(data.get("test"), (tuple, list)) or set(data) - {"test", "train"}:
         raise ConfigError([("audits" if unknown else "data", unknown or sorted(data),

@@ -126,3 +126,5 @@ def test_bad_inputs_are_named():
         audits.fairness(model, x, np.zeros(10, "int64"), {"g": ["a"] * 10}, bootstrapp=3)
     with pytest.raises(tfresp.ConfigError, match="audits"):
         tfresp.audit(model, data=(x, np.zeros(10, "int64")), audits=["nope"])
+    with pytest.raises(tfresp.ConfigError, match="options"):
+        tfresp.audit(model, data=(x, np.zeros(10, "int64")), options={"fairnes": {}})
