@@ -128,3 +128,18 @@ def test_bad_inputs_are_named():
         tfresp.audit(model, data=(x, np.zeros(10, "int64")), audits=["nope"])
     with pytest.raises(tfresp.ConfigError, match="options"):
         tfresp.audit(model, data=(x, np.zeros(10, "int64")), options={"fairnes": {}})
+
+
+def test_dict_inputs_and_dataframe_groups(trained):
+    import pandas as pd
+
+    model, _, (x, y, g) = trained
+    a, b = keras.Input((2,), name="a"), keras.Input((3,), name="b")
+    two_inputs = keras.Model({"a": a, "b": b}, model(keras.layers.Concatenate()([a, b])))  # same weights
+    xd = {"a": x[:, :2], "b": x[:, 2:]}
+    frame = pd.DataFrame({"grp": g, "half": np.where(np.arange(len(g)) % 2, "odd", "even")})
+    sec = audits.fairness(two_inputs, xd, y, frame, bootstrap=0)
+    ref = audits.fairness(model, x, y, {"grp": g, "half": frame["half"].to_numpy()}, bootstrap=0)
+    assert sec["attributes"] == ["grp", "half"] and "grp_x_half" in sec["intersectional"]
+    assert sec["grp"]["by_group"] == ref["grp"]["by_group"]
+    assert sec["intersectional"] == ref["intersectional"]
