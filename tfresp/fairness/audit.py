@@ -81,7 +81,6 @@ HOOKS = {"demographic_parity": "demographic_parity_difference", "equalized_odds"
          "equal_opportunity": "equal_opportunity_difference", "calibration": "ece_difference"}
 
 
-
 def headline(reports: Dict[str, dict]) -> dict:
     """Worst gap over single attributes *and* reported intersections, the attribute it comes from and the
     groups left out of every number (suppressed: fewer than ``min_group_size`` test rows)."""

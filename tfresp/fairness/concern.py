@@ -588,5 +588,3 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     section = concern.audit(ctx)
     section["audited_by"] = "tfresp audit --fairness"
     return section
-
-
