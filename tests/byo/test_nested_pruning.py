@@ -56,3 +56,21 @@ def test_fit_auto_pruning_reaches_nested_kernels(tmp_path):
     assert pruning["method"] == "tfmot.prune_low_magnitude"
     assert {"backbone/b_dense1", "backbone/b_dense2"} <= set(pruning["pruned_layers"]), pruning
     assert measured_sparsity(backbone_kernels(run.model)) >= 0.5 - 0.02
+
+
+class Block(keras.Model):
+    def __init__(self):
+        super().__init__(name="block")
+        self.dense = keras.layers.Dense(8, name="inner")
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_nested_subclassed_model_is_skipped_with_its_reason():
+    inp = keras.Input((6,))
+    core = keras.Model(inp, keras.layers.Dense(2, name="head")(Block()(inp)))
+    schedule = SparsitySchedule("constant", target=0.5, begin_step=0, end_step=4, frequency=1)
+    _, wrapped, skipped = _tfmot.prune(core, schedule)
+    assert wrapped == ["head"]
+    assert [n for n, _ in skipped] == ["block"] and "compression.method: mask" in skipped[0][1]
