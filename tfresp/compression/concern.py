@@ -280,15 +280,15 @@ class Compression(Concern):
         if cfg.structured == "2:4":
             checks = structured_check(ctx.core, section["pruning"]["pruned_layers"])
             section["structured_2_4"] = {"per_layer": checks, "all_groups_ok": bool(checks) and all(checks.values())}
-        # the float TFLite reference comes with pruning/quantization; a distillation-only run converts only what
-        # export.tflite asks for (a MiniLM teacher takes ~40 s to convert)
-        variants = (["float"] if self._pruning_on(cfg) or cfg.quantize else []) + list(ctx.config.export.tflite)
+        variants = list(ctx.config.export.tflite)
         if cfg.quantize in ("int8", "dynamic", "float16"):
             variants.append(cfg.quantize)
         if cfg.quantize == "qat":
             variants.append("int8")
-        if variants:
-            export_tflite(ctx, variants)
+        # the float TFLite reference is always exported, except in a distillation-only run (nothing else asked
+        # for: converting a MiniLM teacher takes ~40 s for a file nobody requested)
+        if variants or self._pruning_on(cfg) or cfg.distill is None:
+            export_tflite(ctx, ["float"] + variants)
         if cfg.distill is not None:
             section["student"] = distill_text(ctx) if ctx.data.kind == "text" else self._distill(ctx)
             if ctx.budget is not None:
