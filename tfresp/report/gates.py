@@ -114,11 +114,11 @@ def model_read(report: dict, read: str | None) -> str | None:
         return None
     post = served_path(report) != "evaluation.test"
     if read.startswith(("evaluation.served.", "evaluation.test_postprocessed.", "fairness.")):
-        return "served (post-processed)" if post else "served"
+        return "served, post-processed" if post else "served"
     if read.startswith("evaluation.test."):
-        return "raw core (not served: the served model post-processes it)" if post else "served"
+        return "raw core, not served (the served model post-processes it)" if post else "served"
     if read.startswith(_CORE_SECTIONS):
-        return "raw core (not served: the served model post-processes it)" if post else "served"
+        return "raw core, not served (the served model post-processes it)" if post else "served"
     return None
 
 
@@ -199,6 +199,6 @@ def failure_lines(gates_section: Optional[dict]) -> list:
             if r["value"] is None:
                 out.append(f"FAILED gate {r['gate']}: {r.get('reason') or 'metric missing'}")
             else:
-                read = f" (read {r['read']}: {r['model']} model)" if r.get("read") and r.get("model") else ""
+                read = f" (read {r['read']}; model: {r['model']})" if r.get("read") and r.get("model") else ""
                 out.append(f"FAILED gate {r['gate']}: value {r['value']:.6g}{read}")
     return out
