@@ -168,10 +168,14 @@ def shared_secret(strategy) -> Optional[int]:
     """A secret random int that every worker of a multi-worker strategy holds the same; None on one worker.
 
     Each worker draws ``secrets.randbits(62)``; an all-gather over the cluster's replicas gives every worker
-    every draw and all keep the first replica's (on the first worker). Without this, each worker would draw
-    its own DP seeds: a different shuffle order or Poisson sample per worker, so that the rows of a global
-    batch would not be one sample (a row seen twice or never per epoch), against what the accounting assumes.
-    The value is secret: it travels only between the run's workers and is never written to the run.
+    every draw and all keep the first replica's (on the first worker). The run's PrivacyBudget derives every
+    secret seed from it (:meth:`PrivacyBudget.share_secret`). Without it each worker draws its own Python-side
+    seeds: measured (tests/distribute/test_dp_seeds.py) the canary seed differed between workers, and so would
+    DP preprocessing and reweighing noise drawn before training (different features / weights per worker);
+    the DP-SGD noise seed itself was already shared because a variable created in the strategy's scope takes
+    the first worker's initial value. With shared seeds every worker builds the same shuffle order / Poisson
+    sample and takes its shard of the same global batches. The value is secret: it travels only between the
+    run's workers and is never written to the run.
     """
     if _workers(strategy) < 2:
         return None
