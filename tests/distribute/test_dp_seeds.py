@@ -62,3 +62,12 @@ def test_workers_with_their_own_seeds_are_refused_before_training(tmp_path):
     for rc, out, err in results:
         assert rc != 0 and "@@REPORT@@" not in out
         assert "hold different secret DP seeds" in err and "Remedy" in err
+
+
+@pytest.mark.slow  # two worker processes, no training: ~47 s on 2 shared cores
+def test_make_private_under_two_workers_shares_the_sampling_seed(tmp_path):
+    from pathlib import Path
+
+    runner = Path(__file__).resolve().parent / "_run_private.py"
+    w0, w1 = run_workers({}, tmp_path, workers=2, runner=runner)
+    assert w0 == w1 and w0["sampling_seed"] != 0x5EED  # the Poisson draws of both workers come from one secret
