@@ -30,8 +30,9 @@ def load(run_dir):
         run_dir: a finished tfresp run directory.
 
     Returns:
-        The loaded SavedModel; ``.signatures["serving_default"]`` takes raw inputs and returns
-        ``probabilities``.
+        The loaded SavedModel; ``.signatures["serving_default"]`` takes the inputs under their signature names
+        (sanitized, wide numeric columns packed into ``numeric_features``) and returns ``probabilities``;
+        ``.predict_rows(rows)`` takes raw rows (DataFrame or ``{raw column: values}``) and maps them.
 
     Example:
         >>> model = tfresp.load("runs/quickstart")
