@@ -86,7 +86,12 @@ def _robustness(run_dir, config, data, core, report):
     from tfresp.robustness.config import RobustnessConfig
 
     cfg = config.robustness or RobustnessConfig()
+    from tfresp import concerns
+
     ctx = RunContext(config=config, data=data, run_dir=Path(run_dir), core=core, quiet=True)
+    for c in concerns.registered():  # typed values the audit reads (e.g. a text model's embedding split)
+        if c.enabled(config):
+            c.provide(ctx)
     section = robustness_audit(ctx, cfg)
     old = report.get("robustness") or {}
     if "training_time" in old:  # measured during fit; cannot be re-measured without the training objective

@@ -38,7 +38,6 @@ def data_checks(ctx) -> dict:
 @register
 class Evaluation(Concern):
     config_key = "evaluation"
-    order = 0
 
     def enabled(self, config) -> bool:
         return config.task == "classification"

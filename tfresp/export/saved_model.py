@@ -119,8 +119,8 @@ class ServingModule(tf.Module):
 
 
 def build_serving_module(ctx, extra_inputs=None):
-    post = ctx.state.get("serving_postprocess")
-    core = ctx.state.get("export_core", ctx.core)  # e.g. LoRA merged into the base weights
+    post = ctx.serving.postprocess
+    core = ctx.export_core if ctx.export_core is not None else ctx.core  # e.g. LoRA merged into the base weights
     layout = serving_layout(ctx.data.preprocessor, extra_inputs)
     return ServingModule(ctx.data.preprocessor, core, ctx.data.classes, post, layout)
 
@@ -206,7 +206,7 @@ def write_layout(layout, run_dir: Path) -> Path:
 def export_saved_model(ctx) -> dict:
     """Export, reload and compare predictions on test rows; record the check in the report."""
     # extra raw string inputs a post-processor needs (e.g. the group column of fairness thresholds)
-    extra_inputs = dict(ctx.state.get("serving_extra_inputs", {}))
+    extra_inputs = dict(ctx.serving.extra_inputs)
     module = build_serving_module(ctx, extra_inputs)
     signature = {**ctx.data.preprocessor.input_signature(), **extra_inputs}
     path = save_module(module, signature, ctx.run_dir / "saved_model")
@@ -219,7 +219,7 @@ def export_saved_model(ctx) -> dict:
     outputs = sig(**inputs)
     served = outputs["probabilities"].numpy()
     direct = ctx.predict_proba(ctx.data.test.x[:n])
-    audited = ctx.state.get("served_class_id_test")  # decisions the report's served metrics come from
+    audited = ctx.serving.served_class_id_test  # decisions the report's served metrics come from
     mismatches = None if audited is None else int(np.sum(outputs["class_id"].numpy() != np.asarray(audited)[:n]))
     diff = float(np.max(np.abs(served - direct)))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

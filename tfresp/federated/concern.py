@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfresp.concerns import Concern, register
+from tfresp.federated.state import FederatedState
 from tfresp.errors import ConfigError
 
 
@@ -27,7 +28,7 @@ def statement(sec: dict) -> str:
 @register
 class Federated(Concern):
     config_key = "federated"
-    order = 95
+    State = FederatedState
 
     def validate(self, ctx) -> None:
         cfg = ctx.config
@@ -53,7 +54,7 @@ class Federated(Concern):
                 raise ConfigError([("federated.partition", spec, f"column {col!r} is not in the training data")])
 
     def audit(self, ctx):
-        st = ctx.state.get("federated")
+        st = ctx.own(self).summary
         if st is None:
             return None
         cfg = ctx.config.federated

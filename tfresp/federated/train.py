@@ -57,7 +57,7 @@ def _evaluate(core, x, y) -> Dict[str, float]:
 
 
 def fit_federated(ctx) -> None:
-    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.state['federated']``."""
+    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.own("federated").summary``."""
     from tfresp.data.dataset import make_dataset
 
     cfg = ctx.config.federated
@@ -150,7 +150,7 @@ def fit_federated(ctx) -> None:
     state["parts"] = parts
     if dpc is not None:
         state["epsilon"] = fdp.epsilon(z_eff, q, rounds_done, state["delta"], dpc.accountant)
-    ctx.state["federated"] = state
+    ctx.own("federated").summary = state
     ctx.history = history
     log.info("federated: %d rounds over %d clients (q=%.3g)", rounds_done, n_clients, q)
 
