@@ -61,6 +61,14 @@ def registered() -> List["Concern"]:
     return list(_REGISTRY.values())
 
 
+def config_of(key: str) -> Optional[type]:
+    """The ``Config`` section class of the registered concern ``key`` (None: no such concern, or no ``Config``)."""
+    if key not in _REGISTRY:
+        _load_builtin()
+    concern = _REGISTRY.get(key)
+    return None if concern is None else concern.Config
+
+
 def get(key: str) -> "Concern":
     _load_builtin()
     if key not in _REGISTRY:
@@ -166,6 +174,12 @@ class Concern:
         audit_before: config keys of concerns whose audits must run after this one's.
         gradient_transform: True for the concern that replaces the gradient computation (plans last).
         State: a dataclass for values private to this concern (``ctx.own(self)``), or None.
+        Config: the pydantic section class of a concern registered outside ``tfresp/config.py``: its top-level
+            config key is then accepted (kept in ``config.extensions``) and validated by it.
+        example: the config sections that turn the concern on in a tiny tabular (Adult) run; the conformance
+            test (tests/test_conformance.py) runs every registered concern with it, alone and together.
+        example_skip: why there is no ``example`` (e.g. the concern needs text data).
+        example_excludes: config keys of concerns whose examples this one's refuses to run with.
     """
 
     config_key: str = ""
@@ -174,12 +188,19 @@ class Concern:
     audit_before: Tuple[str, ...] = ()
     gradient_transform: bool = False
     State: Optional[type] = None
+    Config: Optional[type] = None
+    example: Optional[dict] = None
+    example_skip: Optional[str] = None
+    example_excludes: Tuple[str, ...] = ()
 
     def enabled(self, config) -> bool:
-        return getattr(config, self.config_key, None) is not None
+        return self.section(config) is not None
 
     def section(self, config):
-        return getattr(config, self.config_key)
+        extensions = getattr(config, "extensions", None) or {}
+        if self.config_key in extensions:
+            return extensions[self.config_key]
+        return getattr(config, self.config_key, None)
 
     def provide(self, ctx) -> None:
         """Set the typed values of ``ctx`` that other concerns' ``validate``/``plan`` read (e.g.

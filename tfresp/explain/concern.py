@@ -38,6 +38,8 @@ class Explanations(Concern):
 
     config_key = "explain"
     report_key = "explanations"
+    example = {"explain": {"examples": 1, "num_samples": 50, "stability_seeds": 2, "global_sample": 20,
+                           "misclassified_per_group": 0}}
     audit_after = ("fairness", "compression")  # explains the model as served / as stripped after pruning
 
     def validate(self, ctx) -> None:

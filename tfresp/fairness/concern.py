@@ -106,6 +106,7 @@ class Fairness(Concern):
 
     config_key = "fairness"
     State = FairnessState
+    example = {"fairness": {"sensitive": ["sex"], "mitigation": "adversarial", "bootstrap": 0}}
     audit_after = ("evaluation",)  # the served (post-processed) metrics go into the evaluation section
 
     # ------------------------------------------------------------------------ validate ----

@@ -29,6 +29,8 @@ def statement(sec: dict) -> str:
 class Federated(Concern):
     config_key = "federated"
     State = FederatedState
+    example = {"federated": {"clients": 4, "rounds": 1, "clients_per_round": 2, "local_batch_size": 64}}
+    example_excludes = ("privacy", "compression", "robustness")  # example-level DP, pruning, robust training
 
     def validate(self, ctx) -> None:
         cfg = ctx.config

@@ -110,6 +110,7 @@ class Privacy(Concern):
 
     config_key = "privacy"
     State = PrivacyState
+    example = {"privacy": {"noise_multiplier": 1.0, "audit": False}}
     gradient_transform = True  # plans last: DP-SGD clips every loss term the other concerns added
     # ε composes every spend: audits that spend or declare coverage on the run's budget come first
     audit_after = ("evaluation", "fairness", "robustness", "compression", "explain")

@@ -102,6 +102,8 @@ class Robustness(Concern):
 
     config_key = "robustness"
     State = RobustnessState
+    example = {"robustness": {"train": "noise", "eval_epsilons": [0.1], "eval_examples": 64, "eval_steps": 5,
+                              "restarts": 1, "noise_samples": 2, "sensitivity_examples": 16}}
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self, ctx) -> None:

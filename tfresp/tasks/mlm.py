@@ -186,6 +186,7 @@ class MaskedLanguageModeling(Concern):
     config_key = "mlm"
     report_key = "evaluation"
     State = MlmState
+    example_skip = "enabled by task: mlm on text data (tests/text/test_mlm.py)"
 
     def enabled(self, config) -> bool:
         return config.task == "mlm"

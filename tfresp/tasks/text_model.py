@@ -25,6 +25,7 @@ class BertModelRun(Concern):
     """Enabled for ``model.kind`` ``bert`` / ``checkpoint``; writes ``model_extra`` and ``RUN/bert``."""
 
     config_key = "bert_model"
+    example_skip = "enabled by model.kind bert/checkpoint on text data (tests/text)"
     audit_after = ("compression",)  # saves and merges the final (stripped) core
 
     def enabled(self, config) -> bool:
