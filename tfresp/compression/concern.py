@@ -107,7 +107,7 @@ def structured_check(core, pruned, n: int = 2, m: int = 4) -> dict:
 class Compression(Concern):
     config_key = "compression"
     State = CompressionState
-    example = {"compression": {"prune": 0.5, "latency_runs": 3, "representative_rows": 20}}
+    example = {"compression": {"prune": 0.5, "latency_runs": 5, "representative_rows": 20}}
 
     # -- before fit -----------------------------------------------------------------------
     def _pruning_on(self, cfg) -> bool:

@@ -249,7 +249,8 @@ def training_cost(ctx) -> Optional[dict]:
     bs = min(cfg.train.batch_size, len(ctx.data.train))
     x = tf.convert_to_tensor(_take(ctx.data.train.x, bs))
     y = tf.convert_to_tensor(ctx.data.train.y[:bs])
-    extras = {"sample_weight": tf.ones([bs], tf.float32)}
+    extras = {k: tf.convert_to_tensor(v[:bs]) for k, v in ctx.train_extras.items()}  # e.g. fairness group ids
+    extras["sample_weight"] = tf.ones([bs], tf.float32)
     variables = model.core.trainable_variables
 
     @tf.function
