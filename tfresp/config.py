@@ -224,7 +224,10 @@ class RunConfig(Section):
         return self
 
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        if not out.get("extensions"):  # no extension concern: the same dict (and config hash) as before it existed
+            out.pop("extensions", None)
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

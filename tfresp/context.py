@@ -101,8 +101,9 @@ class RunContext:
         """Replace the private state of ``concern`` by ``value`` (an instance of its ``State``)."""
         concern = self._concern(concern)
         if concern.State is None or not isinstance(value, concern.State):
-            raise TypeError(f"ctx.set_own({concern.config_key!r}): expected a {getattr(concern.State, '__name__', None)}"
-                            f", received {type(value).__name__}")
+            expected = getattr(concern.State, "__name__", None)
+            raise TypeError(f"ctx.set_own({concern.config_key!r}): expected a {expected}, "
+                            f"received {type(value).__name__}")
         self._own[concern.config_key] = value
 
     @staticmethod
