@@ -132,7 +132,8 @@ def test_all_concerns_together(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", [f"{a.config_key}+{b.config_key}" for a, b in
-                                  itertools.combinations(_with_example(), 2) if _compatible([a, b])])
+                                  itertools.combinations([c for c in _with_example() if c.example], 2)
+                                  if _compatible([a, b])])
 def test_concern_pairs(pair, tmp_path, monkeypatch):
     _run([concerns.get(k) for k in pair.split("+")], tmp_path, monkeypatch, pair.replace("+", "_"))
 
@@ -213,3 +214,24 @@ def test_a_new_concern_is_one_class_and_one_registration(tmp_path, monkeypatch):
         assert load_config(res.run_dir / "config.yaml").extensions["probe"].rows == 7
     finally:
         concerns.unregister("probe")
+
+
+def test_entry_point_group_registers_a_concern(tmp_path, monkeypatch):
+    """``tfresp.concerns`` entry points are imported when the registry loads (a package's one registration)."""
+    import importlib.metadata
+    import sys
+
+    (tmp_path / "ep_probe_concern.py").write_text(
+        "from tfresp.concerns import Concern, register\n\n"
+        "@register\nclass EpProbe(Concern):\n    config_key = 'ep_probe'\n    example_skip = 'test'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = importlib.metadata.EntryPoint("ep_probe", "ep_probe_concern", concerns.ENTRY_POINT_GROUP)
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [ep] if kw.get("group") == concerns.ENTRY_POINT_GROUP else real(**kw))
+    monkeypatch.setattr(concerns, "_loaded", False)
+    try:
+        assert "ep_probe" in [c.config_key for c in concerns.registered()]
+    finally:
+        concerns.unregister("ep_probe")
+        sys.modules.pop("ep_probe_concern", None)
