@@ -10,7 +10,6 @@ import numpy as np
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.models import bert as bert_mod
-from tfresp.models import peft
 
 
 @register
@@ -40,7 +39,7 @@ class BertModelRun(Concern):
         export_core = ctx.core
         extra = ctx.state.setdefault("model_extra", {})
         if ctx.config.task == "classification" and mc.lora:
-            merged = peft.merge_lora(ctx.core, cfg, ctx.data.num_classes, ctx.data.extra["max_length"], mc)
+            merged = bert_mod.merge_lora(ctx.core, cfg, ctx.data.num_classes, ctx.data.extra["max_length"], mc)
             n = min(256, len(ctx.data.test))
             x = {k: v[:n] for k, v in ctx.data.test.x.items()}
             a = ctx.core.predict(x, batch_size=128, verbose=0)
