@@ -100,12 +100,25 @@ def test_a_user_test_file_for_images(tmp_path, fmt):
     cfg = {"data": {"source": "digits:0-2", "label": "label", "max_rows": 200,
                     "split": {"test": str(path), "validation": 0.1}}, "model": {"kind": "cnn"}}
     b = prepare(load_config(cfg))
-    assert b.kind == "image" and len(b.test) == 30 and len(b.train) + len(b.validation) == 200
+    assert b.kind == "image" and len(b.test) == 30 and len(b.train) == 200
     np.testing.assert_allclose(b.test.x[..., 0], images / 16.0, atol=1e-6)
     assert [b.classes[i] for i in b.test.y] == [str(v) for v in labels]
     assert b.info["test_file"]["name"] == path.name
     for s in (b.train, b.validation):  # max_rows and validation stratified: every class in each
         assert set(np.unique(s.y)) == {0, 1, 2}
+
+
+def test_image_max_rows_counts_training_rows_and_keeps_the_whole_test_split():
+    """digits_finetune.yaml / benchmarks/robustness.py: `max_rows: 25` means 25 labelled training rows."""
+    from sklearn.datasets import load_digits
+
+    b = prepare(load_config({"data": {"source": "digits:5-9", "label": "label", "max_rows": 25,
+                                      "split": {"test": 0.2, "validation": 0.1}}, "model": {"kind": "cnn"}}))
+    target = load_digits().target
+    per_class = {c: int((target == c).sum()) for c in range(5, 10)}
+    assert len(b.train) == 25 and set(np.unique(b.train.y)) == set(range(5))
+    assert len(b.test) == sum(int(round(0.2 * n)) for n in per_class.values())
+    assert "stratified 20%" in b.info["test_split"]
 
 
 def test_adult_without_max_rows_keeps_the_official_test_split_and_a_stratified_validation():

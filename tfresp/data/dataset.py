@@ -147,7 +147,8 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
         if budget is not None:  # images are scaled by the source's declared raw range: no statistics
             budget.declare_public("preprocessing/image.json", "the source's declared raw range (no statistics)")
             budget.declare_not_covered("data.classes", "the label values seen in the training split (output width)")
-        return prepare_images(config, _split(config, frames, IMAGE_LABEL, split_mode), info)
+        # images: max_rows counts training rows (few-shot runs keep the whole test split)
+        return prepare_images(config, _split(config, frames, IMAGE_LABEL, split_mode, "train"), info)
     label = dc.label
     problems = checks.Problems()
     notes = _check_frames(config, frames, problems)
@@ -253,9 +254,9 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
                       extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
 
 
-def _split(config, frames, label, mode) -> split.Frames:
+def _split(config, frames, label, mode, max_rows_of="source") -> split.Frames:
     dc = config.data
-    return split.split_frames(frames, label, mode, dc.split.validation, dc.max_rows, config.seed)
+    return split.split_frames(frames, label, mode, dc.split.validation, dc.max_rows, config.seed, max_rows_of)
 
 
 def saved_preprocessor(run_dir):

@@ -94,8 +94,8 @@ class ImagePreprocessor(tf.Module):
 
 
 def prepare_images(config, parts, info):
-    """Encode split frames (:class:`~tfresp.data.split.Frames`: ``max_rows``, test and validation splits done,
-    stratified and seeded, by :mod:`tfresp.data.split`) into an image :class:`DataBundle` (``kind="image"``)."""
+    """Encode split frames (:class:`~tfresp.data.split.Frames`: test and validation splits and ``max_rows``
+    training rows, stratified and seeded, by :mod:`tfresp.data.split`) into an image :class:`DataBundle`."""
     dc = config.data
     label = IMAGE_LABEL
     if dc.label not in (None, label):

@@ -4,11 +4,14 @@ The steps, in this order, for every data kind:
 
 1. ``data.split.test`` is a path: that file is the test split (:func:`attach_test_file`; read once, its
    sha256 recorded in ``info.test_file``).
-2. ``data.max_rows``: at most that many rows of the source, and of an official or user test split
-   (:func:`select_rows`; seeded, stratified by the label when there is one).
+2. ``data.max_rows`` (``max_rows_of="source"``, tabular and text): at most that many rows of the source, and
+   of an official or user test split (:func:`select_rows`; seeded, stratified by the label when there is one).
 3. Test split: the source's official (or the user's) test rows, else a held-out fraction of the source
    (``0.2`` for ``official`` when the source has no test split), stratified by the label (seed ``seed``).
 4. Validation: a fraction of the remaining rows, stratified (seed ``seed + 1``).
+5. ``data.max_rows`` (``max_rows_of="train"``, images): at most that many *training* rows, chosen after the
+   test and validation splits (seed ``seed + 2``), so a few-shot fine-tuning run ("from 25 labelled rows",
+   ``configs/digits_finetune.yaml``, ``benchmarks/robustness.py``) is still evaluated on the whole test split.
 
 Without a label (masked-LM pretraining) the fractions and ``max_rows`` are uniform random instead.
 Text and image preparation only encode the frames this module returns.
@@ -115,12 +118,15 @@ def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[fl
 
 
 def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Union[float, str],
-                 validation: float, max_rows: Optional[int], seed: int) -> Frames:
-    """``max_rows``, then the test split, then the validation carve-out (see the module docstring)."""
-    train = select_rows(frames["train"], max_rows, seed, label)
+                 validation: float, max_rows: Optional[int], seed: int, max_rows_of: str = "source") -> Frames:
+    """``max_rows``, the test split, the validation carve-out (see the module docstring for the order)."""
+    if max_rows_of not in ("source", "train"):
+        raise ValueError(f"`max_rows_of`: 'source' or 'train'. Received: {max_rows_of!r}")
+    whole = max_rows if max_rows_of == "source" else None
+    train = select_rows(frames["train"], whole, seed, label)
     note = None
     if "test" in frames and mode == "official":
-        test = select_rows(frames["test"], max_rows, seed, label)
+        test = select_rows(frames["test"], whole, seed, label)
     else:
         frac = DEFAULT_TEST_FRACTION if mode == "official" else float(mode)
         train, test = split(train, label, frac, seed)
@@ -128,4 +134,6 @@ def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Un
     val = None
     if validation > 0:
         train, val = split(train, label, validation, seed + 1)
+    if max_rows_of == "train":
+        train = select_rows(train, max_rows, seed + 2, label)
     return Frames(train=train, validation=val, test=test, test_split=note)
