@@ -130,3 +130,14 @@ def test_adult_without_max_rows_keeps_the_official_test_split_and_a_stratified_v
     train_counts = frames["train"]["income"].value_counts()
     val = b.validation.frame["income"].value_counts()
     assert {c: int(val[c]) for c in train_counts.index} == {c: int(round(0.1 * n)) for c, n in train_counts.items()}
+
+
+def test_a_user_test_file_is_de_identified_like_the_source(tmp_path):
+    """Before, the test file was read after de-identification and kept the dropped column."""
+    df = frame(200).assign(ssn="123-45-6789")
+    path = tmp_path / "test.csv"
+    frame(30, seed=2).assign(ssn="987-65-4321").to_csv(path, index=False)
+    cfg = {"data": {"label": "y", "features": ["x"], "split": {"test": str(path)},
+                    "deidentify": {"drop": ["ssn"]}}, "model": {"kind": "mlp", "hidden": [4]}}
+    b = prepare(load_config(cfg), memory=df)
+    assert len(b.test) == 30 and "ssn" not in b.test.frame.columns and "ssn" not in b.train.frame.columns
