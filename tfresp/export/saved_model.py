@@ -28,8 +28,8 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-# the input names are decided by the data layer, which checks them before training (safe_names: re-exported)
-from tfresp.data.serving_names import PACK_NUMERIC_ABOVE, PACKED_NAME, safe_names, serving_layout  # noqa: F401
+# input names are decided by the data layer, which checks them before training (_VALID, safe_names re-exported)
+from tfresp.data.serving_names import _VALID, PACK_NUMERIC_ABOVE, PACKED_NAME, safe_names, serving_layout  # noqa: F401
 
 
 def _signature_spec(preprocessor, layout, extra_inputs) -> dict:
