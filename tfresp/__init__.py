@@ -52,11 +52,28 @@ def load(run_dir):
     return _load(run_dir)
 
 
-def audit(run_dir, audits=None, *, data=None):
-    """Re-run audits on a finished run (``data``: the DataFrame of an in-memory run). Returns the report."""
-    from tfresp.commands.audit import audit_run
+def audit(run_or_model, audits=None, *, data=None, groups=None, options=None):
+    """Audit a finished run or any trained ``keras.Model``; returns the (report-like) dict.
 
-    return audit_run(run_dir, audits, data=data)
+    ``tfresp.audit(run_dir, audits)`` re-runs audits on a run directory (``data``: the DataFrame of an in-memory
+    run) and updates its report. ``tfresp.audit(model, data=(x, y) or {"test": (x, y), "train": (x, y)},
+    groups=..., audits=[...])`` runs :mod:`tfresp.audits` (performance, fairness, robustness, membership) on the
+    model; ``options``: ``{audit_name: {keyword: value}}``.
+    """
+    import os
+
+    if isinstance(run_or_model, (str, os.PathLike)):
+        from tfresp.commands.audit import audit_run
+
+        if groups is not None or options is not None:
+            raise ConfigError([("groups" if groups is not None else "options", "given", "only for "
+                                "tfresp.audit(model, ...); a run audits its own sensitive columns and config")])
+        return audit_run(run_or_model, audits, data=data)
+    from tfresp.audits import audit_model
+
+    if data is None:
+        raise ConfigError([("data", None, "(x, y) rows to audit the model on, or {'test': (x, y), 'train': (x, y)}")])
+    return audit_model(run_or_model, data, groups, audits, options)
 
 
 def export(run_dir, tflite, *, data=None):
@@ -76,6 +93,7 @@ _LAZY = {
     "PruningScheduler": ("tfresp.compression.pruning_scheduler", "PruningScheduler"),
     "SparsitySchedule": ("tfresp.compression.schedule", "SparsitySchedule"),
     "terms": ("tfresp.terms", None),
+    "audits": ("tfresp.audits", None),
 }
 
 

@@ -1,6 +1,7 @@
 """Every Python example of the README's "Bring your own model" section runs as written."""
 import re
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -12,9 +13,9 @@ def section_blocks():
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
-def test_section_has_the_four_examples():
+def test_section_has_the_five_examples():
     blocks = section_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     assert all(len(b.strip().splitlines()) <= 16 for b in blocks)
 
 
@@ -27,3 +28,15 @@ def test_examples_run(tmp_path, capsys):
     from tfresp.compression.pruning_scheduler import kernel_sparsity
 
     assert kernel_sparsity(namespace["plain"])["global"] == pytest.approx(0.5, abs=0.05)
+    # the audits example: numbers recomputed here from the model it trained
+    model, X, y, groups, report = (namespace[k] for k in ("model", "X", "y", "groups", "report"))
+    pred = np.argmax(model.predict(X[400:], verbose=0), axis=1)
+    assert report["evaluation"]["test"]["accuracy"] == pytest.approx(float(np.mean(pred == y[400:])), abs=1e-12)
+    rates = [float(np.mean(pred[groups[400:] == g])) for g in ("a", "b")]
+    assert report["fairness"]["group"]["demographic_parity_difference"] == pytest.approx(abs(rates[0] - rates[1]))
+    assert 0 <= report["robustness"]["pgd@0.1"]["accuracy"] <= report["robustness"]["clean_accuracy"]
+    assert report["privacy"]["audit"]["members"] == 200  # balanced: as many members as the 200 test rows
+    assert namespace["fair"]["side"]["demographic_parity_difference"] == pytest.approx(abs(rates[0] - rates[1]))
+    from tfresp.audits import validate
+
+    assert not validate(report)

@@ -6,7 +6,9 @@ the restored SavedModel core). Each audit's section replaces the one in ``RUN/re
 Markdown/HTML reports are re-rendered.
 
 Audits are registered in :data:`AUDITS` (``name -> fn(run_dir, config, data, core, report) -> section``)
-so other concerns add theirs without touching this command's flow.
+so other concerns add theirs without touching this command's flow. Each recomputes its section with the same
+code as the run (:mod:`tfresp.fairness.audit`, :mod:`tfresp.robustness.audit`, :mod:`tfresp.privacy.mia`); for a
+model outside any run, use :mod:`tfresp.audits` (``tfresp.audit(model, data=..., groups=...)``).
 """
 from __future__ import annotations
 

@@ -40,6 +40,10 @@ def prune(core: keras.Model, schedule: SparsitySchedule, *, structured: Optional
           include=None, exclude=None) -> Tuple[keras.Model, List[str], List[Tuple[str, str]]]:
     """Wrap the selected, supported layers of a graph model in ``prune_low_magnitude``.
 
+    Nested Sequential/Functional models (a ``keras.applications`` backbone used as a layer) are cloned the
+    same way, so their layers are pruned too (named ``outer/inner``); a nested subclassed model is skipped with
+    its reason.
+
     Returns:
         ``(pruned_model, wrapped_layer_names, [(skipped_layer_name, reason), ...])``.
     """
@@ -51,26 +55,38 @@ def prune(core: keras.Model, schedule: SparsitySchedule, *, structured: Optional
         params["sparsity_m_by_n"] = tuple(structured)
     wrapped, skipped = [], []
 
-    def clone(layer):
-        kernel = getattr(layer, "kernel", None)
-        if kernel is None or isinstance(layer, keras.layers.InputLayer):
-            if layer.weights and not isinstance(layer, keras.layers.InputLayer):
-                skipped.append((layer.name, "no kernel to prune"))
+    def clone_fn(prefix):
+        def clone(layer):
+            if isinstance(layer, keras.Model):  # a nested model (e.g. a keras.applications backbone)
+                if is_graph_model(layer):  # clone it too, so its layers are wrapped like top-level ones
+                    return keras.models.clone_model(layer, clone_function=clone_fn(f"{prefix}{layer.name}/"))
+                if layer.weights:
+                    skipped.append((prefix + layer.name, f"nested subclassed {layer.__class__.__name__}: tfmot can "
+                                    "only clone Sequential/Functional models; use compression.method: mask"))
+                return layer
+            name = prefix + layer.name
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None or isinstance(layer, keras.layers.InputLayer):
+                if layer.weights and not isinstance(layer, keras.layers.InputLayer):
+                    skipped.append((name, "no kernel to prune"))
+                return layer
+            if not name_selected(name, include, exclude):  # "backbone" or "conv1" selects "backbone/conv1"
+                skipped.append((name, "excluded by compression.include/exclude"))
+            elif not (prune_registry.PruneRegistry.supports(layer)
+                      or isinstance(layer, prunable_layer.PrunableLayer)):
+                skipped.append((name, f"{layer.__class__.__name__} is not supported by tfmot pruning"))
+            elif structured and not nm_applicable(kernel.shape, structured[1]):
+                skipped.append((name, f"input dimension {int(kernel.shape[-2])} is not a multiple of "
+                                      f"{structured[1]}"))
+            else:
+                wrapped.append(name)
+                # The wrapper reuses the trained layer (and its variables), as tfmot itself does.
+                return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
             return layer
-        if not name_selected(layer.name, include, exclude):
-            skipped.append((layer.name, "excluded by compression.include/exclude"))
-        elif not (prune_registry.PruneRegistry.supports(layer) or isinstance(layer, prunable_layer.PrunableLayer)):
-            skipped.append((layer.name, f"{layer.__class__.__name__} is not supported by tfmot pruning"))
-        elif structured and not nm_applicable(kernel.shape, structured[1]):
-            skipped.append((layer.name, f"input dimension {int(kernel.shape[-2])} is not a multiple of "
-                                        f"{structured[1]}"))
-        else:
-            wrapped.append(layer.name)
-            # The wrapper reuses the trained layer (and its variables), as tfmot itself does.
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, **params)
-        return layer
 
-    pruned = keras.models.clone_model(core, clone_function=clone)
+        return clone
+
+    pruned = keras.models.clone_model(core, clone_function=clone_fn(""))
     return pruned, wrapped, skipped
 
 

@@ -3,7 +3,8 @@
 Audit (always): for every sensitive attribute and the intersection of the first two, per-group
 selection rate, TPR/FPR/FNR/TNR, accuracy, precision and calibration (ECE), the gaps between
 groups (difference and ratio), disparate impact, a sweep over decision thresholds, percentile
-bootstrap CIs and normalized ``score_hooks``. fairlearn's ``MetricFrame`` is the metric engine.
+bootstrap CIs and normalized ``score_hooks``. fairlearn's ``MetricFrame`` is the metric engine; the computation
+is :mod:`tfresp.fairness.audit`, shared with :func:`tfresp.audits.fairness`.
 
 Mitigation (``fairness.mitigation``), each a Keras-native piece of the run's Contribution:
 
@@ -34,6 +35,7 @@ import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import ConfigError
+from tfresp.fairness import audit as fairness_audit
 from tfresp.fairness import metrics as fm
 from tfresp.fairness import postprocess
 from tfresp.fairness.config import METRIC_NAMES
@@ -42,8 +44,6 @@ CONSTRAINT_GAP = {"demographic_parity": "demographic_parity_difference",
                   "equalized_odds": "equalized_odds_difference",
                   "equal_opportunity": "equal_opportunity_difference"}
 _SHORT = {"demographic_parity": "dp_diff", "equalized_odds": "eo_diff", "equal_opportunity": "eopp_diff"}
-HOOKS = {"demographic_parity": "demographic_parity_difference", "equalized_odds": "equalized_odds_difference",
-         "equal_opportunity": "equal_opportunity_difference", "calibration": "ece_difference"}
 
 
 def sensitive_of(ctx) -> List[str]:
@@ -262,19 +262,10 @@ class Fairness(Concern):
     def audit(self, ctx) -> Optional[dict]:
         cfg, data = ctx.config.fairness, ctx.data
         pos = positive_index(ctx)
-        proba = ctx.predictions["test"]
-        y = (data.test.y == pos).astype(np.int64)
-        prob = proba[:, pos].astype(np.float64)
-        if data.num_classes == 2:
-            raw = (prob >= cfg.decision_threshold).astype(np.int64)
-        else:
-            raw = (proba.argmax(axis=1) == pos).astype(np.int64)
+        y, prob, raw = fairness_audit.positive_view(data.test.y, ctx.predictions["test"], pos, cfg.decision_threshold)
         sensitive = sensitive_of(ctx)
-        section: Dict[str, object] = {
-            "positive_class": str(data.classes[pos]), "decision_threshold": cfg.decision_threshold,
-            "constraint": cfg.constraint, "attributes": sensitive,
-            "engine": "fairlearn.metrics.MetricFrame (point estimates); vectorized bias-corrected bootstrap (CIs)",
-            "split": "test", "warnings": []}
+        section: Dict[str, object] = fairness_audit.header(str(data.classes[pos]), cfg.decision_threshold,
+                                                           cfg.constraint, sensitive)
         section["inputs"] = inputs_report(ctx, sensitive)
         for a in section["inputs"]["sensitive_as_inputs"]:
             section["warnings"].append(f"sensitive attribute {a!r} is a model input (data.features or "
@@ -291,27 +282,12 @@ class Fairness(Concern):
                 decisions = post
             else:
                 section["warnings"].append(f"threshold post-processing refused and not served: {info['refused']}")
-        thresholds = cfg.thresholds or list(fm.DEFAULT_THRESHOLDS)
-        kw = dict(metrics=cfg.metrics, min_group_size=cfg.min_group_size, bootstrap=cfg.bootstrap,
-                  confidence=cfg.confidence, seed=ctx.config.seed)
-        reports = {}
-        for attr in sensitive:
-            groups = group_array(data.test, attr)
-            rep = fm.group_report(y, decisions, prob, groups, privileged=(cfg.privileged or {}).get(attr), **kw)
-            rep["threshold_sweep"] = fm.threshold_sweep(y, prob, groups, thresholds, cfg.min_group_size)
-            reports[attr] = rep
-            section[attr] = rep
-        if cfg.intersectional and len(sensitive) >= 2:
-            attrs = sensitive[:2]
-            key = fm.INTERSECTION_SEP.join(attrs)
-            groups = fm.intersect({a: group_array(data.test, a) for a in attrs}, attrs)
-            rep = fm.group_report(y, decisions, prob, groups, **kw)
-            rep["attributes"] = attrs
-            rep["threshold_sweep"] = fm.threshold_sweep(y, prob, groups, thresholds, cfg.min_group_size)
-            section["intersectional"] = {key: rep}
-            reports[key] = rep
-        section.update(headline(reports))
-        section["score_hooks"] = score_hooks(reports)
+        reports = fairness_audit.group_reports(
+            y, decisions, prob, {a: group_array(data.test, a) for a in sensitive}, sensitive,
+            intersectional=cfg.intersectional, privileged=cfg.privileged, thresholds=cfg.thresholds,
+            metrics=cfg.metrics, min_group_size=cfg.min_group_size, bootstrap=cfg.bootstrap,
+            confidence=cfg.confidence, seed=ctx.config.seed)
+        section.update(fairness_audit.section_of(reports, sensitive))
         if cfg.mitigation == "clp":
             info.update(self._clp_audit(ctx))
         section["tradeoff"] = self._tradeoff(ctx, y, raw, post, prob, reports)
@@ -467,23 +443,6 @@ def served_decisions(module, preprocessor, split, attrs, proba) -> np.ndarray:
     return (cls == module.positive_index).astype(np.int64)
 
 
-def headline(reports: Dict[str, dict]) -> dict:
-    """Worst gap over single attributes *and* reported intersections, the attribute it comes from and the
-    groups left out of every number (suppressed: fewer than ``min_group_size`` test rows)."""
-    out = {}
-    for gap in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
-        vals = {a: r[gap] for a, r in reports.items() if r.get(gap) is not None}
-        if vals:
-            worst = max(vals, key=vals.get)
-            out[gap] = vals[worst]
-            out[f"{gap}_ci"] = reports[worst].get(f"{gap}_ci")
-            out[f"{gap}_attribute"] = worst
-    out["headline_over"] = sorted(reports)
-    out["suppressed_groups"] = {a: sorted(r.get("suppressed") or {}) for a, r in reports.items()
-                                if r.get("suppressed")}
-    return out
-
-
 def mitigation_verdict(cfg, info, tradeoff, positive_share=None) -> dict:
     """Did the mitigation reach its target (``fairness.tolerance``) on test, and did it make things worse?
 
@@ -629,22 +588,3 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     section = concern.audit(ctx)
     section["audited_by"] = "tfresp audit --fairness"
     return section
-
-
-def score_hooks(reports: Dict[str, dict]) -> dict:
-    """Normalized gaps in [0, 1] (0 = parity) for the ethics/bias scorecard, per attribute and worst."""
-    hooks = {}
-    for attr, rep in reports.items():
-        h = {}
-        for name, key in HOOKS.items():
-            v = rep.get(key)
-            if v is not None:
-                h[name] = float(np.clip(v, 0.0, 1.0))
-        di = rep.get("disparate_impact")
-        if di is not None:
-            h["disparate_impact"] = float(np.clip(1.0 - di, 0.0, 1.0))
-        if h:
-            hooks[attr] = h
-    worst = [v for h in hooks.values() for v in h.values()]
-    return {"gaps": hooks, "worst": max(worst) if worst else None,
-            "definition": "absolute between-group gaps clipped to [0,1]; disparate_impact as 1 - ratio; 0 = parity"}

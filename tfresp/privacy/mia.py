@@ -17,7 +17,8 @@ bound implied by its (TPR, FPR) pairs (Kairouz et al. 2015; Jagielski et al. 202
 ``ε >= max(log((TPR - δ)/FPR), log((1 - FPR - δ)/(1 - TPR)))``, also with Clopper-Pearson 95% bounds on
 TPR and FPR (the number a DP guarantee must stay above, up to the multiple-threshold caveat).
 
-Use :func:`membership_inference_audit` on raw probabilities, or :func:`audit_context` on a finished run.
+Use :func:`membership_inference_audit` on raw probabilities, :func:`audit_arrays` on any Keras model and arrays
+(:func:`tfresp.audits.membership`), or :func:`audit_context` on a finished run.
 """
 from __future__ import annotations
 
@@ -229,21 +230,31 @@ def _logits(core, x, batch_size: int = 2048) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def audit_arrays(core, train, holdout, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000,
+                 plot_path=None, seed: int = 0, train_groups=None, holdout_groups=None) -> dict:
+    """Audit ``core`` (Keras model or restored SavedModel core giving logits) on a balanced sample of
+    ``train = (x, y)`` rows (members) and ``holdout = (x, y)`` rows (non-members); ``x`` an array or a dict of
+    arrays, ``*_groups`` optional ``{attribute: values}`` for the per-group results."""
+    rng = np.random.default_rng(seed)
+    (xt, yt), (xh, yh) = train, holdout
+    m = min(len(yt), len(yh), max_examples)
+    mi = np.sort(rng.choice(len(yt), m, replace=False))
+    ni = np.sort(rng.choice(len(yh), m, replace=False))
+    take = lambda x, i: {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]  # noqa: E731
+    pm = _logits(core, take(xt, mi))
+    pn = _logits(core, take(xh, ni))
+    return membership_inference_audit(
+        pm, np.asarray(yt)[mi], pn, np.asarray(yh)[ni], delta=delta,
+        member_groups={a: np.asarray(v)[mi] for a, v in (train_groups or {}).items()},
+        nonmember_groups={a: np.asarray(v)[ni] for a, v in (holdout_groups or {}).items()},
+        epsilon=epsilon, seed=seed, plot_path=plot_path, from_logits=True)
+
+
 def audit_data(core, data, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000,
                plot_path=None, seed: int = 0) -> dict:
-    """Audit ``core`` (Keras model or restored SavedModel core giving logits) on a :class:`DataBundle`."""
-    rng = np.random.default_rng(seed)
-    m = min(len(data.train), len(data.test), max_examples)
-    mi = np.sort(rng.choice(len(data.train), m, replace=False))
-    ni = np.sort(rng.choice(len(data.test), m, replace=False))
-    take = lambda x, i: {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]  # noqa: E731
-    pm = _logits(core, take(data.train.x, mi))
-    pn = _logits(core, take(data.test.x, ni))
-    return membership_inference_audit(
-        pm, data.train.y[mi], pn, data.test.y[ni], delta=delta,
-        member_groups={a: v[mi] for a, v in data.train.groups.items()},
-        nonmember_groups={a: v[ni] for a, v in data.test.groups.items()},
-        epsilon=epsilon, seed=seed, plot_path=plot_path, from_logits=True)
+    """Audit ``core`` on a :class:`DataBundle`: members = training rows, non-members = test rows."""
+    return audit_arrays(core, (data.train.x, data.train.y), (data.test.x, data.test.y), delta, epsilon,
+                        max_examples, plot_path, seed, data.train.groups, data.test.groups)
 
 
 def audit_context(ctx, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000, plot_path=None,
