@@ -450,3 +450,56 @@ def _checkpoint(config, data):
         raise ConfigError([("data.max_length", data.extra["max_length"],
                             f"<= the checkpoint's longest input ({cfg.longest_input} positions)")])
     return _build(config, data, cfg, ck["weights"](), ck["kind"])
+
+
+# -- students for distillation --------------------------------------------------------------------------
+def spread_layers(teacher_layers: int, student_layers: int) -> List[int]:
+    """Teacher layers a ``student_layers``-deep student starts from: evenly spread, first and last kept.
+
+    The rule of DistilBERT's initialization script (Sanh et al., 2019; transformers
+    ``examples/research_projects/distillation/scripts/extract_distilbert.py`` copies layers
+    ``[0, 2, 4, 7, 9, 11]`` of BERT-base, which is this function's ``(12, 6)``). For 6 -> 2 it gives
+    ``[0, 5]``: the first layer (which reads the embeddings) and the last (whose output the fine-tuned
+    pooler and classifier were trained on).
+    """
+    if not 1 <= student_layers <= teacher_layers:
+        raise ValueError(f"Invalid value for argument `student_layers`. Received: student_layers={student_layers}. "
+                         f"Expected 1..{teacher_layers} (the teacher's layers)")
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    return [int(round(v)) for v in np.linspace(0, teacher_layers - 1, student_layers)]
+
+
+def build_student(teacher: keras.Model, cfg: BertConfig, num_classes: int, teacher_layers: List[int],
+                  max_length: int = 128, name: str = "student", **classifier_kwargs) -> keras.Model:
+    """A shallower BERT classifier initialized from ``teacher`` ("layer dropping", Sajjad et al., 2023).
+
+    The student has ``len(teacher_layers)`` encoder layers of the teacher's width; its layer ``j`` gets the
+    weights of teacher layer ``teacher_layers[j]``, and the embeddings, pooler and classifier are copied
+    as they are. ``classifier_kwargs`` go to :func:`build_classifier` (they must build the teacher's head).
+
+    Raises:
+        IncompatibleModelError: a student weight has no teacher counterpart of the same shape.
+    """
+    bad = [i for i in teacher_layers if not 0 <= int(i) < cfg.num_layers]
+    if not teacher_layers or bad or len(set(teacher_layers)) != len(teacher_layers):
+        raise ConfigError([("compression.distill.teacher_layers", list(teacher_layers),
+                            f"distinct layer indices in 0..{cfg.num_layers - 1}")])
+    scfg = dataclasses.replace(cfg, num_layers=len(teacher_layers))
+    student = build_classifier(scfg, num_classes, max_length, name=name, **classifier_kwargs)
+    source = {layer.name: layer for layer in teacher.layers}
+    for layer in student.layers:
+        if not layer.weights:
+            continue
+        tname = layer.name
+        if tname.startswith("layer_"):
+            j, _, rest = tname[len("layer_"):].partition("_")
+            tname = f"layer_{int(teacher_layers[int(j)])}_{rest}"
+        t = source.get(tname)
+        values = t.get_weights() if t is not None else None
+        if values is None or [v.shape for v in values] != [tuple(w.shape) for w in layer.weights]:
+            raise IncompatibleModelError(
+                f"student layer {layer.name!r}: the teacher has no layer {tname!r} with the same weight shapes. "
+                "Remedy: distill from a plain tfresp BERT classifier (merge LoRA first; adapters are not copied)")
+        layer.set_weights(values)
+    return student
