@@ -212,6 +212,12 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
     set_seed(config.seed)
     t_start = time.perf_counter()
     budget = make_budget(config)
+    if budget is not None and sname == "multi_worker":  # every worker: the same secret DP seeds
+        from tfresp.distribute import shared_secret
+
+        root = shared_secret(strategy)
+        if root is not None:
+            budget.share_secret(root)
     restored = None
     if budget is not None and resume_point is not None:  # reuse the DP preprocessing in the checkpoint
         from tfresp.data import dp_resume

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import secrets
 from typing import Optional, Tuple
 
 import tensorflow as tf
@@ -152,14 +153,7 @@ def pick_strategy(mode: str = "auto"):
 def batch_sizes(strategy, global_batch: int) -> dict:
     """How a global batch is split: ``{global_batch_size, per_replica_batch_size, replicas, ...}``."""
     replicas = int(getattr(strategy, "num_replicas_in_sync", 1))
-    workers = 1
-    resolver: Optional[object] = getattr(strategy, "cluster_resolver", None)
-    if resolver is not None:
-        try:
-            workers = max(1, len(resolver.cluster_spec().as_dict().get("worker", [])) +
-                          len(resolver.cluster_spec().as_dict().get("chief", [])))
-        except Exception:  # a resolver without a cluster spec (single host)
-            workers = 1
+    workers = _workers(strategy)
     try:
         devices = list(strategy.extended.worker_devices)
     except (RuntimeError, AttributeError):  # the default strategy has no device list
@@ -168,3 +162,48 @@ def batch_sizes(strategy, global_batch: int) -> dict:
     return {"global_batch_size": int(global_batch),
             "per_replica_batch_size": int(math.ceil(global_batch / replicas)),
             "replicas": replicas, "workers": workers, "devices": [str(d) for d in devices]}
+
+
+def shared_secret(strategy) -> Optional[int]:
+    """A secret random int that every worker of a multi-worker strategy holds the same; None on one worker.
+
+    Each worker draws ``secrets.randbits(62)``; an all-gather over the cluster's replicas gives every worker
+    every draw and all keep the first replica's (on the first worker). The run's PrivacyBudget derives every
+    secret seed from it (:meth:`PrivacyBudget.share_secret`). Without it each worker draws its own Python-side
+    seeds: measured (tests/distribute/test_dp_seeds.py) the canary seed differed between workers, and so would
+    DP preprocessing and reweighing noise drawn before training (different features / weights per worker);
+    the DP-SGD noise seed itself was already shared because a variable created in the strategy's scope takes
+    the first worker's initial value. With shared seeds every worker builds the same shuffle order / Poisson
+    sample and takes its shard of the same global batches. The value is secret: it travels only between the
+    run's workers and is never written to the run.
+    """
+    if _workers(strategy) < 2:
+        return None
+    own = secrets.randbits(62)
+    values = strategy.experimental_distribute_values_from_function(lambda _ctx: tf.constant([own], tf.int64))
+    everyone = strategy.gather(values, axis=0)  # [replicas] on every worker, in replica order
+    return int(everyone.numpy()[0])
+
+
+def same_on_all_workers(strategy, values) -> bool:
+    """True when every worker of a multi-worker strategy holds the same int64 ``values`` (always on one worker).
+
+    An all-gather of each replica's values; the values never leave the run's workers.
+    """
+    if _workers(strategy) < 2 or not values:
+        return True
+    mine = tf.constant([int(v) for v in values], tf.int64)
+    gathered = strategy.gather(strategy.experimental_distribute_values_from_function(lambda _ctx: mine), axis=0)
+    rows = gathered.numpy().reshape(-1, len(values))
+    return bool((rows == rows[0]).all())
+
+
+def _workers(strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    try:
+        spec = resolver.cluster_spec().as_dict()
+    except Exception:  # a resolver without a cluster spec (single host)
+        return 1
+    return max(1, len(spec.get("worker", [])) + len(spec.get("chief", [])))

@@ -5,6 +5,12 @@ Every run directory carries a marker file, ``.tfresp-run`` (JSON with the run id
 replaces only a directory with that marker (or an empty one), and never the current directory, one of
 its parents, or a directory holding the run's data or config: tfresp never deletes what it did not
 write. A lock file beside the target (``.<name>.lock``, ``fcntl.flock``) keeps two runs from sharing it.
+
+A directory without the marker that *looks* like a run (``report.json`` with ``run`` / ``schema_version``
+and ``config.yaml``, as written before the marker existed) is still refused: those files are plain text
+anyone can write or copy, and the directory may have gained the user's own files since, so nothing proves
+that tfresp wrote everything in it. The error says so and names the remedies (move it aside, or add the
+marker yourself when you know it holds only that run).
 """
 from __future__ import annotations
 
@@ -50,6 +56,20 @@ def is_run_dir(path: Path) -> bool:
     return Path(path).is_dir() and not Path(path).is_symlink() and marker.is_file() and not marker.is_symlink()
 
 
+def looks_like_old_run(path: Path) -> bool:
+    """True for a directory holding a tfresp-shaped ``report.json`` and a ``config.yaml`` (no proof of origin)."""
+    report, config = Path(path) / "report.json", Path(path) / "config.yaml"
+    if not (report.is_file() and config.is_file()) or report.is_symlink():
+        return False
+    try:
+        if report.stat().st_size > 64 * 2 ** 20:
+            return False
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "run" in data and "schema_version" in data
+
+
 def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
@@ -76,6 +96,12 @@ def check_target(target: Path, overwrite: bool, resume: bool = False, protect=()
                                 "never replaces it. Remedy: choose another --out")])
         empty = not any(target.iterdir())
         if not resume and not empty and not is_run_dir(target):
+            if looks_like_old_run(target):
+                raise ConfigError([("out", str(target), f"looks like a run of an older tfresp (report.json and "
+                                    f"config.yaml, but no {MARKER} marker); tfresp cannot prove it wrote every "
+                                    "file in it, so it never replaces it. Remedy: move it aside yourself (mv "
+                                    f"OUT OUT.old), or, if you know it holds only that run, create OUT/{MARKER} "
+                                    "and re-run with --overwrite; or choose another --out")])
             raise ConfigError([("out", str(target), f"already exists and is not a tfresp run directory (no {MARKER} "
                                 "marker), so tfresp never replaces it. Remedy: choose another --out")])
         if not resume and not overwrite and not empty:

@@ -30,8 +30,9 @@ def load(run_dir):
         run_dir: a finished tfresp run directory.
 
     Returns:
-        The loaded SavedModel; ``.signatures["serving_default"]`` takes raw inputs and returns
-        ``probabilities``.
+        The loaded SavedModel; ``.signatures["serving_default"]`` takes the inputs under their signature names
+        (sanitized, wide numeric columns packed into ``numeric_features``) and returns ``probabilities``;
+        ``.predict_rows(rows)`` takes raw rows (DataFrame or ``{raw column: values}``) and maps them.
 
     Example:
         >>> model = tfresp.load("runs/quickstart")
@@ -51,4 +52,54 @@ def load(run_dir):
                                   f"run={str(run_dir)!r}. Remedy: pip install tensorflow-text") from None
     import tensorflow as tf
 
-    return tf.saved_model.load(str(path))
+    loaded = tf.saved_model.load(str(path))
+    # the signature's inputs carry sanitized names (``Annual Income ($)`` -> ``Annual_Income``) and, for wide
+    # data, one packed ``numeric_features`` block: predict_rows takes the raw columns and maps them
+    loaded.predict_rows = lambda rows: predict_rows(loaded, rows)
+    return loaded
+
+
+def predict_rows(loaded, rows) -> dict:
+    """``serving_default`` outputs (numpy) for raw rows: a DataFrame or ``{raw column name: values}``.
+
+    Maps raw column names to the signature's sanitized input names and packs the numeric columns of wide
+    data into ``numeric_features``, as recorded in the SavedModel's layout (``serving_inputs``).
+
+    Example:
+        >>> model = tfresp.load("runs/loans")
+        >>> model.predict_rows({"Annual Income ($)": [52000.0], "loan amount": [900.0], ...})["probabilities"]
+    """
+    signature = loaded.signatures["serving_default"]
+    outputs = signature(**rows_to_inputs(loaded, rows))
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def rows_to_inputs(loaded, rows) -> dict:
+    """``serving_default`` keyword arguments from raw rows (see :func:`predict_rows`)."""
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from tfresp.data.sources import as_category_strings
+    from tfresp.errors import DataError
+    from tfresp.export.saved_model import load_layout, signature_inputs
+
+    specs = loaded.signatures["serving_default"].structured_input_signature[1]
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(
+        {k: np.asarray(v).reshape(-1) for k, v in dict(rows).items()})
+    layout = load_layout(loaded)
+    names = layout["inputs"] if layout else {k: k for k in specs}
+    packed = list(layout["packed"]["columns"]) if layout and layout.get("packed") else []
+    missing = [c for c in list(names) + packed if c not in frame.columns]
+    if missing:
+        raise DataError(f"`rows`: columns the served model needs are missing. Received: missing {missing[:20]}"
+                        f"{' ...' if len(missing) > 20 else ''}. Remedy: pass the raw columns the run was trained "
+                        "on (their original names)")
+    columns = {}
+    for raw, name in names.items():
+        dtype = specs[name].dtype
+        columns[raw] = (as_category_strings(frame[raw]).to_numpy().astype(object) if dtype == tf.string else
+                        pd.to_numeric(frame[raw], errors="coerce").to_numpy().astype(dtype.as_numpy_dtype))
+    for c in packed:
+        columns[c] = pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float32)
+    return signature_inputs(layout, columns)

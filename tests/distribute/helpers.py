@@ -42,19 +42,28 @@ def free_ports(n: int):
     return ports
 
 
-def run_workers(cfg: dict, outdir: Path, workers: int = 2, timeout: int = 400) -> list:
-    """Start ``workers`` local processes forming one MultiWorkerMirroredStrategy cluster on 127.0.0.1."""
+def run_workers(cfg: dict, outdir: Path, workers: int = 2, timeout: int = 400, raw: bool = False, runner=None,
+                **env) -> list:
+    """Start ``workers`` local processes forming one MultiWorkerMirroredStrategy cluster on 127.0.0.1.
+
+    Returns each worker's report, or with ``raw=True`` each ``(returncode, stdout, stderr)``; ``runner``: another
+    script than ``_run.py`` (same arguments); ``env``: extra environment variables of the workers.
+    """
     addrs = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     procs = []
     for i in range(workers):
         tf_config = json.dumps({"cluster": {"worker": addrs}, "task": {"type": "worker", "index": i}})
-        procs.append(subprocess.Popen([sys.executable, str(RUNNER), json.dumps(cfg), str(outdir / f"w{i}"), "1"],
+        procs.append(subprocess.Popen([sys.executable, str(runner or RUNNER), json.dumps(cfg), str(outdir / f"w{i}"),
+                                       "1"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                      env=_env(TF_CONFIG=tf_config), cwd=REPO))
+                                      env=_env(TF_CONFIG=tf_config, **env), cwd=REPO))
     results = []
     try:
         for p in procs:
             out, err = p.communicate(timeout=timeout)
+            if raw:
+                results.append((p.returncode, out, err))
+                continue
             results.append(_parse(subprocess.CompletedProcess(p.args, p.returncode, out, err)))
     finally:
         for p in procs:

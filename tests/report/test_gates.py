@@ -73,3 +73,55 @@ def test_config_keeps_both_gate_forms():
     assert d["gates"][0] == "accuracy >= 0.8"
     assert d["gates"][1]["weight"] == 2 and d["gates"][1]["op"] == "<="
     assert Gate.parse(d["gates"][1]).text == "privacy.epsilon <= 8"
+
+
+# --- served vs raw: a post-processing (fairness group thresholds) changes the served decisions ---------------------
+SERVED = {"rows": 400, "accuracy": 0.7, "balanced_accuracy": 0.72, "f1": 0.55, "precision": 0.6, "recall": 0.5,
+          "roc_auc": 0.85, "postprocessing": "fairness group thresholds"}
+
+
+def test_bare_metric_gates_read_the_served_model():
+    r = synthetic_report(evaluation__served=SERVED)
+    assert r["evaluation"]["test"]["accuracy"] == 0.8  # raw model passes, served model does not
+    res = evaluate(["accuracy >= 0.75", "evaluation.test.accuracy >= 0.75",
+                    "fairness.sex.equalized_odds_difference <= 0.1", "privacy.epsilon <= 8"], r)
+    served, raw, fair, eps = res["results"]
+    assert served["value"] == 0.7 and not served["passed"]
+    assert served["read"] == "evaluation.served.accuracy" and served["model"].startswith("served")
+    assert raw["value"] == 0.8 and raw["passed"] and raw["model"].startswith("raw")  # explicit path: raw
+    assert fair["model"].startswith("served") and eps["model"] is None
+    assert res["failed"] == ["accuracy >= 0.75"]
+    # schema 1.1 spelling of the served metrics
+    old = synthetic_report(evaluation__test_postprocessed=SERVED)
+    assert lookup(old, "accuracy") == 0.7
+    # no post-processing: the raw model is what is served
+    plain = evaluate(["accuracy >= 0.75"], synthetic_report())["results"][0]
+    assert plain["value"] == 0.8 and plain["read"] == "evaluation.test.accuracy" and plain["model"] == "served"
+
+
+def test_scorecard_terms_and_thresholds_read_the_served_model():
+    from tfresp.report import scorecard
+
+    r = synthetic_report(evaluation__served=SERVED)
+    cfg = {"ethics": [{"metric": "accuracy"}], "bias": [], "min_ethics": 0.75}
+    card = scorecard.compute(r, cfg)
+    term, = card["ethics"]["terms"]
+    assert term["value"] == 0.7 and term["read"] == "evaluation.served.accuracy"
+    assert card["ethics"]["normalized"] == pytest.approx(0.7)
+    gate, = evaluate([], r, card)["results"]
+    assert not gate["passed"] and gate["model"].startswith("served")
+    raw = scorecard.compute(r, {**cfg, "ethics": [{"metric": "evaluation.test.accuracy"}]})
+    assert raw["ethics"]["normalized"] == pytest.approx(0.8)
+
+
+def test_compare_reads_served_metrics_of_both_runs():
+    from tfresp.report.compare import compare_reports
+
+    post, plain = synthetic_report(evaluation__served=SERVED), synthetic_report()
+    rows = {r["metric"]: r for r in compare_reports(post, plain)}
+    served = rows["evaluation.served.accuracy"]
+    assert (served["a"], served["b"]) == (0.7, 0.8) and served["delta"] == pytest.approx(0.1)
+    assert "B serves its raw model" in served["note"]
+    raw = rows["evaluation.test.accuracy"]
+    assert (raw["a"], raw["b"], raw["delta"]) == (0.8, 0.8, 0.0) and "raw model" in raw["note"]
+    assert rows["privacy.epsilon"]["note"] is None

@@ -161,3 +161,41 @@ def test_unknown_sections_and_keys_render_generically(tmp_path):
     assert "<h3>custom_audit</h3>" in html
     assert "s&lt;&amp;&gt;" in html and "&lt;u&gt;s&lt;/u&gt;" in html and "<u>" not in html
     assert "1e-09" in html
+
+
+def _fairness_verdict_report(status="worse"):
+    r = synthetic_report()
+    r["fairness"]["inputs"] = {"sensitive_as_inputs": ["sex"], "proxies": [
+        {"feature": "relationship<b>", "attribute": "sex", "group": "Female", "auc": 0.8771}],
+        "proxies_method": "one-vs-rest ROC-AUC"}
+    r["fairness"]["mitigation"] = {"name": "threshold", "verdict": {
+        "status": status, "target": "equalized_odds_difference <= 0.05 on test", "before": 0.0812, "after": 0.0934,
+        "statement": "made equalized_odds_difference worse on test: 0.0812 -> 0.0934 <i>(x)</i>"}}
+    return r
+
+
+def test_fairness_verdict_and_proxies_are_rendered_and_escaped(tmp_path):
+    html = render_html(derive(_fairness_verdict_report()), tmp_path)
+    section = html[html.index('<section id="fairness">'):html.index('<section id="robustness">')]
+    # the verdict: its status as a badge (not "met": a finding), its statement escaped, target and numbers
+    assert '<span class="badge fail">worse</span>' in section
+    assert "made equalized_odds_difference worse on test: 0.0812 -&gt; 0.0934 &lt;i&gt;(x)&lt;/i&gt;" in section
+    assert "target: equalized_odds_difference &lt;= 0.05 on test" in section
+    # the proxy row (feature escaped) and the sensitive attribute used as an input
+    assert "<td><code>relationship&lt;b&gt;</code></td><td>sex</td><td>Female</td><td class=\"num\">0.877</td>" \
+        in section
+    assert "Sensitive attributes used as model inputs: sex" in section
+    assert "<i>(x)</i>" not in html and "relationship<b>" not in html
+    met = render_html(derive(_fairness_verdict_report("met")), tmp_path)
+    assert '<span class="badge pass">met</span>' in met
+
+
+def test_fairness_proxies_not_screened_say_why(tmp_path):
+    r = synthetic_report()
+    r["fairness"]["inputs"] = {"sensitive_as_inputs": [], "proxies": None,
+                               "proxies_note": "not computed under differential privacy"}
+    html = render_html(derive(r), tmp_path)
+    assert "Proxies: not computed under differential privacy" in html
+    assert "No feature was found to be a strong proxy" not in html
+    r["fairness"]["inputs"] = {"sensitive_as_inputs": [], "proxies": []}
+    assert "No feature was found to be a strong proxy" in render_html(derive(r), tmp_path)

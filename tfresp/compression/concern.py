@@ -30,6 +30,7 @@ import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.compression.state import CompressionState
+from tfresp.compression.student import PRIVATE_DISTILL_REFUSAL, distill_text, register_student, validate_text
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 
 log = logging.getLogger("tfresp")
@@ -158,10 +159,16 @@ class Compression(Concern):
             problems.append(("compression.calibration", cfg.calibration,
                              "'train' or the path of an existing CSV/parquet file of public rows"))
         d = cfg.distill
+        if d is not None and ctx.data.kind == "text":
+            validate_text(ctx, d, problems)
         if d is not None:
             if d.data == "train" and ctx.config.privacy is not None:
-                problems.append(("compression.distill.data", d.data, DP_DISTILL_RULE +
+                problems.append(("compression.distill.data", d.data, DP_DISTILL_RULE + " " + PRIVATE_DISTILL_REFUSAL +
                                  " Point distill.data at a public CSV/parquet file and set alpha: 0"))
+            if ctx.data.kind != "text" and (d.layers or d.teacher_layers or d.export):
+                problems.append(("compression.distill.layers", d.layers or d.teacher_layers or d.export,
+                                 "unset: layers, teacher_layers and export shape BERT students (text runs); "
+                                 "tabular students are MLPs shaped by hidden"))
             if d.data != "train":
                 if not Path(d.data).is_file():
                     problems.append(("compression.distill.data", d.data,
@@ -178,9 +185,10 @@ class Compression(Concern):
                 f"compression.{what} needs a Sequential/Functional model, but the core "
                 f"{ctx.core.name!r} is a subclassed {ctx.core.__class__.__name__}. Remedy: use "
                 "compression.quantize: int8 (post-training) and compression.method: mask (PruningScheduler).")
-        if d is not None and ctx.data.kind != "tabular":
+        if d is not None and ctx.data.kind not in ("tabular", "text"):
             raise IncompatibleModelError(
-                f"compression.distill builds an MLP student, but model {ctx.core.name!r} is trained on "
+                f"compression.distill builds an MLP student (tabular) or a BERT student (text), but model "
+                f"{ctx.core.name!r} is trained on "
                 f"{ctx.data.kind} data. Remedy: remove compression.distill or distill with "
                 "tfresp.compression.distiller.Distiller and your own student.")
 
@@ -274,14 +282,19 @@ class Compression(Concern):
         if cfg.structured == "2:4":
             checks = structured_check(ctx.core, section["pruning"]["pruned_layers"])
             section["structured_2_4"] = {"per_layer": checks, "all_groups_ok": bool(checks) and all(checks.values())}
-        variants = ["float"] + list(ctx.config.export.tflite)
+        variants = list(ctx.config.export.tflite)
         if cfg.quantize in ("int8", "dynamic", "float16"):
             variants.append(cfg.quantize)
         if cfg.quantize == "qat":
             variants.append("int8")
-        export_tflite(ctx, variants)
+        # the float TFLite reference is always exported, except in a distillation-only run (nothing else asked
+        # for: converting a MiniLM teacher takes ~40 s for a file nobody requested)
+        if variants or self._pruning_on(cfg) or cfg.distill is None:
+            export_tflite(ctx, ["float"] + variants)
         if cfg.distill is not None:
-            section["student"] = self._distill(ctx)
+            section["student"] = distill_text(ctx) if ctx.data.kind == "text" else self._distill(ctx)
+            if ctx.budget is not None:
+                register_student(ctx.budget, section["student"])
         section["privacy_rule"] = DP_DISTILL_RULE
         section["gap_metric"] = "fairlearn demographic_parity_difference of each variant's test predictions"
         section["latency_note"] = ("per-example (batch 1) wall clock in this process; TFLite with 1 thread "
@@ -301,6 +314,9 @@ class Compression(Concern):
 
         cfg = ctx.config.compression.distill
         train = ctx.config.train
+        if cfg.data == "train" and ctx.budget is not None:  # validate refuses it; no path may reach private rows
+            raise ConfigError([("compression.distill.data", cfg.data, "public rows under privacy. " +
+                                PRIVATE_DISTILL_REFUSAL)])
         keras.utils.set_random_seed(ctx.config.seed + 7)
         student = build_mlp(int(ctx.data.input_shape[0]), ctx.data.num_classes, cfg.hidden,
                             activation=ctx.config.model.activation, name="student")

@@ -9,7 +9,8 @@ Example (YAML)::
       include: null            # layer-name globs to prune (default: every kernel)
       exclude: [logits]        # layer-name globs never pruned
       quantize: int8           # qat | int8 | dynamic | float16
-      distill: {hidden: [32], temperature: 4.0, alpha: 0.5}
+      distill: {hidden: [32], temperature: 4.0, alpha: 0.5}   # tabular: an MLP student
+      # distill: {layers: 2, temperature: 2.0, alpha: 0.5, export: true}   # BERT teacher: a 2-layer BERT
       calibration: train       # rows calibrating int8 ranges: train | path to public CSV/parquet
 """
 from typing import List, Literal, Optional, Union
@@ -24,7 +25,11 @@ class DistillConfig(Section):
 
     ``data``: ``train`` (the run's training rows: the student sees private data, so under DP the
     teacher's epsilon does *not* carry over and the run refuses it) or a path to a CSV/parquet of
-    public, unlabeled rows with the same feature columns (labels unused, ``alpha`` must be 0).
+    public, unlabeled rows with the same feature columns (labels unused, ``alpha`` must be 0); for text
+    runs, the public file needs the ``data.text`` column.
+
+    ``hidden`` shapes the MLP student of tabular runs; ``layers``/``teacher_layers``/``export`` the BERT
+    student of text runs (see :mod:`tfresp.compression.student`).
     """
 
     hidden: List[int] = [32]
@@ -32,6 +37,12 @@ class DistillConfig(Section):
     alpha: float = Field(0.5, ge=0, le=1)
     epochs: Optional[int] = Field(None, ge=1)
     data: str = "train"
+    # BERT teachers (text runs): the student is a BERT of the teacher's width with ``layers`` encoder layers,
+    # initialized from ``teacher_layers`` (default: evenly spread, first and last kept: [0, 5] of 6)
+    layers: Optional[int] = Field(None, ge=1)
+    teacher_layers: Optional[List[int]] = None
+    learning_rate: Optional[float] = Field(None, gt=0)  # default: train.learning_rate
+    export: bool = False  # BERT students: also write saved_model_student/ (raw strings in, like saved_model/)
 
 
 class CompressionConfig(Section):

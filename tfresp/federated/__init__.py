@@ -6,4 +6,8 @@ clients join a round by Poisson sampling with rate ``q`` (a secret draw), and Ga
 added once per round to the sum of the clipped updates (DP-FedAvg, McMahan, Ramage, Talwar & Zhang, ICLR 2018).
 The guarantee is client-level: adding or removing one client's whole data; ε is accounted with dp-accounting over
 the rounds (Poisson-subsampled Gaussian, rate q).
+
+Clients run in-process by default (:mod:`~tfresp.federated.train`); :mod:`~tfresp.federated.app` is the Flower App
+that runs the same server code with the clients on Flower SuperNodes, and :mod:`~tfresp.federated.deploy` starts a
+local SuperLink + SuperNodes for it. Every round is checkpointed (:mod:`~tfresp.federated.checkpoint`, ``--resume``).
 """

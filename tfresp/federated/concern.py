@@ -21,7 +21,9 @@ def statement(sec: dict) -> str:
         f"computed with dp-accounting ({sec['accountant'].upper()}). Not covered: the preprocessing statistics "
         "(scaling, category vocabularies) were fitted on the pooled training rows before federation (declare them "
         "in the config for a real deployment); the per-round validation curve uses the server's held-out "
-        "validation split; the number of clients is treated as public; a client's rows are protected together, "
+        "validation split; the server is trusted (it receives each sampled client's unclipped update, clips it and "
+        "adds the noise: central DP, no secure aggregation); the number of clients is treated as public; a client's "
+        "rows are protected together, "
         "but a person present in several clients only up to group privacy.")
 
 
@@ -66,7 +68,8 @@ class Federated(Concern):
                "sampling_rate": st["sampling_rate"], "server_optimizer": cfg.server_optimizer,
                "local_epochs": cfg.local_epochs, "local_batch_size": cfg.local_batch_size,
                "engine": "Flower (flwr) server strategy " + ("FedAdam" if cfg.server_optimizer == "fedadam"
-                                                               else "FedAvg") + "; clients simulated in-process",
+                                                               else "FedAvg") + "; " + st["clients_run"],
+               "resumed_after_round": st.get("resumed_after_round"),
                "participation": hist.get("participants", []),
                "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
                          for r, l, a in zip(hist.get("round", []), hist.get("val_loss", []),

@@ -1,16 +1,22 @@
 """The federated training loop: local training on each sampled client, aggregation by a Flower strategy.
 
-Flower (``flwr``) provides the server strategies (``FedAvg``, ``FedAdam``: aggregation and the server optimizer);
-clients are simulated in this process (no Ray, no network), each training the run's own Keras model (with every
-per-example loss term other concerns attached) on its own rows. Under ``federated.dp`` the noisy mean update
-computed by :mod:`tfresp.federated.dp` is what reaches the strategy, so the strategy's output is post-processing.
+Flower (``flwr``) provides the server strategies (``FedAvg``, ``FedAdam``: aggregation and the server optimizer).
+The server side of a round (client sampling, clipping, noise, aggregation, accounting) is :class:`Server`; where the
+clients run is a *transport*: by default they are simulated in this process, each training the run's own Keras
+model (with every per-example loss term other concerns attached) on its own rows; in a Flower deployment
+(:mod:`tfresp.federated.app`) the same :class:`Server` sends the round's weights to SuperNodes, which run
+:func:`local_fit` on their own partitions. Under ``federated.dp`` the noisy mean update computed by
+:mod:`tfresp.federated.dp` is what reaches the strategy, so the strategy's output is post-processing.
+
+Every finished round is checkpointed (:mod:`tfresp.federated.checkpoint`); ``--resume`` continues after the last one.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tf_keras as keras
@@ -21,6 +27,27 @@ from tfresp.federated.partition import partition
 from tfresp.privacy import accounting
 
 log = logging.getLogger("tfresp")
+
+#: ``transport(round, weights, jobs) -> {client: (local_weights, rows)}``; ``jobs``: [(client, shuffle seed)]
+Transport = Callable[[int, List[np.ndarray], List[Tuple[int, int]]], Dict[int, Tuple[List[np.ndarray], int]]]
+_TRANSPORT: Optional[Tuple[Transport, str]] = None
+
+
+@contextlib.contextmanager
+def use_transport(transport: Transport, description: str):
+    """Run the clients of :func:`fit_federated` through ``transport`` (a Flower grid) instead of in-process;
+    ``description`` says where they ran (in the report)."""
+    global _TRANSPORT
+    before, _TRANSPORT = _TRANSPORT, (transport, description)
+    try:
+        yield
+    finally:
+        _TRANSPORT = before
+
+
+def on_round(event: str, rnd: int, weights: List[np.ndarray]) -> None:
+    """Hook called with ``event`` "start" (the global weights a round starts from) and "end" (after the round's
+    checkpoint is written). Does nothing; tests replace it to observe or interrupt a run."""
 
 
 def _strategy(cfg, initial: List[np.ndarray]):
@@ -56,29 +83,49 @@ def _evaluate(core, x, y) -> Dict[str, float]:
     return {"loss": loss, "accuracy": float(np.mean(proba.argmax(axis=1) == y))}
 
 
-def fit_federated(ctx) -> None:
-    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.own("federated").summary``."""
+def compile_local(model, cfg) -> None:
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=cfg.local_learning_rate), weighted_metrics=[])
+
+
+def local_fit(model, core, weights: Sequence[np.ndarray], x, y, extras: Dict[str, np.ndarray], cfg,
+              seed: int) -> List[np.ndarray]:
+    """One client's local training from the global ``weights`` on its own rows; returns its new weights."""
     from tfresp.data.dataset import make_dataset
 
-    cfg = ctx.config.federated
-    train = ctx.data.train
-    parts = partition(cfg.clients, cfg.partition, train.y, getattr(train, "frame", None), ctx.config.seed)
-    n_clients = len(parts)
-    per_round = cfg.per_round()
-    q = min(1.0, per_round / n_clients)
-    model = ctx.model
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=cfg.local_learning_rate), weighted_metrics=[])
-    weights = [np.array(w) for w in ctx.core.get_weights()]
-    strategy = _strategy(cfg, weights)
-    dpc = cfg.dp
-    secret = fdp.SecretRandom() if dpc is not None else None
-    public = np.random.default_rng(ctx.config.seed)
-    state = {"clients": n_clients, "rounds_planned": cfg.rounds, "sampling_rate": q, "partition": cfg.partition}
-    if dpc is not None:
+    core.set_weights(weights)
+    ds = make_dataset(x, y, extras, min(cfg.local_batch_size, len(y)), shuffle=True, seed=int(seed))
+    model.fit(ds, epochs=cfg.local_epochs, verbose=0)
+    return [np.array(w) for w in core.get_weights()]
+
+
+class Server:
+    """The server side of federated training: sampling, (DP) aggregation, accounting and the round history."""
+
+    def __init__(self, cfg, n_clients: int, weights: List[np.ndarray], seed: int):
+        self.cfg, self.n_clients, self.weights = cfg, n_clients, weights
+        per_round = cfg.per_round()
+        self.q = min(1.0, per_round / n_clients)
+        self.strategy = _strategy(cfg, weights)
+        self.dpc = dpc = cfg.dp
+        self.secret = fdp.SecretRandom() if dpc is not None else None
+        self.public = np.random.default_rng(seed)
+        self.rounds_done = 0
+        self.seconds = 0.0
+        self.state = {"clients": n_clients, "rounds_planned": cfg.rounds, "sampling_rate": self.q,
+                      "partition": cfg.partition}
+        self.history = {"round": [], "val_loss": [], "val_accuracy": [], "participants": []}
+        self.clip_norm = dpc.clip_norm if dpc is not None else None
+        if dpc is None:
+            return
+        self.history.update(epsilon=[], clip_norm=[])
         delta = fdp.resolve_delta(dpc, n_clients)
         count_std = dpc.count_noise_std or (max(per_round, 1.0) / 20.0 if dpc.clip == "adaptive" else None)
         if dpc.noise_multiplier is None:
-            z_eff = fdp.calibrate(dpc.target_epsilon, q, cfg.rounds, delta, dpc.accountant)
+            z_eff = fdp.calibrate(dpc.target_epsilon, self.q, cfg.rounds, delta, dpc.accountant)
+            if count_std is not None and 2 * count_std <= z_eff:
+                raise ConfigError([("federated.dp.count_noise_std", count_std,
+                                    f"adaptive clipping's count noise must exceed half the calibrated noise "
+                                    f"multiplier {z_eff:.3g}. Remedy: set count_noise_std above {z_eff / 2:.3g}")])
             sigma = z_eff if count_std is None else fdp.update_noise_for(z_eff, count_std)
             how = f"calibrated to target ε={dpc.target_epsilon:g}"
         else:
@@ -87,70 +134,119 @@ def fit_federated(ctx) -> None:
             how = "given"
         cap = cfg.rounds
         if dpc.target_epsilon is not None:
-            cap = accounting.max_steps_within(dpc.target_epsilon, z_eff, q, delta, dpc.accountant, cfg.rounds)
+            cap = accounting.max_steps_within(dpc.target_epsilon, z_eff, self.q, delta, dpc.accountant, cfg.rounds)
             if cap == 0:
                 raise BudgetExhaustedError(
                     f"`federated.dp.noise_multiplier`: even one round exceeds target_epsilon={dpc.target_epsilon} "
-                    f"at delta={delta:g}, q={q:.4g}. Remedy: raise the noise multiplier or the budget")
-        state.update(delta=delta, noise_multiplier=sigma, effective_noise_multiplier=z_eff, noise_source=how,
-                     count_noise_std=count_std, clip=dpc.clip, rounds_cap=cap)
-    clip_norm = dpc.clip_norm if dpc is not None else None
-    history = {"round": [], "val_loss": [], "val_accuracy": [], "participants": []}
-    if dpc is not None:
-        history.update(epsilon=[], clip_norm=[])
-    eval_x, eval_y = (ctx.data.validation.x, ctx.data.validation.y) if ctx.data.validation is not None else \
-        (None, None)
-    extras = ctx.train_extras
-    t0 = time.perf_counter()
-    rounds_done = 0
-    for rnd in range(1, cfg.rounds + 1):
-        if dpc is not None and rnd > state["rounds_cap"]:
-            state["stopped_early"] = True
-            break
-        if dpc is not None:
-            chosen = secret.poisson_sample(n_clients, q)
+                    f"at delta={delta:g}, q={self.q:.4g}. Remedy: raise the noise multiplier or the budget")
+        self.state.update(delta=delta, noise_multiplier=sigma, effective_noise_multiplier=z_eff, noise_source=how,
+                          count_noise_std=count_std, clip=dpc.clip, rounds_cap=cap)
+
+    def over_budget(self, rnd: int) -> bool:
+        return self.dpc is not None and rnd > self.state["rounds_cap"]
+
+    def jobs(self) -> List[Tuple[int, int]]:
+        """This round's clients (secret Poisson sampling under DP) with a public shuffle seed each."""
+        if self.dpc is not None:
+            chosen = self.secret.poisson_sample(self.n_clients, self.q)
         else:
-            chosen = np.sort(public.choice(n_clients, size=max(1, int(round(per_round))), replace=False))
-        updates, results, norms = [], [], []
-        for k in chosen:
-            idx = parts[k]
-            ctx.core.set_weights(weights)
-            ds = make_dataset(train.x[idx], train.y[idx], {name: v[idx] for name, v in extras.items()},
-                              min(cfg.local_batch_size, len(idx)), shuffle=True, seed=int(public.integers(2**31)))
-            model.fit(ds, epochs=cfg.local_epochs, verbose=0)
-            local = ctx.core.get_weights()
-            if dpc is None:
-                results.append((local, len(idx)))
-            else:
-                delta_k, norm = fdp.clip_update([a - b for a, b in zip(local, weights)], clip_norm)
+            chosen = np.sort(self.public.choice(self.n_clients, size=max(1, int(round(self.cfg.per_round()))),
+                                                replace=False))
+        return [(int(k), int(self.public.integers(2**31))) for k in chosen]
+
+    def finish_round(self, rnd: int, jobs, local: Dict[int, Tuple[List[np.ndarray], int]]) -> List[np.ndarray]:
+        """Aggregate the clients' local weights (clip + noise under DP) into the new global weights."""
+        missing = [k for k, _ in jobs if k not in local]
+        if missing:
+            raise RuntimeError(f"federated round {rnd}: no update from clients {missing}")
+        dpc, st = self.dpc, self.state
+        results = []
+        if dpc is None:
+            results = [local[k] for k, _ in jobs]
+        else:
+            updates, norms = [], []
+            for k, _ in jobs:
+                delta_k, norm = fdp.clip_update([a - b for a, b in zip(local[k][0], self.weights)], self.clip_norm)
                 updates.append(delta_k)
                 norms.append(norm)
-        if dpc is not None:
-            mean = fdp.noisy_mean(updates, weights, clip_norm, sigma, q * n_clients, secret)
-            results = [([w + m for w, m in zip(weights, mean)], 1)]
+            expected = self.q * self.n_clients
+            mean = fdp.noisy_mean(updates, self.weights, self.clip_norm, st["noise_multiplier"], expected, self.secret)
+            results = [([w + m for w, m in zip(self.weights, mean)], 1)]
             if dpc.clip == "adaptive":
-                below = sum(n <= clip_norm for n in norms)
-                noisy = (below - 0.5 * len(norms) + secret.normal((), count_std)) / (q * n_clients) + 0.5
-                clip_norm = float(clip_norm * math.exp(-dpc.clip_learning_rate * (noisy - dpc.target_quantile)))
+                below = sum(n <= self.clip_norm for n in norms)
+                noisy = (below - 0.5 * len(norms) + self.secret.normal((), st["count_noise_std"])) / expected + 0.5
+                self.clip_norm = float(self.clip_norm * math.exp(-dpc.clip_learning_rate
+                                                                 * (noisy - dpc.target_quantile)))
         if results:
-            weights = _aggregate(strategy, rnd, results)
+            self.weights = _aggregate(self.strategy, rnd, results)
+        self.rounds_done = rnd
+        self.history["round"].append(rnd)
+        self.history["participants"].append(len(jobs))
+        if dpc is not None:
+            self.history["epsilon"].append(self.epsilon(rnd))
+            self.history["clip_norm"].append(self.clip_norm)
+        return self.weights
+
+    def epsilon(self, rounds: int) -> float:
+        st = self.state
+        return fdp.epsilon(st["effective_noise_multiplier"], self.q, rounds, st["delta"], self.dpc.accountant)
+
+
+def in_process(ctx, parts: List[np.ndarray]) -> Transport:
+    """The default transport: every client trains ``ctx.model`` in this process on its rows."""
+    train, extras = ctx.data.train, ctx.train_extras
+    cfg = ctx.config.federated
+
+    def run(rnd, weights, jobs):
+        out = {}
+        for k, seed in jobs:
+            idx = parts[k]
+            out[k] = (local_fit(ctx.model, ctx.core, weights, train.x[idx], train.y[idx],
+                                {name: v[idx] for name, v in extras.items()}, cfg, seed), len(idx))
+        return out
+
+    return run
+
+
+def fit_federated(ctx) -> None:
+    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.own("federated").summary``."""
+    from tfresp.federated import checkpoint
+
+    cfg = ctx.config.federated
+    train = ctx.data.train
+    parts = partition(cfg.clients, cfg.partition, train.y, getattr(train, "frame", None), ctx.config.seed)
+    compile_local(ctx.model, cfg)
+    server = Server(cfg, len(parts), [np.array(w) for w in ctx.core.get_weights()], ctx.config.seed)
+    point = ctx.resume_point
+    if point is not None:
+        checkpoint.restore(point, server, ctx.core)
+        log.info("federated: resuming after round %d from %s", server.rounds_done, point.path)
+    saver = checkpoint.RoundSaver(ctx.config, ctx.target, ctx.run_dir)
+    transport, where = _TRANSPORT or (in_process(ctx, parts), "clients simulated in-process")
+    eval_x, eval_y = (ctx.data.validation.x, ctx.data.validation.y) if ctx.data.validation is not None else \
+        (None, None)
+    for rnd in range(server.rounds_done + 1, cfg.rounds + 1):
+        if server.over_budget(rnd):
+            server.state["stopped_early"] = True
+            break
+        t0 = time.perf_counter()
+        on_round("start", rnd, server.weights)
+        jobs = server.jobs()
+        weights = server.finish_round(rnd, jobs, transport(rnd, server.weights, jobs))
         ctx.core.set_weights(weights)
-        rounds_done = rnd
-        history["round"].append(rnd)
-        history["participants"].append(int(len(chosen)))
         if eval_x is not None:
             ev = _evaluate(ctx.core, eval_x, eval_y)
-            history["val_loss"].append(ev["loss"])
-            history["val_accuracy"].append(ev["accuracy"])
-        if dpc is not None:
-            history["epsilon"].append(fdp.epsilon(z_eff, q, rnd, state["delta"], dpc.accountant))
-            history["clip_norm"].append(clip_norm)
-    state["rounds"] = rounds_done
-    state["seconds"] = time.perf_counter() - t0
-    state["parts"] = parts
-    if dpc is not None:
-        state["epsilon"] = fdp.epsilon(z_eff, q, rounds_done, state["delta"], dpc.accountant)
+            server.history["val_loss"].append(ev["loss"])
+            server.history["val_accuracy"].append(ev["accuracy"])
+        server.seconds += time.perf_counter() - t0
+        saver.save(server, ctx.core)
+        on_round("end", rnd, weights)
+    ctx.core.set_weights(server.weights)
+    state = server.state
+    state.update(rounds=server.rounds_done, seconds=server.seconds, parts=parts, clients_run=where,
+                 resumed_after_round=point.state["global_step"] if point is not None else None)
+    if server.dpc is not None:
+        state["epsilon"] = server.epsilon(server.rounds_done)
     ctx.own("federated").summary = state
-    ctx.history = history
-    log.info("federated: %d rounds over %d clients (q=%.3g)", rounds_done, n_clients, q)
-
+    ctx.history = server.history
+    log.info("federated: %d rounds over %d clients (q=%.3g)", server.rounds_done, len(parts), server.q)

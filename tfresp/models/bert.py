@@ -23,51 +23,16 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfresp.data.text import CHECKPOINT_CONFIG as CONFIG_FILE
+from tfresp.data.text import CHECKPOINT_DIR, CHECKPOINT_LAYOUTS, checkpoint_dir, checkpoint_vocab  # noqa: F401
 from tfresp.errors import ConfigError, IncompatibleModelError
 from tfresp.models import hf_loading
+from tfresp.models import peft as peft_mod
+from tfresp.models.hf_loading import BertConfig
+from tfresp.models.layers import gelu
 from tfresp.models.registry import register_model
 
-CHECKPOINT_DIR = "bert"
 WEIGHTS_FILE = "weights.npz"
-CONFIG_FILE = "bert_config.json"
-
-
-@dataclasses.dataclass
-class BertConfig:
-    """Architecture hyper-parameters (transformers ``BertConfig`` names in ``from_hf``)."""
-
-    vocab_size: int = 8000
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int = 256
-    max_position: int = 128
-    type_vocab_size: int = 2
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    # family (tfresp.models.hf_loading.FAMILIES): "roberta" sets position_padding_idx, "distilbert" has no
-    # token types (type_vocab_size=0) and no pretrained pooler
-    model_type: str = "bert"
-    position_padding_idx: Optional[int] = None
-    embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
-
-    @classmethod
-    def from_hf(cls, d: dict) -> "BertConfig":
-        """From a transformers ``config.json`` dict (BERT, RoBERTa or DistilBERT)."""
-        from tfresp.models.hf_loading import config_from_hf
-
-        return config_from_hf(d)
-
-    @property
-    def longest_input(self) -> int:
-        """Longest input the position table covers (RoBERTa's positions start after ``padding_idx``)."""
-        offset = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
-        return self.max_position - offset
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 # -- weight-free helper layers (no trainable variables: transparent to DP clipping and pruning) ----------
@@ -156,11 +121,6 @@ def _dropout(x, rate: float, name: str):
     return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
 
 
-def gelu(x):
-    """Exact (erf) GELU, as in BERT and transformers' ``gelu``."""
-    return tf.nn.gelu(x, approximate=False)
-
-
 # -- building -------------------------------------------------------------------------------------------
 def _init(cfg: BertConfig):
     return keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
@@ -221,6 +181,15 @@ def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, p
     pooled = _dropout(pooled, cfg.dropout, "classifier_dropout")
     logits = keras.layers.Dense(num_classes, kernel_initializer=_init(cfg), name="classifier")(pooled)
     return keras.Model(inputs, logits, name=name)
+
+
+def merge_lora(core: keras.Model, cfg: BertConfig, num_classes: int, max_length: int, mc) -> keras.Model:
+    """A classifier without LoRA branches whose target kernels are ``W + (alpha/r) A B``
+    (:func:`tfresp.models.peft.merge_lora_weights`); adapters, if any, are kept."""
+    spec = peft_mod.parse(mc) or {}
+    merged = build_classifier(cfg, num_classes, max_length, {"adapters": spec["adapters"]} if "adapters" in spec
+                              else None, name=core.name)
+    return peft_mod.merge_lora_weights(core, merged, mc)
 
 
 def build_mlm(cfg: BertConfig, max_length: int = 128, name: str = "bert_mlm") -> keras.Model:
@@ -329,33 +298,19 @@ def resolve_checkpoint(path) -> dict:
         by id), ``lowercase``, ``tokenizer_file``, ``weights`` (a loader callable returning canonical names) and
         ``path``; a transformers dir also has ``weights_file`` (``model.safetensors`` | ``tf_model.h5``).
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError([("model.checkpoint", str(path), "directory does not exist")])
-    if (p / CHECKPOINT_DIR / CONFIG_FILE).exists():
-        p = p / CHECKPOINT_DIR
-    if (p / CONFIG_FILE).exists():
+    kind, p = checkpoint_dir(path)
+    if kind == "tfresp":
         meta = json.loads((p / CONFIG_FILE).read_text())
         cfg = BertConfig(**meta["bert"])
-        from tfresp.data.text import read_vocab
-
-        return {"kind": "tfresp", "path": str(p), "config": cfg, "vocab": read_vocab(p / "vocab.txt"),
-                "tokenizer_file": "vocab.txt",
-                "lowercase": meta.get("lowercase", True), "max_length": meta.get("max_length"),
+        return {**checkpoint_vocab(p), "config": cfg, "max_length": meta.get("max_length"),
                 "weights": lambda: dict(np.load(p / WEIGHTS_FILE))}
     if hf_loading.is_hf_dir(p):
-        from tfresp.data.text import checkpoint_tokenizer
-
         cfg = BertConfig.from_hf(json.loads((p / "config.json").read_text()))
-        tok = checkpoint_tokenizer(p)
-        return {"kind": "transformers", "path": str(p), "config": cfg, "vocab": tok["vocab"],
-                "lowercase": tok["lowercase"], "tokenizer_file": tok["file"], "max_length": None,
+        return {**checkpoint_vocab(p), "config": cfg, "max_length": None,
                 "weights_file": hf_loading.weights_file(p),
                 "weights": lambda: hf_loading.read_weights(p, cfg.model_type)}
     raise ConfigError([("model.checkpoint", str(path),
-                        "expected a Hugging Face checkpoint (config.json + model.safetensors or tf_model.h5, "
-                        "tokenizer.json or vocab.txt) "
-                        "or a tfresp run directory with bert/ (a finished bert run)")])
+                        "expected " + CHECKPOINT_LAYOUTS)])
 
 
 def save_checkpoint(model: keras.Model, cfg: BertConfig, directory, vocab_path, lowercase: bool,
@@ -495,3 +450,56 @@ def _checkpoint(config, data):
         raise ConfigError([("data.max_length", data.extra["max_length"],
                             f"<= the checkpoint's longest input ({cfg.longest_input} positions)")])
     return _build(config, data, cfg, ck["weights"](), ck["kind"])
+
+
+# -- students for distillation --------------------------------------------------------------------------
+def spread_layers(teacher_layers: int, student_layers: int) -> List[int]:
+    """Teacher layers a ``student_layers``-deep student starts from: evenly spread, first and last kept.
+
+    The rule of DistilBERT's initialization script (Sanh et al., 2019; transformers
+    ``examples/research_projects/distillation/scripts/extract_distilbert.py`` copies layers
+    ``[0, 2, 4, 7, 9, 11]`` of BERT-base, which is this function's ``(12, 6)``). For 6 -> 2 it gives
+    ``[0, 5]``: the first layer (which reads the embeddings) and the last (whose output the fine-tuned
+    pooler and classifier were trained on).
+    """
+    if not 1 <= student_layers <= teacher_layers:
+        raise ValueError(f"Invalid value for argument `student_layers`. Received: student_layers={student_layers}. "
+                         f"Expected 1..{teacher_layers} (the teacher's layers)")
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    return [int(round(v)) for v in np.linspace(0, teacher_layers - 1, student_layers)]
+
+
+def build_student(teacher: keras.Model, cfg: BertConfig, num_classes: int, teacher_layers: List[int],
+                  max_length: int = 128, name: str = "student", **classifier_kwargs) -> keras.Model:
+    """A shallower BERT classifier initialized from ``teacher`` ("layer dropping", Sajjad et al., 2023).
+
+    The student has ``len(teacher_layers)`` encoder layers of the teacher's width; its layer ``j`` gets the
+    weights of teacher layer ``teacher_layers[j]``, and the embeddings, pooler and classifier are copied
+    as they are. ``classifier_kwargs`` go to :func:`build_classifier` (they must build the teacher's head).
+
+    Raises:
+        IncompatibleModelError: a student weight has no teacher counterpart of the same shape.
+    """
+    bad = [i for i in teacher_layers if not 0 <= int(i) < cfg.num_layers]
+    if not teacher_layers or bad or len(set(teacher_layers)) != len(teacher_layers):
+        raise ConfigError([("compression.distill.teacher_layers", list(teacher_layers),
+                            f"distinct layer indices in 0..{cfg.num_layers - 1}")])
+    scfg = dataclasses.replace(cfg, num_layers=len(teacher_layers))
+    student = build_classifier(scfg, num_classes, max_length, name=name, **classifier_kwargs)
+    source = {layer.name: layer for layer in teacher.layers}
+    for layer in student.layers:
+        if not layer.weights:
+            continue
+        tname = layer.name
+        if tname.startswith("layer_"):
+            j, _, rest = tname[len("layer_"):].partition("_")
+            tname = f"layer_{int(teacher_layers[int(j)])}_{rest}"
+        t = source.get(tname)
+        values = t.get_weights() if t is not None else None
+        if values is None or [v.shape for v in values] != [tuple(w.shape) for w in layer.weights]:
+            raise IncompatibleModelError(
+                f"student layer {layer.name!r}: the teacher has no layer {tname!r} with the same weight shapes. "
+                "Remedy: distill from a plain tfresp BERT classifier (merge LoRA first; adapters are not copied)")
+        layer.set_weights(values)
+    return student

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import secrets
 from typing import Any, Dict, List, Optional
@@ -62,6 +63,8 @@ class PrivacyBudget:
         self.accountant = accountant
         self.spends: List[Spend] = []
         self.coverage: List[Coverage] = []
+        self._shared_root: Optional[int] = None  # multi-worker: one secret drawn once, the same on every worker
+        self._drawn = 0
 
     def resolve_delta(self, n: int) -> float:
         """Set δ from the number of training rows when it is still unresolved (``delta: auto``); return δ.
@@ -74,10 +77,25 @@ class PrivacyBudget:
         return self.delta
 
     # -- secrets ---------------------------------------------------------------------------
-    @staticmethod
-    def secret_seed() -> int:
-        """A fresh seed for noise or sampling that no public value (config seed, run id) determines."""
-        return secrets.randbits(62)
+    def secret_seed(self) -> int:
+        """A fresh seed for noise or sampling that no public value (config seed, run id) determines.
+
+        After :meth:`share_secret` (multi-worker training) the k-th seed is a keyed hash of the shared root
+        secret and k, so every worker, drawing in the same order, gets the same seeds: the same noise, the
+        same Poisson draws and the same shuffle order (each worker then takes its shard of the same batches).
+        """
+        if self._shared_root is None:
+            return secrets.randbits(62)
+        self._drawn += 1
+        digest = hashlib.blake2b(self._drawn.to_bytes(8, "big"), digest_size=8,
+                                 key=self._shared_root.to_bytes(8, "big")).digest()
+        return int.from_bytes(digest, "big") >> 2  # 62 bits, like secrets.randbits(62)
+
+    def share_secret(self, root: int) -> None:
+        """Derive every later :meth:`secret_seed` from ``root``, a secret all workers of the run share
+        (:func:`tfresp.distribute.shared_secret`). Never a public value: whoever knows it knows every seed."""
+        self._shared_root = int(root) % (2 ** 62)
+        self._drawn = 0
 
     # -- registration ----------------------------------------------------------------------
     def spend(self, source: str, event, *, mechanism: str, params: Dict[str, Any], covers: List[str]) -> None:

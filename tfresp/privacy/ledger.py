@@ -7,9 +7,13 @@ from typing import Optional
 import dp_accounting
 import tf_keras as keras
 
-from tfresp.errors import BudgetExhaustedError
+from tfresp.errors import BudgetExhaustedError, TfrespError
 from tfresp.privacy import accounting
 from tfresp.privacy.accounting import PrivacyAccountant
+
+
+class PrivacyError(TfrespError):
+    """The run cannot keep its privacy guarantee as configured."""
 
 
 class PrivacyLedger(keras.callbacks.Callback):
@@ -129,6 +133,7 @@ class PrivacyLedger(keras.callbacks.Callback):
 
     # -- hooks -------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        self._check_workers_agree()
         self.stopped_early = False
         self._epoch_steps = 0
         self._fit_steps = 0
@@ -141,6 +146,23 @@ class PrivacyLedger(keras.callbacks.Callback):
                 f"The privacy budget is exhausted: target_epsilon={self.target_epsilon} at delta={self.delta:g} "
                 f"is already reached after {self.accountant.steps} steps (ε={self.epsilon:.4g}); "
                 "remedy: raise privacy.target_epsilon or start a new run")
+
+    def _check_workers_agree(self) -> None:
+        """Multi-worker: refuse to train unless every worker holds the same secret seeds (noise, sampling,
+        canaries). Workers drawing their own would shard different samples, so a global batch would not be
+        the one Poisson sample / permutation slice the accounting assumes (see :func:`shared_secret`)."""
+        from tfresp.distribute import same_on_all_workers
+
+        strategy = getattr(self.model, "distribute_strategy", None)
+        values = ([int(self.noise_seed.numpy())] if self.noise_seed is not None else []) + [
+            int(v) for v in self.secrets_state.values() if isinstance(v, int)]
+        if strategy is not None and not same_on_all_workers(strategy, values):
+            raise PrivacyError(
+                "`distribute`: the workers of this multi-worker run hold different secret DP seeds, so their "
+                "batches are not one sample and the privacy accounting would not hold. Received: distribute="
+                "multi_worker with per-worker seeds. Remedy: build the run's PrivacyBudget before training and "
+                "call budget.share_secret(tfresp.distribute.shared_secret(strategy)) on every worker (tfresp.fit "
+                "does), or train DP on one worker")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_steps = 0

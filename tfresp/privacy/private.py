@@ -155,7 +155,15 @@ def make_private(model, *, num_examples: int, batch_size: int, epochs: int, l2_n
         noise_multiplier = accounting.calibrate_noise(float(target_epsilon), delta, q, spe * int(epochs), accountant)
     # ghost where exact (repeated calls of a layer included: tfresp.privacy.ghost sums them before the norm)
     mode, reason = clipping.select_clipping(model, clipping_mode)
-    secret = secrets.randbits(62) if noise_seed is None else int(noise_seed)
+    if noise_seed is None:  # multi-worker: one secret for all workers, or each would Poisson-sample its own rows
+        from tfresp.distribute import shared_secret
+
+        strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else getattr(
+            model.core, "distribute_strategy", None)
+        shared = shared_secret(strategy) if strategy is not None else None
+        secret = shared if shared is not None else secrets.randbits(62)
+    else:
+        secret = int(noise_seed)
     seed_var = tf.Variable(secret, dtype=tf.int64, trainable=False, name="dp_noise_seed")
     ledger = PrivacyLedger(accounting.PrivacyAccountant(accountant), noise_multiplier, q, delta, target_epsilon,
                            noise_seed=seed_var)

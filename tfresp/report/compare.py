@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 from tfresp.errors import DataError
+from tfresp.evaluation.served import served_path
 from tfresp.report.gates import lookup
 from tfresp.report.scorecard import infer_direction
 
 _ABSENT = "— (off)"
+_SERVED = "evaluation.served."
 _EVAL = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "precision", "recall")
 _NOT_COMPARABLE = "not better: {run} is degenerate ({codes})"
 
@@ -85,7 +87,7 @@ def _direction(path: str) -> str | None:
 
 
 def _served(r: dict) -> bool:
-    return isinstance((r.get("evaluation") or {}).get("served"), dict)
+    return served_path(r) != "evaluation.test"
 
 
 def compare_reports(a: dict, b: dict) -> list:
@@ -99,7 +101,7 @@ def compare_reports(a: dict, b: dict) -> list:
     blocked = {name: [f["code"] for f in findings(r) if f["blocks_green"]] for name, r in (("A", a), ("B", b))}
     rows = []
     for path in key_metrics(a, b):
-        va, vb = _intish(lookup(a, path)), _intish(lookup(b, path))
+        va, vb = _intish(_value(a, path)), _intish(_value(b, path))
         if va is None and vb is None:
             continue
         delta = vb - va if va is not None and vb is not None else None
@@ -114,8 +116,29 @@ def compare_reports(a: dict, b: dict) -> list:
             winner = "B" if verdict == "better" else "A"
             if blocked[winner]:
                 verdict = _NOT_COMPARABLE.format(run=winner, codes=", ".join(blocked[winner]))
-        rows.append({"metric": path, "a": va, "b": vb, "delta": delta, "relative": rel, "verdict": verdict})
+        rows.append({"metric": path, "a": va, "b": vb, "delta": delta, "relative": rel, "verdict": verdict,
+                     "note": _note(a, b, path)})
     return rows
+
+
+def _value(r: dict, path: str):
+    """A report number; ``evaluation.served.<m>`` is the served model's metric whether or not the run
+    post-processes (a run without post-processing serves its raw model: ``evaluation.test``)."""
+    if path.startswith(_SERVED):
+        return lookup(r, f"{served_path(r)}.{path[len(_SERVED):]}")
+    return lookup(r, path)
+
+
+def _note(a: dict, b: dict, path: str):
+    """Which model a row reads when the two runs serve differently (None when it is plain)."""
+    if path.startswith(_SERVED):
+        plain = [n for n, r in (("A", a), ("B", b)) if not _served(r)]
+        return (f"served model; {' and '.join(plain)} serves its raw model (evaluation.test)" if plain
+                else "served model")
+    if path.startswith("evaluation.test.") and (_served(a) or _served(b)):
+        return "raw model (" + " and ".join(n for n, r in (("A", a), ("B", b)) if _served(r)) + \
+            " serves a post-processed model)"
+    return None
 
 
 def _flat(d, prefix=""):

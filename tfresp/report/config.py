@@ -41,7 +41,8 @@ class GateSpec(Section):
 
     Attributes:
         metric: dotted path into report.json (``privacy.epsilon``, ``robustness.pgd@0.1.accuracy``); a bare
-            metric name is also looked up under ``evaluation.test``.
+            metric name (``accuracy``) is the served model's: ``evaluation.served`` when a post-processing
+            changes the served decisions, else ``evaluation.test`` (the raw model: ``evaluation.test.<metric>``).
         op: comparison, one of ``<=, >=, <, >, ==``.
         threshold: the number the metric is compared with.
         weight: weight of this gate in the weighted gate score (Σ w·pass / Σ w).

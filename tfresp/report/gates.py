@@ -17,6 +17,7 @@ import operator
 from typing import Optional
 
 from tfresp.errors import ConfigError
+from tfresp.evaluation.served import served_path
 from tfresp.report.config import GATE_PATTERN, GateSpec
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
@@ -64,13 +65,15 @@ def parse_gate(text: str):
     return g.metric, g.op, g.threshold
 
 
-def lookup(report: dict, path: str):
-    """The number at dotted ``path`` in the report, or None.
+def resolve(report: dict, path: str):
+    """``(number, path read)`` at dotted ``path`` in the report, or ``(None, None)``.
 
     Keys may themselves contain dots (``robustness.pgd@0.1.accuracy``): the longest key that
-    matches is taken first. A bare metric (``accuracy``) is also looked up under ``evaluation.test``.
+    matches is taken first. A bare metric (``accuracy``) is the *served* model's metric: it is looked up
+    under ``evaluation.served`` when a post-processing (fairness group thresholds) changes the served
+    decisions, else under ``evaluation.test``. The raw model stays reachable as ``evaluation.test.<metric>``.
     """
-    for cand in (path, f"evaluation.test.{path}"):
+    for cand in (path, f"{served_path(report)}.{path}"):
         node = report
         parts = cand.split(".")
         i = 0
@@ -87,7 +90,35 @@ def lookup(report: dict, path: str):
                 break
         if ok and isinstance(node, (int, float)) and not isinstance(node, bool):
             value = float(node)
-            return None if math.isnan(value) else value
+            return (None, None) if math.isnan(value) else (value, cand)
+    return None, None
+
+
+def lookup(report: dict, path: str):
+    """The number at dotted ``path`` in the report, or None (see :func:`resolve`)."""
+    return resolve(report, path)[0]
+
+
+_CORE_SECTIONS = ("robustness.", "compression.", "explanations.")
+
+
+def model_read(report: dict, read: str | None) -> str | None:
+    """Which model a report path describes: the served model (post-processing included) or the raw core.
+
+    ``evaluation.served.*`` and ``fairness.*`` (the fairness audit scores the served decisions) are the
+    served model; ``evaluation.test.*`` is the served model only when nothing post-processes it. Robustness,
+    compression and explanations evaluate the core model, which is not what is served when a post-processing
+    is. Other paths (privacy, training, scorecard) are not a model's test decisions: None.
+    """
+    if read is None:
+        return None
+    post = served_path(report) != "evaluation.test"
+    if read.startswith(("evaluation.served.", "evaluation.test_postprocessed.", "fairness.")):
+        return "served, post-processed" if post else "served"
+    if read.startswith("evaluation.test."):
+        return "raw core, not served (the served model post-processes it)" if post else "served"
+    if read.startswith(_CORE_SECTIONS):
+        return "raw core, not served (the served model post-processes it)" if post else "served"
     return None
 
 
@@ -96,7 +127,7 @@ def evaluate_gates(gates, report: dict) -> list:
     results = []
     for i, item in enumerate(gates or []):
         g = Gate.parse(item, i)
-        value = lookup(report, g.metric)
+        value, read = resolve(report, g.metric)
         passed = value is not None and _OPS[g.op](value, g.threshold)
         reason = None
         if value is None:
@@ -105,6 +136,7 @@ def evaluate_gates(gates, report: dict) -> list:
             reason = f"{g.metric} = {value:.6g} does not satisfy {g.op} {g.threshold:g}"
         results.append({"gate": item if isinstance(item, str) else g.text, "name": g.name, "metric": g.metric,
                         "op": g.op, "threshold": g.threshold, "weight": g.weight, "value": value,
+                        "read": read, "model": model_read(report, read),
                         "margin": None if value is None else _margin(value, g.op, g.threshold),
                         "passed": bool(passed), "reason": reason})
     return results
@@ -145,9 +177,11 @@ def evaluate(gates, report: dict, scorecard: Optional[dict] = None) -> dict:
                 continue
             value = (scorecard.get(score) or {}).get("normalized")
             passed = value is not None and _OPS[op](value, thr)
+            models = sorted({t.get("model") for t in (scorecard.get(score) or {}).get("terms") or []} - {None})
             results.append({"gate": f"scorecard.{score}.normalized {op} {thr:g}", "name": f"{score} score",
                             "metric": f"scorecard.{score}.normalized", "op": op, "threshold": float(thr),
-                            "weight": 1.0, "value": value,
+                            "weight": 1.0, "value": value, "read": f"scorecard.{score}.normalized",
+                            "model": "; ".join(models) or None,
                             "margin": None if value is None else _margin(value, op, thr), "passed": bool(passed),
                             "reason": None if passed else ("no terms of this score were available" if value is None
                                                            else f"{score} score {value:.4f} does not satisfy "
@@ -165,5 +199,6 @@ def failure_lines(gates_section: Optional[dict]) -> list:
             if r["value"] is None:
                 out.append(f"FAILED gate {r['gate']}: {r.get('reason') or 'metric missing'}")
             else:
-                out.append(f"FAILED gate {r['gate']}: value {r['value']:.6g}")
+                read = f" (read {r['read']}; model: {r['model']})" if r.get("read") and r.get("model") else ""
+                out.append(f"FAILED gate {r['gate']}: value {r['value']:.6g}{read}")
     return out

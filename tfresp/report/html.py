@@ -274,6 +274,23 @@ def _summary_cards(r: dict) -> list:
     return cards
 
 
+# the verdicts of fairness.mitigation.verdict.status (tfresp.fairness.concern.mitigation_verdict): only "met"
+# is good; anything else (missed, worse, refused, degenerate, unknown) is shown as a finding
+VERDICT_CLASS = {"met": "pass"}
+
+
+def _fairness_inputs(inputs) -> Optional[dict]:
+    """``fairness.inputs`` for the template: sensitive attributes used as inputs, proxies, the proxy note,
+    and whatever else the section holds (shown generically)."""
+    if not isinstance(inputs, dict):
+        return None
+    proxies = [p for p in inputs.get("proxies") or [] if isinstance(p, dict)]
+    known = {"sensitive_as_inputs", "proxies", "proxies_note"}
+    return {"sensitive_as_inputs": [str(a) for a in inputs.get("sensitive_as_inputs") or []],
+            "proxies": proxies, "screened": isinstance(inputs.get("proxies"), list), "note": inputs.get("proxies_note"),
+            "rest": {k: prepare_generic(v, k) for k, v in inputs.items() if k not in known}}
+
+
 def build_view(report: dict, run_dir: Path) -> dict:
     """Everything the template needs, with section-specific tables and generic leftovers."""
     r = report
@@ -366,8 +383,11 @@ def build_view(report: dict, run_dir: Path) -> dict:
                 other[attr] = prepare_generic(sec, attr)
         tradeoff = other.pop("tradeoff", None)
         mitigation = other.pop("mitigation", None)
+        verdict = mitigation.pop("verdict", None) if isinstance(mitigation, dict) else None
+        inputs = other.pop("inputs", None)
         s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair), "tradeoff": tradeoff,
-                         "mitigation": mitigation}
+                         "mitigation": mitigation, "verdict": verdict if isinstance(verdict, dict) else None,
+                         "inputs": _fairness_inputs(inputs)}
     rob = r.get("robustness")
     if isinstance(rob, dict):
         sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
@@ -441,6 +461,7 @@ def _env() -> Environment:
     env.tests["ci"] = _is_ci
     env.filters["columns"] = _columns
     env.filters["leaves"] = leaves
+    env.globals["verdict_class"] = lambda status: VERDICT_CLASS.get(str(status), "fail")
     return env
 
 

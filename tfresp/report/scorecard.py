@@ -37,7 +37,7 @@ import numpy as np
 
 from tfresp.evaluation.degenerate import findings
 from tfresp.evaluation.served import served_path
-from tfresp.report.gates import lookup
+from tfresp.report.gates import model_read, resolve
 
 _LOWER = re.compile(r"(epsilon|difference|_diff|gap|loss|mia_auc|latency|bytes|error|brier|ece|delta)", re.I)
 _ROBUST_KEY = re.compile(r"^(?P<attack>[A-Za-z0-9_\-]+)@(?P<eps>[0-9.eE+\-]+)$")
@@ -91,10 +91,11 @@ def default_terms(report: dict) -> tuple[list, list]:
 
 
 def _value(report: dict, metric: str):
-    v = lookup(report, metric)
+    """``(value, note, path read)``: a bare metric is the served model's (see :func:`gates.resolve`)."""
+    v, read = resolve(report, metric)
     if v is None and metric == "privacy.epsilon" and not report.get("privacy"):
-        return math.inf, "no differential privacy in this run: epsilon = infinity"
-    return v, None
+        return math.inf, "no differential privacy in this run: epsilon = infinity", None
+    return v, None, read
 
 
 def score(terms: list, report: dict, kind: str) -> dict:
@@ -107,14 +108,15 @@ def score(terms: list, report: dict, kind: str) -> dict:
         direction = infer_direction(metric) if direction == "auto" else direction
         scale = t.get("scale") or default_scale(metric)
         weight = float(t.get("weight", 1.0))
-        value, note = _value(report, metric)
+        value, note, read = _value(report, metric)
         if value is None:
             missing.append(metric)
             continue
         good = goodness(value, direction, scale)
         term = good if kind == "ethics" else 1.0 - good
         rows.append({"metric": metric, "value": None if math.isinf(value) else value, "direction": direction,
-                     "scale": scale, "weight": weight, "term": term, "contribution": weight * term, "note": note})
+                     "scale": scale, "weight": weight, "term": term, "contribution": weight * term, "note": note,
+                     "read": read, "model": model_read(report, read)})
     total_w = sum(r["weight"] for r in rows)
     value = sum(r["contribution"] for r in rows)
     return {"value": value if rows else None, "normalized": value / total_w if total_w > 0 else None,

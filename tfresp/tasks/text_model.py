@@ -17,7 +17,6 @@ from tfresp.concerns import Concern, Contribution, register
 from tfresp.context import TextParts
 from tfresp.errors import IncompatibleModelError
 from tfresp.models import bert as bert_mod
-from tfresp.models import peft
 
 
 @register
@@ -52,7 +51,7 @@ class BertModelRun(Concern):
         export_core = ctx.core
         extra = ctx.model_extra
         if ctx.config.task == "classification" and mc.lora:
-            merged = peft.merge_lora(ctx.core, cfg, ctx.data.num_classes, ctx.data.extra["max_length"], mc)
+            merged = bert_mod.merge_lora(ctx.core, cfg, ctx.data.num_classes, ctx.data.extra["max_length"], mc)
             n = min(256, len(ctx.data.test))
             x = {k: v[:n] for k, v in ctx.data.test.x.items()}
             a = ctx.core.predict(x, batch_size=128, verbose=0)

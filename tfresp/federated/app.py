@@ -1,0 +1,162 @@
+"""The Flower App of a deployed tfresp federated run: a ServerApp (on the SuperLink's side) and a ClientApp (on each
+SuperNode). Started by :mod:`tfresp.federated.deploy` (or by hand with ``flwr run``, see README).
+
+ServerApp: runs the whole tfresp job (:func:`tfresp.fit`: data, concerns, report, export, per-round checkpoints)
+with the clients reached through the Flower grid instead of in-process: each round, the same
+:class:`tfresp.federated.train.Server` as in simulation samples the clients, sends the global weights to the
+SuperNodes that host them, and aggregates (clipping + noise under ``federated.dp``) the local weights they return.
+
+ClientApp: a SuperNode with node config ``partition-id=j num-partitions=M`` hosts the clients ``k`` with
+``k % M == j`` of the run's partition (:func:`tfresp.federated.partition.partition`, a public function of the config)
+and keeps only those rows; it trains the run's Keras model (every loss term of the concerns attached) on one client's
+rows at a time with :func:`tfresp.federated.train.local_fit` — the code the simulation runs.
+
+Run config keys (``[tool.flwr.app.config]``): ``config`` (the tfresp YAML, an absolute path), ``out`` (run
+directory), ``overwrite``, ``resume``, ``nodes`` (SuperNodes to wait for), ``timeout`` (seconds per wait).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Dict, List
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+server_app = ServerApp()
+client_app = ClientApp()
+
+
+def _nodes(grid: Grid, want: int, timeout: float) -> Dict[int, int]:
+    """``{partition-id: node id}`` of ``want`` connected SuperNodes (asked with a ``query`` message)."""
+    t0 = time.monotonic()
+    while len(list(grid.get_node_ids())) < want:
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"only {len(list(grid.get_node_ids()))} of {want} SuperNodes connected "
+                               f"within {timeout:g} s")
+        time.sleep(0.5)
+    msgs = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=n, message_type="query")
+            for n in sorted(grid.get_node_ids())]
+    found = {}
+    for reply in grid.send_and_receive(msgs, timeout=timeout):
+        if not reply.has_content():
+            raise RuntimeError(f"SuperNode {reply.metadata.src_node_id} failed the query: {reply.error.reason}")
+        cfg = reply.content["config"]
+        if int(cfg["num-partitions"]) != want:
+            raise RuntimeError(f"SuperNode {reply.metadata.src_node_id} has num-partitions="
+                               f"{cfg['num-partitions']}, the run expects {want}")
+        found[int(cfg["partition-id"])] = reply.metadata.src_node_id
+    if sorted(found) != list(range(want)):
+        raise RuntimeError(f"SuperNodes report partition ids {sorted(found)}; expected 0..{want - 1} once each")
+    return found
+
+
+def grid_transport(grid: Grid, nodes: Dict[int, int], timeout: float):
+    """A :data:`tfresp.federated.train.Transport` over the Flower grid: one message per SuperNode and round."""
+    m = len(nodes)
+
+    def run(rnd: int, weights: List[np.ndarray], jobs):
+        by_node: Dict[int, list] = {}
+        for k, seed in jobs:
+            by_node.setdefault(k % m, []).append((k, seed))
+        msgs = []
+        for part, node_jobs in by_node.items():
+            content = RecordDict({"arrays": ArrayRecord(numpy_ndarrays=list(weights)),
+                                  "config": ConfigRecord({"round": rnd, "clients": [k for k, _ in node_jobs],
+                                                          "seeds": [s for _, s in node_jobs]})})
+            msgs.append(Message(content, dst_node_id=nodes[part], message_type="train", group_id=str(rnd)))
+        out = {}
+        for reply in grid.send_and_receive(msgs, timeout=timeout):
+            if not reply.has_content():
+                raise RuntimeError(f"round {rnd}: SuperNode {reply.metadata.src_node_id} failed: "
+                                   f"{reply.error.reason}")
+            rows = reply.content["config"]
+            for key, rec in reply.content.array_records.items():
+                k = int(key[len("client-"):])
+                out[k] = (rec.to_numpy_ndarrays(), int(rows[key]))
+        return out
+
+    return run
+
+
+@server_app.main()
+def main(grid: Grid, context: Context) -> None:
+    import tfresp
+    from tfresp.federated.train import use_transport
+
+    rc = context.run_config
+    timeout = float(rc["timeout"])
+    nodes = _nodes(grid, int(rc["nodes"]), timeout)
+    where = (f"Flower deployment: {len(nodes)} SuperNodes (clients k with k mod {len(nodes)} = partition-id), "
+             "aggregation in the ServerApp")
+    with use_transport(grid_transport(grid, nodes, timeout), where):
+        tfresp.fit(str(rc["config"]), out=str(rc["out"]), overwrite=bool(rc["overwrite"]),
+                   resume=bool(rc["resume"]), quiet=True)
+
+
+@client_app.query()
+def query(msg: Message, context: Context) -> Message:
+    nc = context.node_config
+    return Message(RecordDict({"config": ConfigRecord({"partition-id": int(nc["partition-id"]),
+                                                       "num-partitions": int(nc["num-partitions"])})}),
+                   reply_to=msg)
+
+
+class _Node:
+    """What one SuperNode holds: the run's model and the rows of its own clients only."""
+
+    def __init__(self, config_path: str, part: int, n_parts: int):
+        import tempfile
+
+        from tfresp.builder import RunContext, plan, set_seed
+        from tfresp.config import load_config
+        from tfresp.data.dataset import prepare
+        from tfresp.federated.partition import partition
+        from tfresp.federated.train import compile_local
+        from tfresp.models.base import TfrespModel
+        from tfresp.models.registry import build_core
+
+        cfg = load_config(config_path)
+        set_seed(cfg.seed)
+        data = prepare(cfg)
+        with tempfile.TemporaryDirectory(prefix="tfresp-node-") as tmp:
+            ctx = RunContext(config=cfg, data=data, run_dir=tmp, quiet=True)
+            ctx.core = build_core(cfg, data)
+            ctx.model = TfrespModel(ctx.core)
+            plan(ctx)  # the concerns' loss terms, as in the server's model
+        train = data.train
+        parts = partition(cfg.federated.clients, cfg.federated.partition, train.y, getattr(train, "frame", None),
+                          cfg.seed)
+        # this node's clients; every other row is dropped here, before any training
+        self.rows = {k: (train.x[idx], train.y[idx], {n: v[idx] for n, v in ctx.train_extras.items()})
+                     for k, idx in enumerate(parts) if k % n_parts == part}
+        self.cfg, self.model, self.core = cfg.federated, ctx.model, ctx.core
+        compile_local(self.model, self.cfg)
+
+
+@functools.lru_cache(maxsize=2)
+def _node(config_path: str, part: int, n_parts: int) -> _Node:
+    """Flower starts one ClientApp process per message, so this cache only helps where a process serves several
+    messages (Flower's ``process`` isolation, tests)."""
+    return _Node(config_path, part, n_parts)
+
+
+@client_app.train()
+def train(msg: Message, context: Context) -> Message:
+    from tfresp.federated.train import local_fit
+
+    nc = context.node_config
+    node = _node(str(context.run_config["config"]), int(nc["partition-id"]), int(nc["num-partitions"]))
+    weights = msg.content["arrays"].to_numpy_ndarrays()
+    cfg = msg.content["config"]
+    records, rows = {}, {}
+    for k, seed in zip(cfg["clients"], cfg["seeds"]):
+        if k not in node.rows:
+            raise ValueError(f"client {k} is not hosted by partition {nc['partition-id']}")
+        x, y, extras = node.rows[k]
+        records[f"client-{k}"] = ArrayRecord(numpy_ndarrays=local_fit(node.model, node.core, weights, x, y,
+                                                                      extras, node.cfg, seed))
+        rows[f"client-{k}"] = int(len(y))
+    return Message(RecordDict({**records, "config": ConfigRecord(rows)}), reply_to=msg)
