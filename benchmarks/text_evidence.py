@@ -64,7 +64,7 @@ def run(config, out, **over):
     if r.get("privacy"):
         p = r["privacy"]
         row["privacy"] = {k: p.get(k) for k in ("epsilon", "delta", "noise_multiplier", "steps", "sampling_rate")}
-        row["privacy"]["clipping"] = res.context.state.get("privacy", {}).get("clipping_mode")
+        row["privacy"]["clipping"] = res.context.own("privacy").clipping_mode
     if r.get("export") and r["export"].get("saved_model"):
         row["saved_model_roundtrip_max_abs_diff"] = r["export"]["saved_model"]["roundtrip_max_abs_diff"]
     return row

@@ -1,9 +1,10 @@
 """The builder: the one place that composes a tfresp run.
 
 Order of a run (see DESIGN.md):
-    config -> data -> strategy -> core model -> concerns' contributions (ascending ``order``;
-    privacy last so every loss term is inside per-example clipping) -> fit -> predictions ->
-    audits -> export -> report -> gates.
+    config -> data -> strategy -> core model -> concerns' contributions (fixed slots, see
+    :mod:`tfresp.concerns`; the gradient transform (privacy) plans last so every loss term is inside
+    per-example clipping) -> fit -> predictions -> audits (topological order of their declared
+    ``audit_after``) -> export -> report -> gates.
 
 Everything is written into a staging directory that becomes the run directory only on success.
 """
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import tensorflow as tf
@@ -23,7 +23,8 @@ import tf_keras as keras
 from tfresp import checkpointing, rundir
 from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
-from tfresp.data.dataset import DataBundle, make_dataset, prepare
+from tfresp.context import RunContext, ServingPlan, TextParts  # noqa: F401  (RunContext's home was here)
+from tfresp.data.dataset import make_dataset, prepare
 from tfresp.distribute import pick_strategy
 from tfresp.errors import ConfigError
 from tfresp.models.base import TfrespModel
@@ -31,40 +32,6 @@ from tfresp.models.registry import build_core
 from tfresp.training import class_weights, make_optimizer
 
 log = logging.getLogger("tfresp")
-
-
-@dataclasses.dataclass
-class RunContext:
-    """Everything a concern may read (and the builder fills in) during a run."""
-
-    config: Any
-    data: DataBundle
-    run_dir: Path
-    strategy: Any = None
-    strategy_name: str = "default"
-    core: Optional[keras.Model] = None
-    model: Optional[TfrespModel] = None
-    train_extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    callbacks: List[Any] = dataclasses.field(default_factory=list)
-    contributions: Dict[str, Contribution] = dataclasses.field(default_factory=dict)
-    history: Dict[str, list] = dataclasses.field(default_factory=dict)
-    predictions: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    report: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    timings: Dict[str, float] = dataclasses.field(default_factory=dict)
-    artifacts: Dict[str, str] = dataclasses.field(default_factory=dict)
-    state: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    quiet: bool = False
-    #: the run's privacy budget (None without ``privacy:``): every mechanism that reads private rows spends here
-    budget: Optional[Any] = None
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return int(math.ceil(len(self.data.train) / self.config.train.batch_size))
-
-    def predict_proba(self, x, batch_size: int = 2048) -> np.ndarray:
-        """Class probabilities of the trained core on encoded inputs (no post-processing)."""
-        logits = self.core.predict(x, batch_size=batch_size, verbose=0)
-        return tf.nn.softmax(logits).numpy()
 
 
 @dataclasses.dataclass
@@ -125,11 +92,13 @@ def _standard_callbacks(ctx: RunContext) -> list:
 
 
 def plan(ctx: RunContext) -> List[Any]:
-    """Ask every enabled concern for its contribution, in order; return the enabled concerns."""
+    """Ask every enabled concern for its contribution (slot order); return the enabled concerns."""
     active = [c for c in concern_registry.registered() if c.enabled(ctx.config)]
     for c in active:
-        c.validate(ctx)
+        c.provide(ctx)
     for c in active:
+        c.validate(ctx)
+    for c in concern_registry.plan_order(active):
         contrib = c.plan(ctx) or Contribution()
         if contrib.wrap_core is not None:
             ctx.core = contrib.wrap_core(ctx.core, ctx)
@@ -173,8 +142,7 @@ def train(ctx: RunContext) -> None:
                               shuffle=False, seed=cfg.seed)
     callbacks = _standard_callbacks(ctx) + ctx.callbacks
     # Step checkpoints + SIGTERM + exact resume (tfresp/checkpointing.py); the saver goes last.
-    fit_plan = checkpointing.prepare_fit(ctx, train_ds, callbacks, ctx.state.get("target"),
-                                         ctx.state.get("resume_point"))
+    fit_plan = checkpointing.prepare_fit(ctx, train_ds, callbacks, ctx.target, ctx.resume_point)
     callbacks.append(fit_plan.saver)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = ctx.model.fit(fit_plan.dataset, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=callbacks,
@@ -191,7 +159,7 @@ def predict_all(ctx: RunContext) -> None:
 
 
 def audit(ctx: RunContext, active) -> None:
-    for c in active:
+    for c in concern_registry.audit_order(active):
         t0 = time.perf_counter()
         section = c.audit(ctx)
         ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
@@ -269,8 +237,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
     stage = rundir.staging_dir(target, run_id)
     try:
         ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
-                         quiet=quiet, budget=budget)
-        ctx.state.update(target=target, resume_point=resume_point)
+                         quiet=quiet, budget=budget, target=target, resume_point=resume_point)
         if budget is not None:
             from tfresp.data.dp_resume import PreprocessingState
 
@@ -279,7 +246,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
             if model is not None:
                 from tfresp.models.registry import build_user_core
 
-                ctx.core, ctx.state["model_extra"] = build_user_core(config, data, model)
+                ctx.core, ctx.model_extra = build_user_core(config, data, model)
             else:
                 ctx.core = build_core(config, data)
             if config.task == "mlm":

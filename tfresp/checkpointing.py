@@ -485,12 +485,12 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
                             config_yaml=cfg.to_yaml(),
                             early_stopping=next((c for c in callbacks
                                                  if isinstance(c, keras.callbacks.EarlyStopping)), None))
-    if resume is not None and not ctx.state.get("_states_restored"):
+    if resume is not None and not ctx.callback_states_restored:
         saver.restore_states(resume)
     fit_kwargs = {"steps_per_epoch": steps, "initial_epoch": resume.state["epoch"] if resume else 0}
     from tfresp.distribute import batch_sizes
 
-    extra = ctx.state.setdefault("training_extra", {})
+    extra = ctx.training_extra
     extra.update(batch_sizes(ctx.strategy, cfg.train.batch_size))
     extra["steps_per_epoch"] = steps
     extra["checkpointing"] = {"every": cfg.train.checkpoint_every, "resumed_from_step": skip if resume else None,
@@ -502,7 +502,7 @@ def restore_states(ctx) -> None:
     """On resume, restore every ``get_state``/``set_state`` callback of the concerns (privacy ledger, with its
     secret seeds) *before* the training pipeline is built, so a pipeline seeded from that state (Poisson
     sampling) continues exactly where the interrupted run was."""
-    point = ctx.state.get("resume_point")
+    point = ctx.resume_point
     if point is None:
         return
     states = point.state.get("callbacks", {})
@@ -511,7 +511,7 @@ def restore_states(ctx) -> None:
             raise CheckpointError(f"Incompatible checkpoint {str(point.path)!r}: it has no state for {key!r} "
                                   "(was it written by a run with other concerns?)")
         cb.set_state(states[key])
-    ctx.state["_states_restored"] = True
+    ctx.callback_states_restored = True
 
 
 def scrub_secrets(state_file: Path) -> None:

@@ -1,35 +1,72 @@
 """The concern protocol: how privacy, fairness, robustness, compression and explanations plug into a run.
 
-A concern is registered with :func:`register` and has three things:
+A concern is registered with :func:`register` and has:
 
 * ``config_key``: the config section that turns it on (``privacy``, ``fairness``, ...);
 * ``plan(ctx) -> Contribution``: what it adds to the run before ``fit``;
-* ``audit(ctx) -> dict | None``: its report section, computed after ``fit`` from that run.
+* ``audit(ctx) -> dict | None``: its report section, computed after ``fit`` from that run;
+* ``State``: optional dataclass for the values private to the concern (``ctx.own(self)`` returns this run's one);
+* ``audit_after``: the config keys of concerns whose audits must run before its own.
 
-The builder calls ``plan`` in ascending ``order`` and applies each contribution in that
-order. The documented order matters (as in Optax's ``chain``): loss terms from fairness
-(10) and robustness (20) are attached first, compression callbacks (40) next, and privacy
-(90) last so that every loss term is inside per-example clipping.
+Two orders, each declared by what it is about (not one integer for both):
+
+**Training composition: fixed slots.** Every enabled concern plans in registration order, except the one that
+provides the gradient transform (``gradient_transform = True``: privacy), which plans last so that it sees, and
+clips, every loss term the others added. Each contribution goes into the fixed slots of the train step
+(:mod:`tfresp.models.base`)::
+
+    1. loss terms          per-example terms (inside DP clipping), batch terms (refused under DP)
+    2. input transform     at most one (adversarial / noisy inputs)
+    3. gradient transform  at most one, last (DP-SGD: clips the whole per-example loss of slots 1-2)
+    4. callbacks, core wrappers, sample weights, optimizer, training dataset
+
+**Audits: declared dependencies.** Audits run in the topological order of ``audit_after`` (ties keep the
+registration order); a dependency on a concern that is off is ignored, a cycle is an error.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from tfresp.errors import ConfigError
 
 _REGISTRY: Dict[str, "Concern"] = {}
+
+#: The built-in concern modules; importing one registers its concern. Third-party concerns register through the
+#: ``tfresp.concerns`` entry-point group (``[project.entry-points."tfresp.concerns"] name = "pkg.module"``)
+#: or by importing a module that applies :func:`register` before the run.
+BUILTIN = ("tfresp.evaluation.concern", "tfresp.fairness.concern", "tfresp.robustness.concern",
+           "tfresp.compression.concern", "tfresp.privacy.concern", "tfresp.explain.concern",
+           "tfresp.federated.concern")
+ENTRY_POINT_GROUP = "tfresp.concerns"
 
 
 def register(concern_cls):
     """Class decorator adding a concern to the registry under its ``config_key``."""
     inst = concern_cls()
+    if not inst.config_key:
+        raise TypeError(f"{concern_cls.__name__}: set `config_key` (the config section that turns it on)")
     _REGISTRY[inst.config_key] = inst
     return concern_cls
 
 
+def unregister(key: str) -> None:
+    """Remove a concern from the registry (tests that register a throw-away concern)."""
+    _REGISTRY.pop(key, None)
+
+
 def registered() -> List["Concern"]:
-    """All registered concerns, sorted by their ``order``."""
+    """All registered concerns, in registration order (built-ins first)."""
     _load_builtin()
-    return sorted(_REGISTRY.values(), key=lambda c: c.order)
+    return list(_REGISTRY.values())
+
+
+def config_of(key: str) -> Optional[type]:
+    """The ``Config`` section class of the registered concern ``key`` (None: no such concern, or no ``Config``)."""
+    if key not in _REGISTRY:
+        _load_builtin()
+    concern = _REGISTRY.get(key)
+    return None if concern is None else concern.Config
 
 
 def get(key: str) -> "Concern":
@@ -39,17 +76,58 @@ def get(key: str) -> "Concern":
     return _REGISTRY[key]
 
 
-def _load_builtin():
-    # Importing a concern package registers it (decorator). Import lazily to keep `import tfresp` light.
-    import importlib
+_loaded = False
 
-    for mod in ("tfresp.evaluation", "tfresp.fairness", "tfresp.robustness", "tfresp.compression",
-                "tfresp.privacy", "tfresp.explain", "tfresp.federated"):
+
+def _load_builtin():
+    # Importing a concern module registers it (decorator). Lazily, to keep `import tfresp` light.
+    global _loaded
+    if _loaded:
+        return
+    import importlib
+    from importlib.metadata import entry_points
+
+    for mod in BUILTIN:
         try:
-            importlib.import_module(mod + ".concern")
+            importlib.import_module(mod)
         except ModuleNotFoundError as exc:
-            if exc.name != mod + ".concern":
+            if exc.name != mod:
                 raise
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value.split(":")[0])
+    _loaded = True
+
+
+def plan_order(active: List["Concern"]) -> List["Concern"]:
+    """Registration order, with the (single) gradient-transform concern last (slot 3 wraps slots 1-2)."""
+    last = [c for c in active if c.gradient_transform]
+    if len(last) > 1:
+        raise ConfigError([("+".join(c.config_key for c in last), "on",
+                            "two concerns both replace the gradient computation; they cannot be combined")])
+    return [c for c in active if not c.gradient_transform] + last
+
+
+def audit_order(active: List["Concern"]) -> List["Concern"]:
+    """Topological order of ``audit_after`` over the active concerns (ties: registration order).
+
+    Raises ``ValueError`` on a dependency cycle.
+    """
+    keys = [c.config_key for c in active]
+    deps = {c.config_key: [d for d in c.audit_after if d in keys and d != c.config_key] for c in active}
+    for c in active:  # ``audit_before`` is the same edge declared from the other side
+        for d in c.audit_before:
+            if d in deps and c.config_key not in deps[d]:
+                deps[d].append(c.config_key)
+    done: List[str] = []
+    while len(done) < len(keys):
+        ready = [k for k in keys if k not in done and all(d in done for d in deps[k])]
+        if not ready:
+            cycle = sorted(k for k in keys if k not in done)
+            raise ValueError(f"Invalid concern audit dependencies: `audit_after` forms a cycle among {cycle}. "
+                             f"Received: { {k: deps[k] for k in cycle} }. Remedy: remove one of the edges")
+        done.append(ready[0])
+    by_key = {c.config_key: c for c in active}
+    return [by_key[k] for k in done]
 
 
 @dataclasses.dataclass
@@ -87,17 +165,46 @@ class Contribution:
 
 
 class Concern:
-    """Base class: subclasses set ``config_key`` and ``order`` and override what they need."""
+    """Base class: subclasses set ``config_key`` and override what they need.
+
+    Attributes:
+        config_key: the config section that turns the concern on (and its key in the registry).
+        report_key: the report section its audit fills (defaults to ``config_key``).
+        audit_after: config keys of concerns whose audits must have run before this one's.
+        audit_before: config keys of concerns whose audits must run after this one's.
+        gradient_transform: True for the concern that replaces the gradient computation (plans last).
+        State: a dataclass for values private to this concern (``ctx.own(self)``), or None.
+        Config: the pydantic section class of a concern registered outside ``tfresp/config.py``: its top-level
+            config key is then accepted (kept in ``config.extensions``) and validated by it.
+        example: the config sections that turn the concern on in a tiny tabular (Adult) run; the conformance
+            test (tests/test_conformance.py) runs every registered concern with it, alone and together.
+        example_skip: why there is no ``example`` (e.g. the concern needs text data).
+        example_excludes: config keys of concerns whose examples this one's refuses to run with.
+    """
 
     config_key: str = ""
-    order: int = 50
     report_key: Optional[str] = None  # defaults to config_key
+    audit_after: Tuple[str, ...] = ()
+    audit_before: Tuple[str, ...] = ()
+    gradient_transform: bool = False
+    State: Optional[type] = None
+    Config: Optional[type] = None
+    example: Optional[dict] = None
+    example_skip: Optional[str] = None
+    example_excludes: Tuple[str, ...] = ()
 
     def enabled(self, config) -> bool:
-        return getattr(config, self.config_key, None) is not None
+        return self.section(config) is not None
 
     def section(self, config):
-        return getattr(config, self.config_key)
+        extensions = getattr(config, "extensions", None) or {}
+        if self.config_key in extensions:
+            return extensions[self.config_key]
+        return getattr(config, self.config_key, None)
+
+    def provide(self, ctx) -> None:
+        """Set the typed values of ``ctx`` that other concerns' ``validate``/``plan`` read (e.g.
+        ``ctx.text_parts``); called for every enabled concern after the core is built, before any ``validate``."""
 
     def validate(self, ctx) -> None:
         """Raise a TfrespError if this concern cannot run with this data/model (called before fit)."""
@@ -106,4 +213,8 @@ class Concern:
         return Contribution()
 
     def audit(self, ctx) -> Optional[dict]:
+        return None
+
+    def markdown(self, section: dict) -> Optional[str]:
+        """Markdown body of this concern's report section (None: the generic rendering of the section)."""
         return None

@@ -182,6 +182,37 @@ class RunConfig(Section):
     scorecard: Optional[ScorecardConfig] = None
     report: ReportConfig = ReportConfig()
     out: Optional[str] = None
+    #: sections of concerns registered outside this file (a concern's ``Config``), by config key; a top-level
+    #: key naming such a concern is moved here (see :mod:`tfresp.concerns`)
+    extensions: Dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extension_sections(cls, data):
+        if not isinstance(data, dict):
+            return data
+        from tfresp import concerns
+
+        unknown = [k for k in data if k not in cls.model_fields]
+        ext = dict(data.get("extensions") or {})
+        if not unknown and not ext:
+            return data
+        out = {k: v for k, v in data.items() if k != "extensions"}
+        for key in unknown:
+            if concerns.config_of(key) is not None:
+                ext[key] = out.pop(key)
+        for key, value in ext.items():
+            section_cls = concerns.config_of(key)
+            if section_cls is None:
+                raise ValueError(f"extensions.{key}: no registered concern has config key {key!r}")
+            if value is not None and not isinstance(value, section_cls):
+                try:
+                    ext[key] = section_cls.model_validate(value)
+                except ValidationError as exc:
+                    raise ValueError(f"section {key!r}: " + "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or key}: {e['msg']}" for e in exc.errors())) from None
+        out["extensions"] = ext
+        return out
 
     @field_validator("name")
     @classmethod
@@ -207,7 +238,10 @@ class RunConfig(Section):
         return self
 
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        if not out.get("extensions"):  # no extension concern: the same dict (and config hash) as before it existed
+            out.pop("extensions", None)
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

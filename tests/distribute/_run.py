@@ -31,9 +31,8 @@ def _digest(structure) -> str:
 
 def _train(ctx):  # record the initial weights (to measure the update, e.g. the DP noise)
     _initial["w"] = [w.tolist() for w in ctx.core.get_weights()]
-    priv = ctx.state.get("privacy")
-    if priv:  # the secret DP seeds this worker holds and the rows of its first batches (test-only output)
-        ledger = priv["ledger"]
+    if ctx.config.privacy is not None:  # the secret DP seeds this worker holds and its first batches' rows
+        ledger = ctx.own("privacy").ledger
         _initial["secrets"] = {"noise_seed": int(ledger.noise_seed.numpy()),
                                **{k: int(v) for k, v in ledger.secrets_state.items()}}
         _initial["batches"] = _digest([b for b in builder._train_dataset(ctx).take(3)])

@@ -5,6 +5,7 @@ import pytest
 
 import tfresp
 from tfresp.errors import DataError
+from tfresp.data import serving_names
 from tfresp.export import saved_model as sm
 
 from tests.export.test_saved_model import ODD, _frame
@@ -14,7 +15,7 @@ from tests.export.test_saved_model import ODD, _frame
 def packed_run(tmp_path_factory):
     """A run whose signature renames columns and packs its numeric ones (the wide-data layout, forced small)."""
     mp = pytest.MonkeyPatch()
-    mp.setattr(sm, "PACK_NUMERIC_ABOVE", 1)
+    mp.setattr(serving_names, "PACK_NUMERIC_ABOVE", 1)  # the layout is decided in the data layer
     try:
         cfg = {"name": "p", "data": {"label": "y", "sensitive": ["g"], "split": {"test": 0.25, "validation": 0.0}},
                "model": {"kind": "mlp", "hidden": [8]}, "train": {"epochs": 2, "batch_size": 32},

@@ -25,7 +25,7 @@ def test_adversarial_with_dp_uses_vectorized_clipping_and_trains_adversary(tmp_p
     priv = run.report["privacy"]
     assert priv["epsilon"] > 0 and priv["clipping"]["mode"] == "vectorized"
     assert "fair_adversary" in priv["clipping"]["reason"]
-    holder = ctx.state["fairness_adversary"]
+    holder = ctx.own("fairness").adversary
     core_vars = [v.ref() for v in ctx.core.trainable_variables]
     adv_pos = [core_vars.index(v.ref()) for v in holder.adversary.trainable_variables]
     # the clipped per-example gradient sum DP-SGD noises has non-zero adversary components

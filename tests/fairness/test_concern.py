@@ -1,7 +1,6 @@
 """The fairness concern through tfresp.fit: report numbers equal fairlearn on the run's own predictions,
 group thresholds are saved and served by the SavedModel, and bad combinations fail clearly."""
 import json
-import types
 
 import numpy as np
 import pytest
@@ -139,7 +138,9 @@ def adult_data():
 
 def _ctx(adult_data, **over):
     cfg = load_config(tiny_adult(**over))
-    return types.SimpleNamespace(config=cfg, data=adult_data, state={}, train_extras={})
+    from tfresp.context import RunContext
+
+    return RunContext(config=cfg, data=adult_data, run_dir=None)
 
 
 def test_mmd_with_privacy_is_refused_with_reason(adult_data):

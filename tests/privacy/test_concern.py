@@ -54,10 +54,10 @@ def test_plan_refuses_batch_level_losses_and_calibrates():
         Privacy().plan(ctx)
     ctx.contributions.clear()
     contrib = Privacy().plan(ctx)
-    st = ctx.state["privacy"]
+    st = ctx.own("privacy")
     n = len(ctx.data.train)
-    assert st["delta"] * n <= 0.1 < st["delta"] * 100 * n and st["sampling_rate"] == 128 / n
-    eps = compute_epsilon(st["noise_multiplier"], 128 / n, st["planned_steps"], st["delta"], "rdp")
+    assert st.delta * n <= 0.1 < st.delta * 100 * n and st.sampling_rate == 128 / n
+    eps = compute_epsilon(st.noise_multiplier, 128 / n, st.planned_steps, st.delta, "rdp")
     assert 0.99 * 2.0 <= eps <= 2.0
     assert contrib.gradient_fn is not None and contrib.train_dataset is not None
     assert isinstance(contrib.callbacks[0], PrivacyLedger)
@@ -141,13 +141,13 @@ def test_ledger_refuses_an_exhausted_budget_and_round_trips_state():
 def test_noise_seed_is_secret_but_restorable():
     ctx = _ctx(tiny_adult(data={"max_rows": 400}, privacy={"noise_multiplier": 1.0}))
     Privacy().plan(ctx)
-    ledger = ctx.state["privacy"]["ledger"]
+    ledger = ctx.own("privacy").ledger
     seed = int(ledger.noise_seed.numpy())
     assert seed != ctx.config.seed and seed.bit_length() > 32  # drawn from `secrets`, not the public config
     assert ledger.get_state()["noise_seed"] == seed and "noise_seed" not in ledger.public_state()
     ctx2 = _ctx(tiny_adult(data={"max_rows": 400}, privacy={"noise_multiplier": 1.0}))
     Privacy().plan(ctx2)
-    other = ctx2.state["privacy"]["ledger"]
+    other = ctx2.own("privacy").ledger
     assert int(other.noise_seed.numpy()) != seed
     other.set_state(ledger.get_state())  # resume continues the same noise stream
     assert int(other.noise_seed.numpy()) == seed

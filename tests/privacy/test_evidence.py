@@ -100,7 +100,7 @@ def test_secret_seeds_stay_private_0600_0700_and_leave_no_trace(reweigh_run):
     res, seen = reweigh_run
     assert seen["files"] and all(m == 0o600 for m in seen["files"].values()), seen
     assert all(m == 0o700 for m in seen["dirs"].values()), seen
-    ledger = res.context.state["privacy"]["ledger"]
+    ledger = res.context.own("privacy").ledger
     secrets = [int(ledger.noise_seed.numpy()), int(ledger.secrets_state["canary_seed"])]
     assert res.context.config.seed not in secrets
     for path in res.run_dir.rglob("*"):

@@ -7,7 +7,7 @@ from tests.conftest import tiny_adult
 
 def test_finished_run_dir_has_no_noise_seed(tmp_path):
     res = tfresp.fit(tiny_adult(privacy={"target_epsilon": 3.0, "audit": False}), out=tmp_path / "run", quiet=True)
-    ledger = res.context.state["privacy"]["ledger"]
+    ledger = res.context.own("privacy").ledger
     seed = int(ledger.noise_seed.numpy())
     states = list((res.run_dir / "checkpoints").glob("*/state.json"))
     assert states, "the final checkpoint should still be in the run dir"

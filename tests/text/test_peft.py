@@ -42,7 +42,7 @@ def test_lora_trainable_count_and_merge_is_exact():
     for layer in core.layers:  # make B non-zero so the merge has something to do
         if layer.name.endswith("_lora_b"):
             layer.set_weights([np.random.default_rng(1).normal(0, 0.5, layer.get_weights()[0].shape)])
-    merged = peft.merge_lora(core, CFG, 3, 32, mc)
+    merged = bert.merge_lora(core, CFG, 3, 32, mc)
     assert not any("_lora_" in l.name for l in merged.layers)
     assert n_params(merged.weights) == n_params(core.weights) - lora_expected
     np.testing.assert_allclose(merged(x).numpy(), core(x).numpy(), atol=1e-6)
@@ -60,7 +60,7 @@ def test_merge_matches_formula_for_one_layer():
     rng = np.random.default_rng(0)
     b = rng.normal(size=(2, 32)).astype(np.float32)
     core.get_layer("layer_1_value_lora_b").set_weights([b])
-    merged = peft.merge_lora(core, CFG, 2, 32, mc)
+    merged = bert.merge_lora(core, CFG, 2, 32, mc)
     w = core.get_layer("layer_1_value").get_weights()[0]
     a = core.get_layer("layer_1_value_lora_a").get_weights()[0]
     np.testing.assert_allclose(merged.get_layer("layer_1_value").get_weights()[0], w + 3.0 * a @ b, rtol=1e-5,

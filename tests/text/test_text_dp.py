@@ -25,7 +25,7 @@ def test_dp_finetune_uses_ghost_clipping_on_bert(tmp_path):
     run = build_and_run(cfg, out=tmp_path / "dp", quiet=True)
     p = run.report["privacy"]
     assert 0 < p["epsilon"] < float("inf") and p["noise_multiplier"] == 1.0
-    assert run.context.state["privacy"]["clipping_mode"] == "ghost", run.context.state["privacy"]["clipping_reason"]
+    assert run.context.own("privacy").clipping_mode == "ghost", run.context.own("privacy").clipping_reason
     support = run.report["model"]["dp_layer_support"]
     assert support["registry_unsupported"] == [] and "Embedding" in support["registry_supported"]
     assert np.isfinite(run.report["evaluation"]["test"]["accuracy"])
@@ -72,7 +72,7 @@ def test_dp_mlm_pretraining_runs_with_per_example_clipping(tmp_path):
                        "train": {"epochs": 1, "batch_size": 40, "learning_rate": 1e-3},
                        "privacy": {"noise_multiplier": 1.0}})
     run = build_and_run(cfg, out=tmp_path / "dpmlm", quiet=True)
-    st = run.context.state["privacy"]
-    assert st["clipping_mode"] == "vectorized" and "input transform" in st["clipping_reason"]
+    st = run.context.own("privacy")
+    assert st.clipping_mode == "vectorized" and "input transform" in st.clipping_reason
     assert run.report["privacy"]["epsilon"] > 0
     assert np.isfinite(run.report["evaluation"]["test"]["mlm_loss"])

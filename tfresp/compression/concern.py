@@ -1,6 +1,6 @@
 """The compression concern: pruning (tfmot or masks), QAT, TFLite variants, distillation.
 
-Plan (order 40, after the fairness/robustness loss terms, before privacy):
+Plan (registration order: after the fairness/robustness loss terms; privacy plans last):
 
 * ``prune``/``structured``: Functional/Sequential cores get tfmot ``prune_low_magnitude``
   wrappers (``wrap_core``) + ``UpdatePruningStep``; subclassed cores, runs with DP (per-layer
@@ -29,6 +29,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
+from tfresp.compression.state import CompressionState
 from tfresp.compression.student import PRIVATE_DISTILL_REFUSAL, distill_text, register_student, validate_text
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 
@@ -53,7 +54,7 @@ class StripPruning(keras.callbacks.Callback):
         if stripped is not self.ctx.core:
             self.ctx.core = stripped
             self.ctx.model.core = stripped
-            self.ctx.state.setdefault("compression", {})["stripped"] = True
+            self.ctx.own("compression").stripped = True
 
 
 def weights_bytes(model) -> bytes:
@@ -106,7 +107,8 @@ def structured_check(core, pruned, n: int = 2, m: int = 4) -> dict:
 @register
 class Compression(Concern):
     config_key = "compression"
-    order = 40
+    State = CompressionState
+    example = {"compression": {"prune": 0.5, "latency_runs": 5, "representative_rows": 20}}
 
     # -- before fit -----------------------------------------------------------------------
     def _pruning_on(self, cfg) -> bool:
@@ -197,28 +199,28 @@ class Compression(Concern):
 
         cfg = ctx.config.compression
         contrib = Contribution()
-        state = ctx.state.setdefault("compression", {})
+        state = ctx.own(self)
         total_steps = ctx.steps_per_epoch * ctx.config.train.epochs
         structured = (2, 4) if cfg.structured == "2:4" else None
         target = 0.5 if structured else float(cfg.prune or 0.0)
         pruning = self._pruning_on(cfg)
         method = self._method(ctx) if pruning else None
         schedule = make_schedule(cfg, total_steps, target) if pruning else None
-        state.update({"method": method, "schedule": schedule, "structured": structured, "target": target})
+        state.method, state.schedule, state.structured, state.target = method, schedule, structured, target
         exclude = cfg.exclude
 
         def wrap(core, ctx_):
             if cfg.quantize == "qat":
                 core, quantized, unsupported = _tfmot.quantize_aware(core)
-                state["qat"] = {"quantized_layers": quantized,
+                state.qat = {"quantized_layers": quantized,
                                 "unsupported_layers": [{"layer": n, "class": c} for n, c in unsupported]}
                 for n, c in unsupported:
                     log.warning("tfresp: QAT does not support layer %r (%s); it stays float", n, c)
             if method == "tfmot":
                 core, wrapped, skipped = _tfmot.prune(core, schedule, structured=structured,
                                                       include=cfg.include, exclude=exclude)
-                state["pruned_layers"] = wrapped
-                state["skipped_layers"] = [{"layer": n, "reason": r} for n, r in skipped]
+                state.pruned_layers = wrapped
+                state.skipped_layers = [{"layer": n, "reason": r} for n, r in skipped]
             return core
 
         if cfg.quantize == "qat" or method == "tfmot":
@@ -229,7 +231,7 @@ class Compression(Concern):
                                  f"({'2:4' if structured else cfg.schedule})")
         elif method == "mask":
             sched_cb = PruningScheduler(schedule, structured=structured, include=cfg.include, exclude=exclude)
-            state["scheduler"] = sched_cb
+            state.scheduler = sched_cb
             contrib.callbacks.append(sched_cb)
             contrib.notes.append(f"compression: mask-based PruningScheduler to {target:.0%} sparsity "
                                  f"({'2:4' if structured else cfg.schedule})")
@@ -246,32 +248,32 @@ class Compression(Concern):
         from tfresp.export.tflite import export_tflite
 
         cfg = ctx.config.compression
-        state = ctx.state.get("compression", {})
+        state = ctx.own(self)
         # Belt and braces: the StripPruning callback normally did this at on_train_end.
         stripped = _tfmot.strip(ctx.core)
         if stripped is not ctx.core:
             ctx.core = ctx.model.core = stripped
         section = ctx.report.get("compression") or {}
         ctx.report["compression"] = section
-        sched = state.get("schedule")
+        sched = state.schedule
         section["pruning"] = None if sched is None else {
-            "method": "tfmot.prune_low_magnitude" if state["method"] == "tfmot" else "PruningScheduler (masks)",
-            "target_sparsity": state["target"], "structured": cfg.structured,
+            "method": "tfmot.prune_low_magnitude" if state.method == "tfmot" else "PruningScheduler (masks)",
+            "target_sparsity": state.target, "structured": cfg.structured,
             "schedule": "2:4 masks fixed from begin_step, refreshed every frequency steps" if cfg.structured
             else sched.kind,
             "begin_step": sched.begin_step, "end_step": sched.end_step, "frequency": sched.frequency,
             "include": cfg.include, "exclude": cfg.exclude}
         if sched is not None:
-            if state["method"] == "tfmot":
-                section["pruning"]["pruned_layers"] = state.get("pruned_layers", [])
-                section["pruning"]["skipped_layers"] = state.get("skipped_layers", [])
+            if state.method == "tfmot":
+                section["pruning"]["pruned_layers"] = state.pruned_layers
+                section["pruning"]["skipped_layers"] = state.skipped_layers
             else:
-                sc = state.get("scheduler")
+                sc = state.scheduler
                 section["pruning"]["pruned_layers"] = [k.name.replace(":0", "") for k in sc.kernels] if sc else []
                 section["pruning"]["skipped_layers"] = [{"layer": n, "reason": r} for n, r in (sc.skipped if sc
                                                                                                   else [])]
-        if "qat" in state:
-            section["qat"] = state["qat"]
+        if state.qat is not None:
+            section["qat"] = state.qat
         runs = cfg.latency_runs
         keras_res = describe_model(ctx.core, ctx.data, runs, ctx.predictions.get("test"))
         section["keras"] = keras_res

@@ -84,9 +84,9 @@ def _teacher_for_init(ctx):
     mc = ctx.config.model
     if not mc.lora:
         return ctx.core
-    from tfresp.models import peft
+    from tfresp.models import bert
 
-    return peft.merge_lora(ctx.core, ctx.data.extra["bert_config"], ctx.data.num_classes,
+    return bert.merge_lora(ctx.core, ctx.data.extra["bert_config"], ctx.data.num_classes,
                            ctx.data.extra["max_length"], mc)
 
 

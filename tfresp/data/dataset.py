@@ -1,7 +1,6 @@
 """Resolve ``config.data`` into a :class:`DataBundle`: split, validated, encoded, ready for tf.data."""
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Dict, List, Optional
 
@@ -9,90 +8,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfresp.data import checks
+from tfresp.data import checks, split
+from tfresp.data.bundle import DataBundle, Split
 from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
+from tfresp.data.serving_names import serving_layout
 from tfresp.data.sources import load_source
 from tfresp.errors import DataError
-
-
-@dataclasses.dataclass
-class Split:
-    """One split: encoded model inputs ``x``, integer labels ``y``, raw ``frame``, sensitive ``groups``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    frame: pd.DataFrame
-    groups: Dict[str, np.ndarray]
-
-    def __len__(self):
-        return len(self.y)
-
-
-@dataclasses.dataclass
-class DataBundle:
-    train: Split
-    validation: Optional[Split]
-    test: Split
-    classes: List[str]
-    feature_columns: List[str]
-    sensitive: List[str]
-    preprocessor: object
-    info: dict
-    kind: str = "tabular"
-    extra: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def input_shape(self):
-        return self.train.x.shape[1:]
-
-    def summary(self) -> dict:
-        def split_summary(s: Optional[Split]):
-            if s is None:
-                return None
-            counts = np.bincount(s.y, minlength=self.num_classes)
-            return {
-                "rows": int(len(s)),
-                "label_balance": {c: float(n / max(len(s), 1)) for c, n in zip(self.classes, counts)},
-                "group_sizes": {a: {str(g): int(n) for g, n in zip(*np.unique(v, return_counts=True))}
-                                for a, v in s.groups.items()},
-            }
-
-        return {
-            "source": self.info,
-            "kind": self.kind,
-            "classes": self.classes,
-            "features": self.feature_columns,
-            "encoded_dim": int(np.prod(self.input_shape)) if self.kind == "tabular" else None,
-            "sensitive": self.sensitive,
-            "splits": {"train": split_summary(self.train), "validation": split_summary(self.validation),
-                       "test": split_summary(self.test)},
-            **self.extra.get("summary", {}),
-        }
-
-
-def _stratified_split(df: pd.DataFrame, label: str, frac: float, seed: int):
-    rng = np.random.default_rng(seed)
-    held = []
-    for _, idx in df.groupby(label, sort=True).indices.items():
-        idx = np.array(idx)
-        rng.shuffle(idx)
-        n = int(round(len(idx) * frac))
-        held.extend(idx[:n].tolist())
-    mask = np.zeros(len(df), dtype=bool)
-    mask[held] = True
-    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
-
-
-def _require_columns(df: pd.DataFrame, cols: List[str], field: str):
-    for c in cols:
-        if c not in df.columns:
-            raise DataError(f"Invalid value for `{field}`: column {c!r} not found. "
-                            f"Available: {list(map(str, df.columns))[:30]}")
 
 
 def _categorical_missing(df: pd.DataFrame, cols: List[str]):
@@ -212,58 +134,39 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     """
     dc = config.data
     frames, info = load_source(dc.source, dc.format, memory)
+    # a user test file is attached first, so de-identification applies to it as to the source
+    frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format)
     if dc.deidentify is not None:
         from tfresp.privacy.deid import deidentify_frames
 
         frames, deid_report = deidentify_frames(frames, dc)
         info = {**info, "deidentification": deid_report}
     if info.get("modality") == "image":
-        from tfresp.data.images import prepare_images
+        from tfresp.data.images import IMAGE_LABEL, prepare_images
 
         if budget is not None:  # images are scaled by the source's declared raw range: no statistics
             budget.declare_public("preprocessing/image.json", "the source's declared raw range (no statistics)")
             budget.declare_not_covered("data.classes", "the label values seen in the training split (output width)")
-        return prepare_images(config, frames, info)
+        # images: max_rows counts training rows (few-shot runs keep the whole test split)
+        return prepare_images(config, _split(config, frames, IMAGE_LABEL, split_mode, "train"), info)
     label = dc.label
-    source_info = info
-    if isinstance(dc.split.test, str) and dc.split.test != "official":
-        from tfresp.data.sources import load_file
-
-        test_frames, test_info = load_file(dc.split.test, dc.format, "data.split.test")
-        frames = {**frames, "test": test_frames["train"]}
-        info = {**info, "test_file": test_info}
-        split_mode = "official"
-    else:
-        split_mode = dc.split.test
-    frames = {k: v.copy() for k, v in frames.items() if k == "train" or (k == "test" and split_mode == "official")}
     problems = checks.Problems()
     notes = _check_frames(config, frames, problems)
     problems.raise_if_any()
     for w in notes["warnings"]:
         warnings.warn(f"tfresp data: {w}", stacklevel=2)
     if dc.text:
-        from tfresp.data.text import prepare_text
+        from tfresp.data.text import check_text_frames, prepare_text
 
-        # prepare_text reads a separate test file itself
-        own = {"train": frames["train"]} if source_info is not info else frames
-        bundle = prepare_text(config, own, source_info, budget, preprocessor)
+        label = None if config.task == "mlm" else label
+        check_text_frames(config, frames, label)
+        bundle = prepare_text(config, _split(config, frames, label, split_mode), info, budget, preprocessor)
         bundle.extra.setdefault("summary", {}).update({k: v for k, v in notes.items() if v})
         return bundle
-    train_df = frames["train"]
-    if dc.max_rows and len(train_df) > dc.max_rows:
-        train_df = train_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
-
-    if "test" in frames:
-        test_df = frames["test"]
-        if dc.max_rows and len(test_df) > dc.max_rows:
-            test_df = test_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
-    else:
-        frac = 0.2 if split_mode == "official" else float(split_mode)
-        train_df, test_df = _stratified_split(train_df, label, frac, config.seed)
-        info = {**info, "test_split": f"stratified {frac:.0%} of the source (seed {config.seed})"}
-    val_df = None
-    if dc.split.validation > 0:
-        train_df, val_df = _stratified_split(train_df, label, dc.split.validation, config.seed + 1)
+    parts = _split(config, frames, label, split_mode)
+    train_df, val_df, test_df = parts.train, parts.validation, parts.test
+    if parts.test_split:
+        info = {**info, "test_split": parts.test_split}
 
     excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
     features = dc.features if dc.features is not None else [str(c) for c in train_df.columns if c not in excluded]
@@ -351,6 +254,11 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
                       extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
 
 
+def _split(config, frames, label, mode, max_rows_of="source") -> split.Frames:
+    dc = config.data
+    return split.split_frames(frames, label, mode, dc.split.validation, dc.max_rows, config.seed, max_rows_of)
+
+
 def saved_preprocessor(run_dir):
     """The preprocessing saved with a finished run (``RUN/preprocessing``), or ``None`` when it has none."""
     from pathlib import Path
@@ -386,8 +294,6 @@ def _check_declared(train_df: pd.DataFrame, features: List[str], dc) -> None:
 
 def _serving_names(pre) -> dict:
     """Export feasibility, checked before training: the SavedModel input name of every column."""
-    from tfresp.export.saved_model import serving_layout
-
     layout = serving_layout(pre)
     renamed = {raw: name for raw, name in layout["inputs"].items() if raw != name}
     return {"renamed": renamed, "packed_numeric_columns": len(layout["packed"]["columns"]) if layout["packed"] else 0}

@@ -1,9 +1,5 @@
-"""Image data: scikit-learn's bundled handwritten digits (offline) as a ``kind="image"`` DataBundle.
-
-``data.source: digits`` loads the 1,797 8x8 grey-level digits bundled with scikit-learn
-(Alpaydin & Kaynak 1998, UCI "Optical Recognition of Handwritten Digits"; pixel values 0..16).
-A label subset is selected with ``digits:0-4`` or ``digits:5,6,7,8,9`` (used for supervised
-pretraining on one label set and fine-tuning on another).
+"""Image data as a ``kind="image"`` DataBundle (the source: :mod:`tfresp.data.digits`; the splits:
+:mod:`tfresp.data.split`; a user test file, ``data.split.test: path.jsonl``, holds ``image`` and ``label``).
 
 The :class:`ImagePreprocessor` has the interface of
 :class:`~tfresp.data.preprocess.TabularPreprocessor` (``transform``, ``input_signature``,
@@ -15,8 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
-
 from pathlib import Path
 from typing import Dict, List
 
@@ -24,60 +18,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data.bundle import DataBundle, Split, require_columns
+from tfresp.data.digits import (DIGITS_CITATION, IMAGE_SOURCES, is_image_source, load_digits,  # noqa: F401
+                                parse_label_subset)
 from tfresp.data.preprocess import read_spec, write_spec
 from tfresp.errors import DataError
 
-DIGITS_CITATION = ("Alpaydin, E. & Kaynak, C. (1998). Optical Recognition of Handwritten Digits. UCI Machine "
-                   "Learning Repository. https://doi.org/10.24432/C50P49 (CC BY 4.0); copy bundled with scikit-learn")
-IMAGE_SOURCES = ("digits",)
-
-
-def is_image_source(source: str) -> bool:
-    """Whether ``data.source`` names a built-in image source (``digits`` or ``digits:<labels>``)."""
-    return isinstance(source, str) and source.split(":", 1)[0] in IMAGE_SOURCES
-
-
-def parse_label_subset(spec: str) -> List[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"5,7,9"`` -> [5, 7, 9]."""
-    labels = set()
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(p) for p in part.split("-", 1))
-                if lo > hi:
-                    raise ValueError
-                labels.update(range(lo, hi + 1))
-            else:
-                labels.add(int(part))
-        except ValueError:
-            raise DataError(f"Invalid value for `data.source`: cannot parse the label subset {spec!r}; "
-                            "expected e.g. 'digits:0-4' or 'digits:5,6,7'") from None
-    if len(labels) < 2 or not labels <= set(range(10)):
-        raise DataError(f"Invalid value for `data.source`: the label subset {spec!r} must name at least two "
-                        "digits between 0 and 9")
-    return sorted(labels)
-
-
-def load_digits(source: str = "digits"):
-    """Frames (``image`` column of 8x8 float arrays in 0..16, ``label`` column) and provenance info."""
-    from sklearn.datasets import load_digits as _sk_load_digits
-
-    bunch = _sk_load_digits()
-    images = bunch.images.astype(np.float32)
-    labels = bunch.target.astype(np.int64)
-    name, _, subset = source.partition(":")
-    keep = parse_label_subset(subset) if subset else list(range(10))
-    sel = np.isin(labels, keep)
-    images, labels = images[sel], labels[sel]
-    df = pd.DataFrame({"image": list(images), "label": labels.astype(str)})
-    digest = hashlib.sha256(bunch.images.astype(np.float32).tobytes()).hexdigest()
-    info = {"name": source, "kind": "embedded", "modality": "image", "citation": DIGITS_CITATION,
-            "license": "CC-BY-4.0", "files": {"sklearn.datasets.load_digits": digest},
-            "labels_kept": [str(k) for k in keep], "image_shape": [8, 8, 1], "raw_range": [0.0, 16.0]}
-    return {"train": df}, info
+#: the label column of image sources
+IMAGE_LABEL = "label"
 
 
 class ImagePreprocessor(tf.Module):
@@ -120,7 +68,9 @@ class ImagePreprocessor(tf.Module):
     def frame_to_inputs(self, df: pd.DataFrame) -> Dict[str, np.ndarray]:
         if self.column not in df.columns:
             raise DataError(f"Invalid value for `data`: column {self.column!r} is missing from the rows to encode")
-        arr = np.stack([np.asarray(v, dtype=np.float32) for v in df[self.column]]) if len(df) else \
+        # a nested array read from Parquet is an object array of rows: tolist() makes it one numeric array
+        arr = np.stack([np.asarray(v.tolist() if isinstance(v, np.ndarray) and v.dtype == object else v,
+                                   dtype=np.float32) for v in df[self.column]]) if len(df) else \
             np.zeros([0] + self._raw_shape()[1:], np.float32)
         expected = tuple(self._raw_shape()[1:])
         if arr.shape[1:] != expected:
@@ -143,35 +93,32 @@ class ImagePreprocessor(tf.Module):
         return cls(spec["height"], spec["width"], spec["channels"], spec["scale"], spec["column"])
 
 
-def prepare_images(config, frames, info):
-    """Split (stratified, seeded), subsample (``data.max_rows``) and encode an image source."""
-    from tfresp.data.dataset import DataBundle, Split, _stratified_split
-
+def prepare_images(config, parts, info):
+    """Encode split frames (:class:`~tfresp.data.split.Frames`: test and validation splits and ``max_rows``
+    training rows, stratified and seeded, by :mod:`tfresp.data.split`) into an image :class:`DataBundle`."""
     dc = config.data
-    label = "label"
+    label = IMAGE_LABEL
     if dc.label not in (None, label):
         raise DataError(f"Invalid value for `data.label`: image sources name their label column 'label'. "
                         f"Received: label={dc.label!r}")
     if dc.sensitive:
         raise DataError("Invalid value for `data.sensitive`: the digits image source has no sensitive attributes")
-    train_df = frames["train"]
-    if "test" in frames and dc.split.test == "official":
-        test_df = frames["test"]
-    else:
-        frac = 0.2 if dc.split.test == "official" else float(dc.split.test)
-        train_df, test_df = _stratified_split(train_df, label, frac, config.seed)
-        info = {**info, "test_split": f"stratified {frac:.0%} of the source (seed {config.seed})"}
-    val_df = None
-    if dc.split.validation > 0:
-        train_df, val_df = _stratified_split(train_df, label, dc.split.validation, config.seed + 1)
-    if dc.max_rows and len(train_df) > dc.max_rows:
-        # Stratified subsample so a small-data fine-tuning run still sees every class.
-        train_df, _ = _stratified_split(train_df, label, 1.0 - dc.max_rows / len(train_df), config.seed + 2)
+    train_df, val_df, test_df = parts.train, parts.validation, parts.test
+    if parts.test_split:
+        info = {**info, "test_split": parts.test_split}
+    for name, df in (("data.source", train_df), ("data.split.test", test_df)):
+        require_columns(df, ["image", label], name)
     h, w, c = info.get("image_shape", [8, 8, 1])
     pre = ImagePreprocessor(h, w, c, scale=float(info.get("raw_range", [0, 1])[1]))
     classes = sorted(train_df[label].astype(str).unique().tolist(), key=lambda s: (len(s), s))
     if len(classes) < 2:
         raise DataError(f"Invalid value for `data.source`: a single class {classes} in the training split")
+    for name, df in (("test", test_df), ("validation", val_df)):
+        unseen = sorted(set(df[label].astype(str)) - set(classes)) if df is not None else []
+        if unseen:
+            raise DataError(f"Invalid value in `data.label`: the {name} split has labels {unseen[:5]} never seen "
+                            f"in training (training classes: {classes[:10]}). Remedy: make every class appear in "
+                            "training")
     index = {k: i for i, k in enumerate(classes)}
 
     def make(df):

@@ -211,7 +211,7 @@ def load_source(source: str, fmt: str = "auto", memory=None):
     if source == "adult":
         return load_adult()
     if source.split(":", 1)[0] == "digits":
-        from tfresp.data.images import load_digits
+        from tfresp.data.digits import load_digits
 
         return load_digits(source)
     if source.startswith("tfds:"):

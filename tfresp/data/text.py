@@ -25,10 +25,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfresp.data.bundle import DataBundle, Split, require_columns
 from tfresp.data.preprocess import read_spec, write_spec
 from tfresp.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+#: a finished tfresp BERT run keeps its checkpoint in ``RUN/bert/`` (``bert_config.json``, ``vocab.txt``, weights)
+CHECKPOINT_DIR = "bert"
+CHECKPOINT_CONFIG = "bert_config.json"
+CHECKPOINT_LAYOUTS = ("a Hugging Face checkpoint (config.json + model.safetensors or tf_model.h5, tokenizer.json or "
+                      "vocab.txt) or a tfresp run directory with bert/ (a finished bert run)")
 _TOKENIZER_KEYS = {"vocab", "vocab_size", "lowercase", "min_frequency"}
 PAD_MULTIPLE = 8
 
@@ -218,6 +224,43 @@ def checkpoint_tokenizer(directory) -> dict:
     raise ConfigError([("model.checkpoint", str(d), "has no tokenizer.json or vocab.txt (WordPiece vocabulary)")])
 
 
+def checkpoint_dir(path):
+    """``(kind, directory)`` of a checkpoint: ``"tfresp"`` (a run dir or its ``bert/``) or ``"transformers"``.
+
+    Raises:
+        ConfigError: the path does not exist, or holds neither layout.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError([("model.checkpoint", str(path), "directory does not exist")])
+    if (p / CHECKPOINT_DIR / CHECKPOINT_CONFIG).exists():
+        p = p / CHECKPOINT_DIR
+    if (p / CHECKPOINT_CONFIG).exists():
+        return "tfresp", p
+    if (p / "config.json").exists():
+        return "transformers", p
+    raise ConfigError([("model.checkpoint", str(path),
+                        "expected " + CHECKPOINT_LAYOUTS)])
+
+
+def checkpoint_vocab(path) -> dict:
+    """The vocabulary a checkpoint was trained with: ``{"kind", "path", "vocab", "lowercase", "tokenizer_file"}``.
+
+    Read here, in the data layer, so text preparation needs no model code; the model side
+    (:func:`tfresp.models.bert.resolve_checkpoint`) adds the architecture and the weights.
+    """
+    import json
+
+    kind, p = checkpoint_dir(path)
+    if kind == "tfresp":
+        meta = json.loads((p / CHECKPOINT_CONFIG).read_text())
+        return {"kind": kind, "path": str(p), "vocab": read_vocab(p / "vocab.txt"), "tokenizer_file": "vocab.txt",
+                "lowercase": meta.get("lowercase", True)}
+    tok = checkpoint_tokenizer(p)
+    return {"kind": kind, "path": str(p), "vocab": tok["vocab"], "lowercase": tok["lowercase"],
+            "tokenizer_file": tok["file"]}
+
+
 def train_wordpiece(texts, vocab_size: int = 8000, lowercase: bool = True, min_frequency: int = 2) -> List[str]:
     """Train a BERT WordPiece vocabulary with HF ``tokenizers`` on ``texts`` (the training split only)."""
     from tokenizers import BertWordPieceTokenizer
@@ -296,13 +339,6 @@ def trim_padding(x, y, extras):
     return {k: v[:, :width] for k, v in x.items()}, y, extras
 
 
-def _random_split(df: pd.DataFrame, frac: float, seed: int):
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(df))
-    n = int(round(len(df) * frac))
-    return df.iloc[idx[n:]].reset_index(drop=True), df.iloc[idx[:n]].reset_index(drop=True)
-
-
 def _tokenizer_spec(config) -> dict:
     spec = {"vocab": None, "vocab_size": 8000, "lowercase": True, "min_frequency": 2, **(config.data.tokenizer or {})}
     problems = [(f"data.tokenizer.{k}", spec[k], f"unknown key; expected one of {sorted(_TOKENIZER_KEYS)}")
@@ -325,9 +361,7 @@ def make_preprocessor(config, train_texts, budget=None) -> TextPreprocessor:
     dc, mc = config.data, config.model
     spec = _tokenizer_spec(config)
     if mc.checkpoint and mc.kind in ("checkpoint", "bert"):
-        from tfresp.models.bert import resolve_checkpoint
-
-        ck = resolve_checkpoint(mc.checkpoint)
+        ck = checkpoint_vocab(mc.checkpoint)
         if budget is not None:
             budget.declare_public("preprocessing/vocab.txt", f"the checkpoint's own vocabulary ({ck['path']})")
         return TextPreprocessor(ck["vocab"], dc.text, dc.max_length, ck["lowercase"],
@@ -353,46 +387,26 @@ def make_preprocessor(config, train_texts, budget=None) -> TextPreprocessor:
                              "requested_vocab_size": spec["vocab_size"], "rows": int(len(train_texts))})
 
 
-def prepare_text(config, frames: dict, info: dict, budget=None, preprocessor=None):
-    """Build a text :class:`~tfresp.data.dataset.DataBundle` (``kind="text"``) from raw frames."""
-    from tfresp.data.dataset import DataBundle, Split, _require_columns, _stratified_split
+def check_text_frames(config, frames: dict, label: Optional[str]) -> None:
+    """Columns and labels a text run needs, checked on every frame before splitting (``label`` None: mlm)."""
+    dc = config.data
+    train_df = frames["train"]
+    require_columns(train_df, [dc.text] + ([label] if label else []) + list(dc.sensitive), "data.text")
+    if label and train_df[label].isna().any():
+        raise DataError(f"Invalid value in `data.label` column {label!r}: {int(train_df[label].isna().sum())} "
+                        "missing labels")
+    if "test" in frames:
+        require_columns(frames["test"], [dc.text] + ([label] if label else []), "data.split.test")
 
+
+def prepare_text(config, parts, info: dict, budget=None, preprocessor=None) -> DataBundle:
+    """Encode split frames (:class:`~tfresp.data.split.Frames`) into a text :class:`DataBundle` (``kind="text"``)."""
     dc = config.data
     mlm = config.task == "mlm"
     label = None if mlm else dc.label
-    train_df = frames["train"]
-    _require_columns(train_df, [dc.text] + ([label] if label else []) + list(dc.sensitive), "data.text")
-    if not mlm and train_df[label].isna().any():
-        raise DataError(f"Invalid value in `data.label` column {label!r}: {int(train_df[label].isna().sum())} "
-                        "missing labels")
-    if dc.max_rows and len(train_df) > dc.max_rows:
-        train_df = train_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
-
-    def split(df, frac, seed):
-        return _random_split(df, frac, seed) if mlm else _stratified_split(df, label, frac, seed)
-
-    split_test = dc.split.test
-    if isinstance(split_test, str) and split_test != "official":  # a separate test file
-        from tfresp.data.sources import load_file
-
-        test_frames, test_info = load_file(split_test, dc.format)
-        frames = {**frames, "test": test_frames["train"]}
-        info = {**info, "test_file": test_info}
-        split_test = "official"
-    if "test" in frames and split_test == "official":
-        _require_columns(frames["test"], [dc.text] + ([label] if label else []), "data.split.test")
-        test_df = frames["test"]
-        if dc.max_rows and len(test_df) > dc.max_rows:
-            test_df = test_df.sample(n=dc.max_rows, random_state=config.seed).reset_index(drop=True)
-    else:
-        frac = 0.2 if split_test == "official" else float(split_test)
-        train_df, test_df = split(train_df, frac, config.seed)
-        info = {**info, "test_split": f"{'random' if mlm else 'stratified'} {frac:.0%} of the source "
-                                      f"(seed {config.seed})"}
-    val_df = None
-    if dc.split.validation > 0:
-        train_df, val_df = split(train_df, dc.split.validation, config.seed + 1)
-
+    train_df, val_df, test_df = parts.train, parts.validation, parts.test
+    if parts.test_split:
+        info = {**info, "test_split": parts.test_split}
     if mlm:
         classes: List[str] = []
     else:

@@ -38,7 +38,7 @@ def data_checks(ctx) -> dict:
 @register
 class Evaluation(Concern):
     config_key = "evaluation"
-    order = 0
+    example: dict = {}  # on in every classification run
 
     def enabled(self, config) -> bool:
         return config.task == "classification"

@@ -38,7 +38,9 @@ class Explanations(Concern):
 
     config_key = "explain"
     report_key = "explanations"
-    order = 80
+    example = {"explain": {"examples": 1, "num_samples": 50, "stability_seeds": 2, "global_sample": 20,
+                           "misclassified_per_group": 0}}
+    audit_after = ("fairness", "compression")  # explains the model as served / as stripped after pruning
 
     def validate(self, ctx) -> None:
         cfg = self.section(ctx.config)
@@ -231,17 +233,17 @@ def _misclassified(ctx, cfg, pred, classes, ig, lime_explain) -> dict:
 # -- text ------------------------------------------------------------------------------------------
 def _strings_predictor(ctx, batch_size):
     """``strings -> probabilities`` for a text run: the pipeline's own function if it published one
-    (``ctx.state["predict_strings"]``), else the serving composition preprocessor + core."""
+    (``ctx.text_parts.predict_strings``), else the serving composition preprocessor + core."""
     from tfresp.explain.predict import BatchedPredictor
 
-    fn = ctx.state.get("predict_strings")
+    fn = ctx.text_parts.predict_strings if ctx.text_parts is not None else None
     if fn is not None:
         return fn
     pre, core = ctx.data.preprocessor, ctx.core
     sig = pre.input_signature() if hasattr(pre, "input_signature") else None
     if not sig or len(sig) != 1:
         raise IncompatibleModelError("the text preprocessor does not expose a single string input "
-                                     "(input_signature()); publish ctx.state['predict_strings'] instead")
+                                     "(input_signature()); publish ctx.text_parts.predict_strings instead")
     name = next(iter(sig))
     return BatchedPredictor(lambda s: tf.nn.softmax(core(pre.transform({name: s}), training=False)),
                             tf.TensorSpec([None], tf.string), batch_size, dedup=True, sort_by_length=True,

@@ -20,59 +20,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import unicodedata
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf
 
-PACK_NUMERIC_ABOVE = 256
-PACKED_NAME = "numeric_features"
-_VALID = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
-
-
-def safe_names(columns: Iterable[str], reserved: Iterable[str] = ()) -> Dict[str, str]:
-    """``{raw column: valid, unique TensorFlow input name}``; already valid names map to themselves."""
-    taken = set(reserved)
-    out = {}
-    columns = list(columns)
-    for c in columns:  # valid names first so they keep their own name
-        if _VALID.match(c) and c not in taken:
-            out[c] = c
-            taken.add(c)
-    for c in columns:
-        if c in out:
-            continue
-        ascii_ = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
-        base = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", ascii_)).strip("_") or "column"
-        if not base[0].isalpha():
-            base = f"col_{base}"
-        name, k = base, 2
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        out[c] = name
-        taken.add(name)
-    return out
-
-
-def serving_layout(preprocessor, extra_inputs: Dict[str, tf.TensorSpec] = None) -> dict:
-    """How raw columns map to ``serving_default`` inputs: ``{"inputs": {raw: name}, "packed": ...}``."""
-    signature = dict(preprocessor.input_signature())
-    numeric = [c["name"] for c in getattr(preprocessor, "spec", []) if isinstance(c, dict)
-               and c.get("kind") == "numeric"]
-    packed = len(numeric) > PACK_NUMERIC_ABOVE and hasattr(preprocessor, "transform_packed")
-    numeric_set = set(numeric) if packed else set()
-    per_column = [c for c in signature if c not in numeric_set]
-    per_column += [c for c in (extra_inputs or {}) if c not in per_column]
-    names = safe_names(per_column, reserved=[PACKED_NAME] if packed else [])
-    return {"signature": "serving_default",
-            "inputs": names,
-            "dtypes": {c: (extra_inputs or {}).get(c, signature.get(c)).dtype.name for c in per_column},
-            "packed": {"name": PACKED_NAME, "dtype": "float32", "columns": numeric} if packed else None}
+# input names are decided by the data layer, which checks them before training (_VALID, safe_names re-exported)
+from tfresp.data.serving_names import _VALID, PACK_NUMERIC_ABOVE, PACKED_NAME, safe_names, serving_layout  # noqa: F401
 
 
 def _signature_spec(preprocessor, layout, extra_inputs) -> dict:
@@ -119,8 +76,8 @@ class ServingModule(tf.Module):
 
 
 def build_serving_module(ctx, extra_inputs=None):
-    post = ctx.state.get("serving_postprocess")
-    core = ctx.state.get("export_core", ctx.core)  # e.g. LoRA merged into the base weights
+    post = ctx.serving.postprocess
+    core = ctx.export_core if ctx.export_core is not None else ctx.core  # e.g. LoRA merged into the base weights
     layout = serving_layout(ctx.data.preprocessor, extra_inputs)
     return ServingModule(ctx.data.preprocessor, core, ctx.data.classes, post, layout)
 
@@ -206,7 +163,7 @@ def write_layout(layout, run_dir: Path) -> Path:
 def export_saved_model(ctx) -> dict:
     """Export, reload and compare predictions on test rows; record the check in the report."""
     # extra raw string inputs a post-processor needs (e.g. the group column of fairness thresholds)
-    extra_inputs = dict(ctx.state.get("serving_extra_inputs", {}))
+    extra_inputs = dict(ctx.serving.extra_inputs)
     module = build_serving_module(ctx, extra_inputs)
     signature = {**ctx.data.preprocessor.input_signature(), **extra_inputs}
     path = save_module(module, signature, ctx.run_dir / "saved_model")
@@ -219,7 +176,7 @@ def export_saved_model(ctx) -> dict:
     outputs = sig(**inputs)
     served = outputs["probabilities"].numpy()
     direct = ctx.predict_proba(ctx.data.test.x[:n])
-    audited = ctx.state.get("served_class_id_test")  # decisions the report's served metrics come from
+    audited = ctx.serving.served_class_id_test  # decisions the report's served metrics come from
     mismatches = None if audited is None else int(np.sum(outputs["class_id"].numpy() != np.asarray(audited)[:n]))
     diff = float(np.max(np.abs(served - direct)))
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -39,6 +39,7 @@ from tfresp.fairness import audit as fairness_audit
 from tfresp.fairness import metrics as fm
 from tfresp.fairness import postprocess
 from tfresp.fairness.config import METRIC_NAMES
+from tfresp.fairness.state import FairnessState
 
 CONSTRAINT_GAP = {"demographic_parity": "demographic_parity_difference",
                   "equalized_odds": "equalized_odds_difference",
@@ -104,7 +105,9 @@ class Fairness(Concern):
     """Group fairness metrics (+ CIs) and one training- or post-processing mitigation."""
 
     config_key = "fairness"
-    order = 10
+    State = FairnessState
+    example = {"fairness": {"sensitive": ["sex"], "mitigation": "adversarial", "bootstrap": 0}}
+    audit_after = ("evaluation",)  # the served (post-processed) metrics go into the evaluation section
 
     # ------------------------------------------------------------------------ validate ----
     def validate(self, ctx) -> None:
@@ -162,7 +165,7 @@ class Fairness(Concern):
         cfg, data = ctx.config.fairness, ctx.data
         contrib = Contribution()
         info = {"name": cfg.mitigation, "constraint": cfg.constraint}
-        ctx.state["fairness_plan"] = info
+        ctx.own(self).mitigation = info
         pos = positive_index(ctx)
         attrs = mitigation_attributes(ctx)
         if attrs and data.validation is not None and cfg.mitigation not in ("none", "clp"):
@@ -235,7 +238,7 @@ class Fairness(Concern):
                                                                                 pos))
             info.update(adversary_hidden=cfg.adversary_hidden, adversary_inputs="logit margin" if dim == 1 else
                         "logit margin, margin*y, margin*(1-y), y", reference="Zhang, Lemoine & Mitchell 2018")
-            ctx.state["fairness_adversary"] = holder
+            ctx.own(self).adversary = holder
             if ctx.config.privacy is not None:
                 contrib.notes.append("fairness.adversarial: the adversary's variables are part of the core model, so "
                                      "DP-SGD clips and noises their gradients too; they are used only inside the "
@@ -253,7 +256,7 @@ class Fairness(Concern):
             raise ConfigError([("fairness.identity_terms", terms, "at least two terms of one list that are single "
                                 "WordPieces of the vocabulary")])
         contrib.per_example_losses.append(clp.make_clp_loss(table, cfg.weight))
-        ctx.state["fairness_clp_table"] = table
+        ctx.own(self).clp_table = table
         info.update(swaps=[f"{a}->{b}" for a, b in pairs], skipped_terms=skipped, weight=cfg.weight,
                     reference="Garg et al. 2019")
         return contrib
@@ -274,7 +277,7 @@ class Fairness(Concern):
             section["warnings"].append(f"feature {p['feature']!r} predicts {p['attribute']!r} with AUC "
                                        f"{p['auc']:.2f} (a proxy: removing {p['attribute']!r} from the inputs does "
                                        "not remove its information)")
-        info = dict(ctx.state.get("fairness_plan", {"name": cfg.mitigation}))
+        info = dict(ctx.own(self).mitigation or {"name": cfg.mitigation})
         decisions, post = raw, None
         if cfg.mitigation == "threshold":
             post = self._postprocess(ctx, info, pos)
@@ -305,7 +308,7 @@ class Fairness(Concern):
         """Fit (or reload) the group rule, serve it unless refused; served test decisions or None."""
         cfg, data = ctx.config.fairness, ctx.data
         attrs = mitigation_attributes(ctx)
-        saved = ctx.state.get("fairness_saved_thresholds")
+        saved = ctx.own(self).saved_thresholds
         yv = (data.validation.y == pos).astype(np.int64)
         pv = ctx.predictions["validation"][:, pos].astype(np.float64)
         keys_v = postprocess.group_keys({a: group_array(data.validation, a) for a in attrs}, attrs)
@@ -343,12 +346,12 @@ class Fairness(Concern):
         info["validation"] = validation
         path = postprocess.save(fitted, attrs, ctx.run_dir / "preprocessing")
         ctx.artifacts["fairness_thresholds"] = "preprocessing/thresholds.json"
-        ctx.state["serving_postprocess"] = module
-        extra = ctx.state.setdefault("serving_extra_inputs", {})
+        ctx.serving.postprocess = module
+        extra = ctx.serving.extra_inputs
         for a in attrs:
             extra[a] = tf.TensorSpec([None], tf.string, name=a)
         post = served_decisions(module, data.preprocessor, data.test, attrs, ctx.predictions["test"])
-        ctx.state["served_class_id_test"] = np.where(post == 1, pos, 1 - pos)
+        ctx.serving.served_class_id_test = np.where(post == 1, pos, 1 - pos)
         evaluation = ctx.report.get("evaluation")
         if isinstance(evaluation, dict):
             from tfresp.evaluation.metrics import classification_metrics
@@ -370,7 +373,7 @@ class Fairness(Concern):
     def _clp_audit(self, ctx) -> dict:
         from tfresp.fairness import clp
 
-        table = ctx.state.get("fairness_clp_table")
+        table = ctx.own(self).clp_table
         if table is None:
             return {}
 
@@ -580,11 +583,11 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
         ctx.predictions["validation"] = proba(data.validation.x)
     saved = Path(run_dir) / "preprocessing" / "thresholds.json"
     if config.fairness.mitigation == "threshold" and saved.is_file():
-        ctx.state["fairness_saved_thresholds"] = json.loads(saved.read_text())
+        ctx.own(Fairness).saved_thresholds = json.loads(saved.read_text())
     concern = Fairness()
     concern.validate(ctx)
     old = report.get("fairness") or {}
-    ctx.state["fairness_plan"] = dict(old.get("mitigation") or {"name": config.fairness.mitigation})
+    ctx.own(Fairness).mitigation = dict(old.get("mitigation") or {"name": config.fairness.mitigation})
     section = concern.audit(ctx)
     section["audited_by"] = "tfresp audit --fairness"
     return section

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfresp.concerns import Concern, register
+from tfresp.federated.state import FederatedState
 from tfresp.errors import ConfigError
 
 
@@ -29,7 +30,9 @@ def statement(sec: dict) -> str:
 @register
 class Federated(Concern):
     config_key = "federated"
-    order = 95
+    State = FederatedState
+    example = {"federated": {"clients": 4, "rounds": 1, "clients_per_round": 2, "local_batch_size": 64}}
+    example_excludes = ("privacy", "compression", "robustness")  # example-level DP, pruning, robust training
 
     def validate(self, ctx) -> None:
         cfg = ctx.config
@@ -55,7 +58,7 @@ class Federated(Concern):
                 raise ConfigError([("federated.partition", spec, f"column {col!r} is not in the training data")])
 
     def audit(self, ctx):
-        st = ctx.state.get("federated")
+        st = ctx.own(self).summary
         if st is None:
             return None
         cfg = ctx.config.federated

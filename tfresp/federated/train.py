@@ -209,7 +209,7 @@ def in_process(ctx, parts: List[np.ndarray]) -> Transport:
 
 
 def fit_federated(ctx) -> None:
-    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.state['federated']``."""
+    """Train ``ctx.core`` with federated averaging; fills ``ctx.history`` and ``ctx.own("federated").summary``."""
     from tfresp.federated import checkpoint
 
     cfg = ctx.config.federated
@@ -217,11 +217,11 @@ def fit_federated(ctx) -> None:
     parts = partition(cfg.clients, cfg.partition, train.y, getattr(train, "frame", None), ctx.config.seed)
     compile_local(ctx.model, cfg)
     server = Server(cfg, len(parts), [np.array(w) for w in ctx.core.get_weights()], ctx.config.seed)
-    point = ctx.state.get("resume_point")
+    point = ctx.resume_point
     if point is not None:
         checkpoint.restore(point, server, ctx.core)
         log.info("federated: resuming after round %d from %s", server.rounds_done, point.path)
-    saver = checkpoint.RoundSaver(ctx.config, ctx.state.get("target"), ctx.run_dir)
+    saver = checkpoint.RoundSaver(ctx.config, ctx.target, ctx.run_dir)
     transport, where = _TRANSPORT or (in_process(ctx, parts), "clients simulated in-process")
     eval_x, eval_y = (ctx.data.validation.x, ctx.data.validation.y) if ctx.data.validation is not None else \
         (None, None)
@@ -247,6 +247,6 @@ def fit_federated(ctx) -> None:
                  resumed_after_round=point.state["global_step"] if point is not None else None)
     if server.dpc is not None:
         state["epsilon"] = server.epsilon(server.rounds_done)
-    ctx.state["federated"] = state
+    ctx.own("federated").summary = state
     ctx.history = server.history
     log.info("federated: %d rounds over %d clients (q=%.3g)", server.rounds_done, len(parts), server.q)

@@ -23,12 +23,17 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfresp.data.text import CHECKPOINT_CONFIG as CONFIG_FILE
+from tfresp.data.text import CHECKPOINT_DIR, CHECKPOINT_LAYOUTS, checkpoint_dir, checkpoint_vocab  # noqa: F401
 from tfresp.errors import ConfigError, IncompatibleModelError
 from tfresp.models import hf_loading
+from tfresp.models import peft as peft_mod
+from tfresp.models.hf_loading import BertConfig
+from tfresp.models.layers import gelu
 from tfresp.models.registry import register_model
 
-CHECKPOINT_DIR = "bert"
 WEIGHTS_FILE = "weights.npz"
+<<<<<<< HEAD
 CONFIG_FILE = "bert_config.json"
 
 
@@ -71,6 +76,8 @@ class BertConfig:
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+=======
+>>>>>>> main
 
 
 # -- weight-free helper layers (no trainable variables: transparent to DP clipping and pruning) ----------
@@ -170,11 +177,6 @@ def _dropout(x, rate: float, name: str):
     return keras.layers.Dropout(rate, name=name)(x) if rate > 0 else x
 
 
-def gelu(x):
-    """Exact (erf) GELU, as in BERT and transformers' ``gelu``."""
-    return tf.nn.gelu(x, approximate=False)
-
-
 # -- building -------------------------------------------------------------------------------------------
 def _init(cfg: BertConfig):
     return keras.initializers.TruncatedNormal(stddev=cfg.initializer_range)
@@ -236,6 +238,7 @@ def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, p
     return keras.Model(inputs, logits, name=name)
 
 
+<<<<<<< HEAD
 def pool(cfg: BertConfig, inputs: dict, h):
     """The ``[batch, hidden]`` sentence vector the classifier reads (layer ``pooled``)."""
     if cfg.pooling == "mean":
@@ -244,6 +247,15 @@ def pool(cfg: BertConfig, inputs: dict, h):
         raise ConfigError([("model.pooling", cfg.pooling, f"one of {list(POOLINGS)}")])
     return keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
                               name="pooler")(ClsToken(name="cls_token")(h))
+=======
+def merge_lora(core: keras.Model, cfg: BertConfig, num_classes: int, max_length: int, mc) -> keras.Model:
+    """A classifier without LoRA branches whose target kernels are ``W + (alpha/r) A B``
+    (:func:`tfresp.models.peft.merge_lora_weights`); adapters, if any, are kept."""
+    spec = peft_mod.parse(mc) or {}
+    merged = build_classifier(cfg, num_classes, max_length, {"adapters": spec["adapters"]} if "adapters" in spec
+                              else None, name=core.name)
+    return peft_mod.merge_lora_weights(core, merged, mc)
+>>>>>>> main
 
 
 def build_mlm(cfg: BertConfig, max_length: int = 128, name: str = "bert_mlm") -> keras.Model:
@@ -352,33 +364,19 @@ def resolve_checkpoint(path) -> dict:
         by id), ``lowercase``, ``tokenizer_file``, ``weights`` (a loader callable returning canonical names) and
         ``path``; a transformers dir also has ``weights_file`` (``model.safetensors`` | ``tf_model.h5``).
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError([("model.checkpoint", str(path), "directory does not exist")])
-    if (p / CHECKPOINT_DIR / CONFIG_FILE).exists():
-        p = p / CHECKPOINT_DIR
-    if (p / CONFIG_FILE).exists():
+    kind, p = checkpoint_dir(path)
+    if kind == "tfresp":
         meta = json.loads((p / CONFIG_FILE).read_text())
         cfg = BertConfig(**meta["bert"])
-        from tfresp.data.text import read_vocab
-
-        return {"kind": "tfresp", "path": str(p), "config": cfg, "vocab": read_vocab(p / "vocab.txt"),
-                "tokenizer_file": "vocab.txt",
-                "lowercase": meta.get("lowercase", True), "max_length": meta.get("max_length"),
+        return {**checkpoint_vocab(p), "config": cfg, "max_length": meta.get("max_length"),
                 "weights": lambda: dict(np.load(p / WEIGHTS_FILE))}
     if hf_loading.is_hf_dir(p):
-        from tfresp.data.text import checkpoint_tokenizer
-
         cfg = BertConfig.from_hf(json.loads((p / "config.json").read_text()))
-        tok = checkpoint_tokenizer(p)
-        return {"kind": "transformers", "path": str(p), "config": cfg, "vocab": tok["vocab"],
-                "lowercase": tok["lowercase"], "tokenizer_file": tok["file"], "max_length": None,
+        return {**checkpoint_vocab(p), "config": cfg, "max_length": None,
                 "weights_file": hf_loading.weights_file(p),
                 "weights": lambda: hf_loading.read_weights(p, cfg.model_type)}
     raise ConfigError([("model.checkpoint", str(path),
-                        "expected a Hugging Face checkpoint (config.json + model.safetensors or tf_model.h5, "
-                        "tokenizer.json or vocab.txt) "
-                        "or a tfresp run directory with bert/ (a finished bert run)")])
+                        "expected " + CHECKPOINT_LAYOUTS)])
 
 
 def save_checkpoint(model: keras.Model, cfg: BertConfig, directory, vocab_path, lowercase: bool,

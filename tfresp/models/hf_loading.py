@@ -23,10 +23,11 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -58,6 +59,45 @@ _ENCODER_ROOTS = ("embeddings.", "embeddings_project.", "encoder.", "pooler.", "
 _EXACT_GELU = ("gelu", "gelu_python")  # erf GELU; gelu_new / gelu_fast are the tanh approximation
 
 
+@dataclasses.dataclass
+class BertConfig:
+    """Architecture hyper-parameters of :mod:`tfresp.models.bert` (transformers ``BertConfig`` names in ``from_hf``).
+
+    Defined here, beside the reader of transformers configs, so the loader needs nothing from the model builder.
+    """
+
+    vocab_size: int = 8000
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    max_position: int = 128
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    # family (tfresp.models.hf_loading.FAMILIES): "roberta" sets position_padding_idx, "distilbert" has no
+    # token types (type_vocab_size=0) and no pretrained pooler
+    model_type: str = "bert"
+    position_padding_idx: Optional[int] = None
+    embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
+
+    @classmethod
+    def from_hf(cls, d: dict) -> "BertConfig":
+        """From a transformers ``config.json`` dict (BERT, RoBERTa or DistilBERT)."""
+        return config_from_hf(d)
+
+    @property
+    def longest_input(self) -> int:
+        """Longest input the position table covers (RoBERTa's positions start after ``padding_idx``)."""
+        offset = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
+        return self.max_position - offset
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 def model_type(hf_config: dict, where: str = "model.checkpoint") -> str:
     """The checkpoint's family (``config.json`` ``model_type``), refused with a remedy when unsupported."""
     kind = hf_config.get("model_type", "bert")
@@ -69,9 +109,7 @@ def model_type(hf_config: dict, where: str = "model.checkpoint") -> str:
 
 
 def config_from_hf(d: dict):
-    """:class:`~tfresp.models.bert.BertConfig` from a transformers ``config.json`` dict of a supported family."""
-    from tfresp.models.bert import BertConfig
-
+    """:class:`BertConfig` from a transformers ``config.json`` dict of a supported family."""
     kind = model_type(d)
     if kind == "distilbert":
         act = d.get("activation", "gelu")
@@ -226,7 +264,7 @@ def read_weights(directory, kind: str) -> Dict[str, np.ndarray]:
     return weights
 
 
-def read_checkpoint(directory) -> Tuple[object, Dict[str, np.ndarray]]:
+def read_checkpoint(directory) -> Tuple[BertConfig, Dict[str, np.ndarray]]:
     """``(BertConfig, canonical weights)`` of a local Hugging Face directory."""
     d = Path(directory).expanduser()
     cfg = config_from_hf(json.loads((d / "config.json").read_text()))

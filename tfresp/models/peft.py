@@ -4,7 +4,7 @@
   ``W x`` gets a trainable branch ``(alpha / r) * B(A(x))`` with ``A: d -> r`` and ``B: r -> d``
   (``B`` starts at zero, so training starts from the pretrained function). Both branch matrices are
   plain ``Dense`` layers, so DP ghost clipping covers them. At export the branch is merged,
-  ``W' = W + (alpha / r) A B``, and the exported graph has no LoRA layers (:func:`merge_lora`).
+  ``W' = W + (alpha / r) A B``, and the exported graph has no LoRA layers (:func:`tfresp.models.bert.merge_lora`).
 * Adapters (Houlsby et al., 2019, "Parameter-Efficient Transfer Learning for NLP"): a residual
   bottleneck ``x + Up(gelu(Down(x)))`` after the attention output and after the feed-forward output;
   ``Up`` starts at zero. Adapters, LayerNorms and the head train; everything else is frozen.
@@ -21,6 +21,7 @@ import numpy as np
 import tf_keras as keras
 
 from tfresp.errors import ConfigError
+from tfresp.models.layers import gelu
 
 LORA_TARGETS = ("query", "key", "value", "attention_output", "intermediate", "output")
 _LORA_KEYS = {"rank", "alpha", "targets"}
@@ -78,8 +79,6 @@ def lora_branch(x, base_out, name: str, lora: dict):
 
 def adapter(x, name: str, spec: dict, hidden: int):
     """Residual bottleneck adapter ``x + Up(gelu(Down(x)))`` (identity at initialisation)."""
-    from tfresp.models.bert import gelu
-
     d = keras.layers.Dense(spec["size"], activation=gelu, name=f"{name}_down",
                            kernel_initializer=keras.initializers.TruncatedNormal(stddev=1e-3))(x)
     u = keras.layers.Dense(hidden, kernel_initializer="zeros", name=f"{name}_up")(d)
@@ -114,18 +113,14 @@ def apply_trainability(core: keras.Model, mc) -> Optional[dict]:
     return info
 
 
-def merge_lora(core: keras.Model, cfg, num_classes: int, max_length: int, mc) -> keras.Model:
-    """A classifier without LoRA branches whose target kernels are ``W + (alpha/r) A B``.
+def merge_lora_weights(core: keras.Model, merged: keras.Model, mc) -> keras.Model:
+    """Copy ``core``'s weights into ``merged`` (the same model built without LoRA branches), target kernels
+    becoming ``W + (alpha/r) A B``; returns ``merged``. :func:`tfresp.models.bert.merge_lora` builds ``merged``.
 
-    Every non-LoRA layer keeps its weights; the result computes the same function as ``core``
-    (up to float rounding) with the plain BERT graph (no extra matmuls at serving time).
+    Every non-LoRA layer keeps its weights and trainability; the result computes the same function as ``core``
+    (up to float rounding) with the plain graph (no extra matmuls at serving time).
     """
-    from tfresp.models.bert import build_classifier
-
-    spec = parse(mc) or {}
-    lora = spec.get("lora")
-    merged = build_classifier(cfg, num_classes, max_length, {"adapters": spec["adapters"]} if "adapters" in spec
-                              else None, name=core.name)
+    lora = (parse(mc) or {}).get("lora")
     for layer in merged.layers:
         if not layer.weights:
             continue

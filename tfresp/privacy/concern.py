@@ -1,7 +1,7 @@
 """The privacy concern: DP-SGD with calibrated noise, Poisson sampling, a privacy ledger and an audit.
 
-Order 90 (last): fairness/robustness per-example terms are attached before DP replaces the gradient
-computation, so every one of them is inside per-example clipping.
+The gradient transform (planned last): fairness/robustness per-example terms are attached before DP replaces
+the gradient computation, so every one of them is inside per-example clipping.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
 from tfresp.privacy import accounting, canary, clipping
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
+from tfresp.privacy.state import PrivacyState
 
 log = logging.getLogger("tfresp")
 
@@ -108,7 +109,11 @@ class Privacy(Concern):
     """DP-SGD (Abadi et al. 2016) with dp_accounting calibration, a membership-inference audit and canaries."""
 
     config_key = "privacy"
-    order = 90
+    State = PrivacyState
+    example = {"privacy": {"noise_multiplier": 1.0, "audit": False}}
+    gradient_transform = True  # plans last: DP-SGD clips every loss term the other concerns added
+    # ε composes every spend: audits that spend or declare coverage on the run's budget come first
+    audit_after = ("evaluation", "fairness", "robustness", "compression", "explain")
 
     def validate(self, ctx) -> None:
         from tfresp.errors import ConfigError
@@ -171,9 +176,9 @@ class Privacy(Concern):
         ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon,
                                noise_seed=noise_seed, budget=budget, sampling=cfg.sampling, steps_per_epoch=spe,
                                secrets_state=secret_state)
-        ctx.state["privacy"] = {"noise_multiplier": sigma, "noise_source": how, "sampling_rate": q, "delta": delta,
-                                "steps_per_epoch": spe, "planned_steps": planned, "clipping_mode": mode,
-                                "clipping_reason": reason, "expected_batch_size": expected, "ledger": ledger}
+        ctx.set_own(self, PrivacyState(noise_multiplier=sigma, noise_source=how, sampling_rate=q, delta=delta,
+                                       steps_per_epoch=spe, planned_steps=planned, clipping_mode=mode,
+                                       clipping_reason=reason, expected_batch_size=expected, ledger=ledger))
         contrib = Contribution(
             gradient_fn=clipping.make_gradient_fn(mode, cfg.l2_norm_clip, sigma, expected, seed=noise_seed),
             callbacks=[ledger],
@@ -194,7 +199,7 @@ class Privacy(Concern):
 
     def audit(self, ctx):
         cfg = ctx.config.privacy
-        st = ctx.state["privacy"]
+        st = vars(ctx.own(self))  # the typed PrivacyState its plan set, read by field name below
         budget = run_budget(ctx)
         ledger: PrivacyLedger = st["ledger"]
         steps = ledger.accountant.steps

@@ -143,6 +143,28 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+BUILTIN_SECTIONS = ("schema_version", "run", "data", "model", "training", "evaluation", "privacy", "fairness",
+                    "robustness", "explanations", "compression", "export", "gates", "scorecard", "warnings", "plots")
+
+
+def concern_markdown(report: dict) -> dict:
+    """``{section key: markdown}`` for the report sections of concerns that render their own (``Concern.markdown``);
+    other extra sections get the generic key/value list."""
+    extra = [k for k, v in report.items() if k not in BUILTIN_SECTIONS and v is not None]
+    if not extra:
+        return {}
+    from tfresp import concerns
+
+    out = {}
+    for c in concerns.registered():
+        key = c.report_key or c.config_key
+        if key in extra:
+            text = c.markdown(report[key])
+            if text:
+                out[key] = text
+    return out
+
+
 def render_markdown(report: dict) -> str:
     """The full model card: ``---\\n<yaml>---\\n\\n<body>``."""
     env = Environment(loader=PackageLoader("tfresp.report", "templates"), undefined=StrictUndefined,
@@ -155,6 +177,7 @@ def render_markdown(report: dict) -> str:
     env.filters["plot_list"] = plot_list
     env.tests["finite"] = _finite
     header = yaml.safe_dump(model_card_header(report), sort_keys=False, allow_unicode=True)
-    body = env.get_template("report.md.j2").render(r=report, run=report.get("run") or {})
+    body = env.get_template("report.md.j2").render(r=report, run=report.get("run") or {},
+                                                   custom=concern_markdown(report))
     body = re.sub(r"\n{3,}", "\n\n", body)
     return f"---\n{header}---\n\n{body}"

@@ -45,7 +45,7 @@ def model_section(ctx) -> dict:
         "trainable_parameters": trainable,
         "trainable_percent": 100.0 * trainable / max(total, 1),
         "base_checkpoint": ctx.config.model.checkpoint,
-        **ctx.state.get("model_extra", {}),
+        **ctx.model_extra,
     }
 
 
@@ -57,7 +57,7 @@ def training_section(ctx) -> dict:
             "replicas": int(getattr(ctx.strategy, "num_replicas_in_sync", 1)),
             "history": ctx.history, "timings": ctx.timings,
             "notes": [n for c in ctx.contributions.values() for n in c.notes],
-            **ctx.state.get("training_extra", {})}
+            **ctx.training_extra}
 
 
 def build_report(ctx) -> dict:

@@ -1,6 +1,6 @@
 """The robustness concern: adversarial / noise training composed into TfrespModel, and a strong audit.
 
-Plan (before ``fit``, order 20 so DP at 90 clips the adversarial loss):
+Plan (before ``fit``; DP plans last, so it clips the adversarial loss):
     madry  -> ``input_transform`` (PGD or FGSM examples, ``mix`` fraction of each batch);
     trades -> per-example ``β·KL(f(x) ‖ f(x_adv))`` term;
     noise  -> ``input_transform`` adding Gaussian noise.
@@ -26,6 +26,7 @@ import tf_keras as keras
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 from tfresp.robustness.audit import attack_section, default_large_epsilon, eps_key  # noqa: F401 (tests import them here)
+from tfresp.robustness.state import RobustnessState
 from tfresp.robustness.training import AttackSpace, madry_transform, noise_transform, trades_term
 
 class RobustnessTimer(keras.callbacks.Callback):
@@ -79,7 +80,9 @@ class Robustness(Concern):
     """Adversarial / noise training and PGD-based robustness evaluation (Madry et al. 2018)."""
 
     config_key = "robustness"
-    order = 20
+    State = RobustnessState
+    example = {"robustness": {"train": "noise", "eval_epsilons": [0.1], "eval_examples": 64, "eval_steps": 5,
+                              "restarts": 1, "noise_samples": 2, "sensitivity_examples": 16}}
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self, ctx) -> None:
@@ -108,9 +111,9 @@ class Robustness(Concern):
             if cfg.train != "none":
                 raise ConfigError([("robustness.train", cfg.train, "adversarial training on text is not supported "
                                     "(tokens are discrete); use 'none' and evaluate in embedding space")])
-            if "embedding_split" not in ctx.state:
+            if ctx.text_parts is None or ctx.text_parts.embedding_split is None:
                 raise IncompatibleModelError(
-                    "robustness on text needs the model split into embed_fn/head_fn (ctx.state['embedding_split']); "
+                    "robustness on text needs the model split into embed_fn/head_fn (ctx.text_parts.embedding_split); "
                     f"model {getattr(ctx.core, 'name', '?')!r} does not provide it. Remedy: turn robustness off for "
                     "this model or use tfresp.robustness.attacks.embedding_pgd directly")
         elif kind != "image":
@@ -123,7 +126,7 @@ class Robustness(Concern):
         if cfg.train == "none":
             return Contribution(callbacks=timer, notes=["robustness: evaluation only (no robust training)"])
         space = attack_space(ctx.data, cfg)
-        ctx.state["robustness_space"] = space
+        ctx.own(self).space = space
         total = ctx.steps_per_epoch * ctx.config.train.epochs
         warm = f", ε warm-up over {cfg.epsilon_warmup:.0%} of training" if cfg.epsilon_warmup else ""
         if cfg.train == "madry":
@@ -167,7 +170,8 @@ def training_cost(ctx) -> Optional[dict]:
     bs = min(cfg.train.batch_size, len(ctx.data.train))
     x = tf.convert_to_tensor(_take(ctx.data.train.x, bs))
     y = tf.convert_to_tensor(ctx.data.train.y[:bs])
-    extras = {"sample_weight": tf.ones([bs], tf.float32)}
+    extras = {k: tf.convert_to_tensor(v[:bs]) for k, v in ctx.train_extras.items()}  # e.g. fairness group ids
+    extras["sample_weight"] = tf.ones([bs], tf.float32)
     variables = model.core.trainable_variables
 
     @tf.function
@@ -223,7 +227,7 @@ def robustness_audit(ctx, cfg) -> dict:
     """The robustness report section of a trained run (see the module docstring); the attacks and checks are
     :func:`tfresp.robustness.audit.attack_section`, shared with :func:`tfresp.audits.robustness`."""
     data = ctx.data
-    space = ctx.state.get("robustness_space") or attack_space(data, cfg)
+    space = ctx.own(Robustness).space or attack_space(data, cfg)
     if ctx.budget is not None and data.kind == "tabular":
         from tfresp.privacy.budget import Coverage
 
@@ -231,7 +235,8 @@ def robustness_audit(ctx, cfg) -> dict:
                                             "preprocessing (post-processing), not the train min/max"))
     n = min(cfg.eval_examples, len(data.test))
     if data.kind == "text":
-        embed_fn, head_fn = ctx.state["embedding_split"][:2]
+        embed_fn, head_fn, keep = ctx.text_parts.embedding_split(ctx.core)
+        space = AttackSpace(keep, None, None, space.units)  # the split says which embedding coordinates move
         x_raw = _take(data.test.x, n)
         x = embed_fn(x_raw).numpy()
         model_fn = head_fn

@@ -14,8 +14,9 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -171,13 +172,21 @@ def evaluate_mlm(model: MlmModel, split, batch_size: int) -> dict:
             "masked_accuracy": float(out["masked_accuracy"]), "rows": int(len(split))}
 
 
+@dataclasses.dataclass
+class MlmState:
+    """``curve``: the run's :class:`MlmLossCurve` callback (None until planned)."""
+
+    curve: Optional[MlmLossCurve] = None
+
+
 @register
 class MaskedLanguageModeling(Concern):
     """The ``mlm`` task's evaluation: loss curve, perplexity and masked-token accuracy (report ``evaluation``)."""
 
     config_key = "mlm"
     report_key = "evaluation"
-    order = 1
+    State = MlmState
+    example_skip = "enabled by task: mlm on text data (tests/text/test_mlm.py)"
 
     def enabled(self, config) -> bool:
         return config.task == "mlm"
@@ -190,8 +199,8 @@ class MaskedLanguageModeling(Concern):
 
     def plan(self, ctx) -> Contribution:
         every = max(1, ctx.steps_per_epoch * ctx.config.train.epochs // 50)
-        self.curve = MlmLossCurve(every)
-        return Contribution(callbacks=[self.curve], notes=[
+        curve = ctx.own(self).curve = MlmLossCurve(every)
+        return Contribution(callbacks=[curve], notes=[
             f"MLM: {MASK_RATE:.0%} of real tokens selected per sequence; 80% [MASK] / 10% random / 10% kept"])
 
     def audit(self, ctx):
@@ -199,7 +208,7 @@ class MaskedLanguageModeling(Concern):
         section = {"test": evaluate_mlm(ctx.model, ctx.data.test, bs), "split_used": "test"}
         if ctx.data.validation is not None:
             section["validation"] = evaluate_mlm(ctx.model, ctx.data.validation, bs)
-        curve = getattr(self, "curve", None)
+        curve = ctx.own(self).curve
         steps, losses = (curve.steps, curve.losses) if curve is not None else ([], [])
         section["mlm"] = {"mask_rate": MASK_RATE, "mask_policy": "80% [MASK] / 10% random / 10% unchanged",
                           "loss_curve": {"step": steps, "loss": losses},

@@ -1,0 +1,125 @@
+"""The run context: what the builder fills in and concerns read, as named, typed values.
+
+Values that cross concerns are fields of :class:`RunContext` (``ctx.serving``, ``ctx.export_core``,
+``ctx.text_parts``, ``ctx.model_extra``, ``ctx.training_extra``, ``ctx.budget``); values private to one concern
+live in that concern's own dataclass (``Concern.State``), reached with ``ctx.own(concern)``. There is no
+string-keyed bag: a value another concern needs gets a documented field here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+
+@dataclasses.dataclass
+class ServingPlan:
+    """What the SavedModel serves beyond ``preprocessor -> core`` (set by audits, read by the export).
+
+    Attributes:
+        postprocess: a ``tf.Module`` turning probabilities (+ ``extra_inputs``) into decisions, e.g. the fairness
+            group thresholds; None serves the core's argmax.
+        extra_inputs: serving inputs the post-processing needs besides the model's raw features (name -> spec).
+        served_class_id_test: the test decisions the report's served metrics were computed from; the export
+            checks that the SavedModel reproduces them.
+    """
+
+    postprocess: Optional[Any] = None
+    extra_inputs: Dict[str, tf.TensorSpec] = dataclasses.field(default_factory=dict)
+    served_class_id_test: Optional[np.ndarray] = None
+
+
+@dataclasses.dataclass
+class TextParts:
+    """Pieces of a text model that audits need and a plain ``keras.Model`` cannot give (set by the model's concern).
+
+    Attributes:
+        embedding_split: ``fn(core) -> (embed_fn, head_fn, attackable)``: ``embed_fn(raw inputs) -> E`` and
+            ``head_fn(E) -> logits`` with ``head_fn(embed_fn(x)) == core(x)``; ``attackable`` is the 0/1 mask of
+            the coordinates of ``E`` an embedding-space attack may move (broadcastable to ``E``). Called on the
+            trained core, so wrappers added during the run are seen.
+        predict_strings: ``fn(strings) -> probabilities``, the text pipeline's own predictor (else the explainer
+            composes preprocessor + core).
+    """
+
+    embedding_split: Optional[Callable[[keras.Model], Tuple[Callable, Callable, Any]]] = None
+    predict_strings: Optional[Callable] = None
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a concern may read (and the builder fills in) during a run."""
+
+    config: Any
+    data: Any
+    run_dir: Path
+    strategy: Any = None
+    strategy_name: str = "default"
+    core: Optional[keras.Model] = None
+    model: Optional[keras.Model] = None
+    train_extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    callbacks: List[Any] = dataclasses.field(default_factory=list)
+    contributions: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    history: Dict[str, list] = dataclasses.field(default_factory=dict)
+    predictions: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    report: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    timings: Dict[str, float] = dataclasses.field(default_factory=dict)
+    artifacts: Dict[str, str] = dataclasses.field(default_factory=dict)
+    quiet: bool = False
+    #: the run's privacy budget (None without ``privacy:``): every mechanism that reads private rows spends here
+    budget: Optional[Any] = None
+    #: the run directory being written (the staging ``run_dir`` becomes it on success) and, on ``--resume``,
+    #: the checkpoint to resume from (:class:`tfresp.checkpointing.ResumePoint`)
+    target: Optional[Path] = None
+    resume_point: Optional[Any] = None
+    #: set by :func:`tfresp.checkpointing.restore_states` once the callbacks' states are restored from it
+    callback_states_restored: bool = False
+    #: extra fields of the report's ``model`` / ``training`` sections (model builders, checkpointing)
+    model_extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    training_extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the model the SavedModel serves when it differs from ``core`` (e.g. LoRA merged into the base weights)
+    export_core: Optional[keras.Model] = None
+    serving: ServingPlan = dataclasses.field(default_factory=ServingPlan)
+    text_parts: Optional[TextParts] = None
+    _own: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(math.ceil(len(self.data.train) / self.config.train.batch_size))
+
+    def predict_proba(self, x, batch_size: int = 2048) -> np.ndarray:
+        """Class probabilities of the trained core on encoded inputs (no post-processing)."""
+        logits = self.core.predict(x, batch_size=batch_size, verbose=0)
+        return tf.nn.softmax(logits).numpy()
+
+    def set_own(self, concern, value) -> None:
+        """Replace the private state of ``concern`` by ``value`` (an instance of its ``State``)."""
+        concern = self._concern(concern)
+        if concern.State is None or not isinstance(value, concern.State):
+            expected = getattr(concern.State, "__name__", None)
+            raise TypeError(f"ctx.set_own({concern.config_key!r}): expected a {expected}, "
+                            f"received {type(value).__name__}")
+        self._own[concern.config_key] = value
+
+    @staticmethod
+    def _concern(concern):
+        from tfresp import concerns
+
+        return concerns.get(concern) if isinstance(concern, str) else concern
+
+    def own(self, concern):
+        """This run's private state of ``concern`` (an instance, class or config key): its ``State`` dataclass,
+        made on first use."""
+        concern = self._concern(concern)
+        key = concern.config_key
+        if key not in self._own:
+            state_cls = concern.State
+            if state_cls is None:
+                raise TypeError(f"concern {key!r} declares no `State` dataclass for ctx.own()")
+            self._own[key] = state_cls()
+        return self._own[key]

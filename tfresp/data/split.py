@@ -1,0 +1,140 @@
+"""Row selection and splits, one implementation for tabular, text and image data.
+
+The steps, in this order, for every data kind:
+
+1. ``data.split.test`` is a path: that file is the test split (:func:`attach_test_file`; read once, its
+   sha256 recorded in ``info.test_file``).
+2. ``data.max_rows`` (``max_rows_of="source"``, tabular and text): at most that many rows of the source, and
+   of an official or user test split (:func:`select_rows`; seeded, stratified by the label when there is one).
+3. Test split: the source's official (or the user's) test rows, else a held-out fraction of the source
+   (``0.2`` for ``official`` when the source has no test split), stratified by the label (seed ``seed``).
+4. Validation: a fraction of the remaining rows, stratified (seed ``seed + 1``).
+5. ``data.max_rows`` (``max_rows_of="train"``, images): at most that many *training* rows, chosen after the
+   test and validation splits (seed ``seed + 2``), so a few-shot fine-tuning run ("from 25 labelled rows",
+   ``configs/digits_finetune.yaml``, ``benchmarks/robustness.py``) is still evaluated on the whole test split.
+
+Without a label (masked-LM pretraining) the fractions and ``max_rows`` are uniform random instead.
+Text and image preparation only encode the frames this module returns.
+
+Example:
+    >>> frames, info, mode = attach_test_file(frames, info, dc.split.test, dc.format)
+    >>> parts = split_frames(frames, "income", mode, validation=0.1, max_rows=3000, seed=0)
+    >>> parts.train, parts.validation, parts.test
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+#: the held-out test fraction when ``split.test: official`` and the source has no test split
+DEFAULT_TEST_FRACTION = 0.2
+
+
+@dataclasses.dataclass
+class Frames:
+    """Raw rows of each split; ``test_split`` says how the test rows were chosen (``None``: given)."""
+
+    train: pd.DataFrame
+    validation: Optional[pd.DataFrame]
+    test: pd.DataFrame
+    test_split: Optional[str] = None
+
+
+def stratified_split(df: pd.DataFrame, label: str, frac: float, seed: int):
+    """``(kept, held)``: ``round(frac * n_c)`` rows of every class ``c`` held out, seeded; row order kept."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for _, idx in df.groupby(label, sort=True).indices.items():
+        idx = np.array(idx)
+        rng.shuffle(idx)
+        n = int(round(len(idx) * frac))
+        held.extend(idx[:n].tolist())
+    mask = np.zeros(len(df), dtype=bool)
+    mask[held] = True
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+
+
+def random_split(df: pd.DataFrame, frac: float, seed: int):
+    """``(kept, held)``: ``round(frac * n)`` rows held out uniformly at random, seeded."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(df))
+    n = int(round(len(df) * frac))
+    return df.iloc[idx[n:]].reset_index(drop=True), df.iloc[idx[:n]].reset_index(drop=True)
+
+
+def split(df: pd.DataFrame, label: Optional[str], frac: float, seed: int):
+    """Stratified by ``label`` when there is one, else uniform random."""
+    return random_split(df, frac, seed) if label is None else stratified_split(df, label, frac, seed)
+
+
+def select_rows(df: pd.DataFrame, n: Optional[int], seed: int, label: Optional[str] = None) -> pd.DataFrame:
+    """At most ``n`` rows of ``df`` (``data.max_rows``), seeded.
+
+    With a ``label``, stratified: every class keeps its share of the ``n`` rows, rounded by largest remainder
+    (ties to the earlier class), so exactly ``n`` rows come back and each class count is within one row of its
+    share (a uniform sample drifts: Adult's ``>50K`` share was 25.4% in the 2,700 training rows of
+    ``max_rows: 3000``, 24.1% in the source); the rows keep their order. Without one, ``df.sample(n, random_state=seed)``.
+    """
+    if not n or len(df) <= n:
+        return df
+    if label is None:
+        return df.sample(n=n, random_state=seed).reset_index(drop=True)
+    keys = df[label].astype(str)  # missing or mixed-type labels form classes of their own, never an error here
+    groups = [np.array(idx) for _, idx in keys.groupby(keys, sort=True).indices.items()]
+    sizes = np.array([len(g) for g in groups], dtype=np.float64)
+    quota = sizes * n / len(df)
+    take = np.floor(quota).astype(int)
+    rest = n - int(take.sum())
+    order = sorted(range(len(groups)), key=lambda i: (-(quota[i] - take[i]), i))
+    for i in order[:rest]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    kept = []
+    for g, k in zip(groups, take):
+        rng.shuffle(g)
+        kept.extend(g[:k].tolist())
+    return df.iloc[np.sort(np.asarray(kept, dtype=np.int64))].reset_index(drop=True)
+
+
+def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto"
+                     ) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
+    """Resolve ``data.split.test``: returns ``(frames, info, mode)``, ``mode`` ``"official"`` or a fraction.
+
+    A path: the file becomes ``frames["test"]`` (``info.test_file`` has its provenance and sha256) and the
+    mode is ``official``. A fraction drops the source's own test split. Frames are copies: the data checks
+    repair them in place.
+    """
+    if isinstance(test, str) and test != "official":
+        from tfresp.data.sources import load_file
+
+        test_frames, test_info = load_file(test, fmt, "data.split.test")
+        frames = {**frames, "test": test_frames["train"]}
+        info = {**info, "test_file": test_info}
+        test = "official"
+    keep = {k: v.copy() for k, v in frames.items() if k == "train" or (k == "test" and test == "official")}
+    return keep, info, test
+
+
+def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Union[float, str],
+                 validation: float, max_rows: Optional[int], seed: int, max_rows_of: str = "source") -> Frames:
+    """``max_rows``, the test split, the validation carve-out (see the module docstring for the order)."""
+    if max_rows_of not in ("source", "train"):
+        raise ValueError(f"`max_rows_of`: 'source' or 'train'. Received: {max_rows_of!r}")
+    whole = max_rows if max_rows_of == "source" else None
+    train = select_rows(frames["train"], whole, seed, label)
+    note = None
+    if "test" in frames and mode == "official":
+        test = select_rows(frames["test"], whole, seed, label)
+    else:
+        frac = DEFAULT_TEST_FRACTION if mode == "official" else float(mode)
+        train, test = split(train, label, frac, seed)
+        note = f"{'random' if label is None else 'stratified'} {frac:.0%} of the source (seed {seed})"
+    val = None
+    if validation > 0:
+        train, val = split(train, label, validation, seed + 1)
+    if max_rows_of == "train":
+        train = select_rows(train, max_rows, seed + 2, label)
+    return Frames(train=train, validation=val, test=test, test_split=note)
