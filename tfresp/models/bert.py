@@ -33,51 +33,6 @@ from tfresp.models.layers import gelu
 from tfresp.models.registry import register_model
 
 WEIGHTS_FILE = "weights.npz"
-<<<<<<< HEAD
-CONFIG_FILE = "bert_config.json"
-
-
-@dataclasses.dataclass
-class BertConfig:
-    """Architecture hyper-parameters (transformers ``BertConfig`` names in ``from_hf``)."""
-
-    vocab_size: int = 8000
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 2
-    intermediate_size: int = 256
-    max_position: int = 128
-    type_vocab_size: int = 2
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
-    # family (tfresp.models.hf_loading.FAMILIES): "roberta" sets position_padding_idx, "distilbert" has no
-    # token types (type_vocab_size=0) and no pretrained pooler
-    model_type: str = "bert"
-    position_padding_idx: Optional[int] = None
-    embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
-    # classifier head: "cls" = tanh pooler on [CLS] (Devlin et al.); "mean" = masked mean of the last hidden
-    # states, no pooler (Reimers & Gurevych, 2019), then dropout + linear logits
-    pooling: str = "cls"
-
-    @classmethod
-    def from_hf(cls, d: dict) -> "BertConfig":
-        """From a transformers ``config.json`` dict (BERT, RoBERTa or DistilBERT)."""
-        from tfresp.models.hf_loading import config_from_hf
-
-        return config_from_hf(d)
-
-    @property
-    def longest_input(self) -> int:
-        """Longest input the position table covers (RoBERTa's positions start after ``padding_idx``)."""
-        offset = 0 if self.position_padding_idx is None else self.position_padding_idx + 1
-        return self.max_position - offset
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-=======
->>>>>>> main
 
 
 # -- weight-free helper layers (no trainable variables: transparent to DP clipping and pruning) ----------
@@ -238,7 +193,6 @@ def build_classifier(cfg: BertConfig, num_classes: int, max_length: int = 128, p
     return keras.Model(inputs, logits, name=name)
 
 
-<<<<<<< HEAD
 def pool(cfg: BertConfig, inputs: dict, h):
     """The ``[batch, hidden]`` sentence vector the classifier reads (layer ``pooled``)."""
     if cfg.pooling == "mean":
@@ -247,7 +201,8 @@ def pool(cfg: BertConfig, inputs: dict, h):
         raise ConfigError([("model.pooling", cfg.pooling, f"one of {list(POOLINGS)}")])
     return keras.layers.Dense(cfg.hidden_size, activation="tanh", kernel_initializer=_init(cfg),
                               name="pooler")(ClsToken(name="cls_token")(h))
-=======
+
+
 def merge_lora(core: keras.Model, cfg: BertConfig, num_classes: int, max_length: int, mc) -> keras.Model:
     """A classifier without LoRA branches whose target kernels are ``W + (alpha/r) A B``
     (:func:`tfresp.models.peft.merge_lora_weights`); adapters, if any, are kept."""
@@ -255,7 +210,6 @@ def merge_lora(core: keras.Model, cfg: BertConfig, num_classes: int, max_length:
     merged = build_classifier(cfg, num_classes, max_length, {"adapters": spec["adapters"]} if "adapters" in spec
                               else None, name=core.name)
     return peft_mod.merge_lora_weights(core, merged, mc)
->>>>>>> main
 
 
 def build_mlm(cfg: BertConfig, max_length: int = 128, name: str = "bert_mlm") -> keras.Model:

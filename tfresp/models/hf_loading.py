@@ -82,6 +82,9 @@ class BertConfig:
     model_type: str = "bert"
     position_padding_idx: Optional[int] = None
     embedding_size: Optional[int] = None  # ELECTRA: embeddings narrower than hidden, then a projection
+    # classifier head (tfresp.models.bert.pool): "cls" = tanh pooler on [CLS] (Devlin et al.); "mean" = masked
+    # mean of the last hidden states, no pooler (Reimers & Gurevych, 2019)
+    pooling: str = "cls"
 
     @classmethod
     def from_hf(cls, d: dict) -> "BertConfig":
