@@ -193,6 +193,9 @@ def test_auto_recipe_end_to_end_reports_the_recipe_and_the_baseline_line(tiny_ch
     rc = run.report["model"]["recipe"]
     assert rc["size_class"] == "small" and rc["explicit_in_config"] == {"train.epochs": 1}
     assert rc["chosen"]["model.pooling"] == "mean" and "C" in rc["linear_probe"]
+    layers = {a["name"] for a in run.report["model"]["architecture"]}
+    assert "pooled" in layers and "pooler" not in layers  # the model is built with the chosen pooling
+    assert "mean pooling" in rc["linear_probe"]["features"]
     assert rc["layer_decay"]["decay"] == recipe.LAYER_DECAY
     saved = load_config(run.run_dir / "config.yaml")  # the resolved config reproduces the run
     assert saved.model.pooling == "mean" and saved.train.linear_probe is True
