@@ -19,7 +19,6 @@ distilled student if asked.
 """
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
+from tfresp.compression.measure import weights_bytes
 from tfresp.compression.state import CompressionState
 from tfresp.compression.student import PRIVATE_DISTILL_REFUSAL, distill_text, register_student, validate_text
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
@@ -55,13 +55,6 @@ class StripPruning(keras.callbacks.Callback):
             self.ctx.core = stripped
             self.ctx.model.core = stripped
             self.ctx.own("compression").stripped = True
-
-
-def weights_bytes(model) -> bytes:
-    """The model's weights serialized (``np.savez``), the size a Keras checkpoint of it needs."""
-    buf = io.BytesIO()
-    np.savez(buf, *[w.numpy() for w in model.weights])
-    return buf.getvalue()
 
 
 def keras_latency(core, x, runs: int):

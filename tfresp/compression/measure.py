@@ -7,6 +7,7 @@ attribute, fairlearn's ``demographic_parity_difference`` of the variant's own pr
 from __future__ import annotations
 
 import gzip
+import io
 import time
 from typing import Callable, Dict
 
@@ -69,3 +70,10 @@ def take_rows(x, idx):
 
 def num_rows(x) -> int:
     return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def weights_bytes(model) -> bytes:
+    """The model's weights serialized (``np.savez``), the size a Keras checkpoint of it needs."""
+    buf = io.BytesIO()
+    np.savez(buf, *[w.numpy() for w in model.weights])
+    return buf.getvalue()

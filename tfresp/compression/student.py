@@ -120,8 +120,7 @@ def _dataset(ctx, d):
 
 def describe(core, data, proba) -> dict:
     """Accuracy and group gap of ``proba`` on the test split; parameters and weight bytes of ``core``."""
-    from tfresp.compression.concern import weights_bytes
-    from tfresp.compression.measure import gzip_size, scores
+    from tfresp.compression.measure import gzip_size, scores, weights_bytes
 
     raw = weights_bytes(core)
     out = scores(data.test.y, proba, data.test.groups, data.num_classes)

@@ -421,7 +421,8 @@ def build_view(report: dict, run_dir: Path) -> dict:
                     any(m in v for m in ("accuracy", "bytes", "gzip_bytes", "latency_ms_p50"))]
         cols = _pick_columns([v for _, v in variants], ("format", "accuracy", "bytes", "gzip_bytes",
                                                         "latency_ms_p50", "latency_ms_p95", "sparsity",
-                                                        "parameters", "nonzero_parameters"))
+                                                        "parameters", "nonzero_parameters",
+                                                        "weights_bytes"))  # a distilled BERT student's size
         s["compression"] = {"variants": variants, "cols": cols, "plots": plots_for("compression", comp),
                             "rest": _rest(comp, {k for k, _ in variants})}
     exp = r.get("export")
