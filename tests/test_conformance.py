@@ -159,6 +159,25 @@ def test_audit_order_follows_declared_dependencies_and_refuses_cycles():
         "privacy")
 
 
+def test_plan_order_puts_core_setup_first_and_the_gradient_transform_last():
+    class Term(concerns.Concern):
+        config_key = "term"
+
+    class Dp(concerns.Concern):
+        config_key = "dp"
+        gradient_transform = True
+
+    class Setup(concerns.Concern):
+        config_key = "setup"
+        core_setup = True
+
+    assert [c.config_key for c in concerns.plan_order([Dp(), Term(), Setup()])] == ["setup", "term", "dp"]
+    with pytest.raises(tfresp.ConfigError, match="gradient"):
+        concerns.plan_order([Dp(), Dp()])
+    builtin = [c.config_key for c in concerns.plan_order(_all())]
+    assert builtin[0] == "text_recipe" and builtin[-1] == "privacy"  # the recipe sees the unwrapped core
+
+
 def test_run_context_has_no_string_keyed_state():
     from tfresp.context import RunContext
 

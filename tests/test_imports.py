@@ -115,6 +115,10 @@ def test_no_import_cycle_among_data_nor_among_models():
     assert cycles(subgraph(graph, "tfresp.models")) == []
 
 
+def test_no_import_cycle_in_the_package():
+    assert cycles(import_graph()) == []  # function-level imports included
+
+
 if __name__ == "__main__":
     for comp in cycles(import_graph()):
         g = import_graph()

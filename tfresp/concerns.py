@@ -12,7 +12,8 @@ Two orders, each declared by what it is about (not one integer for both):
 
 **Training composition: fixed slots.** Every enabled concern plans in registration order, except the one that
 provides the gradient transform (``gradient_transform = True``: privacy), which plans last so that it sees, and
-clips, every loss term the others added. Each contribution goes into the fixed slots of the train step
+clips, every loss term the others added, and those that set up the core (``core_setup = True``: the text
+fine-tuning recipe), which plan first, before any concern wraps the core. Each contribution goes into the fixed slots of the train step
 (:mod:`tfresp.models.base`)::
 
     1. loss terms          per-example terms (inside DP clipping), batch terms (refused under DP)
@@ -37,7 +38,7 @@ _REGISTRY: Dict[str, "Concern"] = {}
 #: or by importing a module that applies :func:`register` before the run.
 BUILTIN = ("tfresp.evaluation.concern", "tfresp.fairness.concern", "tfresp.robustness.concern",
            "tfresp.compression.concern", "tfresp.privacy.concern", "tfresp.explain.concern",
-           "tfresp.federated.concern")
+           "tfresp.federated.concern", "tfresp.tasks.text_model")
 ENTRY_POINT_GROUP = "tfresp.concerns"
 
 
@@ -99,12 +100,14 @@ def _load_builtin():
 
 
 def plan_order(active: List["Concern"]) -> List["Concern"]:
-    """Registration order, with the (single) gradient-transform concern last (slot 3 wraps slots 1-2)."""
+    """Registration order, with the core-setup concerns first (they see the unwrapped core) and the (single)
+    gradient-transform concern last (slot 3 wraps slots 1-2)."""
     last = [c for c in active if c.gradient_transform]
     if len(last) > 1:
         raise ConfigError([("+".join(c.config_key for c in last), "on",
                             "two concerns both replace the gradient computation; they cannot be combined")])
-    return [c for c in active if not c.gradient_transform] + last
+    first = [c for c in active if c.core_setup and not c.gradient_transform]
+    return first + [c for c in active if not c.gradient_transform and not c.core_setup] + last
 
 
 def audit_order(active: List["Concern"]) -> List["Concern"]:
@@ -173,6 +176,8 @@ class Concern:
         audit_after: config keys of concerns whose audits must have run before this one's.
         audit_before: config keys of concerns whose audits must run after this one's.
         gradient_transform: True for the concern that replaces the gradient computation (plans last).
+        core_setup: True for a concern that sets up the core itself (initial weights, per-variable learning
+            rates): it plans first, before any concern wraps the core (e.g. pruning wrappers clone its layers).
         State: a dataclass for values private to this concern (``ctx.own(self)``), or None.
         Config: the pydantic section class of a concern registered outside ``tfresp/config.py``: its top-level
             config key is then accepted (kept in ``config.extensions``) and validated by it.
@@ -187,6 +192,7 @@ class Concern:
     audit_after: Tuple[str, ...] = ()
     audit_before: Tuple[str, ...] = ()
     gradient_transform: bool = False
+    core_setup: bool = False
     State: Optional[type] = None
     Config: Optional[type] = None
     example: Optional[dict] = None

@@ -395,7 +395,6 @@ def apply_freeze(core: keras.Model, freeze, num_layers: int) -> List[str]:
 
 
 def _build(config, data, cfg: BertConfig, weights=None, source=None):
-    import tfresp.tasks.text_model  # noqa: F401  (registers the BERT run concern)
     from tfresp.models import peft as peft_mod
 
     mc = config.model

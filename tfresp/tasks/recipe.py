@@ -251,7 +251,8 @@ class RecipeRun(Concern):
     """Applies the recipe's run-time parts: LP stage, layer-wise learning rates, length-grouped batches."""
 
     config_key = "text_recipe"
-    order = 5  # before any concern wraps the core or the optimizer
+    core_setup = True  # plans first: before any concern wraps the core or the optimizer
+    example_skip = "needs a BERT checkpoint on text data (tests/text/test_recipe.py)"
 
     def enabled(self, config) -> bool:
         return config.task == "classification" and config.model.kind in ("bert", "checkpoint")
