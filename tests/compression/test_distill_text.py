@@ -165,15 +165,20 @@ def test_dp_student_trains_on_public_text_only_and_is_in_the_budget(dp_run):
     assert not any("compression" in sp["source"] or "student" in sp["source"] for sp in budget["spends"])
 
 
-def test_student_section_compares_teacher_and_student(dp_run):
-    r, _ = dp_run
-    s = r.report["compression"]["student"]
+def _check_student_section(r, s):
+    """A 2-layer BERT student from teacher layers [0, 3], smaller than the teacher, both timed."""
     assert s["kind"] == "bert" and s["layers"] == 2 and s["teacher_layers"] == [0, 3]
     assert s["parameters"] < s["teacher"]["parameters"] and s["weights_bytes"] < s["teacher"]["weights_bytes"]
     assert s["teacher"]["accuracy"] == pytest.approx(r.report["evaluation"]["test"]["accuracy"])
     lat = s["latency"]
     for m in ("teacher", "student"):
         assert lat[m]["batch_1_ms"] > 0 and lat[m]["batch_32_ms"] > 0
+
+
+def test_student_section_compares_teacher_and_student(dp_run):
+    r, _ = dp_run
+    s = r.report["compression"]["student"]
+    _check_student_section(r, s)
     assert "not exported" in s["served"] and not (r.run_dir / "saved_model_student").exists()
     assert "float" not in r.report["compression"]  # distillation only: the teacher is not converted to TFLite
 
@@ -183,12 +188,7 @@ def test_fit_distills_on_train_rows_and_exports_the_student(tmp_path):
     r = tfresp.fit(_cfg(compression={"distill": {"layers": 2, "temperature": 2.0, "export": True}, **FAST}),
                    out=tmp_path / "run", quiet=True)
     s = r.report["compression"]["student"]
-    assert s["kind"] == "bert" and s["layers"] == 2 and s["teacher_layers"] == [0, 3]
-    assert s["parameters"] < s["teacher"]["parameters"] and s["weights_bytes"] < s["teacher"]["weights_bytes"]
-    assert s["teacher"]["accuracy"] == pytest.approx(r.report["evaluation"]["test"]["accuracy"])
-    lat = s["latency"]
-    for m in ("teacher", "student"):
-        assert lat[m]["batch_1_ms"] > 0 and lat[m]["batch_32_ms"] > 0
+    _check_student_section(r, s)
     assert "teacher" in s["served"] and "saved_model_student" in s["served"] and s["data"].startswith("train")
     assert s["saved_model"]["roundtrip_max_abs_diff"] < 1e-4
     # the exported student, scored from raw strings, is the accuracy the report states
