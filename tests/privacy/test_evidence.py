@@ -91,6 +91,7 @@ def test_statement_names_every_release_and_what_is_public_or_not_covered(reweigh
     st = p["statement"]
     assert "fairness.reweigh_counts (laplace" in st and "fairness.mitigation.noisy_group_label_counts" in st
     assert "number of training rows n" in st and "NOT covered" in st and "training history" in st
+    assert "which source rows became training rows" in st and "stratified by label" in st  # split selection
     status = {c["item"]: c["status"] for c in p["budget"]["coverage"]}
     assert status["fairness.mitigation.groups"] == "public"
     assert p["delta_times_n"] == pytest.approx(p["delta"] * len(res.context.data.train)) and p["delta_times_n"] <= 0.1

@@ -81,7 +81,9 @@ def statement(sec: dict) -> str:
         "who contributes several rows is protected only up to group privacy (ε grows about linearly with the number "
         "of rows); population-level facts learned from the data are not hidden; logged training metrics (loss, "
         "accuracy) are not privatized; the validation and test splits (and the audits computed on them) are not "
-        "covered; hyper-parameter tuning on private data adds privacy cost not counted here.")
+        "covered; which source rows became training rows (the seeded split and data.max_rows, both stratified by "
+        "label) is not hidden: the guarantee is about the rows selected for training; hyper-parameter tuning on "
+        "private data adds privacy cost not counted here.")
     return text
 
 
