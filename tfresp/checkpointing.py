@@ -370,35 +370,49 @@ class CheckpointSaver(keras.callbacks.Callback):
         if es is not None:
             state["early_stopping"] = {"wait": int(es.wait), "stopped_epoch": int(es.stopped_epoch),
                                        "best": float(es.best), "best_epoch": int(getattr(es, "best_epoch", 0))}
-        # the working dir holds the secret DP seeds (state.json): owner-only dirs (0700) and files (0600)
-        for d in (self.root.parent, self.root):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(d, 0o700)
-        if self.config_yaml and not (self.root.parent / "config.yaml").exists():
-            _atomic_write_text(self.root.parent / "config.yaml", self.config_yaml)
-        name = f"step-{step:08d}"
-        tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir(mode=0o700)
-        self.ckpt.write(str(tmp / "ckpt"))
-        if not self.write:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return None
-        if es is not None and es.best_weights is not None:
-            np.savez(tmp / "early_stopping.npz", **{f"w{i}": w for i, w in enumerate(es.best_weights)})
-        _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
-        final = self.root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _atomic_write_text(self.root / "latest", name + "\n")
-        self.saved.append(step)
-        self._prune()
+
+        def fill(tmp: Path) -> bool:
+            self.ckpt.write(str(tmp / "ckpt"))
+            if not self.write:
+                return False
+            if es is not None and es.best_weights is not None:
+                np.savez(tmp / "early_stopping.npz", **{f"w{i}": w for i, w in enumerate(es.best_weights)})
+            return True
+
+        final = write_step(self.root, step, state, self.config_yaml, fill)
+        if final is not None:
+            self.saved.append(step)
         return final
 
-    def _prune(self):
-        done = sorted(p for p in self.root.glob("step-*") if p.is_dir())
-        for old in done[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
+
+def write_step(root: Path, step: int, state: dict, config_yaml: str, fill) -> Optional[Path]:
+    """Write checkpoint ``step-<step>`` under ``root`` (centralized steps and federated rounds alike).
+
+    The working dir holds the secret DP seeds (``state.json``): owner-only dirs (0700) and files (0600).
+    ``config.yaml`` is written once beside ``root``; ``fill(tmp)`` writes the payload into a temporary dir and
+    returns False to discard it. Then ``state.json``, an atomic rename, ``latest``, and only the last
+    :data:`KEEP` steps are kept. Returns the step's dir, or None if discarded.
+    """
+    for d in (root.parent, root):
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+    if config_yaml and not (root.parent / "config.yaml").exists():
+        _atomic_write_text(root.parent / "config.yaml", config_yaml)
+    name = f"step-{step:08d}"
+    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir(mode=0o700)
+    if not fill(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _atomic_write_text(root / "latest", name + "\n")
+    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def _json_default(obj):

@@ -12,10 +12,6 @@ last finished round with the same secret stream, so the final ε is that of the 
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -46,29 +42,17 @@ class RoundSaver:
         state = {"format": ck.FORMAT_VERSION, "global_step": rnd, "epoch": rnd, "step_in_epoch": 0,
                  "steps_per_epoch": 1, "config": self.digest, "signature": ck._signature(core.variables),
                  "history": server.history, "callbacks": {"federated": fed}}
-        for d in (self.root.parent, self.root):  # holds the secret RNG state: owner-only, as centralized runs
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(d, 0o700)
-        if not (self.root.parent / "config.yaml").exists():
-            ck._atomic_write_text(self.root.parent / "config.yaml", self.config_yaml)
-        name = f"step-{rnd:08d}"
-        tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
-        tmp.mkdir(mode=0o700)
-        core.set_weights(server.weights)
-        tf.train.Checkpoint(model=core).write(str(tmp / "ckpt"))
-        opt = {f"{k}{i}": a for k in ("m_t", "v_t", "current_weights")
-               for i, a in enumerate(getattr(server.strategy, k, None) or [])}
-        if opt:
-            np.savez(tmp / "server.npz", **opt)
-        ck._atomic_write_text(tmp / "state.json", json.dumps(state, default=ck._json_default), mode=0o600)
-        final = self.root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        ck._atomic_write_text(self.root / "latest", name + "\n")
-        for old in sorted(p for p in self.root.glob("step-*") if p.is_dir())[:-ck.KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+
+        def fill(tmp: Path) -> bool:
+            core.set_weights(server.weights)
+            tf.train.Checkpoint(model=core).write(str(tmp / "ckpt"))
+            opt = {f"{k}{i}": a for k in ("m_t", "v_t", "current_weights")
+                   for i, a in enumerate(getattr(server.strategy, k, None) or [])}
+            if opt:
+                np.savez(tmp / "server.npz", **opt)
+            return True
+
+        return ck.write_step(self.root, rnd, state, self.config_yaml, fill)  # holds the secret RNG state: 0700/0600
 
 
 def restore(point, server, core) -> None:
