@@ -24,6 +24,13 @@ from tfresp.errors import (  # noqa: E402
 )
 
 
+# The subpackage ``tfresp.export`` (SavedModel, TFLite) shares its name with the function ``tfresp.export`` below.
+# Python sets a package's attribute to its subpackage when the subpackage is first imported, which would replace
+# the function after the first run that exports. Importing the (empty, TensorFlow-free) subpackage here, before the
+# function is defined, spends that one assignment now; reach the subpackage with ``from tfresp.export import ...``.
+from tfresp import export as _export_package  # noqa: E402,F401  (must stay above `def export`)
+
+
 def fit(config=None, **kwargs):
     """Train, audit, export and report in one run. See :func:`tfresp.api.fit`."""
     from tfresp.api import fit as _fit

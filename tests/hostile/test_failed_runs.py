@@ -30,7 +30,7 @@ def test_work_dir_without_checkpoint_is_removed_after_failure(tmp_path, capsys):
 
 
 def test_failure_after_training_keeps_checkpoints_and_resume_finishes(work, monkeypatch):
-    import tfresp.export.saved_model as sm
+    from tfresp.export import saved_model as sm
 
     write_yaml(work / "cfg.yaml", base_config(work / "data.csv", train={"checkpoint_every": 2},
                                               export={"saved_model": True}))
