@@ -158,6 +158,19 @@ def predict_all(ctx: RunContext) -> None:
         ctx.predictions["validation"] = ctx.predict_proba(ctx.data.validation.x)
 
 
+def post_fit(ctx: RunContext, active) -> None:
+    """After training, before any audit: every concern's ``post_fit`` (strip pruning wrappers, fit group thresholds,
+    merge LoRA) in audit order, then the TFLite conversion of ``export.tflite`` (classification runs)."""
+    t0 = time.perf_counter()
+    for c in concern_registry.audit_order(active):
+        c.post_fit(ctx)
+    if ctx.config.export.tflite and ctx.config.task == "classification":
+        from tfresp.export.tflite import export_tflite
+
+        export_tflite(ctx, ctx.config.export.tflite)
+    ctx.timings["post_fit_seconds"] = time.perf_counter() - t0
+
+
 def audit(ctx: RunContext, active) -> None:
     for c in concern_registry.audit_order(active):
         t0 = time.perf_counter()
@@ -259,13 +272,13 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
             train(ctx)
         if config.task == "classification":
             predict_all(ctx)
+        post_fit(ctx, active)
         audit(ctx, active)
         if config.export.saved_model and config.task == "classification":
             export_saved_model(ctx)
-        if config.export.tflite and config.task == "classification":
-            from tfresp.export.tflite import export_tflite
+        from tfresp.export import tflite
 
-            export_tflite(ctx, config.export.tflite)
+        tflite.record(ctx)
         if config.export.saved_model and config.task == "classification":
             from tfresp.monitoring.profile import write_reference
 

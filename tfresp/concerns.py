@@ -4,7 +4,9 @@ A concern is registered with :func:`register` and has:
 
 * ``config_key``: the config section that turns it on (``privacy``, ``fairness``, ...);
 * ``plan(ctx) -> Contribution``: what it adds to the run before ``fit``;
-* ``audit(ctx) -> dict | None``: its report section, computed after ``fit`` from that run;
+* ``post_fit(ctx)``: what it fits or converts after training and before any audit (group thresholds, stripping
+  pruning wrappers); values other sections need go into typed fields of the context (``ctx.serving``);
+* ``audit(ctx) -> dict | None``: its own report section only, computed from the trained (post-fitted) run;
 * ``State``: optional dataclass for the values private to the concern (``ctx.own(self)`` returns this run's one);
 * ``audit_after``: the config keys of concerns whose audits must run before its own.
 
@@ -20,6 +22,9 @@ fine-tuning recipe), which plan first, before any concern wraps the core. Each c
     2. input transform     at most one (adversarial / noisy inputs)
     3. gradient transform  at most one, last (DP-SGD: clips the whole per-example loss of slots 1-2)
     4. callbacks, core wrappers, sample weights, optimizer, training dataset
+
+**Stages of a run.** data -> build -> plan -> train -> post-fit (every concern's ``post_fit``, then the TFLite
+conversion) -> audits -> export -> report. Fitting happens in train or post-fit, never inside an audit.
 
 **Audits: declared dependencies.** Audits run in the topological order of ``audit_after`` (ties keep the
 registration order); a dependency on a concern that is off is ignored, a cycle is an error.
@@ -218,7 +223,13 @@ class Concern:
     def plan(self, ctx) -> Contribution:
         return Contribution()
 
+    def post_fit(self, ctx) -> None:
+        """Fit or convert what the audits and the export read, after training and before any audit (e.g. group
+        thresholds into ``ctx.serving``); called in audit order. Writes no report section."""
+
     def audit(self, ctx) -> Optional[dict]:
+        """This concern's report section (None: none), computed from the trained, post-fitted run. It returns its
+        own section only: a value another section needs goes through a typed field of the context."""
         return None
 
     def markdown(self, section: dict) -> Optional[str]:

@@ -25,13 +25,15 @@ class ServingPlan:
         postprocess: a ``tf.Module`` turning probabilities (+ ``extra_inputs``) into decisions, e.g. the fairness
             group thresholds; None serves the core's argmax.
         extra_inputs: serving inputs the post-processing needs besides the model's raw features (name -> spec).
-        served_class_id_test: the test decisions the report's served metrics were computed from; the export
-            checks that the SavedModel reproduces them.
+        served_class_id_test: the test decisions the report's served metrics (``evaluation.served``) are computed
+            from; the export checks that the SavedModel reproduces them.
+        description: what the post-processing is, for the served metrics (``evaluation.served.postprocessing``).
     """
 
     postprocess: Optional[Any] = None
     extra_inputs: Dict[str, tf.TensorSpec] = dataclasses.field(default_factory=dict)
     served_class_id_test: Optional[np.ndarray] = None
+    description: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -85,6 +87,12 @@ class RunContext:
     #: the model the SavedModel serves when it differs from ``core`` (e.g. LoRA merged into the base weights)
     export_core: Optional[keras.Model] = None
     serving: ServingPlan = dataclasses.field(default_factory=ServingPlan)
+    #: TFLite variants converted in the post-fit stage (variant -> measurements, or ``{"error": ...}``); the export
+    #: stage records them (``compression.<variant>``, ``export.tflite``)
+    tflite: Dict[str, dict] = dataclasses.field(default_factory=dict)
+    #: the run's DP claim when a trainer other than the privacy concern makes it (federated client-level DP);
+    #: the report's ``privacy`` section
+    privacy_claim: Optional[Dict[str, Any]] = None
     text_parts: Optional[TextParts] = None
     _own: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 

@@ -9,8 +9,8 @@ Plan (registration order: after the fairness/robustness loss terms; privacy plan
   optimizer step, so they compose with DP-SGD (masking is post-processing).
 * ``quantize: qat``: tfmot quantization-aware training wrappers on supported layers
   (unsupported layers stay float and are listed by name).
-* At the end of ``fit`` the pruning wrappers are stripped from ``ctx.core`` so every audit,
-  the SavedModel and the TFLite export see the plain, sparse model.
+* Post-fit (after training, before any audit) the pruning wrappers are stripped from ``ctx.core`` so every
+  audit, the SavedModel and the TFLite export see the plain, sparse model; the TFLite variants are converted.
 
 Audit: per-layer and global sparsity (2:4 verified on every group of four), the Keras model
 and every TFLite variant re-scored on the test split (accuracy, demographic-parity gap per
@@ -38,23 +38,6 @@ log = logging.getLogger("tfresp")
 DP_DISTILL_RULE = ("A student distilled from a DP teacher keeps the teacher's (epsilon, delta) only if the student "
                    "is trained on public/unlabeled data with alpha=0 (post-processing); training it on the private "
                    "training rows is not covered by the teacher's guarantee.")
-
-
-class StripPruning(keras.callbacks.Callback):
-    """At the end of ``fit``, replace ``ctx.core`` by the stripped (wrapper-free, re-masked) model."""
-
-    def __init__(self, ctx):
-        super().__init__()
-        self.ctx = ctx
-
-    def on_train_end(self, logs=None):
-        from tfresp.compression import _tfmot
-
-        stripped = _tfmot.strip(self.ctx.core)
-        if stripped is not self.ctx.core:
-            self.ctx.core = stripped
-            self.ctx.model.core = stripped
-            self.ctx.own("compression").stripped = True
 
 
 def keras_latency(core, x, runs: int):
@@ -219,7 +202,7 @@ class Compression(Concern):
         if cfg.quantize == "qat" or method == "tfmot":
             contrib.wrap_core = wrap
         if method == "tfmot":
-            contrib.callbacks += [_tfmot.update_step_callback(), StripPruning(ctx)]
+            contrib.callbacks.append(_tfmot.update_step_callback())
             contrib.notes.append(f"compression: tfmot prune_low_magnitude to {target:.0%} sparsity "
                                  f"({'2:4' if structured else cfg.schedule})")
         elif method == "mask":
@@ -236,18 +219,31 @@ class Compression(Concern):
         return contrib
 
     # -- after fit ------------------------------------------------------------------------
-    def audit(self, ctx):
+    def post_fit(self, ctx) -> None:
+        """Strip the pruning wrappers (every audit, the SavedModel and the TFLite export see the plain, sparse
+        model), then convert the TFLite variants this section measures."""
         from tfresp.compression import _tfmot
         from tfresp.export.tflite import export_tflite
 
         cfg = ctx.config.compression
-        state = ctx.own(self)
-        # Belt and braces: the StripPruning callback normally did this at on_train_end.
         stripped = _tfmot.strip(ctx.core)
         if stripped is not ctx.core:
             ctx.core = ctx.model.core = stripped
-        section = ctx.report.get("compression") or {}
-        ctx.report["compression"] = section
+            ctx.own(self).stripped = True
+        variants = list(ctx.config.export.tflite)
+        if cfg.quantize in ("int8", "dynamic", "float16"):
+            variants.append(cfg.quantize)
+        if cfg.quantize == "qat":
+            variants.append("int8")
+        # the float TFLite reference is always exported, except in a distillation-only run (nothing else asked
+        # for: converting a MiniLM teacher takes ~40 s for a file nobody requested)
+        if variants or self._pruning_on(cfg) or cfg.distill is None:
+            export_tflite(ctx, ["float"] + variants)
+
+    def audit(self, ctx):
+        cfg = ctx.config.compression
+        state = ctx.own(self)
+        section = {}
         sched = state.schedule
         section["pruning"] = None if sched is None else {
             "method": "tfmot.prune_low_magnitude" if state.method == "tfmot" else "PruningScheduler (masks)",
@@ -275,15 +271,6 @@ class Compression(Concern):
         if cfg.structured == "2:4":
             checks = structured_check(ctx.core, section["pruning"]["pruned_layers"])
             section["structured_2_4"] = {"per_layer": checks, "all_groups_ok": bool(checks) and all(checks.values())}
-        variants = list(ctx.config.export.tflite)
-        if cfg.quantize in ("int8", "dynamic", "float16"):
-            variants.append(cfg.quantize)
-        if cfg.quantize == "qat":
-            variants.append("int8")
-        # the float TFLite reference is always exported, except in a distillation-only run (nothing else asked
-        # for: converting a MiniLM teacher takes ~40 s for a file nobody requested)
-        if variants or self._pruning_on(cfg) or cfg.distill is None:
-            export_tflite(ctx, ["float"] + variants)
         if cfg.distill is not None:
             section["student"] = distill_text(ctx) if ctx.data.kind == "text" else self._distill(ctx)
             if ctx.budget is not None:

@@ -11,7 +11,7 @@ class CompressionState:
         method: ``tfmot`` | ``mask`` | None (no pruning); schedule: the pruning schedule; structured: ``(2, 4)``
         or None; target: the target sparsity; qat: QAT's quantized/unsupported layers (None without QAT);
         pruned_layers / skipped_layers: tfmot's wrapped and skipped layers; scheduler: the mask-based
-        PruningScheduler callback; stripped: the tfmot wrappers were stripped at the end of ``fit``.
+        PruningScheduler callback; stripped: the tfmot wrappers were stripped in the post-fit stage.
     """
 
     method: Optional[str] = None

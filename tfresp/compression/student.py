@@ -245,8 +245,5 @@ def distill_text(ctx, d=None) -> dict:
 
 def register_student(budget, section: dict) -> None:
     """Name the student in the privacy budget's coverage list with its training source (DP runs)."""
-    from tfresp.privacy.budget import Coverage
-
-    budget.coverage.append(Coverage(
-        "compression.student", "dp", "post-processing of the DP-SGD teacher: distilled on " + section["data"] +
-        "; no private row or label read"))
+    budget.declare_post_processing("compression.student", "post-processing of the DP-SGD teacher: distilled on "
+                                   + section["data"] + "; no private row or label read")

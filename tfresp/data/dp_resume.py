@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import tf_keras as keras
 
-from tfresp.privacy.budget import Coverage, event_from_params
+from tfresp.privacy.budget import event_from_params
 
 
 class PreprocessingState(keras.callbacks.Callback):
@@ -64,8 +64,7 @@ def restore(resume_point, budget):
     for s in state["spends"]:
         event = event_from_params(s["mechanism"], s["params"])
         budget.spend(s["source"], event, mechanism=s["mechanism"], params=s["params"], covers=s["covers"])
-    for c in state["coverage"]:
-        budget.coverage.append(Coverage(**c))
+    budget.restore_coverage(state["coverage"])
     spec = state["spec"]
     if spec.get("type") == "text":
         from tfresp.data.text import TextPreprocessor

@@ -25,7 +25,7 @@ import pandas as pd
 from tfresp.data import dp_stats
 from tfresp.data.preprocess import TabularPreprocessor, column_kind, declared_categorical, declared_numeric
 from tfresp.errors import DataError
-from tfresp.privacy.budget import Coverage
+
 
 HISTOGRAM_SHARE = 0.75
 #: Share of the run's δ given to the threshold of data-dependent keys (a value held by one row passes).
@@ -122,7 +122,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
         summary.update(classes=[str(v) for v in categories[label]], class_counts=None)
         budget.declare_public("data.classes", f"declared in data.categories.{label}")
     elif label is not None:
-        budget.coverage.append(Coverage("data.classes", "dp", "label values kept by preprocessing.histogram"))
+        budget.declare_post_processing("data.classes", "label values kept by preprocessing.histogram")
     pre = TabularPreprocessor([spec[c] for c in columns])
     if pre.encoded_dim == 0:
         raise DataError("Invalid value for `privacy.preprocessing_epsilon`: no feature survives the DP "

@@ -56,6 +56,11 @@ class Evaluation(Concern):
         checks = data_checks(ctx)
         if checks:
             section["data_checks"] = checks
+        served = ctx.serving
+        if served.postprocess is not None and served.served_class_id_test is not None:  # the model as served
+            section["served"] = classification_metrics(data.test.y, ctx.predictions["test"], data.classes,
+                                                       y_pred=served.served_class_id_test)
+            section["served"]["postprocessing"] = served.description
         if data.kind == "text" and ctx.config.data.text:  # "is the big model worth it?"
             from tfresp.evaluation.baseline import text_baseline_section
 

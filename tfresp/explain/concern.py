@@ -40,7 +40,6 @@ class Explanations(Concern):
     report_key = "explanations"
     example = {"explain": {"examples": 1, "num_samples": 50, "stability_seeds": 2, "global_sample": 20,
                            "misclassified_per_group": 0}}
-    audit_after = ("fairness", "compression")  # explains the model as served / as stripped after pruning
 
     def validate(self, ctx) -> None:
         cfg = self.section(ctx.config)
@@ -69,12 +68,10 @@ class Explanations(Concern):
 
 # -- tabular ---------------------------------------------------------------------------------------
 def _covered_by_preprocessing(budget, *items) -> None:
-    from tfresp.privacy.budget import Coverage
-
     for item in items:
         if item is not None:
-            budget.coverage.append(Coverage(item, "dp", "post-processing of the DP preprocessing statistics "
-                                                        "(numeric means/stds, kept categories)"))
+            budget.declare_post_processing(item, "post-processing of the DP preprocessing statistics "
+                                                 "(numeric means/stds, kept categories)")
 
 
 def _tabular(ctx, cfg) -> dict:

@@ -308,26 +308,22 @@ def export_variant(core, variant: str, data, path: Optional[Path], *, reference_
 
 
 def export_tflite(ctx, variants) -> Dict[str, dict]:
-    """Write ``run_dir/model_<variant>.tflite`` for each variant and record it in the report.
+    """Write ``run_dir/model_<variant>.tflite`` for each variant not converted yet; keep its measurements in
+    ``ctx.tflite`` (the post-fit stage; :func:`record` puts them in the report).
 
-    Measurements go to ``report["compression"][<variant>]``; paths and round-trip checks to
-    ``report["export"]["tflite"][<variant>]``. A variant that cannot be converted is reported
-    with its error instead of failing the run.
+    A variant that cannot be converted is kept with its error instead of failing the run.
     """
     comp = ctx.config.compression
     runs = comp.latency_runs if comp is not None else 200
-    calibration = calibration_rows(ctx.config, ctx.data) if "int8" in variants else None
+    todo = [v for v in dict.fromkeys(variants) if v not in ctx.tflite]
+    if not todo:
+        return ctx.tflite
+    calibration = calibration_rows(ctx.config, ctx.data) if "int8" in todo else None
     reference = ctx.predictions.get("test")
     if reference is None:
         reference = ctx.predict_proba(ctx.data.test.x)
-    section = ctx.report.setdefault("compression", {}) or {}
-    ctx.report["compression"] = section
-    exp = ctx.report.setdefault("export", {}) or {}
-    ctx.report["export"] = exp
     params = int(sum(int(np.prod(v.shape)) for v in ctx.core.weights))
-    for variant in dict.fromkeys(variants):
-        if isinstance(section.get(variant), dict) and section[variant].get("path"):
-            continue  # already exported in this run (the compression audit exports before the builder)
+    for variant in todo:
         path = ctx.run_dir / f"model_{variant}.tflite"
         try:
             res = export_variant(ctx.core, variant, ctx.data, path, reference_proba=reference,
@@ -335,13 +331,27 @@ def export_tflite(ctx, variants) -> Dict[str, dict]:
                                  qat=comp is not None and comp.quantize == "qat")
         except Exception as exc:  # report, never crash the run on an exporter limitation
             log.warning("tfresp: TFLite %s export failed: %s", variant, exc)
-            section[variant] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"}
+            ctx.tflite[variant] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"}
             continue
         res["parameters"] = params
-        section[variant] = res
+        ctx.tflite[variant] = res
         ctx.artifacts[f"tflite_{variant}"] = res["path"]
-        exp.setdefault("tflite", {})[variant] = {"path": res["path"], "bytes": res["bytes"],
-                                                 "roundtrip": res.get("roundtrip")}
         if res.get("roundtrip") and not res["roundtrip"]["passed"]:
             log.warning("tfresp: TFLite %s round trip outside tolerance: %s", variant, res["roundtrip"])
-    return section
+    return ctx.tflite
+
+
+def record(ctx) -> None:
+    """The export stage's record of the converted variants: measurements in ``report["compression"][<variant>]``,
+    paths and round-trip checks in ``report["export"]["tflite"][<variant>]``."""
+    if not ctx.tflite:
+        return
+    section = ctx.report.get("compression") or {}
+    ctx.report["compression"] = section
+    exp = ctx.report.get("export") or {}
+    ctx.report["export"] = exp
+    for variant, res in ctx.tflite.items():
+        section[variant] = res
+        if "error" not in res:
+            exp.setdefault("tflite", {})[variant] = {"path": res["path"], "bytes": res["bytes"],
+                                                     "roundtrip": res.get("roundtrip")}

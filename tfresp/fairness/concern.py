@@ -107,7 +107,6 @@ class Fairness(Concern):
     config_key = "fairness"
     State = FairnessState
     example = {"fairness": {"sensitive": ["sex"], "mitigation": "adversarial", "bootstrap": 0}}
-    audit_after = ("evaluation",)  # the served (post-processed) metrics go into the evaluation section
 
     # ------------------------------------------------------------------------ validate ----
     def validate(self, ctx) -> None:
@@ -277,14 +276,13 @@ class Fairness(Concern):
             section["warnings"].append(f"feature {p['feature']!r} predicts {p['attribute']!r} with AUC "
                                        f"{p['auc']:.2f} (a proxy: removing {p['attribute']!r} from the inputs does "
                                        "not remove its information)")
-        info = dict(ctx.own(self).mitigation or {"name": cfg.mitigation})
-        decisions, post = raw, None
-        if cfg.mitigation == "threshold":
-            post = self._postprocess(ctx, info, pos)
-            if post is not None:
-                decisions = post
-            else:
-                section["warnings"].append(f"threshold post-processing refused and not served: {info['refused']}")
+        state = ctx.own(self)
+        info = dict(state.mitigation or {"name": cfg.mitigation})
+        decisions, post = raw, state.served_test
+        if post is not None:
+            decisions = post
+        elif cfg.mitigation == "threshold":
+            section["warnings"].append(f"threshold post-processing refused and not served: {info['refused']}")
         reports = fairness_audit.group_reports(
             y, decisions, prob, {a: group_array(data.test, a) for a in sensitive}, sensitive,
             intersectional=cfg.intersectional, privileged=cfg.privileged, thresholds=cfg.thresholds,
@@ -303,6 +301,16 @@ class Fairness(Concern):
         section["mitigation"] = info
         section["plots"] = self._plots(ctx, reports)
         return section
+
+    # ------------------------------------------------------------------------ post-fit ----
+    def post_fit(self, ctx) -> None:
+        """``mitigation: threshold``: fit (or reload) the group thresholds on the validation predictions and
+        serve them (``ctx.serving``); the audit reads the served test decisions from this concern's state."""
+        if ctx.config.fairness.mitigation != "threshold":
+            return
+        state = ctx.own(self)
+        state.mitigation = info = dict(state.mitigation or {"name": "threshold"})
+        state.served_test = self._postprocess(ctx, info, positive_index(ctx))
 
     def _postprocess(self, ctx, info, pos):
         """Fit (or reload) the group rule, serve it unless refused; served test decisions or None."""
@@ -352,15 +360,8 @@ class Fairness(Concern):
             extra[a] = tf.TensorSpec([None], tf.string, name=a)
         post = served_decisions(module, data.preprocessor, data.test, attrs, ctx.predictions["test"])
         ctx.serving.served_class_id_test = np.where(post == 1, pos, 1 - pos)
-        evaluation = ctx.report.get("evaluation")
-        if isinstance(evaluation, dict):
-            from tfresp.evaluation.metrics import classification_metrics
-
-            served = classification_metrics(data.test.y, ctx.predictions["test"], data.classes,
-                                            y_pred=np.where(post == 1, pos, 1 - pos))
-            served["postprocessing"] = ("fairness group thresholds (fairlearn ThresholdOptimizer), applied by the "
-                                        "SavedModel; raw model metrics: evaluation.test")
-            evaluation["served"] = served
+        ctx.serving.description = ("fairness group thresholds (fairlearn ThresholdOptimizer), applied by the "
+                                   "SavedModel; raw model metrics: evaluation.test")
         info.update(served=True, saved_to=str(path.relative_to(ctx.run_dir)),
                     serving=(f"SavedModel serving_default takes the extra string input(s) {attrs} to pick the "
                              "group's rule; groups unknown or defaulted use P(positive) >= default_threshold. "
@@ -588,6 +589,7 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     concern.validate(ctx)
     old = report.get("fairness") or {}
     ctx.own(Fairness).mitigation = dict(old.get("mitigation") or {"name": config.fairness.mitigation})
+    concern.post_fit(ctx)
     section = concern.audit(ctx)
     section["audited_by"] = "tfresp audit --fairness"
     return section

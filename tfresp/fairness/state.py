@@ -12,9 +12,12 @@ class FairnessState:
         adversary: the ``AdversaryHolder`` of ``mitigation: adversarial``.
         clp_table: the identity-term swap table of ``mitigation: clp``.
         saved_thresholds: a finished run's ``thresholds.json`` (``tfresp audit --fairness`` re-uses its rule).
+        served_test: the served binary test decisions (1 = positive) of ``mitigation: threshold``, set post-fit;
+            None: the raw model is served.
     """
 
     mitigation: Dict[str, Any] = dataclasses.field(default_factory=dict)
     adversary: Any = None
     clp_table: Any = None
     saved_thresholds: Optional[dict] = None
+    served_test: Any = None

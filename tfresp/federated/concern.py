@@ -92,7 +92,7 @@ class Federated(Concern):
                                       zip(hist.get("round", []), hist.get("epsilon", []))]}
             priv["statement"] = statement(priv)
             sec["privacy"] = {k: priv[k] for k in ("epsilon", "delta", "level")}
-            ctx.report["privacy"] = priv  # the privacy concern is off in a federated run: this is the run's DP
+            ctx.privacy_claim = priv  # the privacy concern is off in a federated run: this is the run's DP
         return sec
 
     @staticmethod

@@ -134,6 +134,15 @@ class PrivacyBudget:
         """An artifact computed from private rows outside any DP mechanism: named in the statement."""
         self._declare(Coverage(item, "not_covered", detail))
 
+    def declare_post_processing(self, item: str, detail: str) -> None:
+        """An artifact computed only from DP releases already registered (post-processing: no further cost)."""
+        self._declare(Coverage(item, "dp", detail))
+
+    def restore_coverage(self, entries: List[Dict[str, str]]) -> None:
+        """Re-declare coverage entries saved with a checkpoint (``Coverage`` fields as dicts)."""
+        for entry in entries:
+            self._declare(Coverage(**entry))
+
     def _declare(self, entry: Coverage) -> None:
         if entry not in self.coverage:
             self.coverage.append(entry)

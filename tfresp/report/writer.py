@@ -77,6 +77,8 @@ def build_report(ctx) -> dict:
     }
     for key in ("evaluation", "privacy", "fairness", "robustness", "explanations", "compression", "export"):
         report[key] = ctx.report.get(key)
+    if report["privacy"] is None:  # a DP claim made by the trainer (federated client-level DP), not the concern
+        report["privacy"] = ctx.privacy_claim
     for key, value in ctx.report.items():
         report.setdefault(key, value)
     report["scorecard"] = {"per_example": _per_example(ctx, report)}

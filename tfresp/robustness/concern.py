@@ -229,10 +229,8 @@ def robustness_audit(ctx, cfg) -> dict:
     data = ctx.data
     space = ctx.own(Robustness).space or attack_space(data, cfg)
     if ctx.budget is not None and data.kind == "tabular":
-        from tfresp.privacy.budget import Coverage
-
-        ctx.budget.coverage.append(Coverage("robustness.valid_range", "dp", "the DP/declared clip ranges of the "
-                                            "preprocessing (post-processing), not the train min/max"))
+        ctx.budget.declare_post_processing("robustness.valid_range", "the DP/declared clip ranges of the "
+                                           "preprocessing (post-processing), not the train min/max")
     n = min(cfg.eval_examples, len(data.test))
     if data.kind == "text":
         embed_fn, head_fn, keep = ctx.text_parts.embedding_split(ctx.core)

@@ -46,7 +46,8 @@ class BertModelRun(Concern):
                          "embeddings stay trainable (the Embedding gather has a registry function)")
         return Contribution(notes=notes)
 
-    def audit(self, ctx):
+    def post_fit(self, ctx) -> None:
+        """Merge LoRA into the base weights for the export and save the (stripped) core as a BERT checkpoint."""
         cfg = ctx.data.extra["bert_config"]
         mc = ctx.config.model
         export_core = ctx.core
@@ -70,7 +71,6 @@ class BertModelRun(Concern):
                                  pre.lowercase, pre.max_length,
                                  {"task": ctx.config.task, "classes": list(ctx.data.classes)})
         ctx.artifacts["bert_checkpoint"] = bert_mod.CHECKPOINT_DIR
-        return None
 
 
 #: The attention mask rides along as one extra embedding channel at ±MASK_CHANNEL: no ε-ball of a sensible radius
