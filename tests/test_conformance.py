@@ -64,12 +64,36 @@ def _together():
     return out
 
 
+def _own_sections_only(monkeypatch, written):
+    """Wrap every hook's and registered concern's ``post_fit`` / ``audit``: the first may write no report section, the second
+    none but the one it returns (a value another section needs goes through a typed context field)."""
+    def wrap(c, hook):
+        real = getattr(c, hook)
+
+        def checked(ctx):
+            before = {k: repr(v) for k, v in ctx.report.items()}
+            out = real(ctx)
+            after = {k: repr(v) for k, v in ctx.report.items()}
+            written[(c.config_key, hook)] = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+            return out
+
+        monkeypatch.setattr(c, hook, checked)
+
+    for c in concerns.hooks() + _all():
+        wrap(c, "post_fit")
+        wrap(c, "audit")
+
+
 def _run(selected, tmp_path, monkeypatch, name):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     out = tmp_path / "out"
+    written = {}
+    _own_sections_only(monkeypatch, written)
     res = tfresp.fit(_config(selected, name), out=str(out / name), quiet=True)
+    assert ("evaluation", "audit") in written  # the hooks were wrapped and called
+    assert {k: v for k, v in written.items() if v} == {}, "a post_fit or audit wrote a report section"
     # nothing outside the run directory: the output parent holds only the run, the working directory nothing
     assert sorted(p.name for p in out.iterdir()) == [name]
     assert list(cwd.iterdir()) == []
@@ -78,11 +102,11 @@ def _run(selected, tmp_path, monkeypatch, name):
     for c in selected:
         if c.enabled(res.context.config):
             assert report.get(c.report_key or c.config_key) is not None, c.config_key
-    _check_slots(res.context)
+    _check_slots(res.context, monkeypatch)
     return res
 
 
-def _check_slots(ctx):
+def _check_slots(ctx, monkeypatch):
     contribs = ctx.contributions
     assert sum(c.input_transform is not None for c in contribs.values()) <= 1
     assert sum(c.gradient_fn is not None for c in contribs.values()) <= 1
@@ -96,19 +120,37 @@ def _check_slots(ctx):
     assert all(any(t is f for f in ctx.model.per_example_losses) for t in terms)
     if ctx.config.privacy is None:
         return
+    _check_clipping(ctx, monkeypatch)
+
+
+def _check_clipping(ctx, monkeypatch):
+    """The gradient function the run trained with (``ctx.model.gradient_fn``), called on one example at a time
+    with its DP noise source set to zero: what is left is that example's whole objective (terms and input
+    transform included), clipped, over the run's denominator; its norm is at most C. The raw gradient of the
+    same objective is measured too, so the check is known to bind (some example exceeds C unclipped)."""
     from tfresp.privacy.clipping import clipped_sum_vectorized
 
+    model = ctx.model
     clip = ctx.config.privacy.l2_norm_clip
+    denom = ctx.own("privacy").expected_batch_size or 1.0  # Poisson: the expected batch; else the batch (1 row)
     n = 6
     x = tf.constant(np.asarray(ctx.data.train.x[:n], np.float32))
     y = tf.constant(ctx.data.train.y[:n])
     extras = {k: tf.constant(v[:n]) for k, v in ctx.train_extras.items()}
-    extras.setdefault("sample_weight", tf.ones([n]))
-    for i in range(n):  # one example at a time: its whole objective (terms included) is clipped to C
-        one = {k: v[i:i + 1] for k, v in extras.items()}
-        summed, _, _, norms = clipped_sum_vectorized(ctx.model, x[i:i + 1], y[i:i + 1], one, clip)
-        assert float(tf.linalg.global_norm(summed)) <= clip * (1 + 1e-4)
-        assert float(norms[0]) > 0
+    # weight 50: each example's objective is scaled up so that its unclipped gradient exceeds C and the clip binds
+    extras["sample_weight"] = 50.0 * tf.cast(extras.get("sample_weight", tf.ones([n])), tf.float32)
+    raw_norms = []
+    with monkeypatch.context() as m:
+        m.setattr(tf.random, "stateless_normal", lambda shape, seed, dtype=tf.float32: tf.zeros(shape, dtype))
+        m.setattr(tf.random, "normal", lambda shape, *a, dtype=tf.float32, **k: tf.zeros(shape, dtype))
+        for i in range(n):  # one example at a time
+            one = {k: v[i:i + 1] for k, v in extras.items()}
+            _, grads, _ = model.gradient_fn(model, x[i:i + 1], y[i:i + 1], one)
+            norm = float(tf.linalg.global_norm(grads)) * denom
+            assert 0 < norm <= clip * (1 + 1e-4), (i, norm, clip)
+            # the unclipped norm of the same objective (a measurement here, not the function under test)
+            raw_norms.append(float(clipped_sum_vectorized(model, x[i:i + 1], y[i:i + 1], one, clip)[3][0]))
+    assert max(raw_norms) > clip, raw_norms  # the bound is not vacuous for this run
 
 
 def test_every_concern_declares_an_example_or_why_not():
@@ -117,7 +159,6 @@ def test_every_concern_declares_an_example_or_why_not():
             f"concern {c.config_key!r}: set `example` (config sections for a tiny Adult run) or `example_skip`")
 
 
-# A concern whose example is empty (evaluation: on in every classification run) is exercised by every other run.
 @pytest.mark.parametrize("key", [c.config_key for c in _with_example() if c.example])
 def test_concern_alone(key, tmp_path, monkeypatch):
     _run([concerns.get(key)], tmp_path, monkeypatch, f"alone_{key}")
@@ -148,15 +189,15 @@ def test_audit_order_follows_declared_dependencies_and_refuses_cycles():
 
     class C(concerns.Concern):
         config_key = "c"
-        audit_before = ("b",)
 
+    B.audit_after = ("c",)
     assert [c.config_key for c in concerns.audit_order([A(), B(), C()])] == ["c", "b", "a"]
     B.audit_after = ("a",)
     with pytest.raises(ValueError, match="cycle"):
         concerns.audit_order([A(), B()])
-    builtin = [c.config_key for c in concerns.audit_order(_all())]
-    assert builtin.index("evaluation") < builtin.index("fairness") < builtin.index("explain") < builtin.index(
-        "privacy")
+    builtin = [c.config_key for c in concerns.audit_order(concerns.hooks() + _all())]
+    assert builtin.index("evaluation") < builtin.index("privacy") and builtin.index("explain") < builtin.index(
+        "privacy") and builtin.index("compression") < builtin.index("bert_model")
 
 
 def test_plan_order_puts_core_setup_first_and_the_gradient_transform_last():
@@ -174,7 +215,7 @@ def test_plan_order_puts_core_setup_first_and_the_gradient_transform_last():
     assert [c.config_key for c in concerns.plan_order([Dp(), Term(), Setup()])] == ["setup", "term", "dp"]
     with pytest.raises(tfresp.ConfigError, match="gradient"):
         concerns.plan_order([Dp(), Dp()])
-    builtin = [c.config_key for c in concerns.plan_order(_all())]
+    builtin = [c.config_key for c in concerns.plan_order(concerns.hooks() + _all())]
     assert builtin[0] == "text_recipe" and builtin[-1] == "privacy"  # the recipe sees the unwrapped core
 
 

@@ -93,7 +93,6 @@ def export(run_dir, tflite, *, data=None):
 #: Public Keras pieces, imported on first use (they import TensorFlow): ``tfresp.ResponsibleModel`` etc.
 _LAZY = {
     "ResponsibleModel": ("tfresp.models.base", "ResponsibleModel"),
-    "TfrespModel": ("tfresp.models.base", "TfrespModel"),
     "InputSpec": ("tfresp.models.user", "InputSpec"),
     "make_private": ("tfresp.privacy.private", "make_private"),
     "PrivacyLedger": ("tfresp.privacy.ledger", "PrivacyLedger"),

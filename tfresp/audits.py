@@ -93,11 +93,9 @@ def logits_model(model, x, outputs: str = "auto"):
 
 def _proba(core, x) -> np.ndarray:
     """Class probabilities as a run computes them (``RunContext.predict_proba``: float32 softmax of the logits)."""
-    import tensorflow as tf
+    from tfresp.context import predict_proba
 
-    from tfresp.privacy.mia import _logits
-
-    return tf.nn.softmax(_logits(core, x)).numpy()
+    return predict_proba(core, x)
 
 
 def _classes(classes, k: int) -> list:

@@ -1,10 +1,11 @@
-"""The builder: the one place that composes a tfresp run.
+"""The builder: composes a tfresp run from its config (the stages, each with its owner).
 
-Order of a run (see DESIGN.md):
-    config -> data -> strategy -> core model -> concerns' contributions (fixed slots, see
-    :mod:`tfresp.concerns`; the gradient transform (privacy) plans last so every loss term is inside
-    per-example clipping) -> fit -> predictions -> audits (topological order of their declared
-    ``audit_after``) -> export -> report -> gates.
+Stages of a run: config -> privacy budget -> data -> strategy -> core model -> model (the task hook's or a
+``ResponsibleModel``) -> provide / validate / set up -> plan (fixed slots, see :mod:`tfresp.concerns`; the gradient
+transform (privacy) plans last so every loss term is inside per-example clipping) -> train (``model.fit`` or a
+contributed trainer: federated rounds) -> predictions -> post-fit (each concern's ``post_fit``, TFLite conversion)
+-> audits (topological order of ``audit_after``; each returns its own section) -> export -> report -> gates.
+The context itself is made by :func:`tfresp.context.compose`, shared with re-audits of a finished run.
 
 Everything is written into a staging directory that becomes the run directory only on success.
 """
@@ -23,12 +24,13 @@ import tf_keras as keras
 from tfresp import checkpointing, rundir
 from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
-from tfresp.context import RunContext, ServingPlan, TextParts  # noqa: F401  (RunContext's home was here)
+from tfresp.context import RunContext, ServingPlan, TextParts, compose, provide  # noqa: F401  (RunContext's home was here)
 from tfresp.data.dataset import make_dataset, prepare
 from tfresp.distribute import pick_strategy
 from tfresp.errors import ConfigError
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.models.registry import build_core
+from tfresp.privacy.budget import make_budget
 from tfresp.training import class_weights, make_optimizer
 
 log = logging.getLogger("tfresp")
@@ -55,7 +57,7 @@ def set_seed(seed: int) -> None:
         pass
 
 
-def _apply(ctx: RunContext, name: str, contrib: Contribution, model: TfrespModel) -> None:
+def _apply(ctx: RunContext, name: str, contrib: Contribution, model: ResponsibleModel) -> None:
     for fn in contrib.per_example_losses:
         model.per_example_losses.append(fn)
     for fn in contrib.batch_losses:
@@ -66,10 +68,17 @@ def _apply(ctx: RunContext, name: str, contrib: Contribution, model: TfrespModel
             if getattr(model, attr) is not None:
                 raise ConfigError([(name, attr, f"two concerns both set {attr}; they cannot be combined")])
             setattr(model, attr, fn)
+    if contrib.trainer is not None and _trainer(ctx, exclude=name) is not None:
+        raise ConfigError([(name, "trainer", "two concerns both replace model.fit; they cannot be combined")])
     if contrib.sample_weight is not None:
         w = ctx.train_extras.get("sample_weight", np.ones(len(ctx.data.train), np.float32))
         ctx.train_extras["sample_weight"] = (w * np.asarray(contrib.sample_weight, np.float32)).astype(np.float32)
     ctx.callbacks.extend(contrib.callbacks)
+
+
+def _trainer(ctx: RunContext, exclude: str = None):
+    """The contributed trainer that replaces ``model.fit`` (federated rounds), or None."""
+    return next((c.trainer for k, c in ctx.contributions.items() if c.trainer is not None and k != exclude), None)
 
 
 def _train_dataset(ctx: RunContext):
@@ -91,13 +100,25 @@ def _standard_callbacks(ctx: RunContext) -> list:
     return cbs
 
 
+def make_model(ctx: RunContext) -> keras.Model:
+    """The training model around ``ctx.core``: the task hook's (masked-LM) or a :class:`ResponsibleModel`."""
+    for hook in concern_registry.hooks():
+        if hook.enabled(ctx.config):
+            model = hook.make_model(ctx)
+            if model is not None:
+                return model
+    return ResponsibleModel(ctx.core)
+
+
 def plan(ctx: RunContext) -> List[Any]:
-    """Ask every enabled concern for its contribution (slot order); return the enabled concerns."""
-    active = [c for c in concern_registry.registered() if c.enabled(ctx.config)]
-    for c in active:
-        c.provide(ctx)
+    """Provide, validate, set up (task/model hooks) and ask for every contribution (slot order); return what
+    is active (enabled hooks and concerns)."""
+    active = provide(ctx)
     for c in active:
         c.validate(ctx)
+    for c in active:
+        if isinstance(c, concern_registry.Hook):
+            c.setup(ctx)
     for c in concern_registry.plan_order(active):
         contrib = c.plan(ctx) or Contribution()
         if contrib.wrap_core is not None:
@@ -110,11 +131,10 @@ def plan(ctx: RunContext) -> List[Any]:
 
 def train(ctx: RunContext) -> None:
     cfg = ctx.config
-    if cfg.federated is not None:  # rounds of local training on simulated clients instead of one model.fit
-        from tfresp.federated.train import fit_federated
-
+    trainer = _trainer(ctx)
+    if trainer is not None:  # a concern's trainer replaces model.fit (federated rounds on clients)
         t0, c0 = time.perf_counter(), time.process_time()
-        fit_federated(ctx)
+        trainer(ctx)
         ctx.timings["fit_seconds"] = time.perf_counter() - t0
         ctx.timings["fit_cpu_seconds"] = time.process_time() - c0
         return
@@ -152,12 +172,6 @@ def train(ctx: RunContext) -> None:
     ctx.history = {k: [float(v) for v in vals] for k, vals in fit_plan.finish(hist.history).items()}
 
 
-def predict_all(ctx: RunContext) -> None:
-    ctx.predictions["test"] = ctx.predict_proba(ctx.data.test.x)
-    if ctx.data.validation is not None:
-        ctx.predictions["validation"] = ctx.predict_proba(ctx.data.validation.x)
-
-
 def post_fit(ctx: RunContext, active) -> None:
     """After training, before any audit: every concern's ``post_fit`` (strip pruning wrappers, fit group thresholds,
     merge LoRA) in audit order, then the TFLite conversion of ``export.tflite`` (classification runs)."""
@@ -178,21 +192,6 @@ def audit(ctx: RunContext, active) -> None:
         ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
         if section is not None:
             ctx.report[c.report_key or c.config_key] = section
-
-
-def make_budget(config):
-    """The run's :class:`~tfresp.privacy.budget.PrivacyBudget` when ``privacy:`` is on (before any data is read).
-
-    δ is resolved later (it may depend on the number of training rows); it is set on the budget by
-    :func:`tfresp.data.dataset.prepare` / the privacy concern before anything is spent.
-    """
-    if config.privacy is None:
-        return None
-    from tfresp.privacy.budget import PrivacyBudget
-
-    cfg = config.privacy
-    return PrivacyBudget(cfg.target_epsilon, float("nan") if cfg.delta == "auto" else float(cfg.delta),
-                         cfg.accountant)
 
 
 def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = False, memory=None,
@@ -249,8 +248,8 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
                             f"must not exceed the {len(data.train)} training rows (after the validation split)")])
     stage = rundir.staging_dir(target, run_id)
     try:
-        ctx = RunContext(config=config, data=data, run_dir=stage, strategy=strategy, strategy_name=sname,
-                         quiet=quiet, budget=budget, target=target, resume_point=resume_point)
+        ctx = compose(config, data, stage, strategy=strategy, strategy_name=sname, quiet=quiet, budget=budget,
+                      target=target, resume_point=resume_point)
         if budget is not None:
             from tfresp.data.dp_resume import PreprocessingState
 
@@ -262,16 +261,11 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
                 ctx.core, ctx.model_extra = build_user_core(config, data, model)
             else:
                 ctx.core = build_core(config, data)
-            if config.task == "mlm":
-                from tfresp.tasks.mlm import MlmModel
-
-                ctx.model = MlmModel.for_run(ctx)
-            else:
-                ctx.model = TfrespModel(ctx.core)
+            ctx.model = make_model(ctx)
             active = plan(ctx)
             train(ctx)
         if config.task == "classification":
-            predict_all(ctx)
+            ctx.predict_splits()
         post_fit(ctx, active)
         audit(ctx, active)
         if config.export.saved_model and config.task == "classification":

@@ -15,8 +15,8 @@ directory, so that a killed run leaves them behind and ``tfresp fit ... --resume
           latest                      # the name of the newest complete checkpoint (atomic replace)
       adult/                          # the run directory, appears only when the run succeeded
 
-On success the ``checkpoints/`` folder moves into the run directory (``RUN/checkpoints``, as in
-DESIGN.md) and the ``.partial`` folder is removed. The run directory itself still follows
+On success the ``checkpoints/`` folder moves into the run directory (``RUN/checkpoints``, see the
+README's checkpoints paragraph) and the ``.partial`` folder is removed. The run directory itself still follows
 :mod:`tfresp.rundir` (hidden staging directory, renamed into place on success).
 
 Exactness: the training pipeline is one ``tf.data`` pipeline over all epochs
@@ -34,7 +34,6 @@ incompatible one raises :class:`~tfresp.errors.CheckpointError` before anything 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import CheckpointError, ConfigError, TfrespError
+from tfresp.io import atomic_write
 
 log = logging.getLogger("tfresp")
 
@@ -74,16 +74,6 @@ def work_dir(target: Path) -> Path:
 
 def _ckpt_root(target: Path) -> Path:
     return work_dir(target) / "checkpoints"
-
-
-def _atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    # created with ``mode`` from the start (os.open), so a secret is never readable by others, not even briefly
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _config_digest(cfg_dict: dict) -> Dict[str, Any]:
@@ -397,19 +387,19 @@ def write_step(root: Path, step: int, state: dict, config_yaml: str, fill) -> Op
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)
     if config_yaml and not (root.parent / "config.yaml").exists():
-        _atomic_write_text(root.parent / "config.yaml", config_yaml)
+        atomic_write(root.parent / "config.yaml", config_yaml)
     name = f"step-{step:08d}"
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:6]}"
     tmp.mkdir(mode=0o700)
     if not fill(tmp):
         shutil.rmtree(tmp, ignore_errors=True)
         return None
-    _atomic_write_text(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
+    atomic_write(tmp / "state.json", json.dumps(state, default=_json_default), mode=0o600)
     final = root / name
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _atomic_write_text(root / "latest", name + "\n")
+    atomic_write(root / "latest", name + "\n")
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -539,7 +529,7 @@ def scrub_secrets(state_file: Path) -> None:
         if isinstance(cb_state, dict):
             for key in cb_state.pop("secret_keys", []):
                 cb_state.pop(key, None)
-    _atomic_write_text(state_file, json.dumps(state, default=_json_default))
+    atomic_write(state_file, json.dumps(state, default=_json_default))
 
 
 def move_into_run(target: Path, stage: Path) -> None:
@@ -562,16 +552,6 @@ def move_into_run(target: Path, stage: Path) -> None:
 def cleanup(target: Path) -> None:
     """Remove the working directory after the run directory was committed."""
     shutil.rmtree(work_dir(target), ignore_errors=True)
-
-
-def variables_digest(ckpt_prefix: str) -> str:
-    """sha256 over every variable of a checkpoint (to compare runs)."""
-    reader = tf.train.load_checkpoint(ckpt_prefix)
-    h = hashlib.sha256()
-    for name in sorted(reader.get_variable_to_shape_map()):
-        h.update(name.encode())
-        h.update(np.asarray(reader.get_tensor(name)).tobytes())
-    return h.hexdigest()
 
 
 # -- after a failed run --------------------------------------------------------------------------

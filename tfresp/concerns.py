@@ -41,10 +41,15 @@ _REGISTRY: Dict[str, "Concern"] = {}
 #: The built-in concern modules; importing one registers its concern. Third-party concerns register through the
 #: ``tfresp.concerns`` entry-point group (``[project.entry-points."tfresp.concerns"] name = "pkg.module"``)
 #: or by importing a module that applies :func:`register` before the run.
-BUILTIN = ("tfresp.evaluation.concern", "tfresp.fairness.concern", "tfresp.robustness.concern",
-           "tfresp.compression.concern", "tfresp.privacy.concern", "tfresp.explain.concern",
-           "tfresp.federated.concern", "tfresp.tasks.text_model")
+BUILTIN = ("tfresp.fairness.concern", "tfresp.robustness.concern", "tfresp.compression.concern",
+           "tfresp.privacy.concern", "tfresp.explain.concern", "tfresp.federated.concern")
 ENTRY_POINT_GROUP = "tfresp.concerns"
+
+_HOOKS: Dict[str, "Hook"] = {}
+#: The task and model hooks (no config section: switched on by ``task`` / ``model.kind``); importing a module
+#: registers its hook.
+BUILTIN_HOOKS = ("tfresp.evaluation.concern", "tfresp.tasks.mlm", "tfresp.tasks.text_model",
+                 "tfresp.tasks.recipe")
 
 
 def register(concern_cls):
@@ -54,6 +59,26 @@ def register(concern_cls):
         raise TypeError(f"{concern_cls.__name__}: set `config_key` (the config section that turns it on)")
     _REGISTRY[inst.config_key] = inst
     return concern_cls
+
+
+def register_hook(hook_cls):
+    """Class decorator adding a task or model :class:`Hook` (not a concern: it has no config section)."""
+    inst = hook_cls()
+    if not inst.config_key:
+        raise TypeError(f"{hook_cls.__name__}: set `config_key` (the hook's name)")
+    _HOOKS[inst.config_key] = inst
+    return hook_cls
+
+
+def hooks() -> List["Hook"]:
+    """The task and model hooks, in registration order."""
+    _load_builtin()
+    return list(_HOOKS.values())
+
+
+def active(config) -> List["Concern"]:
+    """What runs for ``config``: the enabled task/model hooks, then the enabled concerns (registration order)."""
+    return [h for h in hooks() if h.enabled(config)] + [c for c in registered() if c.enabled(config)]
 
 
 def unregister(key: str) -> None:
@@ -93,7 +118,7 @@ def _load_builtin():
     import importlib
     from importlib.metadata import entry_points
 
-    for mod in BUILTIN:
+    for mod in BUILTIN_HOOKS + BUILTIN:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -122,10 +147,6 @@ def audit_order(active: List["Concern"]) -> List["Concern"]:
     """
     keys = [c.config_key for c in active]
     deps = {c.config_key: [d for d in c.audit_after if d in keys and d != c.config_key] for c in active}
-    for c in active:  # ``audit_before`` is the same edge declared from the other side
-        for d in c.audit_before:
-            if d in deps and c.config_key not in deps[d]:
-                deps[d].append(c.config_key)
     done: List[str] = []
     while len(done) < len(keys):
         ready = [k for k in keys if k not in done and all(d in done for d in deps[k])]
@@ -157,6 +178,8 @@ class Contribution:
             (e.g. Poisson sampling); at most one concern may set it.
         wrap_core: ``fn(core_model, ctx) -> core_model`` (e.g. pruning wrappers).
         optimizer: ``fn(optimizer, ctx) -> optimizer``.
+        trainer: ``fn(ctx) -> None`` that replaces ``model.fit`` and fills ``ctx.history`` (federated rounds);
+            at most one concern may set it.
         notes: free-text notes recorded in the report.
     """
 
@@ -169,6 +192,7 @@ class Contribution:
     train_dataset: Optional[Callable] = None
     wrap_core: Optional[Callable] = None
     optimizer: Optional[Callable] = None
+    trainer: Optional[Callable] = None
     notes: List[str] = dataclasses.field(default_factory=list)
 
 
@@ -179,7 +203,6 @@ class Concern:
         config_key: the config section that turns the concern on (and its key in the registry).
         report_key: the report section its audit fills (defaults to ``config_key``).
         audit_after: config keys of concerns whose audits must have run before this one's.
-        audit_before: config keys of concerns whose audits must run after this one's.
         gradient_transform: True for the concern that replaces the gradient computation (plans last).
         core_setup: True for a concern that sets up the core itself (initial weights, per-variable learning
             rates): it plans first, before any concern wraps the core (e.g. pruning wrappers clone its layers).
@@ -195,7 +218,6 @@ class Concern:
     config_key: str = ""
     report_key: Optional[str] = None  # defaults to config_key
     audit_after: Tuple[str, ...] = ()
-    audit_before: Tuple[str, ...] = ()
     gradient_transform: bool = False
     core_setup: bool = False
     State: Optional[type] = None
@@ -235,3 +257,24 @@ class Concern:
     def markdown(self, section: dict) -> Optional[str]:
         """Markdown body of this concern's report section (None: the generic rendering of the section)."""
         return None
+
+
+class Hook(Concern):
+    """A task or model hook: the stages of a concern (``provide``, ``validate``, ``plan``, ``post_fit``, ``audit``),
+    switched on by the run's ``task`` or ``model.kind`` instead of a config section, plus two of its own.
+
+    Registered with :func:`register_hook`, not in the concern registry (no config section, no conformance
+    example): the evaluation of classification, the masked-LM task, the BERT checkpoint/LoRA merge and the
+    fine-tuning recipe. ``config_key`` is the hook's name (``audit_after`` edges may name it).
+    """
+
+    def enabled(self, config) -> bool:
+        return False
+
+    def make_model(self, ctx) -> Optional[Any]:
+        """The training ``keras.Model`` around ``ctx.core`` for this task (None: a ``ResponsibleModel``)."""
+        return None
+
+    def setup(self, ctx) -> None:
+        """Finish the core after every ``validate`` and before any concern plans (e.g. the linear probe of
+        LP-FT): fitting that belongs to building the model, never to ``plan``."""

@@ -8,13 +8,31 @@ string-keyed bag: a value another concern needs gets a documented field here.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+
+from tfresp.training import steps_per_epoch
+
+
+def predict_logits(core, x, batch_size: int = 2048) -> np.ndarray:
+    """Logits of a Keras core or of a restored SavedModel core (no ``predict``: called in batches)."""
+    if hasattr(core, "predict"):
+        return core.predict(x, batch_size=batch_size, verbose=0)
+    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+    parts = []
+    for i in range(0, n, batch_size):
+        xb = {k: v[i:i + batch_size] for k, v in x.items()} if isinstance(x, dict) else x[i:i + batch_size]
+        parts.append(np.asarray(core(xb, training=False)))
+    return np.concatenate(parts)
+
+
+def predict_proba(core, x, batch_size: int = 2048) -> np.ndarray:
+    """Class probabilities as every part of a run computes them: the float32 softmax of :func:`predict_logits`."""
+    return tf.nn.softmax(predict_logits(core, x, batch_size)).numpy()
 
 
 @dataclasses.dataclass
@@ -98,12 +116,17 @@ class RunContext:
 
     @property
     def steps_per_epoch(self) -> int:
-        return int(math.ceil(len(self.data.train) / self.config.train.batch_size))
+        return steps_per_epoch(len(self.data.train), self.config.train.batch_size)
 
     def predict_proba(self, x, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities of the trained core on encoded inputs (no post-processing)."""
-        logits = self.core.predict(x, batch_size=batch_size, verbose=0)
-        return tf.nn.softmax(logits).numpy()
+        return predict_proba(self.core, x, batch_size)
+
+    def predict_splits(self) -> None:
+        """``ctx.predictions`` of the test (and validation) split: what the post-fit stage and the audits read."""
+        self.predictions["test"] = self.predict_proba(self.data.test.x)
+        if self.data.validation is not None:
+            self.predictions["validation"] = self.predict_proba(self.data.validation.x)
 
     def set_own(self, concern, value) -> None:
         """Replace the private state of ``concern`` by ``value`` (an instance of its ``State``)."""
@@ -131,3 +154,34 @@ class RunContext:
                 raise TypeError(f"concern {key!r} declares no `State` dataclass for ctx.own()")
             self._own[key] = state_cls()
         return self._own[key]
+
+
+def provide(ctx: RunContext) -> list:
+    """Call ``provide`` of every enabled task/model hook and concern (the typed values other concerns and audits
+    read, e.g. ``ctx.text_parts``) once the core exists; return them (:func:`tfresp.concerns.active`)."""
+    from tfresp import concerns
+
+    active = concerns.active(ctx.config)
+    for c in active:
+        c.provide(ctx)
+    return active
+
+
+def compose(config, data, run_dir, *, core=None, predict: bool = False, **fields) -> RunContext:
+    """The one place a run context is made: by the builder for a new run, and for a finished run by
+    ``tfresp audit``, the fairness re-run and the federated client app.
+
+    Args:
+        config, data, run_dir: the run's config, prepared :class:`~tfresp.data.bundle.DataBundle` and directory.
+        core: a finished run's trained core (Keras model or restored SavedModel core). When given, every enabled
+            concern's ``provide`` runs now; the builder instead builds the core later and provides in ``plan``.
+        predict: with ``core``, also fill ``ctx.predictions`` (test, validation).
+        **fields: any other :class:`RunContext` field (``strategy``, ``budget``, ``quiet``, ``target``, ...).
+    """
+    ctx = RunContext(config=config, data=data, run_dir=None if run_dir is None else Path(run_dir), **fields)
+    if core is not None:
+        ctx.core = core
+        provide(ctx)
+        if predict:
+            ctx.predict_splits()
+    return ctx

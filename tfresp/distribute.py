@@ -12,7 +12,7 @@
 
 Batch sizes: ``train.batch_size`` is the *global* batch (what DP accounting's sampling rate and the
 learning rate refer to); each of the ``R`` replicas gets ``batch_size / R`` rows. Keras splits a global
-batch across replicas; ``TfrespModel.train_step`` divides each replica's mean loss by ``R`` because the
+batch across replicas; ``ResponsibleModel.train_step`` divides each replica's mean loss by ``R`` because the
 optimizer sums the replicas' gradients, so a step equals the single-device step on the same global
 batch. Both sizes are reported under ``report.training``.
 

@@ -1,9 +1,9 @@
 """Loss terms and input transforms as small objects for :class:`tfresp.ResponsibleModel` (any ``keras.Model``).
 
 Each object wraps the mechanism the config-driven concerns use (same code path, same papers); it only stores its
-arguments. A term is called ``term(model, x, y, outputs, side, training)`` and returns ``[B]`` (``per_example =
+arguments. A term is called ``term(model, x, y, outputs, extras, training)`` and returns ``[B]`` (``per_example =
 True``: DP-SGD clips it with the rest of the loss) or a scalar (``per_example = False``: refused under DP). An input
-transform exposes ``transform(model, x, y, side) -> x'`` and runs inside the per-example loss.
+transform exposes ``transform(model, x, y, extras) -> x'`` and runs inside the per-example loss.
 
 Example:
     >>> model = tfresp.ResponsibleModel(core, terms=[tfresp.terms.AdversarialTraining(epsilon=0.1, steps=5),
@@ -67,18 +67,18 @@ class Trades:
         self.config = RobustnessConfig(train="trades", norm=norm, epsilon=epsilon, steps=steps, trades_beta=beta)
         self._term = trades_term(self.config, _space(clip_min, clip_max, mask))
 
-    def __call__(self, model, x, y, outputs, side, training):
-        return self._term(model, x, y, outputs, side, training)
+    def __call__(self, model, x, y, outputs, extras, training):
+        return self._term(model, x, y, outputs, extras, training)
 
 
 class MinDiff:
     """Batch term: MMD between the groups' positive-class scores (MinDiff, Prost et al. 2019).
 
-    The group ids (ints ``0..n_groups-1``) come from the side-input dict under ``group``. A batch quantity: it
+    The group ids (ints ``0..n_groups-1``) come from the extras dict under ``group``. A batch quantity: it
     cannot be clipped per example, so :func:`tfresp.make_private` refuses it.
 
     Args:
-        group: key of the group ids in the side-input dict. n_groups: number of groups.
+        group: key of the group ids in the extras dict. n_groups: number of groups.
         constraint: ``demographic_parity`` | ``equal_opportunity`` | ``equalized_odds``.
         weight: multiplier. bandwidth: Gaussian kernel width. positive_index: the positive class's logit.
     """
@@ -93,8 +93,8 @@ class MinDiff:
         self.group = group
         self._loss = make_mmd_loss(constraint, int(n_groups), float(weight), float(bandwidth), int(positive_index))
 
-    def __call__(self, model, x, y, outputs, side, training):
-        return self._loss(model, x, y, outputs, {"fair_group": side[self.group]}, training)
+    def __call__(self, model, x, y, outputs, extras, training):
+        return self._loss(model, x, y, outputs, {"fair_group": extras[self.group]}, training)
 
 
 def term_name(term) -> Optional[str]:

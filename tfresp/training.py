@@ -25,6 +25,12 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """``ceil(n / B)``: the steps of one pass (with Poisson sampling, one expected pass) over ``n`` rows; the one
+    definition the run, the LR and pruning schedules, the DP accountant and ``make_private`` use."""
+    return int(math.ceil(n / batch_size))
+
+
 def make_optimizer(train_cfg, steps_per_epoch: int):
     lr = train_cfg.learning_rate
     total = steps_per_epoch * train_cfg.epochs

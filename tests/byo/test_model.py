@@ -1,4 +1,4 @@
-"""ResponsibleModel honours compile(loss, metrics), Keras (x, y, sample_weight) batches and a side-input dict."""
+"""ResponsibleModel honours compile(loss, metrics), Keras (x, y, sample_weight) batches and an extras dict."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,8 +92,8 @@ def test_side_inputs_reach_terms_not_the_core():
     x, y, _ = _data()
     seen = {}
 
-    def term(model, xb, yb, outputs, side, training):
-        seen["keys"] = sorted(side)
+    def term(model, xb, yb, outputs, extras, training):
+        seen["keys"] = sorted(extras)
         return tf.zeros_like(outputs[:, 0])
 
     model = ResponsibleModel(_core(), terms=[term])
@@ -117,4 +117,4 @@ def test_batch_and_input_transform_terms_are_slotted():
     assert model.input_transform is noise.transform and model.batch_losses == [mindiff]
     with pytest.raises(tfresp.IncompatibleModelError, match="two input transforms"):
         model.add_term(tfresp.terms.AdversarialTraining(0.1, steps=2))
-    assert tfresp.TfrespModel is tfresp.ResponsibleModel
+    assert "TfrespModel" not in tfresp.__all__ and not hasattr(tfresp, "TfrespModel")  # one public name

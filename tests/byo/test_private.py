@@ -119,7 +119,7 @@ def test_a_term_added_after_ghost_clipping_is_refused():
     core = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
     private = make_private(core, num_examples=len(y), batch_size=16, epochs=1, noise_multiplier=1.0)
     assert private.clipping == "ghost"
-    private.model.add_term(lambda m, xb, yb, out, side, training: tf.reduce_sum(tf.square(out), -1))
+    private.model.add_term(lambda m, xb, yb, out, extras, training: tf.reduce_sum(tf.square(out), -1))
     private.model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(tfresp.IncompatibleModelError, match="after make_private"):
         private.model.fit(private.dataset(x, y), epochs=1, callbacks=[private.ledger], verbose=0)

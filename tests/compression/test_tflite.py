@@ -6,6 +6,7 @@ import tf_keras as keras
 
 from tfresp.compression.masks import magnitude_mask
 from tfresp.export import tflite
+from tfresp.io import atomic_write
 from tfresp.models.mlp import build_mlp
 
 
@@ -30,7 +31,8 @@ def _proba(core, x):
 def test_roundtrip_within_tolerance(trained_mlp, variant, tmp_path):
     core, x, _ = trained_mlp
     conv = tflite.convert(core, variant, representative_x=x[:100])
-    path = tflite.write_atomic(conv["content"], tmp_path / f"m_{variant}.tflite")
+    path = tmp_path / f"m_{variant}.tflite"
+    atomic_write(path, conv["content"])
     model = tflite.TFLiteModel(path.read_bytes())  # reload from disk
     got = tflite._softmax(model.predict_logits(x, batch_size=97))
     res = tflite.roundtrip(variant, _proba(core, x), got)
@@ -102,7 +104,7 @@ def test_tfmot_two_four_on_functional_mlp():
     from tfresp.compression import _tfmot
     from tfresp.compression.masks import check_nm
     from tfresp.compression.schedule import SparsitySchedule
-    from tfresp.models.base import TfrespModel
+    from tfresp.models.base import ResponsibleModel
 
     keras.utils.set_random_seed(0)
     core = build_mlp(16, 2, [32, 8])
@@ -112,7 +114,7 @@ def test_tfmot_two_four_on_functional_mlp():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 16)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
-    m = TfrespModel(pruned)
+    m = ResponsibleModel(pruned)
     m.compile(optimizer="adam")
     ds = tf.data.Dataset.from_tensor_slices((x, y, {"sample_weight": np.ones(256, np.float32)})).batch(32)
     m.fit(ds, epochs=2, verbose=0, callbacks=[_tfmot.update_step_callback()])

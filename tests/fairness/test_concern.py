@@ -165,7 +165,11 @@ def test_bad_fairness_configs_fail_clearly(adult_data, fair, needle):
 
 def test_dp_compatible_mitigations_validate_with_privacy(adult_data):
     for m in ("reweigh", "adversarial", "threshold"):
-        Fairness().validate(_ctx(adult_data, fairness={"mitigation": m}, privacy={"target_epsilon": 3.0}))
+        ctx = _ctx(adult_data, fairness={"mitigation": m}, privacy={"target_epsilon": 3.0})
+        assert Fairness().validate(ctx) is None  # accepted (mmd, a batch term, is refused: test above)
+        contrib = Fairness().plan(ctx)
+        assert contrib.batch_losses == [], m  # every term is per-example, so DP-SGD can clip it
+        assert ctx.own("fairness").mitigation["name"] == m
 
 
 def test_reweigh_under_privacy_privatizes_counts(adult_data):

@@ -26,7 +26,7 @@ def report_run(tmp_path_factory):
 
 
 def synthetic_report(**over) -> dict:
-    """A schema-shaped report with every DESIGN.md section filled (no training needed)."""
+    """A schema-shaped report with every schema section filled (no training needed)."""
     cfg = {"name": "synthetic", "seed": 0, "data": {"sensitive": ["sex"]}, "gates": [], "scorecard": None,
            "fairness": {"min_group_size": 30}, "report": {}}
     r = {

@@ -6,7 +6,7 @@ import tf_keras as keras
 
 from tfresp.config import load_config
 from tfresp.data.dataset import make_dataset, prepare
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.models.cnn import build_cnn
 from tfresp.robustness import attacks
 from tfresp.robustness.training import AttackSpace, madry_transform, trades_term
@@ -22,7 +22,7 @@ def digits():
 def _train(data, robustness=None, epochs=6, seed=0):
     keras.utils.set_random_seed(seed)
     core = build_cnn((8, 8, 1), data.num_classes, [16, 32])
-    model = TfrespModel(core)
+    model = ResponsibleModel(core)
     if robustness is not None:
         rcfg = load_config({"data": {"source": "digits", "label": "label"}, "robustness": robustness}).robustness
         if rcfg.train == "madry":
@@ -90,7 +90,7 @@ def test_trades_term_is_per_example(digits):
     """The TRADES term of example i must not depend on the rest of the batch (DP composes per example)."""
     keras.utils.set_random_seed(3)
     core = build_cnn((8, 8, 1), 10, [8])
-    model = TfrespModel(core)
+    model = ResponsibleModel(core)
     rcfg = load_config({"data": {"source": "digits", "label": "label"},
                         "robustness": {"train": "trades", "epsilon": 0.1, "steps": 3}}).robustness
     term = trades_term(rcfg, SPACE)
@@ -115,7 +115,7 @@ def test_epsilon_warmup_ramps_with_optimizer_steps():
     rcfg = load_config({"data": {"source": "digits", "label": "label"},
                         "robustness": {"train": "madry", "epsilon": 0.2, "epsilon_warmup": 0.5}}).robustness
     core = build_cnn((8, 8, 1), 10, [4])
-    model = TfrespModel(core)
+    model = ResponsibleModel(core)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     _ = model.optimizer.iterations
     got = []

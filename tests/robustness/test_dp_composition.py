@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.config import load_config
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.robustness import attacks
 from tfresp.robustness.training import AttackSpace, madry_transform
 
@@ -15,7 +15,7 @@ clipping = pytest.importorskip("tfresp.privacy.clipping")
 def test_vectorized_dp_clipping_of_fgsm_adversarial_loss_matches_loop_reference():
     keras.utils.set_random_seed(0)
     core = keras.Sequential([keras.layers.Dense(6, activation="tanh", input_shape=(5,)), keras.layers.Dense(3)])
-    model = TfrespModel(core)
+    model = ResponsibleModel(core)
     rcfg = load_config({"robustness": {"train": "madry", "attack": "fgsm", "epsilon": 0.3}}).robustness
     mask = np.array([[1, 1, 1, 0, 0]], np.float32)
     space = AttackSpace(mask, -2.0, 2.0)

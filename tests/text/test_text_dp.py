@@ -35,12 +35,12 @@ def test_dp_finetune_uses_ghost_clipping_on_bert(tmp_path):
 def test_ghost_norms_equal_per_example_loop_on_bert():
     """Ghost-clipped sum == sum of per-example clipped gradients computed one example at a time."""
     from tfresp.models import bert
-    from tfresp.models.base import TfrespModel
+    from tfresp.models.base import ResponsibleModel
     from tfresp.privacy import clipping
 
     cfg = bert.BertConfig(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                           max_position=16, dropout=0.0, attention_dropout=0.0)
-    model = TfrespModel(bert.build_classifier(cfg, 3))
+    model = ResponsibleModel(bert.build_classifier(cfg, 3))
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 50, size=(4, 10)).astype(np.int32)
     mask = np.ones_like(ids)

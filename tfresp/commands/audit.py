@@ -83,16 +83,12 @@ def load_run(run_dir, memory=None):
 
 @register_audit("robustness")
 def _robustness(run_dir, config, data, core, report):
-    from tfresp import concerns
-    from tfresp.builder import RunContext
+    from tfresp.context import compose
     from tfresp.robustness.concern import robustness_audit
     from tfresp.robustness.config import RobustnessConfig
 
     cfg = config.robustness or RobustnessConfig()
-    ctx = RunContext(config=config, data=data, run_dir=Path(run_dir), core=core, quiet=True)
-    for c in concerns.registered():  # typed values the audit reads (e.g. a text model's embedding split)
-        if c.enabled(config):
-            c.provide(ctx)
+    ctx = compose(config, data, run_dir, core=core, quiet=True)  # + typed values (a text model's embedding split)
     section = robustness_audit(ctx, cfg)
     old = report.get("robustness") or {}
     if "training_time" in old:  # measured during fit; cannot be re-measured without the training objective

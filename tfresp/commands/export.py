@@ -33,16 +33,6 @@ def _restored_core(run_dir: Path):
     return loaded, core
 
 
-def _proba(core, x, batch_size: int = 1024) -> np.ndarray:
-    from tfresp.compression.measure import num_rows, take_rows
-
-    outs = []
-    for start in range(0, num_rows(x), batch_size):
-        rows = take_rows(x, slice(start, start + batch_size))
-        outs.append(tf.nn.softmax(core(rows, training=False)).numpy())
-    return np.concatenate(outs, axis=0)
-
-
 def _check_writable_run(run_dir: Path, files) -> None:
     """Before any work: the run dir must be writable and no destination a symlink."""
     from tfresp.io import check_writable, probe_writable
@@ -58,6 +48,7 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
 
     ``data``: the DataFrame of a run trained on in-memory data (checked against the recorded digest)."""
     from tfresp.config import load_config
+    from tfresp.context import predict_proba
     from tfresp.data.dataset import prepare, saved_preprocessor
     from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant
     from tfresp.report.compare import load_report
@@ -85,7 +76,7 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
         raise DataError(f"Invalid value for `RUN`: the run's test split had {expected} rows but re-preparing its "
                         f"data gives {len(data.test)}; the data source changed since the run")
     _, core = _restored_core(run_dir)
-    reference = _proba(core, data.test.x)
+    reference = predict_proba(core, data.test.x, batch_size=1024)
     params = int(sum(int(np.prod(v.shape)) for v in core.variables))
     comp = config.compression
     calibration = calibration_rows(config, data) if "int8" in variants else None

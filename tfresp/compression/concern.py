@@ -53,8 +53,9 @@ def describe_model(core, data, runs: int, reference_proba=None) -> dict:
     from tfresp.compression.measure import gzip_size, scores
     from tfresp.compression.pruning_scheduler import kernel_sparsity
 
-    proba = reference_proba if reference_proba is not None else tf.nn.softmax(
-        core.predict(data.test.x, batch_size=2048, verbose=0)).numpy()
+    from tfresp.context import predict_proba
+
+    proba = reference_proba if reference_proba is not None else predict_proba(core, data.test.x)
     out = {"format": "keras"}
     out.update(scores(data.test.y, proba, data.test.groups, data.num_classes))
     sp = kernel_sparsity(core)

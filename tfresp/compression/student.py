@@ -22,7 +22,6 @@ Example (YAML)::
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -31,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from tfresp.context import predict_proba
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 
 DEFAULT_LAYERS = 2
@@ -184,7 +184,7 @@ def export_student(ctx, student, rows: int = 200) -> dict:
     loaded = tf.saved_model.load(str(path))
     n = min(rows, len(ctx.data.test))
     served = loaded.signatures["serving_default"](**raw_inputs(pre, ctx.data.test.frame, n))["probabilities"]
-    direct = tf.nn.softmax(student.predict(ctx.data.test.x[:n], batch_size=256, verbose=0)).numpy()
+    direct = predict_proba(student, ctx.data.test.x[:n], batch_size=256)
     ctx.artifacts["saved_model_student"] = "saved_model_student"
     return {"path": "saved_model_student", "signature": "serving_default", "roundtrip_rows": n,
             "roundtrip_max_abs_diff": float(np.max(np.abs(served.numpy() - direct))),
@@ -199,7 +199,7 @@ def distill_text(ctx, d=None) -> dict:
     """
     from tfresp.compression.distiller import Distiller
     from tfresp.models.bert import build_student
-    from tfresp.training import make_optimizer
+    from tfresp.training import make_optimizer, steps_per_epoch
 
     d = d or ctx.config.compression.distill
     cfg = ctx.data.extra["bert_config"]
@@ -212,11 +212,11 @@ def distill_text(ctx, d=None) -> dict:
     epochs = d.epochs or train.epochs
     opt_cfg = train.model_copy(update={"learning_rate": d.learning_rate or train.learning_rate, "epochs": epochs})
     dist = Distiller(ctx.core, student, temperature=d.temperature, alpha=d.alpha)
-    dist.compile(optimizer=make_optimizer(opt_cfg, int(math.ceil(rows / train.batch_size))))
+    dist.compile(optimizer=make_optimizer(opt_cfg, steps_per_epoch(rows, train.batch_size)))
     t0 = time.perf_counter()
     hist = dist.fit(ds, epochs=epochs, verbose=0)
     fit_seconds = time.perf_counter() - t0
-    proba = tf.nn.softmax(student.predict(ctx.data.test.x, batch_size=256, verbose=0)).numpy()
+    proba = predict_proba(student, ctx.data.test.x, batch_size=256)
     out = {"kind": "bert", "layers": len(layers), "teacher_layers": layers, "teacher_num_layers": cfg.num_layers,
            "hidden_size": cfg.hidden_size,
            "init": ("embeddings, pooler and classifier copied from the teacher; student layer j = teacher layer "

@@ -1,4 +1,4 @@
-"""The always-on evaluation concern: metrics on the test split (never the training split).
+"""The classification task's evaluation hook: metrics on the test split (never the training split).
 
 Besides the metrics it records which class is positive (:mod:`tfresp.data.labels`) and two data
 checks that :mod:`tfresp.evaluation.degenerate` reads: test rows that also occur in the training
@@ -7,7 +7,7 @@ split and duplicated training rows (counts of exact row hashes over features and
 import numpy as np
 import pandas as pd
 
-from tfresp.concerns import Concern, register
+from tfresp.concerns import Hook, register_hook
 from tfresp.data.labels import describe
 from tfresp.evaluation.metrics import classification_metrics
 
@@ -35,10 +35,11 @@ def data_checks(ctx) -> dict:
     return out
 
 
-@register
-class Evaluation(Concern):
+@register_hook
+class Evaluation(Hook):
+    """The classification task's hook: the ``evaluation`` section (raw and, when post-processed, served metrics)."""
+
     config_key = "evaluation"
-    example: dict = {}  # on in every classification run
 
     def enabled(self, config) -> bool:
         return config.task == "classification"

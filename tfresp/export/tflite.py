@@ -24,8 +24,6 @@ post-training quantization guide.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -34,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresp.compression.measure import gzip_size, latency_ms, num_rows, scores, take_rows
+from tfresp.io import atomic_write
 
 log = logging.getLogger("tfresp")
 
@@ -212,13 +211,6 @@ def roundtrip(variant: str, reference_proba: np.ndarray, proba: np.ndarray) -> D
     return res
 
 
-def write_atomic(content: bytes, path: Path) -> Path:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
-    return path
-
-
 def representative_rows(x, rows: int, seed: int):
     """A seeded sample of *training* rows used to calibrate int8 activation ranges."""
     n = num_rows(x)
@@ -284,7 +276,7 @@ def export_variant(core, variant: str, data, path: Optional[Path], *, reference_
     if private:
         out["privacy_covered"] = bool(cal_info["privacy_covered"]) if variant == "int8" and cal_info else True
     if path is not None:
-        write_atomic(content, path)
+        atomic_write(path, content)
         out["path"] = path.name
     # Reload from disk (or bytes) in a fresh interpreter: this is the round trip.
     model = TFLiteModel(path.read_bytes() if path is not None else content)

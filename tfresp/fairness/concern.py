@@ -93,8 +93,9 @@ class FairnessMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or len(self.names) < 2:
             return
-        core = getattr(self.model, "core", self.model)
-        prob = tf.nn.softmax(core.predict(self.x, batch_size=2048, verbose=0)).numpy()[:, self.positive]
+        from tfresp.context import predict_proba
+
+        prob = predict_proba(getattr(self.model, "core", self.model), self.x)[:, self.positive]
         pred = (prob >= self.threshold).astype(np.int64)
         rates = fm.group_rates(self.y, pred, prob, self.gidx, len(self.names))
         logs[f"fair/{_SHORT[self.constraint]}"] = float(fm.gap_stats(rates)[CONSTRAINT_GAP[self.constraint]][0])
@@ -562,26 +563,12 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     import json
     from pathlib import Path
 
-    from tfresp.builder import RunContext
+    from tfresp.context import compose
     from tfresp.fairness.config import FairnessConfig
 
     if config.fairness is None:
         config = config.model_copy(update={"fairness": FairnessConfig()})
-    ctx = RunContext(config=config, data=data, run_dir=Path(run_dir), core=core, quiet=True)
-
-    def proba(x):
-        if hasattr(core, "predict"):
-            logits = core.predict(x, batch_size=2048, verbose=0)
-        else:
-            n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
-            parts = [core(tf.nest.map_structure(lambda a: tf.constant(a[i:i + 2048]), x), training=False)
-                     for i in range(0, n, 2048)]
-            logits = tf.concat(parts, 0)
-        return tf.nn.softmax(logits).numpy()
-
-    ctx.predictions["test"] = proba(data.test.x)
-    if data.validation is not None:
-        ctx.predictions["validation"] = proba(data.validation.x)
+    ctx = compose(config, data, run_dir, core=core, predict=True, quiet=True)
     saved = Path(run_dir) / "preprocessing" / "thresholds.json"
     if config.fairness.mitigation == "threshold" and saved.is_file():
         ctx.own(Fairness).saved_thresholds = json.loads(saved.read_text())

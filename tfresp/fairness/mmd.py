@@ -34,7 +34,7 @@ def masked_mmd2(scores: tf.Tensor, a: tf.Tensor, b: tf.Tensor, bandwidth: float)
 
 
 def make_mmd_loss(constraint: str, n_groups: int, weight: float, bandwidth: float, positive_index: int = 1):
-    """A batch loss ``fn(model, x, y, logits, extras, training) -> scalar`` for TfrespModel.
+    """A batch loss ``fn(model, x, y, logits, extras, training) -> scalar`` for ResponsibleModel.
 
     Groups come from ``extras["fair_group"]`` (int ids batched with the data).
     """

@@ -1,11 +1,11 @@
-"""The federated concern: validation before training and the report's ``federated`` (and, with DP, ``privacy``)
-sections. Training itself is :func:`tfresp.federated.train.fit_federated`, called by the builder instead of
-``model.fit`` when ``federated:`` is set."""
+"""The federated concern: validation before training, the trainer slot (rounds of
+:func:`tfresp.federated.train.fit_federated` replace ``model.fit``) and the report's ``federated`` section; with
+client-level DP its claim is the run's ``privacy`` section (``ctx.privacy_claim``)."""
 from __future__ import annotations
 
 import numpy as np
 
-from tfresp.concerns import Concern, register
+from tfresp.concerns import Concern, Contribution, register
 from tfresp.federated.state import FederatedState
 from tfresp.errors import ConfigError
 
@@ -57,6 +57,11 @@ class Federated(Concern):
             if frame is None or col not in frame.columns:
                 raise ConfigError([("federated.partition", spec, f"column {col!r} is not in the training data")])
 
+    def plan(self, ctx) -> Contribution:
+        from tfresp.federated.train import fit_federated
+
+        return Contribution(trainer=fit_federated)  # rounds of local training on clients instead of model.fit
+
     def audit(self, ctx):
         st = ctx.own(self).summary
         if st is None:
@@ -100,8 +105,6 @@ class Federated(Concern):
         """Global-model accuracy per client: on the test rows of the client's column value (by_column), or — without
         DP — on each client's own training rows. Under DP a per-client statistic of private rows would be released
         outside the budget, so iid/dirichlet partitions report none."""
-        import tensorflow as tf
-
         cfg = ctx.config.federated
         if cfg.partition.startswith("by_column:"):
             col = cfg.partition.split(":", 1)[1]
@@ -110,7 +113,7 @@ class Federated(Concern):
                 return {"note": f"test split has no column {col!r}"}
             proba = ctx.predictions.get("test")
             if proba is None:
-                proba = tf.nn.softmax(ctx.core.predict(test.x, batch_size=4096, verbose=0)).numpy()
+                proba = ctx.predict_proba(test.x, batch_size=4096)
             values = test.frame[col].astype(str).to_numpy()
             acc = {}
             for v in np.unique(values):

@@ -75,10 +75,9 @@ def _aggregate(strategy, server_round: int, results: List[tuple]) -> List[np.nda
 
 
 def _evaluate(core, x, y) -> Dict[str, float]:
-    import tensorflow as tf
+    from tfresp.context import predict_proba
 
-    logits = core.predict(x, batch_size=4096, verbose=0)
-    proba = tf.nn.softmax(logits).numpy()
+    proba = predict_proba(core, x, batch_size=4096)
     loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0))))
     return {"loss": loss, "accuracy": float(np.mean(proba.argmax(axis=1) == y))}
 

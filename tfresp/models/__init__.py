@@ -1,5 +1,5 @@
-"""Model builders and the ``TfrespModel`` training wrapper."""
-from tfresp.models.base import TfrespModel
+"""Model builders and the ``ResponsibleModel`` training wrapper."""
+from tfresp.models.base import ResponsibleModel
 from tfresp.models.registry import build_core, register_model
 
-__all__ = ["TfrespModel", "build_core", "register_model"]
+__all__ = ["ResponsibleModel", "build_core", "register_model"]

@@ -1,14 +1,14 @@
-"""``ResponsibleModel`` (alias ``TfrespModel``): a ``keras.Model`` that trains any Keras *core* model with
+"""``ResponsibleModel``: a ``keras.Model`` that trains any Keras *core* model with
 loss terms, an input transform and a gradient transform composed in its ``train_step``.
 
 Slot order (fixed, as in Optax's ``chain``; the DP gradient transform comes last so nothing escapes clipping):
 
-    x' = input_transform(model, x, y, side)              # robustness (adversarial / noisy inputs), optional
+    x' = input_transform(model, x, y, extras)                # robustness (adversarial / noisy inputs), optional
     per_example = loss(y, core(x')) * w + Σ per-example terms
-    loss = mean(per_example) + Σ batch terms             # batch terms are refused under DP
-    grads = gradient(model, x, y, side) or tape.gradient # DP-SGD replaces the gradient computation
+    loss = mean(per_example) + Σ batch terms                 # batch terms are refused under DP
+    grads = gradient(model, x, y, extras) or tape.gradient   # DP-SGD replaces the gradient computation
 
-A batch is Keras' ``x``, ``(x, y)`` or ``(x, y, sample_weight)``; the third element may instead be a *side-input
+A batch is Keras' ``x``, ``(x, y)`` or ``(x, y, sample_weight)``; the third element may instead be an *extras
 dict* (``{"sample_weight": w, "group": g, ...}``) whose entries are batched with the rows and handed to terms
 (group ids for fairness terms, for instance) but never to the core.
 
@@ -111,10 +111,10 @@ class ResponsibleModel(keras.Model):
         core: any ``keras.Model`` (Sequential, functional or subclassed). Without a compiled loss it must output
             logits ``[batch, num_classes]`` (tfresp's default: sparse cross-entropy from logits).
         terms: loss terms (objects from :mod:`tfresp.terms` or callables
-            ``fn(model, x, y, outputs, side, training)``); a term with ``per_example = False`` is a batch term.
-        input_transform: ``fn(model, x, y, side) -> x'`` applied before the forward pass (e.g.
+            ``fn(model, x, y, outputs, extras, training)``); a term with ``per_example = False`` is a batch term.
+        input_transform: ``fn(model, x, y, extras) -> x'`` applied before the forward pass (e.g.
             :class:`tfresp.terms.AdversarialTraining`); its ``transform`` attribute is used when present.
-        gradient: ``fn(model, x, y, side) -> (loss, grads, outputs)`` replacing ``tape.gradient`` (DP-SGD, see
+        gradient: ``fn(model, x, y, extras) -> (loss, grads, outputs)`` replacing ``tape.gradient`` (DP-SGD, see
             :func:`tfresp.make_private`).
     """
 
@@ -171,15 +171,15 @@ class ResponsibleModel(keras.Model):
     # -- losses ---------------------------------------------------------------------------
     @staticmethod
     def unpack(data):
-        """``(x, y, side)`` from a Keras batch; a bare third element is Keras' ``sample_weight``."""
+        """``(x, y, extras)`` from a Keras batch; a bare third element is Keras' ``sample_weight``."""
         if isinstance(data, (tuple, list)):
             if len(data) == 3:
-                side = data[2]
-                if side is None:
-                    side = {}
-                elif not isinstance(side, dict):
-                    side = {"sample_weight": side}
-                return data[0], data[1], side
+                extras = data[2]
+                if extras is None:
+                    extras = {}
+                elif not isinstance(extras, dict):
+                    extras = {"sample_weight": extras}
+                return data[0], data[1], extras
             if len(data) == 2:
                 return data[0], data[1], {}
             if len(data) == 1:
@@ -267,5 +267,5 @@ class ResponsibleModel(keras.Model):
         return self.core(x, training=False)
 
 
-#: The name the builder and the concerns used before; kept so existing code and checkpoints keep working.
+#: Deprecated old name, kept only for ``tfresp/federated/app.py`` (remove once it imports ``ResponsibleModel``).
 TfrespModel = ResponsibleModel

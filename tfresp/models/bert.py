@@ -304,11 +304,6 @@ def assign_named_weights(model: keras.Model, weights: Dict[str, np.ndarray], str
     return loaded
 
 
-def read_hf_h5(path, kind: str = "bert") -> Dict[str, np.ndarray]:
-    """Read a transformers ``tf_model.h5`` into canonical names (see :mod:`tfresp.models.hf_loading`)."""
-    return hf_loading.from_tf_names(hf_loading.read_h5(path), kind)
-
-
 # -- checkpoints ----------------------------------------------------------------------------------------
 def resolve_checkpoint(path) -> dict:
     """Describe a checkpoint dir: a Hugging Face dir (BERT, RoBERTa, DistilBERT) or a tfresp run (``RUN/bert``).

@@ -197,6 +197,19 @@ class PrivacyBudget:
         }
 
 
+def make_budget(config):
+    """The run's :class:`~tfresp.privacy.budget.PrivacyBudget` when ``privacy:`` is on (before any data is read).
+
+    δ is resolved later (it may depend on the number of training rows); it is set on the budget by
+    :func:`tfresp.data.dataset.prepare` / the privacy concern before anything is spent.
+    """
+    if config.privacy is None:
+        return None
+    cfg = config.privacy
+    return PrivacyBudget(cfg.target_epsilon, float("nan") if cfg.delta == "auto" else float(cfg.delta),
+                         cfg.accountant)
+
+
 def _is_noiseless(event) -> bool:
     """True for an event that contains a Gaussian/Laplace release without noise (ε = ∞)."""
     if isinstance(event, (dp_accounting.GaussianDpEvent, dp_accounting.LaplaceDpEvent)):

@@ -1,4 +1,4 @@
-"""Per-example clipping + Gaussian noise as a :class:`~tfresp.models.base.TfrespModel` ``gradient_fn``.
+"""Per-example clipping + Gaussian noise as a :class:`~tfresp.models.base.ResponsibleModel` ``gradient_fn``.
 
 DP-SGD (Abadi et al. 2016): each example's gradient ``g_i`` is clipped to L2 norm ``C``
 (``g_i · min(1, C/‖g_i‖)``), the clipped gradients are summed, Gaussian noise ``N(0, σ²C²I)`` is added once
@@ -7,7 +7,7 @@ realised batch size would leak it) or by the fixed batch size (shuffling).
 
 Two ways to get the clipped sum, with the same result:
 
-* ``vectorized``: ``tf.vectorized_map`` over examples of :meth:`TfrespModel.per_example_loss`, so fairness and
+* ``vectorized``: ``tf.vectorized_map`` over examples of :meth:`ResponsibleModel.per_example_loss`, so fairness and
   adversarial per-example terms and the input transform are *inside* clipping. Works for any model; memory
   grows with ``batch × parameters``.
 * ``ghost``: per-example norms from layer inputs and output gradients (:mod:`tfresp.privacy.ghost`, exact
@@ -112,6 +112,22 @@ def check_model(core: keras.Model) -> None:
         raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
 
 
+def check_no_batch_terms(model, sources: Optional[List[str]] = None) -> None:
+    """The one rule for batch-level loss terms under DP-SGD: refused (``make_private``, the privacy concern and the
+    traced private step all ask here).
+
+    A batch term depends on several examples at once, so per-example clipping cannot bound one example's
+    influence on it. ``sources``: the concerns that contributed such terms (the run names them).
+    """
+    if model.batch_losses or sources:
+        who = f" (added by {sources})" if sources else ""
+        raise IncompatibleModelError(
+            f"`terms`: {len(model.batch_losses) or len(sources)} batch-level loss term(s){who} depend on several "
+            "examples at once, so per-example clipping cannot bound one example's influence on them and DP-SGD "
+            "would not be private. Remedy: use the per-example form of the term (e.g. a per-example fairness "
+            "penalty) or train without DP")
+
+
 def ghost_blockers(core: keras.Model) -> List[str]:
     """Why ghost clipping would not be exact for ``core`` (empty when it is)."""
     if not ghost.is_functional(core):
@@ -151,7 +167,7 @@ def ghost_blockers(core: keras.Model) -> List[str]:
 
 
 def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
-    """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a TfrespModel) and say why.
+    """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a ResponsibleModel) and say why.
 
     Ghost is chosen only where it is exact (:func:`ghost_blockers`); layers called several times in one forward
     pass are exact (their calls are summed before the norm, see :mod:`tfresp.privacy.ghost`).
@@ -224,7 +240,7 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
 
 def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
                      expected_batch_size: Optional[float] = None, seed: Optional[int] = None):
-    """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
+    """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for ResponsibleModel.
 
     Args:
         mode: ``ghost`` or ``vectorized`` (see :func:`select_clipping`).

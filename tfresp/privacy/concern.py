@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.data.dataset import make_dataset
-from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
+from tfresp.errors import BudgetExhaustedError
 from tfresp.privacy import accounting, canary, clipping
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
@@ -23,7 +23,7 @@ log = logging.getLogger("tfresp")
 def run_budget(ctx):
     """The run's :class:`PrivacyBudget` (made here when a caller built the context without one), δ resolved."""
     if getattr(ctx, "budget", None) is None:
-        from tfresp.builder import make_budget
+        from tfresp.privacy.budget import make_budget
 
         ctx.budget = make_budget(ctx.config)
     ctx.budget.resolve_delta(len(ctx.data.train))
@@ -135,13 +135,7 @@ class Privacy(Concern):
     def plan(self, ctx) -> Contribution:
         cfg = ctx.config.privacy
         budget = run_budget(ctx)
-        batch_terms = [name for name, c in ctx.contributions.items() if c.batch_losses]
-        if batch_terms or ctx.model.batch_losses:
-            raise IncompatibleModelError(
-                f"Concern(s) {batch_terms or ['<model>']} add batch-level loss terms, which depend on several "
-                "examples at once, so per-example clipping cannot bound one example's influence on them and DP-SGD "
-                "would not be private. Remedy: use the per-example form of the term (e.g. a per-example fairness "
-                "penalty) or turn privacy off")
+        clipping.check_no_batch_terms(ctx.model, [name for name, c in ctx.contributions.items() if c.batch_losses])
         n = len(ctx.data.train)
         batch = ctx.config.train.batch_size
         epochs = ctx.config.train.epochs

@@ -220,14 +220,9 @@ def _roc_plot(attacks, path) -> str:
 
 
 def _logits(core, x, batch_size: int = 2048) -> np.ndarray:
-    if hasattr(core, "predict"):
-        return core.predict(x, batch_size=batch_size, verbose=0)
-    n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)  # a restored SavedModel core
-    parts = []
-    for i in range(0, n, batch_size):
-        xb = {k: v[i:i + batch_size] for k, v in x.items()} if isinstance(x, dict) else x[i:i + batch_size]
-        parts.append(np.asarray(core(xb, training=False)))
-    return np.concatenate(parts)
+    from tfresp.context import predict_logits
+
+    return predict_logits(core, x, batch_size)
 
 
 def audit_arrays(core, train, holdout, delta: float, epsilon: Optional[float] = None, max_examples: int = 5000,

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
 from typing import Optional
 
@@ -26,7 +25,7 @@ from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 from tfresp.models.base import ResponsibleModel
 from tfresp.privacy import accounting, clipping
 from tfresp.privacy.ledger import PrivacyLedger
-from tfresp.privacy.sampling import poisson_dataset
+from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
 
 #: What DP-SGD needs from the data; said whenever a tf.data.Dataset is offered under DP.
 DATASET_REFUSAL = (
@@ -58,13 +57,13 @@ class PrivateTraining:
     clipping_reason: str
     _seed: int = dataclasses.field(default=0, repr=False)
 
-    def dataset(self, x, y, sample_weight=None, side: Optional[dict] = None) -> tf.data.Dataset:
-        """Poisson-sampled ``(x, y, side)`` batches of the ``num_examples`` rows (one epoch per iteration).
+    def dataset(self, x, y, sample_weight=None, extras: Optional[dict] = None) -> tf.data.Dataset:
+        """Poisson-sampled ``(x, y, extras)`` batches of the ``num_examples`` rows (one epoch per iteration).
 
         Args:
             x, y: arrays (or a dict of arrays for ``x``) with ``num_examples`` rows.
             sample_weight: optional per-row weights (inside clipping).
-            side: optional dict of per-row arrays handed to the loss terms (e.g. ``{"fair_group": g}``).
+            extras: optional dict of per-row arrays handed to the loss terms (e.g. ``{"fair_group": g}``).
         """
         if isinstance(x, tf.data.Dataset):
             raise DataError(f"Invalid value for argument `x`: a tf.data.Dataset cannot be used for DP-SGD. "
@@ -75,7 +74,7 @@ class PrivateTraining:
             raise DataError(f"Invalid value for argument `y`: {n} rows, but make_private was told "
                             f"num_examples={self.num_examples} (the sampling rate and ε depend on it). Remedy: "
                             "call make_private with num_examples=len(y)")
-        extras = dict(side or {})
+        extras = dict(extras or {})
         if sample_weight is not None:
             extras["sample_weight"] = np.asarray(sample_weight, np.float32)
         return poisson_dataset(x, y, extras, self.sample_rate, self.steps_per_epoch, seed=self._seed)
@@ -84,16 +83,13 @@ class PrivateTraining:
 def _guard(gradient_fn, mode: str):
     """Refuse, when the step is traced, any term that would escape clipping (added after make_private)."""
 
-    def guarded(model, x, y, side):
-        if model.batch_losses:
-            raise IncompatibleModelError(
-                "`terms`: batch-level loss terms depend on several examples at once, so per-example clipping "
-                "cannot bound one example's influence on them. Remedy: use a per-example term or no DP")
+    def guarded(model, x, y, extras):
+        clipping.check_no_batch_terms(model)
         if mode == "ghost" and (model.per_example_losses or model.input_transform is not None):
             raise IncompatibleModelError(
                 "`terms`: a term or input transform was added after make_private chose ghost clipping (which "
                 "only covers the plain loss). Remedy: attach every term before calling make_private")
-        return gradient_fn(model, x, y, side)
+        return gradient_fn(model, x, y, extras)
 
     guarded.mode = mode
     return guarded
@@ -142,14 +138,10 @@ def make_private(model, *, num_examples: int, batch_size: int, epochs: int, l2_n
     if not isinstance(model, ResponsibleModel):
         model = ResponsibleModel(model)
     clipping.check_model(model.core)
-    if model.batch_losses:
-        raise IncompatibleModelError(
-            f"`terms`: {len(model.batch_losses)} batch-level loss term(s) depend on several examples at once, so "
-            "per-example clipping cannot bound one example's influence on them and DP-SGD would not be private. "
-            "Remedy: use the per-example form of the term or train without DP")
+    clipping.check_no_batch_terms(model)
     n, batch = int(num_examples), int(batch_size)
     q = batch / n
-    spe = int(math.ceil(n / batch))
+    spe = steps_per_epoch(n, batch)
     delta = accounting.default_delta(n) if delta is None else float(delta)
     if noise_multiplier is None:
         noise_multiplier = accounting.calibrate_noise(float(target_epsilon), delta, q, spe * int(epochs), accountant)

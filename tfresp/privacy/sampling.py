@@ -6,11 +6,12 @@ permutation.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict
 
 import numpy as np
 import tensorflow as tf
+
+from tfresp.training import steps_per_epoch  # noqa: F401  (``ceil(n / B)`` Poisson draws: one expected pass)
 
 
 def poisson_dataset(x, y, extras: Dict[str, np.ndarray], sample_rate: float, steps_per_epoch: int,
@@ -41,8 +42,3 @@ def poisson_dataset(x, y, extras: Dict[str, np.ndarray], sample_rate: float, ste
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(int(steps_per_epoch))
     return seeds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """``ceil(n / B)``: the number of Poisson draws that make one expected pass over ``n`` rows."""
-    return int(math.ceil(n / batch_size))

@@ -59,12 +59,6 @@ class Gate:
         raise ConfigError([(f"gates[{index}]", item, "expected a string or a {metric, op, threshold} mapping")])
 
 
-def parse_gate(text: str):
-    """Backwards-compatible: ``(metric, op, threshold)`` of a string gate."""
-    g = Gate.parse(text)
-    return g.metric, g.op, g.threshold
-
-
 def resolve(report: dict, path: str):
     """``(number, path read)`` at dotted ``path`` in the report, or ``(None, None)``.
 

@@ -6,7 +6,7 @@ snippets a concern ships under keys ending in ``_html`` (highlighted text explan
 through :func:`tfresp.report.sanitize.sanitize_html`'s allow-list first. A Content-Security-Policy
 meta tag (``default-src 'none'``) additionally stops the browser from running scripts or fetching anything.
 
-Sections with names from DESIGN.md are laid out specifically; any key a view does not know is rendered
+Sections named in the report schema (``schema.json``) are laid out specifically; any key a view does not know is rendered
 generically (nested tables) under "More details", so new report fields show up without template changes.
 """
 from __future__ import annotations
@@ -81,16 +81,6 @@ def prepare_generic(value, key: str = ""):
     if isinstance(value, list):
         return [prepare_generic(v, key) for v in value]
     return value
-
-
-def rows_with_ci(mapping: dict, skip=()) -> list:
-    """``(key, value, ci)`` rows of a mapping, folding ``<key>_ci`` into its metric."""
-    rows = []
-    for k, v in mapping.items():
-        if k in skip or (k.endswith("_ci") and k[:-3] in mapping):
-            continue
-        rows.append((k, prepare_generic(v, k), mapping.get(f"{k}_ci")))
-    return rows
 
 
 # --- images ---------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ VANISH_THRESHOLD = 0.05
 
 
 def eps_key(attack: str, epsilon: float) -> str:
-    """``("pgd", 0.1) -> "pgd@0.1"`` (the report key of DESIGN.md)."""
+    """``("pgd", 0.1) -> "pgd@0.1"``: the key of one attack in the report's ``robustness`` section."""
     return f"{attack}@{float(epsilon):g}"
 
 

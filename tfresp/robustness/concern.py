@@ -1,4 +1,4 @@
-"""The robustness concern: adversarial / noise training composed into TfrespModel, and a strong audit.
+"""The robustness concern: adversarial / noise training composed into ResponsibleModel, and a strong audit.
 
 Plan (before ``fit``; DP plans last, so it clips the adversarial loss):
     madry  -> ``input_transform`` (PGD or FGSM examples, ``mix`` fraction of each batch);
@@ -12,7 +12,7 @@ Audit (after ``fit``, on up to ``eval_examples`` test examples):
     must beat random noise; PGD must beat FGSM); parameter sensitivity D(θ) and input-gradient
     norm; the training-time cost of the robustness objective vs a clean step.
 
-Report keys follow DESIGN.md: ``robustness["pgd@0.1"]["accuracy"]``.
+Report keys: ``robustness["pgd@0.1"]["accuracy"]`` (:func:`~tfresp.robustness.audit.eps_key`).
 """
 from __future__ import annotations
 
@@ -21,33 +21,12 @@ from typing import Optional
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 from tfresp.robustness.audit import attack_section, default_large_epsilon, eps_key  # noqa: F401 (tests import them here)
 from tfresp.robustness.state import RobustnessState
 from tfresp.robustness.training import AttackSpace, madry_transform, noise_transform, trades_term
-
-class RobustnessTimer(keras.callbacks.Callback):
-    """Records the process CPU seconds of ``fit`` in ``timings["fit_cpu_seconds"]``.
-
-    CPU time is far less distorted than wall time on a shared machine, so training-cost ratios
-    (robust vs standard runs) are compared on it.
-    """
-
-    def __init__(self, timings: dict):
-        super().__init__()
-        self.timings = timings
-        self._start = None
-
-    def on_train_begin(self, logs=None):
-        self._start = time.process_time()
-
-    def on_train_end(self, logs=None):
-        if self._start is not None:
-            self.timings["fit_cpu_seconds"] = time.process_time() - self._start
-
 
 def attack_space(data, cfg) -> AttackSpace:
     """The attackable coordinates and valid range of a DataBundle's encoded inputs.
@@ -122,9 +101,8 @@ class Robustness(Concern):
     # -- plan --------------------------------------------------------------------------------------
     def plan(self, ctx) -> Contribution:
         cfg = ctx.config.robustness
-        timer = [RobustnessTimer(ctx.timings)]
         if cfg.train == "none":
-            return Contribution(callbacks=timer, notes=["robustness: evaluation only (no robust training)"])
+            return Contribution(notes=["robustness: evaluation only (no robust training)"])
         space = attack_space(ctx.data, cfg)
         ctx.own(self).space = space
         total = ctx.steps_per_epoch * ctx.config.train.epochs
@@ -133,15 +111,13 @@ class Robustness(Concern):
             note = (f"robustness: Madry adversarial training, {cfg.attack.upper()}"
                     f"{'-' + str(cfg.steps) if cfg.attack == 'pgd' else ''} {cfg.norm} ε={cfg.epsilon:g}, "
                     f"mix={cfg.mix:g}{warm} (per example, inside DP clipping when privacy is on)")
-            return Contribution(input_transform=madry_transform(cfg, space, total), callbacks=timer,
-                                notes=[note])
+            return Contribution(input_transform=madry_transform(cfg, space, total), notes=[note])
         if cfg.train == "trades":
             note = (f"robustness: TRADES β={cfg.trades_beta:g}, PGD-{cfg.steps} on KL, {cfg.norm} "
                     f"ε={cfg.epsilon:g}{warm} (per-example term)")
-            return Contribution(per_example_losses=[trades_term(cfg, space, total)], callbacks=timer,
-                                notes=[note])
+            return Contribution(per_example_losses=[trades_term(cfg, space, total)], notes=[note])
         note = f"robustness: Gaussian noise injection σ={cfg.noise_std:g}, mix={cfg.mix:g}"
-        return Contribution(input_transform=noise_transform(cfg, space), callbacks=timer, notes=[note])
+        return Contribution(input_transform=noise_transform(cfg, space), notes=[note])
 
     # -- audit -------------------------------------------------------------------------------------
     def audit(self, ctx) -> Optional[dict]:

@@ -1,13 +1,13 @@
-"""Adversarial-training pieces composed into :class:`~tfresp.models.base.TfrespModel`.
+"""Adversarial-training pieces composed into :class:`~tfresp.models.base.ResponsibleModel`.
 
-Each piece is per-example, so DP-SGD (a ``gradient_fn`` over ``TfrespModel.per_example_loss``)
+Each piece is per-example, so DP-SGD (a ``gradient_fn`` over ``ResponsibleModel.per_example_loss``)
 clips the gradient of the *adversarial* loss of each example:
 
 * :func:`madry_transform` -> ``Contribution.input_transform``: replace (a ``mix`` fraction of) the
   batch by PGD adversarial examples and train on them (Madry et al. 2018).
 * :func:`trades_term` -> ``Contribution.per_example_losses``: ``β · KL(f(x) ‖ f(x_adv))`` with
   ``x_adv`` maximising that KL (Zhang et al. 2019, "Theoretically Principled Trade-off between
-  Robustness and Accuracy"); the clean cross-entropy is TfrespModel's base loss.
+  Robustness and Accuracy"); the clean cross-entropy is ResponsibleModel's base loss.
 * :func:`noise_transform` -> ``Contribution.input_transform``: Gaussian noise injection
   (data augmentation baseline; Cohen, Rosenfeld & Kolter 2019 train this way for randomized smoothing).
 

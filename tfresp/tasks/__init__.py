@@ -1,6 +1,6 @@
 """Training tasks beyond plain classification: masked-LM pretraining and text-model fine-tuning.
 
-Importing :mod:`tfresp.tasks.concerns` registers the task concerns (MLM evaluation, BERT checkpoint
-and LoRA merge); the BERT model builders import it, so any run with ``model.kind: bert | checkpoint``
-has them.
+Each module registers a task or model hook (:class:`tfresp.concerns.Hook`, loaded with the built-in concerns):
+the masked-LM task (:mod:`~tfresp.tasks.mlm`), the BERT checkpoint and LoRA merge
+(:mod:`~tfresp.tasks.text_model`) and the fine-tuning recipe (:mod:`~tfresp.tasks.recipe`).
 """

@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp.concerns import Concern, Contribution, register
+from tfresp.concerns import Contribution, Hook, register_hook
 from tfresp.errors import ConfigError
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 
 MASK_RATE = 0.15
 EVAL_SEED = 7919
@@ -66,8 +66,8 @@ def token_losses(ids, logits, selected):
     return ce * selected, correct * selected
 
 
-class MlmModel(TfrespModel):
-    """:class:`TfrespModel` whose objective is the masked-LM loss of ``core`` (logits ``[B, L, vocab]``)."""
+class MlmModel(ResponsibleModel):
+    """:class:`ResponsibleModel` whose objective is the masked-LM loss of ``core`` (logits ``[B, L, vocab]``)."""
 
     def __init__(self, core, mask_id: int, vocab_size: int, special_ids: List[int], seed: int = 0,
                  mask_rate: float = MASK_RATE, **kwargs):
@@ -179,17 +179,20 @@ class MlmState:
     curve: Optional[MlmLossCurve] = None
 
 
-@register
-class MaskedLanguageModeling(Concern):
-    """The ``mlm`` task's evaluation: loss curve, perplexity and masked-token accuracy (report ``evaluation``)."""
+@register_hook
+class MaskedLanguageModeling(Hook):
+    """The ``mlm`` task's hook: the masking model, and the evaluation (loss curve, perplexity, masked-token
+    accuracy; report ``evaluation``)."""
 
     config_key = "mlm"
     report_key = "evaluation"
     State = MlmState
-    example_skip = "enabled by task: mlm on text data (tests/text/test_mlm.py)"
 
     def enabled(self, config) -> bool:
         return config.task == "mlm"
+
+    def make_model(self, ctx):
+        return MlmModel.for_run(ctx)
 
     def validate(self, ctx) -> None:
         if ctx.data.kind != "text":

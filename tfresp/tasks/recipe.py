@@ -243,35 +243,47 @@ def grouped_dataset(x, y, extras, batch_size: int, seed: int, chunk: int = 8):
     return ds.map(trim_padding, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-from tfresp.concerns import Concern, Contribution, register  # noqa: E402  (after the helpers it registers)
+from tfresp.concerns import Contribution, Hook, register_hook  # noqa: E402  (after the helpers it registers)
 
 
-@register
-class RecipeRun(Concern):
-    """Applies the recipe's run-time parts: LP stage, layer-wise learning rates, length-grouped batches."""
+def _info(ctx) -> dict:
+    return ctx.data.extra.setdefault("model_extra", {}).setdefault("recipe", {"name": ctx.config.train.recipe})
+
+
+@register_hook
+class RecipeRun(Hook):
+    """The text fine-tuning model hook: the LP stage (setup), layer-wise learning rates and length-grouped batches
+    (plan)."""
 
     config_key = "text_recipe"
     core_setup = True  # plans first: before any concern wraps the core or the optimizer
-    example_skip = "needs a BERT checkpoint on text data (tests/text/test_recipe.py)"
 
     def enabled(self, config) -> bool:
         return config.task == "classification" and config.model.kind in ("bert", "checkpoint")
 
+    def validate(self, ctx) -> None:
+        from tfresp.errors import ConfigError
+
+        cfg = ctx.config
+        if cfg.train.linear_probe and cfg.privacy is not None:
+            raise ConfigError([("train.linear_probe", True, "under privacy a non-private logistic regression "
+                                "on the private rows is outside the budget. Remedy: drop train.linear_probe")])
+        if cfg.train.linear_probe and cfg.federated is not None:
+            raise ConfigError([("train.linear_probe", True, "a central fit on every client's rows is not "
+                                "federated training. Remedy: drop train.linear_probe")])
+
+    def setup(self, ctx) -> None:
+        """LP-FT's first stage: the linear head fitted on frozen-encoder features, before any concern wraps the
+        core."""
+        info = _info(ctx)
+        if ctx.config.train.linear_probe:
+            info["linear_probe"] = linear_probe(ctx.core, ctx.data, ctx.config.seed)
+
     def plan(self, ctx) -> Contribution:
         cfg = ctx.config
         contrib = Contribution()
-        info = ctx.data.extra.setdefault("model_extra", {}).setdefault("recipe", {"name": cfg.train.recipe})
+        info = _info(ctx)
         private = cfg.privacy is not None
-        if cfg.train.linear_probe:
-            from tfresp.errors import ConfigError
-
-            if private:
-                raise ConfigError([("train.linear_probe", True, "under privacy a non-private logistic regression "
-                                    "on the private rows is outside the budget. Remedy: drop train.linear_probe")])
-            if cfg.federated is not None:
-                raise ConfigError([("train.linear_probe", True, "a central fit on every client's rows is not "
-                                    "federated training. Remedy: drop train.linear_probe")])
-            info["linear_probe"] = linear_probe(ctx.core, ctx.data, cfg.seed)
         decay = cfg.train.layer_decay
         if decay is not None and decay != 1.0:
             layers = ctx.data.extra["bert_config"].num_layers

@@ -13,19 +13,17 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp.concerns import Concern, Contribution, register
+from tfresp.concerns import Contribution, Hook, register_hook
 from tfresp.context import TextParts
 from tfresp.errors import IncompatibleModelError
 from tfresp.models import bert as bert_mod
-from tfresp.tasks import recipe  # noqa: F401  (registers the recipe's run-time concern)
 
 
-@register
-class BertModelRun(Concern):
+@register_hook
+class BertModelRun(Hook):
     """Enabled for ``model.kind`` ``bert`` / ``checkpoint``; writes ``model_extra`` and ``RUN/bert``."""
 
     config_key = "bert_model"
-    example_skip = "enabled by model.kind bert/checkpoint on text data (tests/text)"
     audit_after = ("compression",)  # saves and merges the final (stripped) core
 
     def enabled(self, config) -> bool:
