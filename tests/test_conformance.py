@@ -153,6 +153,17 @@ def _check_clipping(ctx, monkeypatch):
     assert max(raw_norms) > clip, raw_norms  # the bound is not vacuous for this run
 
 
+def test_the_registry_holds_concerns_with_a_config_section_and_hooks_are_apart():
+    from tfresp.config import RunConfig
+
+    for c in _all():
+        assert c.config_key in RunConfig.model_fields or c.Config is not None, c.config_key
+    hooks = {h.config_key for h in concerns.hooks()}
+    assert hooks == {"evaluation", "mlm", "bert_model", "text_recipe"}
+    assert not hooks & {c.config_key for c in _all()}
+    assert all(isinstance(h, concerns.Hook) for h in concerns.hooks())
+
+
 def test_every_concern_declares_an_example_or_why_not():
     for c in _all():
         assert (c.example is None) != (c.example_skip is None), (

@@ -52,22 +52,22 @@ BUILTIN_HOOKS = ("tfresp.evaluation.concern", "tfresp.tasks.mlm", "tfresp.tasks.
                  "tfresp.tasks.recipe")
 
 
+def _add(table: dict, cls, what: str):
+    inst = cls()
+    if not inst.config_key:
+        raise TypeError(f"{cls.__name__}: set `config_key` ({what})")
+    table[inst.config_key] = inst
+    return cls
+
+
 def register(concern_cls):
     """Class decorator adding a concern to the registry under its ``config_key``."""
-    inst = concern_cls()
-    if not inst.config_key:
-        raise TypeError(f"{concern_cls.__name__}: set `config_key` (the config section that turns it on)")
-    _REGISTRY[inst.config_key] = inst
-    return concern_cls
+    return _add(_REGISTRY, concern_cls, "the config section that turns it on")
 
 
 def register_hook(hook_cls):
     """Class decorator adding a task or model :class:`Hook` (not a concern: it has no config section)."""
-    inst = hook_cls()
-    if not inst.config_key:
-        raise TypeError(f"{hook_cls.__name__}: set `config_key` (the hook's name)")
-    _HOOKS[inst.config_key] = inst
-    return hook_cls
+    return _add(_HOOKS, hook_cls, "the hook's name")
 
 
 def hooks() -> List["Hook"]:
