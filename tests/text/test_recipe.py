@@ -220,4 +220,4 @@ def test_under_dp_the_recipe_reads_no_private_lengths_and_refuses_a_probe():
     cfg.train.linear_probe = True  # explicit: refused before anything is fitted
     ctx = types.SimpleNamespace(config=cfg, data=data, core=None)
     with pytest.raises(ConfigError, match="train.linear_probe"):
-        recipe.RecipeRun().plan(ctx)
+        recipe.RecipeRun().validate(ctx)  # before setup, where the probe would be fitted
