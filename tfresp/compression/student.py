@@ -228,7 +228,7 @@ def distill_text(ctx, d=None) -> dict:
     out.update(describe(student, ctx.data, proba))
     out["teacher"] = describe(ctx.core, ctx.data, ctx.predictions["test"])
     out["teacher"]["note"] = "the run's model; its accuracy is report.evaluation.test.accuracy"
-    if (ctx.report.get("evaluation") or {}).get("served"):
+    if ctx.serving.postprocess is not None:  # post-fit: the served decisions differ from the raw model's
         out["teacher"]["note"] += " (the raw model; decisions after post-processing: report.evaluation.served)"
     runs = ctx.config.compression.latency_runs if ctx.config.compression is not None else 200
     out["latency"] = paired_latency({"teacher": ctx.core, "student": student}, ctx.data.test.x,
