@@ -92,9 +92,11 @@ class PrivacyLedger(keras.callbacks.Callback):
         return state
 
     def public_state(self) -> dict:
-        """:meth:`get_state` without the secret noise seed (what the report may show)."""
+        """:meth:`get_state` without the secret noise seed (what the report may show) and without the DP
+        dataset's bookkeeping (draw tags and stream numbers are per process: a resumed run numbers them anew)."""
         state = self.get_state()
-        return {k: v for k, v in state.items() if k not in set(state.get("secret_keys", [])) | {"secret_keys"}}
+        hidden = set(state.get("secret_keys", [])) | {"secret_keys", "dp_last_tag", "dp_datasets_issued"}
+        return {k: v for k, v in state.items() if k not in hidden}
 
     def set_state(self, state: dict) -> None:
         self.accountant.load_state_dict(state["accountant"])
