@@ -242,3 +242,41 @@ def test_spend_params_rederive_with_the_truncation_delta():
     acc = accounting.make_dp_accountant("pld")
     acc.compose(event_from_params("dp_sgd", params))
     assert acc.get_epsilon(1e-4 - params["delta"]) == pytest.approx(private.ledger.epsilon, rel=1e-9)
+
+
+# -- the canary audit catches a broken mechanism -------------------------------------------------------
+def _audited_run(monkeypatch, broken=None):
+    """A DP-SGD run at ε = 3 with the default gradient canaries; ``broken`` rewires the mechanism on purpose."""
+    from tfresp.privacy import canary, clipping
+
+    if broken is not None:
+        real = clipping.make_gradient_fn
+
+        def rigged(mode, l2_norm_clip, noise_multiplier, **kw):
+            clip, sigma = broken(l2_norm_clip, noise_multiplier)
+            return real(mode, clip, sigma, **kw)
+
+        monkeypatch.setattr(clipping, "make_gradient_fn", rigged)
+    x, y = _data(n=1000)
+    from tfresp.privacy.dpsgd import DPSGD
+
+    dp = DPSGD(num_examples=len(y), batch_size=50, epochs=3, target_epsilon=3.0, delta=1e-5,
+               gradient_canaries=canary.GRADIENT_CANARIES)
+    model = dp.attach(_core())
+    model.compile(keras.optimizers.SGD(0.05), CE)
+    model.fit(dp.dataset(x, y), epochs=3, verbose=0)
+    assert dp.steps == 3 * dp.steps_per_epoch
+    return dp.canaries.audit(dp.epsilon, 1e-5), dp.epsilon
+
+
+def test_gradient_canaries_pass_a_correct_run(monkeypatch):
+    audit, eps = _audited_run(monkeypatch)
+    assert eps <= 3.0 and audit["epsilon_lower_bound"] <= eps and not audit["exceeds_claim"]
+
+
+@pytest.mark.parametrize("broken", [lambda c, s: (c, 0.0),              # the noise forgotten
+                                    lambda c, s: (1000 * c, s / 1000)],  # clipping at 1000, noise for C
+                         ids=["noise_off", "clip_1000"])
+def test_gradient_canaries_catch_a_broken_mechanism(monkeypatch, broken):
+    audit, eps = _audited_run(monkeypatch, broken)
+    assert audit["exceeds_claim"] and audit["epsilon_lower_bound"] > eps, audit

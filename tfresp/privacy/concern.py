@@ -148,7 +148,8 @@ class Privacy(Concern):
                    l2_norm_clip=cfg.l2_norm_clip, noise_multiplier=cfg.noise_multiplier,
                    target_epsilon=cfg.target_epsilon, accountant=cfg.accountant, sampling=cfg.sampling,
                    clipping_mode=cfg.clipping, budget=budget, static_shapes=bool(static),
-                   secrets_state=secret_state, synthetic_rows=cfg.canaries)
+                   secrets_state=secret_state, synthetic_rows=cfg.canaries,
+                   gradient_canaries=canary.GRADIENT_CANARIES if cfg.canaries else 0)
         # the builder owns the ResponsibleModel: admit it and take the chosen clipping, without wrapping it
         dp.attach(ctx.model)
         gradient_fn, ctx.model.gradient_fn = ctx.model.gradient_fn, None  # the builder applies the contribution
@@ -250,5 +251,6 @@ class Privacy(Concern):
         if cfg.canaries:
             sec.setdefault("audit", {})["canary"] = canary.audit(ctx, ledger.secrets_state["canary_seed"],
                                                                  claimed_epsilon=sec["epsilon"])
+            sec["audit"]["gradient_canary"] = dp.canaries.audit(sec["epsilon"], budget.delta)
         sec["plots"] = plots
         return sec

@@ -137,6 +137,8 @@ class DPSGD:
         strategy: the tf.distribute strategy (multi-worker: every worker derives the same secret).
         synthetic_rows: at most this many synthetic rows (audit canaries) are added to the data by the caller
             (they count in the truncation bound; they are not training rows).
+        gradient_canaries: white-box gradient canaries for the audit (:class:`~tfresp.privacy.canary.
+            GradientCanaries`; 0: none). They never touch the model.
 
     Attributes:
         model, ledger, noise_multiplier, sample_rate, delta, steps_per_epoch, num_examples, clipping,
@@ -148,7 +150,7 @@ class DPSGD:
                  delta: Optional[float] = None, accountant: str = "pld", sampling: str = "poisson",
                  clipping_mode: str = "auto", noise_seed: Optional[int] = None, budget=None,
                  static_shapes: bool = False, secrets_state: Optional[dict] = None, strategy=None,
-                 synthetic_rows: int = 0):
+                 synthetic_rows: int = 0, gradient_canaries: int = 0):
         problems = []
         if num_examples is None or int(num_examples) < 2:
             problems.append(("num_examples", num_examples, "DP-SGD needs at least two training rows"))
@@ -236,6 +238,11 @@ class DPSGD:
             shared = shared_secret(strategy) if strategy is not None else None
             secret = shared if shared is not None else _secrets.randbits(62)
         self._make_variables(secret, cap)
+        self.canaries = None
+        if gradient_canaries:
+            from tfresp.privacy.canary import GradientCanaries
+
+            self.canaries = GradientCanaries(gradient_canaries, self.noise_seed, self.sample_rate)
         self.datasets_issued = 0
         self._next_tag = 1
         self.model = None
@@ -302,7 +309,8 @@ class DPSGD:
 
         expected = self.sample_rate * self.num_examples if self.sampling == "poisson" else None
         inner = clipping.make_gradient_fn(mode, self.l2_norm_clip, self.noise_multiplier,
-                                          expected_batch_size=expected, seed=self.noise_seed, counter=self.step)
+                                          expected_batch_size=expected, seed=self.noise_seed, counter=self.step,
+                                          canaries=self.canaries)
         dp = self
 
         def guarded(model, x, y, side):
@@ -481,8 +489,11 @@ class DPSGD:
 
     # -- state (checkpointed with the ledger) ---------------------------------------------------------
     def get_state(self) -> dict:
-        return {"dp_step": self.steps, "dp_last_tag": int(self.last_tag.numpy()),
-                "dp_datasets_issued": self.datasets_issued}
+        state = {"dp_step": self.steps, "dp_last_tag": int(self.last_tag.numpy()),
+                 "dp_datasets_issued": self.datasets_issued}
+        if self.canaries is not None:
+            state.update(self.canaries.get_state())
+        return state
 
     def set_state(self, state: dict) -> None:
         if "dp_step" in state:
@@ -492,6 +503,8 @@ class DPSGD:
             self._next_tag = int(state["dp_last_tag"]) + 1
         if "dp_datasets_issued" in state:
             self.datasets_issued = int(state["dp_datasets_issued"])
+        if self.canaries is not None:
+            self.canaries.set_state(state)
 
     def check_model(self, model) -> None:
         """Refuse (at fit time) a model whose class overrides ``train_step`` (see :meth:`attach`)."""

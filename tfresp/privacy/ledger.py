@@ -95,7 +95,8 @@ class PrivacyLedger(keras.callbacks.Callback):
         """:meth:`get_state` without the secret noise seed (what the report may show) and without the DP
         dataset's bookkeeping (draw tags and stream numbers are per process: a resumed run numbers them anew)."""
         state = self.get_state()
-        hidden = set(state.get("secret_keys", [])) | {"secret_keys", "dp_last_tag", "dp_datasets_issued"}
+        hidden = set(state.get("secret_keys", [])) | {"secret_keys", "dp_last_tag", "dp_datasets_issued",
+                                                          "dp_gradient_canary_scores"}
         return {k: v for k, v in state.items() if k not in hidden}
 
     def set_state(self, state: dict) -> None:
