@@ -130,12 +130,13 @@ def test_the_step_books_itself_without_the_ledger_callback():
     private = make_private(_core(), num_examples=len(y), batch_size=16, epochs=2, noise_multiplier=1.0, delta=1e-3)
     private.model.compile("adam", CE)
     keras.Model.fit(private.model, private.dataset(x, y), epochs=2, verbose=0)  # Keras' own fit, no callback
-    assert private.steps == 2 * private.steps_per_epoch
+    eps = private.ledger.epsilon
+    steps = 2 * private.steps_per_epoch
+    assert private.ledger.accountant.steps == steps
     oracle = dp_accounting.pld.PLDAccountant()
     oracle.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-        16 / len(y), dp_accounting.GaussianDpEvent(1.0)), private.steps))
-    assert private.ledger.epsilon == pytest.approx(oracle.get_epsilon(1e-3), rel=0.02)
-    assert private.ledger.epsilon > 0
+        16 / len(y), dp_accounting.GaussianDpEvent(1.0)), steps))
+    assert eps > 0 and eps == pytest.approx(oracle.get_epsilon(1e-3), rel=0.02)
 
 
 def test_budget_stop_is_exact_with_steps_per_execution():
@@ -146,10 +147,10 @@ def test_budget_stop_is_exact_with_steps_per_execution():
     private = make_private(_core(), num_examples=len(y), batch_size=20, epochs=5, noise_multiplier=sigma,
                            target_epsilon=target, delta=delta)
     private.model.compile(keras.optimizers.SGD(0.1), CE, steps_per_execution=8)
-    hist = private.model.fit(private.dataset(x, y), epochs=5, verbose=0).history
-    assert private.steps == cap, (private.steps, cap)
-    assert int(private.model.optimizer.iterations.numpy()) == cap  # no update past the cap
+    hist = private.model.fit(private.dataset(x, y), epochs=5, callbacks=[private.ledger], verbose=0).history
     assert private.ledger.epsilon <= target and private.ledger.stopped_early
+    assert private.ledger.accountant.steps == cap, (private.ledger.accountant.steps, cap)
+    assert int(private.model.optimizer.iterations.numpy()) == cap  # no update past the cap
     assert len(hist["loss"]) < 5
     with pytest.raises(tfresp.BudgetExhaustedError):
         private.model.fit(private.dataset(x, y), epochs=1, verbose=0)
@@ -280,3 +281,21 @@ def test_gradient_canaries_pass_a_correct_run(monkeypatch):
 def test_gradient_canaries_catch_a_broken_mechanism(monkeypatch, broken):
     audit, eps = _audited_run(monkeypatch, broken)
     assert audit["exceeds_claim"] and audit["epsilon_lower_bound"] > eps, audit
+
+
+def test_config_jit_compile_uses_static_shapes_and_report_check_rederives(tmp_path):
+    """`train.jit_compile: true` under `privacy:` trains on fixed-size batches, compiles the step once, and
+    `report --check` re-derives ε with the truncation δ recorded in the DP-SGD spend."""
+    from tests.conftest import tiny_adult
+    from tfresp.privacy import verify
+
+    res = tfresp.fit(tiny_adult(privacy={"target_epsilon": 3.0, "audit": False}, train={"jit_compile": True}),
+                     out=tmp_path / "run", quiet=True)
+    sec = res.report["privacy"]
+    dp = res.context.own("privacy").dp
+    assert sec["batch_max"] == dp.batch_max > 128 and sec["truncation"]["delta"] > 0
+    spend = next(s for s in sec["budget"]["spends"] if s["source"] == "privacy.dp_sgd")
+    assert spend["params"]["delta"] == sec["truncation"]["delta"] and spend["params"]["batch_max"] == dp.batch_max
+    assert verify.problems(res.report) == []
+    assert res.context.model.train_function.experimental_get_tracing_count() == 1
+    assert sec["epsilon"] <= 3.0

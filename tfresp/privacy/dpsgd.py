@@ -429,6 +429,7 @@ class DPSGD:
         q = tf.constant(self.sample_rate, tf.float32)
         bmax = self.batch_max
 
+        @tf.autograph.experimental.do_not_convert
         def draw(s, tag):
             u = tf.random.stateless_uniform([n], seed=tf.stack([s, tf.constant(seed, tf.int64)]))
             idx = tf.where(u < q)[:, 0]
