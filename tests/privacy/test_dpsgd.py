@@ -283,6 +283,7 @@ def test_gradient_canaries_catch_a_broken_mechanism(monkeypatch, broken):
     assert audit["exceeds_claim"] and audit["epsilon_lower_bound"] > eps, audit
 
 
+@pytest.mark.slow  # a whole tfresp.fit with XLA compilation: ~1-3 min on 2 shared cores
 def test_config_jit_compile_uses_static_shapes_and_report_check_rederives(tmp_path):
     """`train.jit_compile: true` under `privacy:` trains on fixed-size batches, compiles the step once, and
     `report --check` re-derives ε with the truncation δ recorded in the DP-SGD spend."""
