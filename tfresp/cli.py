@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render a run's report from report.json")
     r.add_argument("run", help=_RUN_HELP)
     r.add_argument("--check", action="store_true",
-                   help="check the release gates: exit 1 if a gate fails, 2 if the run cannot be checked "
-                        "(missing or invalid report, unknown gate)")
+                   help="check the release gates: exit 1 if a gate fails; exit 2 if the run cannot be checked "
+                        "(missing or invalid report, malformed gate) or its privacy epsilon does not re-derive "
+                        "from the recorded mechanisms")
     r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")
     c = sub.add_parser("compare", help="compare two runs side by side")
