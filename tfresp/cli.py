@@ -173,6 +173,11 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("tfresp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tfresp configs | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # an internal error: show the traceback, exit 3
         traceback.print_exc()
         print("tfresp: internal error (exit 3); please report it with the traceback above", file=sys.stderr)
