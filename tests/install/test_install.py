@@ -135,3 +135,25 @@ def test_python_api_dp_fit_prints_phase_lines_and_no_library_noise(tmp_path, cap
         assert line in err, err[-3000:]
     for noise in ("failed to converge", "XNNPACK", "WARNING:tensorflow", "WARNING:absl"):
         assert noise not in err, err[-3000:]
+
+
+def test_ci_tf220_constraints_move_only_tensorflow_packages_and_stay_in_range():
+    """.ci/run's TensorFlow 2.20 leg: constraints.txt with TensorFlow's own packages at 2.20, inside setup.cfg."""
+    import configparser
+    import re
+
+    from packaging.requirements import Requirement
+
+    proc = subprocess.run(["sed", "-f", str(REPO / ".ci" / "tf2.20.sed"), str(REPO / "constraints.txt")],
+                          capture_output=True, text=True, check=True)
+    before = (REPO / "constraints.txt").read_text().splitlines()
+    after = proc.stdout.splitlines()
+    changed = {a.split("==")[0]: b.split("==")[1] for a, b in zip(before, after) if a != b}
+    assert changed == {"tensorflow": "2.20.0", "tf_keras": "2.20.1", "tensorflow-text": "2.20.1",
+                       "tensorboard": "2.20.0"}
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    reqs = {re.sub(r"[-_.]+", "-", Requirement(r).name).lower(): Requirement(r)
+            for r in cfg["options"]["install_requires"].splitlines() if r.strip() and not r.strip().startswith("#")}
+    for name, version in changed.items():
+        assert reqs[re.sub(r"[-_.]+", "-", name).lower()].specifier.contains(version), name
