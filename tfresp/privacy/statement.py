@@ -55,19 +55,6 @@ def releases(sec: dict) -> List[Dict[str, object]]:
     return list(rows.values())
 
 
-def _grouped_items(items: List[str]) -> str:
-    """``a.b.x, a.b.y, c`` -> ``a.b.{x, y}; c`` (one prefix per family of per-column items)."""
-    families: Dict[str, List[str]] = {}
-    for it in items:
-        head, _, tail = it.rpartition(".")
-        families.setdefault(head if head and tail else it, []).append(tail if head and tail else "")
-    out = []
-    for head, tails in families.items():
-        tails = [t for t in tails if t]
-        out.append(f"{head}.{{{', '.join(tails)}}}" if len(tails) > 1 else (f"{head}.{tails[0]}" if tails else head))
-    return "; ".join(out)
-
-
 def _source_of(detail: str) -> str:
     return str(detail).split(" (", 1)[0]
 
@@ -112,7 +99,8 @@ def statement(sec: dict) -> str:
         by_source: Dict[str, List[str]] = {}
         for c in dp:
             by_source.setdefault(_source_of(c["detail"]), []).append(c["item"])
-        text += " Covered by DP: " + "; ".join(f"{_grouped_items(items)} (by {src})"
+        # full item names (searchable), each release's parameters once in the table, not after every item
+        text += " Covered by DP: " + "; ".join(f"{', '.join(items)} (by {src})"
                                                for src, items in by_source.items()) + "."
     public = [c for c in cov if c["status"] == "public"]
     text += (" Treated as public (not protected): the number of training rows n and, where reported, the sizes of "
