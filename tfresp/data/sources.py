@@ -226,13 +226,7 @@ def load_memory(data):
     elif isinstance(data, dict):
         df = pd.DataFrame(data)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        if x.ndim != 2:
-            raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
-        if len(x) != len(y):
-            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
-        df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-        df["label"] = y
+        df = _frame_of_xy(*data)
     else:
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
@@ -244,6 +238,49 @@ def load_memory(data):
         hashed = pd.util.hash_pandas_object(df.astype(str), index=False)
     digest = _sha256(hashed.values.tobytes())
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
+
+
+def _label_vector(y) -> np.ndarray:
+    """``y`` as one label per row; a one-hot or multi-column ``y`` is refused with the remedy."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if y.ndim == 2:
+        one_hot = np.issubdtype(y.dtype, np.number) and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+        what = "one-hot" if one_hot else "multi-column (multi-label or multi-output)"
+        remedy = ("pass class ids, e.g. y.argmax(axis=1), or the class names" if one_hot else
+                  "tfresp trains single-label classifiers: pass one label column")
+        raise DataError(f"Invalid value for `data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
+                        f"dimensions. Remedy: {remedy}")
+    if y.ndim != 1:
+        raise DataError(f"Invalid value for `data`: y must hold one label per row. Received: shape={y.shape}. "
+                        "Remedy: pass a 1-D array of labels")
+    return y
+
+
+def _frame_of_xy(x, y) -> pd.DataFrame:
+    """``(X, y)`` as one frame with the label in column ``label``: a DataFrame ``X`` keeps its column names (so
+    ``data.sensitive`` / ``data.features`` can name them); an array ``X`` gets ``x0..x{n-1}``."""
+    y = _label_vector(y)
+    if isinstance(x, pd.DataFrame):
+        if "label" in [str(c) for c in x.columns]:
+            raise DataError("Invalid value for `data`: X already has a column named 'label', the name tfresp gives "
+                            "y. Received: (DataFrame, y). Remedy: rename that column, or pass one DataFrame with "
+                            "data.label naming its label column")
+        if len(x) != len(y):
+            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+        df = x.reset_index(drop=True).copy()
+        df.columns = [str(c) for c in df.columns]
+        df["label"] = y
+        return df
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
+    if len(x) != len(y):
+        raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    df["label"] = y
+    return df
 
 
 def _decode_text_bytes(df: pd.DataFrame) -> None:
