@@ -298,11 +298,14 @@ def id_like_columns(frame: pd.DataFrame, columns: List[str]) -> Dict[str, str]:
         if c in dates:
             continue
         s = frame[c]
-        if s.isna().any() or s.nunique(dropna=False) != n:
+        text = (s.dtype == object and all(isinstance(v, str) for v in s)
+                and not s.str.strip().str.match(_NUMBER).all())  # numbers written as text are parsed, not IDs
+        whole = pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if not (text or whole) or s.isna().any() or s.nunique(dropna=False) != n:
             continue
-        if s.dtype == object and all(isinstance(v, str) for v in s.iloc[:1000]):
+        if text:
             out[c] = f"text unique per row ({n} distinct values in {n} rows)"
-        elif pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        else:
             v = np.sort(s.to_numpy(np.int64))
             if len(np.unique(np.diff(v))) == 1:
                 out[c] = f"whole numbers unique per row, evenly spaced ({v[0]}..{v[-1]}): row numbers"

@@ -30,11 +30,15 @@ def base_name(column: str) -> str:
 
 
 def collisions(columns: Iterable[str]) -> Dict[str, list]:
-    """``{served name: [raw columns]}`` for columns that would be served under the same name."""
+    """``{served name: [raw columns]}`` for columns that would be served under the same name.
+
+    Names with no ASCII letter or digit to keep (``年龄``, ``收入``) all become ``column``: they are numbered
+    (``column``, ``column_2``, recorded in the layout) rather than refused, as there is nothing to confuse.
+    """
     groups: Dict[str, list] = {}
     for c in columns:
         groups.setdefault(base_name(c), []).append(c)
-    return {name: cols for name, cols in groups.items() if len(cols) > 1}
+    return {name: cols for name, cols in groups.items() if len(cols) > 1 and name != "column"}
 
 
 def safe_names(columns: Iterable[str], reserved: Iterable[str] = ()) -> Dict[str, str]:

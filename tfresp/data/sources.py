@@ -203,8 +203,41 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
     except (StopIteration, csv.Error):
         header = None
     df = pd.read_csv(io.StringIO(text), sep=sep)
+    if header is not None and len(header) == len(df.columns):
+        # a trailing delimiter on every line makes an unnamed, empty last column: not data
+        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
+        if empty:
+            df = df.drop(columns=[df.columns[i] for i in empty])
+            header = [h for i, h in enumerate(header) if i not in empty]
+            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
+                                                    "the end of the lines)")
+    if sep == ";":
+        decimal = _decimal_comma(df)
+        if decimal:
+            notes["decimal_comma"] = decimal
     notes["header"] = header
     return df, notes
+
+
+_DECIMAL_COMMA = r"^[-+]?\d+,\d+$|^[-+]?\d+$"
+
+
+def _decimal_comma(df: pd.DataFrame) -> list:
+    """In a ``;``-separated file, text columns of numbers written with a decimal comma (``1,5``) become floats
+    (in place; the European convention that puts ``;`` between fields); returns the columns converted."""
+    out = []
+    for c in df.columns:
+        s = df[c]
+        if s.dtype != object:
+            continue
+        present = s.dropna()
+        if not len(present) or not all(isinstance(v, str) for v in present):
+            continue
+        text = present.str.strip()
+        if text.str.match(_DECIMAL_COMMA).all() and text.str.contains(",").any():
+            df[c] = s.map(lambda v: float(v.strip().replace(",", ".")) if isinstance(v, str) else np.nan)
+            out.append(str(c))
+    return out
 
 
 def _check_columns(df: pd.DataFrame, field: str, raw_header=None):
@@ -230,7 +263,9 @@ def load_memory(data):
     else:
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
-    _check_columns(df, "data")
+    names = [str(c) for c in df.columns]
+    _check_columns(df, "data", raw_header=names)
+    df.columns = names  # integer column names (0, 1, ...) are addressed as "0", "1" in the config
     _decode_text_bytes(df)
     try:
         hashed = pd.util.hash_pandas_object(df, index=False)
