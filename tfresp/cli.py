@@ -5,6 +5,7 @@ Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -110,10 +111,17 @@ def main(argv=None) -> int:
     if argv is None:
         _interrupt_once()
     try:
-        return _main(args)
+        code = _main(args)
     finally:
         if restore is not None:
             restore()
+    if argv is None and code == 130:
+        # interrupted, and the run has cleaned up: leave now. Interpreter shutdown would run TensorFlow's
+        # finalizers, where a pending Ctrl-C prints "Exception ignored ... KeyboardInterrupt" or kills the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return code
 
 
 def _interrupt_once() -> None:

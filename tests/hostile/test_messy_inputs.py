@@ -294,3 +294,60 @@ def test_partition_by_a_column_with_one_value_is_refused():
         partition(3, "by_column:site", f.y.to_numpy(), f, 0)
     parts = partition(2, "by_column:g", f.y.to_numpy(), frame(), 0)  # two values: two clients, one value each
     assert sorted(len(set(frame().g.to_numpy()[p])) for p in parts) == [1, 1]
+
+
+# -- found by the new-user trial ------------------------------------------------------------------------------
+def test_decimal_comma_in_a_semicolon_file_is_read_as_numbers(work):
+    df = frame()
+    text = df.assign(a=df.a.map(lambda v: f"{v:.4f}".replace(".", ","))).to_csv(index=False, sep=";")
+    (work / "d.csv").write_text(text)
+    rc, out, err = _fit_cli(work, base_config(work / "d.csv"))
+    assert rc == 0, err[-3000:]
+    spec = json.loads((work / "runs" / "r" / "preprocessing" / "tabular.json").read_text())["columns"]
+    a = next(c for c in spec if c["name"] == "a")
+    assert a["kind"] == "numeric"
+    train = _report(work)["data"]["splits"]["train"]["rows"]
+    assert abs(a["mean"]) < 0.5 and train > 100  # the parsed values (frame().a is N(0, 1)), not categories
+    assert _report(work)["data"]["source"]["decimal_comma"] == ["a"]
+
+
+@pytest.mark.parametrize("sep,name", [("\t", "d.csv"), ("|", "d.csv.gz")])
+def test_tab_and_pipe_separated_files_are_sniffed(work, sep, name):
+    import gzip
+
+    raw = frame().to_csv(index=False, sep=sep).encode()
+    (work / name).write_bytes(gzip.compress(raw) if name.endswith(".gz") else raw)
+    rc, out, err = _fit_cli(work, base_config(work / name))
+    assert rc == 0, err[-3000:]
+    assert _report(work)["data"]["features"] == ["a", "b"]
+
+
+def test_trailing_delimiter_column_is_dropped_with_a_warning(work):
+    (work / "d.csv").write_text(frame().to_csv(index=False).replace("\n", ",\n"))
+    rc, out, err = _fit_cli(work, base_config(work / "d.csv"))
+    assert rc == 0, err[-3000:]
+    rep = _report(work)
+    assert rep["data"]["features"] == ["a", "b"]
+    assert any("unnamed empty column" in w for w in rep["data"]["warnings"])
+
+
+def test_integer_column_names_are_addressed_as_text(tmp_path):
+    df = frame()
+    df.columns = [0, 1, "g", "y"]
+    run = tfresp.fit(_cfg(), data=df, out=tmp_path / "r", quiet=True)
+    assert run.report["data"]["features"] == ["0", "1"]
+
+
+def test_high_cardinality_text_column_is_warned(tmp_path):
+    df = frame()
+    df["zip"] = [f"Z{v}" for v in np.random.default_rng(4).integers(0, 2000, len(df))]
+    with pytest.warns(UserWarning, match="'zip' has .* distinct values"):
+        run = tfresp.fit(_cfg(), data=df, out=tmp_path / "r", quiet=True)
+    assert any("'zip'" in w for w in run.report["data"]["warnings"])
+
+
+def test_sensitive_nans_in_a_dataframe_series_pair_become_an_explicit_group(tmp_path):
+    df = frame()
+    df.loc[:30, "g"] = None
+    run = tfresp.fit(_cfg(), data=(df[["a", "b", "g"]], df["y"]), out=tmp_path / "r", quiet=True)
+    assert "<missing>" in run.report["data"]["splits"]["train"]["group_sizes"]["g"]

@@ -334,3 +334,24 @@ def check_extreme(frames: List[pd.DataFrame], features: List[str], declared_rang
                      "float32, whose range ends at 3.4e38; standardising them overflows)", f"{big}",
                      "rescale or log-transform those columns, or declare data.numeric_ranges for them (clipped "
                      "to the declared range)")
+
+
+HIGH_CARDINALITY_SHARE = 0.5
+HIGH_CARDINALITY_MIN = 50
+
+
+def high_cardinality(frame: pd.DataFrame, features: List[str], declared) -> List[str]:
+    """Warnings for text features with so many values (>= 50, and at least half as many as rows) that most
+    one-hot weights are learned from a row or two (zip codes, free text): the model memorises them."""
+    out = []
+    n = len(frame)
+    for c in features:
+        s = frame[c]
+        if s.dtype != object or c in (declared or {}):
+            continue
+        k = int(s.nunique(dropna=True)) if all(isinstance(v, str) for v in s.dropna().iloc[:1000]) else 0
+        if k >= HIGH_CARDINALITY_MIN and k >= HIGH_CARDINALITY_SHARE * n:
+            out.append(f"column {c!r} has {k} distinct values in {n} rows: one-hot encoded, most values are seen "
+                       "once or twice and the model memorises them; group rare values, or leave it out with "
+                       "data.features")
+    return out

@@ -118,6 +118,8 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     used = features + [c for c in [label] if c in names]
     checks.check_types(both, used, problems)
     checks.check_datetime(both, features, dc.categories, problems)
+    if config.privacy is None:  # counts of the private rows stay out of a DP run's report
+        notes["warnings"] += checks.high_cardinality(frames["train"], features, dc.categories)
     parsed = {}
     for df in frames.values():
         parsed.update(checks.parse_numeric_text(df, [c for c in features if c in df.columns], problems))
