@@ -351,3 +351,11 @@ def test_sensitive_nans_in_a_dataframe_series_pair_become_an_explicit_group(tmp_
     df.loc[:30, "g"] = None
     run = tfresp.fit(_cfg(), data=(df[["a", "b", "g"]], df["y"]), out=tmp_path / "r", quiet=True)
     assert "<missing>" in run.report["data"]["splits"]["train"]["group_sizes"]["g"]
+
+
+def test_under_dp_an_id_like_column_is_refused_not_silently_dropped(work):
+    df = frame()
+    df["ref"] = [f"C-{i:05d}" for i in range(len(df))]
+    df.to_csv(work / "d.csv", index=False)
+    _refused_cli(work, base_config(work / "d.csv", privacy={"target_epsilon": 3}), "data.features", "'ref'",
+                 "row identifiers")

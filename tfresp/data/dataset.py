@@ -83,9 +83,14 @@ def _apply_imputation(df: Optional[pd.DataFrame], fills: Dict[str, dict]):
             df[c] = df[c].astype(object).where(~mask, f["value"])
 
 
-def _feature_columns(config, names: List[str], frames: Dict[str, pd.DataFrame], notes: dict) -> List[str]:
+def _feature_columns(config, names: List[str], frames: Dict[str, pd.DataFrame], notes: dict,
+                     problems: checks.Problems) -> List[str]:
     """The feature columns: ``data.features``, or every column but the label, text, sensitive attributes and
-    ID-like columns (measured, see :func:`checks.id_like_columns`; a warning names each one excluded)."""
+    ID-like columns (measured, see :func:`checks.id_like_columns`; a warning names each one excluded).
+
+    Under DP an ID-like column is refused instead: which features the model uses must not be chosen from the
+    private rows outside the budget, so the user lists them in ``data.features``.
+    """
     dc = config.data
     if dc.text:
         return []  # a text model reads only the text column
@@ -94,6 +99,11 @@ def _feature_columns(config, names: List[str], frames: Dict[str, pd.DataFrame], 
     excluded = {dc.label} | (set() if dc.use_sensitive else set(dc.sensitive))
     features = [c for c in names if c not in excluded and all(c in df.columns for df in frames.values())]
     ids = checks.id_like_columns(frames["train"], features)
+    if ids and config.privacy is not None:
+        problems.add("data.features", f"column(s) {sorted(ids)} look like row identifiers (unique per row); under "
+                     "DP tfresp does not choose the features from the private rows", None,
+                     "list the feature columns in data.features (with or without those columns)")
+        return features
     for c, why in ids.items():
         notes["warnings"].append(f"column {c!r} looks like a row identifier ({why}) and is not used as a feature; "
                                  "list it in data.features to use it")
@@ -114,7 +124,7 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     both = pd.concat([df for df in frames.values()], ignore_index=True) if len(frames) > 1 else frames["train"]
     checks.check_privileged_groups(config, both, problems)
     notes = {"warnings": []}
-    features = _feature_columns(config, names, frames, notes)
+    features = _feature_columns(config, names, frames, notes, problems)
     used = features + [c for c in [label] if c in names]
     checks.check_types(both, used, problems)
     checks.check_datetime(both, features, dc.categories, problems)
