@@ -9,6 +9,12 @@ flags shifts too small to matter, so an effect-size floor is required (PSI 0.1 i
 Categories the served model never saw in training (it encodes them as all zeros) are counted in every window and
 raise their own alarm once they reach ``min_unseen_share`` of the window's rows (default 1%: a handful of rare
 values is reported, not alarmed).
+
+A column whose vocabulary is a DP release has a folded bucket (:mod:`tfresp.monitoring.profile`): its kept values
+and the bucket are compared as the model saw them, values named as folded in the reference are never unseen, and
+the remaining out-of-vocabulary values (those the reference held too rarely to name) alarm only when their share
+exceeds the reference's by ``min_unseen_share`` and a one-sided two-proportion test (Fisher's exact test,
+``scipy.stats.fisher_exact``) rejects equality at ``alpha``.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from tfresp.monitoring.profile import OTHER, bin_counts, category_counts
+from tfresp.monitoring.profile import FOLDED, OTHER, bin_counts, category_counts, folded_counts
 from tfresp.data.sources import as_category_strings
 
 PSI_FLOOR = 1e-4
@@ -44,25 +50,46 @@ def psi(ref: List[int], cur: List[int]) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def window_counts(profile: dict, values: pd.Series) -> List[int]:
+def window_counts(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None) -> List[int]:
     if profile["kind"] == "numeric":
         return bin_counts(pd.to_numeric(values, errors="coerce").to_numpy(np.float64), profile["edges"])
-    keep = [k for k in profile["counts"] if k != OTHER]
+    keep = [k for k in profile["counts"] if k not in (OTHER, FOLDED)]
+    if profile.get("folded") is not None:
+        return list(folded_counts(values, keep, vocab or []).values())
     return list(category_counts(values, keep).values())
 
 
-def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None) -> dict:
+def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None, ref_rows: int = 0) -> dict:
     ref = list(profile["counts"].values()) if profile["kind"] == "categorical" else profile["counts"]
-    cur = window_counts(profile, values)
+    cur = window_counts(profile, values, vocab)
     out = {"kind": profile["kind"], "p_value": chi2_pvalue(ref, cur), "psi": psi(ref, cur),
            "reference_share": _shares(ref), "window_share": _shares(cur)}
     if vocab is not None:
+        fold = profile.get("folded")
+        known = set(vocab) | set((fold or {}).get("values") or [])
         s = as_category_strings(values)
-        unseen = s[~s.isin(set(vocab))].value_counts()
+        unseen = s[~s.isin(known)].value_counts()
         if len(unseen):
             out["unseen_categories"] = {str(k): int(v) for k, v in unseen.head(20).items()}
             out["unseen_rows"] = int(unseen.sum())
+        if fold is not None:  # the reference's rate of values it held too rarely to name
+            out["unseen_reference"] = {"rows": int(fold.get("unnamed_rows", 0)), "of": int(ref_rows or sum(ref))}
     return out
+
+
+def unseen_alarm(t: dict, rows: int, alpha: float, min_unseen_share: float) -> bool:
+    """Does a column's count of unseen values raise an alarm (see the module docstring)?"""
+    k = t.get("unseen_rows") or 0
+    if not k:
+        return False
+    base = t.get("unseen_reference")
+    if base is None:
+        return k >= min_unseen_share * max(rows, 1)
+    r, n = base["rows"], max(base["of"], 1)
+    if k / max(rows, 1) - r / n < min_unseen_share:
+        return False
+    p = stats.fisher_exact([[k, max(rows - k, 0)], [r, max(n - r, 0)]], alternative="greater").pvalue
+    return bool(p < alpha)
 
 
 def _shares(counts) -> List[float]:
@@ -76,7 +103,7 @@ def window_drift(reference: dict, frame: pd.DataFrame, proba: np.ndarray, class_
     tests: Dict[str, dict] = {}
     vocab = reference.get("model_vocabulary", {})
     for col, prof in reference["features"].items():
-        tests[col] = column_drift(prof, frame[col], vocab.get(col))
+        tests[col] = column_drift(prof, frame[col], vocab.get(col), int(reference.get("rows") or 0))
     pred = reference["prediction"]
     pred_tests = {}
     if "positive_probability" in pred and proba.shape[1] == 2:
@@ -99,7 +126,7 @@ def window_drift(reference: dict, frame: pd.DataFrame, proba: np.ndarray, class_
         t["drift"] = bool(adj < alpha and t["psi"] >= min_psi)
         if t["drift"]:
             alarms.append({"type": "drift", "column": name, "psi": t["psi"], "p_adjusted": float(adj)})
-        if t.get("unseen_rows") and t["unseen_rows"] >= min_unseen_share * max(len(frame), 1):
+        if unseen_alarm(t, len(frame), alpha, min_unseen_share):
             alarms.append({"type": "unseen_category", "column": name, "rows": t["unseen_rows"],
                            "values": list(t["unseen_categories"])[:5]})
     drifted = [n for n, t in zip(names, allt) if t["drift"] and not n.startswith("prediction.")]

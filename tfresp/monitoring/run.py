@@ -14,7 +14,8 @@ from tfresp.errors import ConfigError, DataError
 from tfresp.data.sources import as_category_strings
 from tfresp.monitoring import drift as drift_mod
 from tfresp.monitoring.output import MARKER
-from tfresp.monitoring.profile import build_reference, spec_kinds_and_vocab
+from tfresp.monitoring.profile import (build_reference, dp_vocab_columns, spec_columns, spec_kinds_and_vocab,
+                                      vocabulary_provenance)
 from tfresp.monitoring.serving import column_mapping, load_signature, score
 
 MONITOR_SCHEMA = "1.0"
@@ -268,4 +269,5 @@ def _reference(run_dir, reference, signature, specs, mapping, run_report, labels
     return build_reference(frame, features=features, kinds=kinds, sensitive=sensitive, label=labels,
                            classes=classes or [str(i) for i in range(proba.shape[1])], proba=proba,
                            class_id=class_id, source=f"user-declared reference {name} ({len(frame)} rows)",
-                           vocab=vocab)
+                           vocab=vocab, folded=dp_vocab_columns(spec_columns(run_dir)),
+                           vocabulary_source=vocabulary_provenance(spec_columns(run_dir)))

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.data.dataset import make_dataset
 from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
-from tfresp.privacy import accounting, canary, clipping
+from tfresp.privacy import accounting, canary, clipping, releases
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
 from tfresp.privacy.state import PrivacyState
@@ -125,6 +125,7 @@ class Privacy(Concern):
             problems.append(("train.steps_per_execution", ctx.config.train.steps_per_execution,
                              "must be 1 under privacy: the ledger's hard budget stop acts between steps"))
         problems += canary.problems(ctx)
+        problems += releases.fit_problems(ctx)  # int8 calibration / distillation data on private rows
         if problems:
             raise ConfigError(problems)
         clipping.check_model(ctx.core)

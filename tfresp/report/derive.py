@@ -65,6 +65,32 @@ def _w(out: list, level: str, code: str, message: str) -> None:
     out.append({"level": level, "code": code, "message": message})
 
 
+def dp_preprocessing_warnings(report: dict, out: list) -> None:
+    """DP preprocessing that folded categories (values below the noisy-count threshold are encoded like unknown
+    ones) or dropped a column: by name, with the share of held-out rows affected (never of training rows)."""
+    pre = (report.get("data") or {}).get("preprocessing") or {}
+    if not isinstance(pre, dict):
+        return
+    dropped = [str(c) for c in pre.get("dropped_columns") or []]
+    if dropped:
+        _w(out, "warning", "dp_dropped_columns", "DP preprocessing dropped column(s) " + ", ".join(dropped) + ": no "
+           "value passed the noisy-count threshold, so the model ignores them for 100% of rows. Declare them in "
+           "data.categories / data.numeric_ranges, raise privacy.preprocessing_epsilon or use more rows.")
+    folded = pre.get("folded") or {}
+    for col, f in sorted((folded.get("columns") or {}).items()):
+        if col in dropped or not isinstance(f, dict):
+            continue
+        named = sorted((f.get("values") or {}).items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{v} {100 * share:.1f}%" for v, share in named[:8])
+        rest = f.get("unnamed_rows") or 0
+        _w(out, "warning", "dp_folded_categories", f"DP preprocessing folded categories of '{col}' into one "
+           f"'other' bucket (encoded like an unknown value): {100 * float(f.get('share_of_rows') or 0):.1f}% of the "
+           f"{folded.get('rows_from', 'held-out rows')}" + (f" ({shown}" + (f"; {rest} rows of rarer values"
+                                                                              if rest else "") + ")" if shown else "")
+           + ". The model cannot tell these values apart; declare the column's values in data.categories if they "
+           "matter.")
+
+
 def warnings_for(report: dict) -> list:
     """Automatic limitations: each ``{level, code, message}``; levels ``warning`` and ``info``."""
     out: list = []
@@ -109,6 +135,7 @@ def warnings_for(report: dict) -> list:
         _w(out, "info", "label_imbalance", f"Class '{c}' is {100 * v:.1f}% of the training labels; accuracy "
            "alone overstates quality, see balanced accuracy and per-class metrics.")
 
+    dp_preprocessing_warnings(report, out)
     acc_ci = ev.get("accuracy_ci")
     if isinstance(acc_ci, list) and len(acc_ci) == 2 and None not in acc_ci and acc_ci[1] - acc_ci[0] > 0.1:
         _w(out, "warning", "wide_ci", f"Test accuracy 95% CI is wide ({acc_ci[0]:.3f} to {acc_ci[1]:.3f}): "
