@@ -31,12 +31,17 @@ PSI_FLOOR = 1e-4
 
 
 def chi2_pvalue(ref: List[int], cur: List[int]) -> float:
-    """p-value of the two-sample chi-square homogeneity test (1.0 when fewer than two non-empty bins)."""
+    """p-value of the two-sample chi-square homogeneity test (1.0 when fewer than two non-empty bins).
+
+    The statistic of ``scipy.stats.chi2_contingency(table, correction=False)`` on the 2×K table, computed
+    directly (the tests check both agree): the monitor runs it for every column of every window."""
     table = np.array([ref, cur], dtype=np.float64)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 1.0
-    return float(stats.chi2_contingency(table, correction=False).pvalue)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    stat = float(((table - expected) ** 2 / expected).sum())
+    return float(stats.chi2.sf(stat, table.shape[1] - 1))
 
 
 def psi(ref: List[int], cur: List[int]) -> float:
@@ -50,31 +55,74 @@ def psi(ref: List[int], cur: List[int]) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
+class ColumnCodes:
+    """One column of a batch encoded once against its reference profile: per row, the profile bin; for a column
+    with a model vocabulary, which distinct values are unseen. Each window then only counts a slice."""
+
+    def __init__(self, profile: dict, values: pd.Series, vocab: Optional[List[str]] = None, ref_rows: int = 0):
+        self.kind = profile["kind"]
+        self.fold = profile.get("folded")
+        self.vocab = vocab
+        self.ref_rows = ref_rows
+        self.unseen_idx = None
+        if self.kind == "numeric":
+            self.ref = list(profile["counts"])
+            self.codes = np.searchsorted(np.asarray(profile["edges"], np.float64),
+                                         pd.to_numeric(values, errors="coerce").to_numpy(np.float64), side="left")
+            self.k = len(profile["edges"]) + 1
+            return
+        keys = list(profile["counts"])
+        self.ref = list(profile["counts"].values())
+        self.k = len(keys)
+        index = {k: i for i, k in enumerate(keys) if k not in (OTHER, FOLDED)}
+        other = keys.index(OTHER) if OTHER in keys else len(keys) - 1
+        folded = keys.index(FOLDED) if FOLDED in keys else other
+        inv, uniq = pd.factorize(as_category_strings(values), sort=False)
+        uniq = [str(u) for u in uniq]
+        vset = set(vocab or [])
+        binmap = np.array([index[u] if u in index else (folded if self.fold is not None and u not in vset
+                                                         else other) for u in uniq] + [other], np.int64)
+        self.codes = binmap[inv]
+        self.inv, self.uniq = inv, uniq
+        if vocab is not None:
+            known = vset | set((self.fold or {}).get("values") or [])
+            unseen = np.array([u not in known for u in uniq], bool)
+            if unseen.any():
+                self.unseen_idx = np.flatnonzero(unseen)
+
+    def drift(self, sl: slice = slice(None)) -> dict:
+        cur = np.bincount(self.codes[sl], minlength=self.k)[:self.k].tolist()
+        out = {"kind": self.kind, "p_value": chi2_pvalue(self.ref, cur), "psi": psi(self.ref, cur),
+               "reference_share": _shares(self.ref), "window_share": _shares(cur)}
+        if self.vocab is None or self.kind == "numeric":
+            return out
+        if self.unseen_idx is not None:
+            per = np.bincount(self.inv[sl], minlength=len(self.uniq))[self.unseen_idx]
+            order = np.argsort(-per, kind="stable")
+            seen = [(self.uniq[self.unseen_idx[i]], int(per[i])) for i in order if per[i] > 0]
+            if seen:
+                out["unseen_categories"] = dict(seen[:20])
+                out["unseen_rows"] = int(sum(n for _, n in seen))
+        if self.fold is not None:  # the reference's rate of values it held too rarely to name
+            out["unseen_reference"] = {"rows": int(self.fold.get("unnamed_rows", 0)),
+                                       "of": int(self.ref_rows or sum(self.ref))}
+        return out
+
+
+def encode_columns(reference: dict, frame: pd.DataFrame) -> Dict[str, ColumnCodes]:
+    """Every reference column of ``frame`` encoded once (:class:`ColumnCodes`)."""
+    vocab = reference.get("model_vocabulary", {})
+    rows = int(reference.get("rows") or 0)
+    return {col: ColumnCodes(prof, frame[col], vocab.get(col), rows) for col, prof in reference["features"].items()}
+
+
 def window_counts(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None) -> List[int]:
-    if profile["kind"] == "numeric":
-        return bin_counts(pd.to_numeric(values, errors="coerce").to_numpy(np.float64), profile["edges"])
-    keep = [k for k in profile["counts"] if k not in (OTHER, FOLDED)]
-    if profile.get("folded") is not None:
-        return list(folded_counts(values, keep, vocab or []).values())
-    return list(category_counts(values, keep).values())
+    c = ColumnCodes(profile, values, vocab)
+    return np.bincount(c.codes, minlength=c.k)[:c.k].tolist()
 
 
 def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = None, ref_rows: int = 0) -> dict:
-    ref = list(profile["counts"].values()) if profile["kind"] == "categorical" else profile["counts"]
-    cur = window_counts(profile, values, vocab)
-    out = {"kind": profile["kind"], "p_value": chi2_pvalue(ref, cur), "psi": psi(ref, cur),
-           "reference_share": _shares(ref), "window_share": _shares(cur)}
-    if vocab is not None:
-        fold = profile.get("folded")
-        known = set(vocab) | set((fold or {}).get("values") or [])
-        s = as_category_strings(values)
-        unseen = s[~s.isin(known)].value_counts()
-        if len(unseen):
-            out["unseen_categories"] = {str(k): int(v) for k, v in unseen.head(20).items()}
-            out["unseen_rows"] = int(unseen.sum())
-        if fold is not None:  # the reference's rate of values it held too rarely to name
-            out["unseen_reference"] = {"rows": int(fold.get("unnamed_rows", 0)), "of": int(ref_rows or sum(ref))}
-    return out
+    return ColumnCodes(profile, values, vocab, ref_rows).drift()
 
 
 def unseen_alarm(t: dict, rows: int, alpha: float, min_unseen_share: float) -> bool:
@@ -100,10 +148,15 @@ def _shares(counts) -> List[float]:
 def window_drift(reference: dict, frame: pd.DataFrame, proba: np.ndarray, class_id: np.ndarray, *,
                  alpha: float = 0.01, min_psi: float = 0.1, min_unseen_share: float = 0.01) -> dict:
     """Per-column and prediction drift of one window, BH-adjusted, with the alarms it raises."""
-    tests: Dict[str, dict] = {}
-    vocab = reference.get("model_vocabulary", {})
-    for col, prof in reference["features"].items():
-        tests[col] = column_drift(prof, frame[col], vocab.get(col), int(reference.get("rows") or 0))
+    return coded_window_drift(reference, encode_columns(reference, frame), slice(None), len(frame), proba, class_id,
+                              alpha=alpha, min_psi=min_psi, min_unseen_share=min_unseen_share)
+
+
+def coded_window_drift(reference: dict, coded: Dict[str, ColumnCodes], sl: slice, rows: int, proba: np.ndarray,
+                       class_id: np.ndarray, *, alpha: float = 0.01, min_psi: float = 0.1,
+                       min_unseen_share: float = 0.01) -> dict:
+    """:func:`window_drift` on the rows ``sl`` of a batch encoded once (``proba`` / ``class_id``: those rows)."""
+    tests: Dict[str, dict] = {col: c.drift(sl) for col, c in coded.items()}
     pred = reference["prediction"]
     pred_tests = {}
     if "positive_probability" in pred and proba.shape[1] == 2:
@@ -126,7 +179,7 @@ def window_drift(reference: dict, frame: pd.DataFrame, proba: np.ndarray, class_
         t["drift"] = bool(adj < alpha and t["psi"] >= min_psi)
         if t["drift"]:
             alarms.append({"type": "drift", "column": name, "psi": t["psi"], "p_adjusted": float(adj)})
-        if unseen_alarm(t, len(frame), alpha, min_unseen_share):
+        if unseen_alarm(t, rows, alpha, min_unseen_share):
             alarms.append({"type": "unseen_category", "column": name, "rows": t["unseen_rows"],
                            "values": list(t["unseen_categories"])[:5]})
     drifted = [n for n, t in zip(names, allt) if t["drift"] and not n.startswith("prediction.")]

@@ -35,15 +35,18 @@ def _read_batch(item, index: int):
 
 
 def _windows(batches: List[tuple], window: Optional[int]):
+    """``(frame of every batch, [(source, start, stop), ...])``: one window per batch, or ``window`` rows each."""
+    frame = pd.concat([df for _, df in batches], ignore_index=True) if len(batches) > 1 else batches[0][1]
+    ends = np.cumsum([len(df) for _, df in batches])
+    starts = ends - np.array([len(df) for _, df in batches])
     if window is None:
-        return [(name, df) for name, df in batches]
-    both = pd.concat([df.assign(__source__=name) for name, df in batches], ignore_index=True)
-    out = []
-    for start in range(0, len(both), window):
-        part = both.iloc[start:start + window]
-        out.append((", ".join(dict.fromkeys(part["__source__"])), part.drop(columns="__source__")
-                    .reset_index(drop=True)))
-    return out
+        return frame, [(name, int(a), int(b)) for (name, _), a, b in zip(batches, starts, ends)]
+    spans = []
+    for start in range(0, len(frame), window):
+        stop = min(start + window, len(frame))
+        names = [name for (name, _), a, b in zip(batches, starts, ends) if a < stop and b > start]
+        spans.append((", ".join(dict.fromkeys(names)), start, stop))
+    return frame, spans
 
 
 def wilson_ci(k: int, n: int, confidence: float = 0.95) -> list:
@@ -55,18 +58,49 @@ def wilson_ci(k: int, n: int, confidence: float = 0.95) -> list:
 
 
 def window_performance(y: np.ndarray, proba: np.ndarray, class_id: np.ndarray, classes: List[str]) -> dict:
-    from tfresp.evaluation.metrics import classification_metrics
+    """The window's classification metrics (those of :func:`tfresp.evaluation.metrics.classification_metrics`,
+    checked against it by the tests); binary windows are computed from the confusion counts directly."""
+    if proba.shape[1] != 2:
+        from tfresp.evaluation.metrics import classification_metrics
 
-    perf = classification_metrics(y, proba, classes, y_pred=class_id)
-    perf.pop("per_class", None)
+        perf = classification_metrics(y, proba, classes, y_pred=class_id)
+        perf.pop("per_class", None)
+    else:
+        perf = _binary_metrics(y, proba, class_id)
     perf["accuracy_ci"] = wilson_ci(int((y == class_id).sum()), len(y))
     return perf
 
 
+def _binary_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarray) -> dict:
+    n = len(y)
+    cm = np.bincount(y * 2 + pred, minlength=4)[:4].reshape(2, 2)
+    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    rec = [r for r in (tn / (tn + fp) if tn + fp else None, recall if tp + fn else None) if r is not None]
+    out = {"rows": int(n), "accuracy": (tp + tn) / n if n else 0.0, "precision": float(precision),
+           "recall": float(recall), "f1": float(f1), "balanced_accuracy": float(np.mean(rec)) if rec else 0.0}
+    pos = y == 1
+    if 0 < pos.sum() < n:  # ROC-AUC = Mann-Whitney U / (n1 n0), ties counted half (average ranks)
+        ranks = stats.rankdata(proba[:, 1])
+        n1 = int(pos.sum())
+        out["roc_auc"] = float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * (n - n1)))
+    else:
+        out["roc_auc"] = None
+    p = np.clip(proba, 1e-7, 1.0)
+    p = p / p.sum(axis=1, keepdims=True)
+    out["log_loss"] = float(-np.mean(np.log(p[np.arange(n), y]))) if n else 0.0
+    out["confusion_matrix"] = cm.tolist()
+    out["threshold"] = 0.5
+    return out
+
+
 def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_size: int, bootstrap: int,
                     seed: int) -> dict:
-    from tfresp.fairness.metrics import group_report
-
+    """Per-attribute group metrics and gaps with bootstrap CIs, as :func:`tfresp.fairness.metrics.group_report`
+    computes them (same seeded resamples, same bias-corrected intervals; the tests check both agree), from the
+    confusion counts of all resamples at once instead of one fairlearn ``MetricFrame`` per window."""
     if proba.shape[1] != 2:
         return {}
     out = {}
@@ -74,12 +108,83 @@ def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_
         if attr not in frame.columns:
             continue
         groups = as_category_strings(frame[attr]).to_numpy()
-        sec = group_report(y, (class_id == 1).astype(np.int64), proba[:, 1], groups, min_group_size=min_group_size,
-                           bootstrap=bootstrap, seed=seed)
-        out[attr] = {k: v for k, v in sec.items() if k != "by_group"} | {
-            "by_group": {g: {m: v for m, v in d.items() if not m.endswith("_ci")} for g, d in
-                         sec.get("by_group", {}).items()}}
+        out[attr] = fast_group_report(y, (class_id == 1).astype(np.int64), proba[:, 1], groups,
+                                      min_group_size=min_group_size, bootstrap=bootstrap, seed=seed)
     return out
+
+
+def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootstrap: int = 200,
+                      confidence: float = 0.95, seed: int = 0) -> dict:
+    from tfresp.fairness.metrics import (ALL_METRICS, _num, bootstrap_indices, gap_stats, group_rates,
+                                         split_by_size)
+
+    y, pred = np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64)
+    prob, groups = np.asarray(prob, np.float64), np.asarray(groups).astype(str)
+    kept, sizes, suppressed = split_by_size(groups, min_group_size)
+    y, pred, prob, groups = y[kept], pred[kept], prob[kept], groups[kept]
+    names = sorted(np.unique(groups).tolist())
+    section = {"group_sizes": sizes, "suppressed": suppressed, "min_group_size": int(min_group_size),
+               "groups": names, "rows": int(len(y)),
+               "disparate_impact_reference": "min / max selection rate across groups"}
+    if not names:
+        section["note"] = "every group is below min_group_size; nothing reported"
+        return section
+    gidx = np.searchsorted(names, groups)
+    point = group_rates(y, pred, prob, gidx, len(names))
+    by_group = {g: {"count": int(point["count"][0, j]), **{m: _num(point[m][0, j]) for m in ALL_METRICS}}
+                for j, g in enumerate(names)}
+    gaps = {}
+    if len(names) >= 2:
+        gaps = {k: _num(v[0]) for k, v in gap_stats(point).items()}
+        section.update(gaps)
+    else:
+        section["note"] = "fewer than two groups at or above min_group_size; gaps not defined"
+    if bootstrap and len(y) > 0:
+        rates = group_rates(y, pred, prob, gidx, len(names), bootstrap_indices(len(y), bootstrap, seed))
+        cols, ests, keys = [], [], []
+        for m in ALL_METRICS:
+            for j, g in enumerate(names):
+                cols.append(rates[m][:, j]), ests.append(by_group[g][m]), keys.append((g, m))
+        if gaps:
+            for k, arr in gap_stats(rates).items():
+                cols.append(arr), ests.append(section.get(k)), keys.append((None, k))
+        lo, hi, widened = bc_intervals(np.stack(cols, axis=1), ests, confidence)
+        for (g, m), a, b in zip(keys, lo, hi):
+            ci = [_num(a) if a is not None else None, _num(b) if b is not None else None]
+            if g is None:
+                section[f"{m}_ci"] = ci
+            else:
+                by_group[g][f"{m}_ci"] = ci
+        section["bootstrap"] = {"resamples": int(bootstrap), "confidence": float(confidence), "seed": int(seed),
+                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement",
+                                "ci_widened": int(widened)}
+    section["by_group"] = by_group
+    return section
+
+
+def bc_intervals(samples: np.ndarray, estimates, confidence: float):
+    """:func:`tfresp.fairness.metrics.bc_interval` for every column of ``samples`` ``[B, K]`` at once."""
+    from scipy.stats import norm
+
+    za = norm.ppf([(1 - confidence) / 2, (1 + confidence) / 2])
+    lows, highs, widened = [], [], 0
+    finite = np.isfinite(samples)
+    valid = [j for j, e in enumerate(estimates) if e is not None and np.isfinite(e) and finite[:, j].any()]
+    below = {}
+    for j in valid:
+        s = samples[finite[:, j], j]
+        b = (np.sum(s < estimates[j]) + 0.5 * np.sum(s == estimates[j])) / len(s)
+        below[j] = float(np.clip(b, 0.5 / len(s), 1 - 0.5 / len(s)))
+    z0 = dict(zip(valid, norm.ppf([below[j] for j in valid]))) if valid else {}
+    levels = {j: norm.cdf(2 * z0[j] + za) for j in valid} if valid else {}
+    for j, e in enumerate(estimates):
+        if j not in levels:
+            lows.append(None), highs.append(None)
+            continue
+        lo, hi = (float(v) for v in np.quantile(samples[finite[:, j], j], levels[j]))
+        widened += int(e < lo or e > hi)
+        lows.append(min(lo, float(e))), highs.append(max(hi, float(e)))
+    return lows, highs, widened
 
 
 def _ci_at(report: dict, metric: str):
@@ -192,24 +297,36 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
     fair_cfg = run_report.get("fairness") or {}
     min_group = int((fair_cfg.get("config") or {}).get("min_group_size", 30)) if isinstance(fair_cfg, dict) else 30
     t0 = time.perf_counter()
+    frame_all, spans = _windows(loaded, window)
+    # everything row-wise is done once for the whole batch; each window then slices and counts
+    proba_all, class_all = score(signature, specs, mapping, frame_all, "batches", batch=16384)
+    coded = drift_mod.encode_columns(ref, frame_all)
+    labelled = labels is not None
+    if labelled:
+        y_raw = frame_all[labels].astype(str)
+        codes, uniq = pd.factorize(y_raw, sort=False)
+        index = {c: k for k, c in enumerate(classes)}
+        y_all = np.array([index.get(u, -1) for u in uniq], np.int64)[codes]
+        sens_all = {a: as_category_strings(frame_all[a]).to_numpy() for a in sensitive if a in frame_all.columns}
     windows, rows = [], 0
-    for i, (source, frame) in enumerate(_windows(loaded, window)):
-        proba, class_id = score(signature, specs, mapping, frame, f"window {i}")
-        rows += len(frame)
-        w = {"index": i, "source": source, "rows": int(len(frame)),
-             "drift": drift_mod.window_drift(ref, frame, proba, class_id, alpha=alpha, min_psi=min_psi)}
+    for i, (source, start, stop) in enumerate(spans):
+        sl = slice(start, stop)
+        proba, class_id = proba_all[sl], class_all[sl]
+        rows += stop - start
+        w = {"index": i, "source": source, "rows": int(stop - start),
+             "drift": drift_mod.coded_window_drift(ref, coded, sl, stop - start, proba, class_id, alpha=alpha,
+                                                   min_psi=min_psi)}
         w["alarms"] = w["drift"].pop("alarms")
-        labelled = labels is not None
         window_report = {}
         if labelled:
-            y_raw = frame[labels].astype(str)
-            unknown = sorted(set(y_raw) - set(classes))
-            if unknown:
+            y = y_all[sl]
+            if (y < 0).any():
+                unknown = sorted(set(y_raw.iloc[start:stop][y < 0]))
                 raise DataError(f"`--labels`: window {i} has labels {unknown[:5]} the run never trained on. "
                                 f"Received: classes {classes}. Remedy: map the labels to the run's classes")
-            y = y_raw.map({c: k for k, c in enumerate(classes)}).to_numpy(np.int64)
             w["performance"] = window_performance(y, proba, class_id, classes)
-            w["fairness"] = window_fairness(frame, y, proba, class_id, sensitive, min_group, bootstrap, seed + i)
+            w["fairness"] = window_fairness(pd.DataFrame({a: v[sl] for a, v in sens_all.items()}), y, proba,
+                                            class_id, sensitive, min_group, bootstrap, seed + i)
             window_report = {"evaluation": {"test": w["performance"]}, "fairness": w["fairness"]}
         w["gates"] = window_gates(gate_texts, window_report, run_report, labelled, gate_mode)
         for g in w["gates"]["failed"]:
