@@ -89,7 +89,6 @@ def _binary_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarray) -> dict:
     else:
         out["roc_auc"] = None
     p = np.clip(proba, 1e-7, 1.0)
-    p = p / p.sum(axis=1, keepdims=True)
     out["log_loss"] = float(-np.mean(np.log(p[np.arange(n), y]))) if n else 0.0
     out["confusion_matrix"] = cm.tolist()
     out["threshold"] = 0.5
@@ -118,6 +117,7 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
     from tfresp.fairness.metrics import (ALL_METRICS, _num, bootstrap_indices, gap_stats, group_rates,
                                          split_by_size)
 
+
     y, pred = np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64)
     prob, groups = np.asarray(prob, np.float64), np.asarray(groups).astype(str)
     kept, sizes, suppressed = split_by_size(groups, min_group_size)
@@ -140,7 +140,7 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
     else:
         section["note"] = "fewer than two groups at or above min_group_size; gaps not defined"
     if bootstrap and len(y) > 0:
-        rates = group_rates(y, pred, prob, gidx, len(names), bootstrap_indices(len(y), bootstrap, seed))
+        rates = resampled_rates(y, pred, prob, gidx, len(names), bootstrap_indices(len(y), bootstrap, seed))
         cols, ests, keys = [], [], []
         for m in ALL_METRICS:
             for j, g in enumerate(names):
@@ -162,28 +162,80 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
     return section
 
 
+def resampled_rates(y, pred, prob, gidx, n_groups: int, idx: np.ndarray):
+    """:func:`tfresp.fairness.metrics.group_rates` on the resamples ``idx`` ``[B, n]``, from each row's
+    multiplicity per resample (one ``bincount``) times the rows' cell indicators (one matrix product)."""
+    from tfresp.fairness import _fairlearn as fl
+    from tfresp.fairness.metrics import _safe_div
+
+    B, n = idx.shape
+    mult = np.bincount((idx + (np.arange(B) * n)[:, None]).ravel(), minlength=B * n).reshape(B, n)
+    nb = fl.ECE_BINS
+    cells = gidx * 4 + y * 2 + pred
+    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
+    key = gidx * nb + bins
+    feats = np.zeros((n, n_groups * 4 + 2 * n_groups * nb), np.float64)
+    rows = np.arange(n)
+    feats[rows, cells] = 1.0
+    feats[rows, n_groups * 4 + key] = y
+    feats[rows, n_groups * 4 + n_groups * nb + key] = prob
+    tot = mult.astype(np.float64) @ feats
+    c = tot[:, :n_groups * 4].reshape(B, n_groups, 2, 2)
+    tn, fp, fn, tp = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
+    cnt = tn + fp + fn + tp
+    out = {
+        "selection_rate": _safe_div(tp + fp, cnt),
+        "true_positive_rate": _safe_div(tp, tp + fn),
+        "false_positive_rate": _safe_div(fp, fp + tn),
+        "false_negative_rate": _safe_div(fn, tp + fn),
+        "true_negative_rate": _safe_div(tn, fp + tn),
+        "accuracy": _safe_div(tp + tn, cnt),
+        "precision": _safe_div(tp, tp + fp),
+    }
+    sy = tot[:, n_groups * 4:n_groups * 4 + n_groups * nb].reshape(B, n_groups, nb)
+    sp = tot[:, n_groups * 4 + n_groups * nb:].reshape(B, n_groups, nb)
+    out["ece"] = _safe_div(np.abs(sy - sp).sum(axis=-1), cnt)
+    absent = cnt == 0
+    for k in out:
+        out[k] = np.where(absent, np.nan, out[k])
+    out["count"] = cnt
+    return out
+
+
 def bc_intervals(samples: np.ndarray, estimates, confidence: float):
-    """:func:`tfresp.fairness.metrics.bc_interval` for every column of ``samples`` ``[B, K]`` at once."""
+    """:func:`tfresp.fairness.metrics.bc_interval` for every column of ``samples`` ``[B, K]`` at once
+    (columns with a NaN resample, rare, take the one-column path)."""
     from scipy.stats import norm
 
-    za = norm.ppf([(1 - confidence) / 2, (1 + confidence) / 2])
-    lows, highs, widened = [], [], 0
-    finite = np.isfinite(samples)
-    valid = [j for j, e in enumerate(estimates) if e is not None and np.isfinite(e) and finite[:, j].any()]
-    below = {}
-    for j in valid:
-        s = samples[finite[:, j], j]
-        b = (np.sum(s < estimates[j]) + 0.5 * np.sum(s == estimates[j])) / len(s)
-        below[j] = float(np.clip(b, 0.5 / len(s), 1 - 0.5 / len(s)))
-    z0 = dict(zip(valid, norm.ppf([below[j] for j in valid]))) if valid else {}
-    levels = {j: norm.cdf(2 * z0[j] + za) for j in valid} if valid else {}
-    for j, e in enumerate(estimates):
-        if j not in levels:
-            lows.append(None), highs.append(None)
-            continue
-        lo, hi = (float(v) for v in np.quantile(samples[finite[:, j], j], levels[j]))
-        widened += int(e < lo or e > hi)
-        lows.append(min(lo, float(e))), highs.append(max(hi, float(e)))
+    from tfresp.fairness.metrics import bc_interval
+
+    B, K = samples.shape
+    est = np.array([np.nan if e is None else float(e) for e in estimates], np.float64)
+    lows, highs = [None] * K, [None] * K
+    widened = 0
+    full = np.isfinite(samples).all(axis=0) & np.isfinite(est)
+    for j in np.flatnonzero(~full):
+        lo, hi, w = bc_interval(samples[:, j], estimates[j], confidence)
+        lows[j], highs[j], widened = lo, hi, widened + int(w)
+    cols = np.flatnonzero(full)
+    if len(cols):
+        s, e = samples[:, cols], est[cols]
+        below = ((s < e).sum(axis=0) + 0.5 * (s == e).sum(axis=0)) / B
+        below = np.clip(below, 0.5 / B, 1 - 0.5 / B)
+        za = norm.ppf([(1 - confidence) / 2, (1 + confidence) / 2])
+        levels = norm.cdf(2 * norm.ppf(below)[:, None] + za[None, :])  # [k, 2]
+        srt = np.sort(s, axis=0)
+        pos = levels * (B - 1)  # numpy's default ("linear") quantile
+        lo_i = np.clip(np.floor(pos).astype(np.int64), 0, B - 1)
+        hi_i = np.clip(lo_i + 1, 0, B - 1)
+        t = pos - lo_i
+        k = np.arange(len(cols))[:, None]
+        a, b = srt[lo_i, k], srt[hi_i, k]
+        q = np.where(t >= 0.5, b - (b - a) * (1 - t), a + (b - a) * t)
+        for n_, j in enumerate(cols):
+            lo, hi = float(q[n_, 0]), float(q[n_, 1])
+            widened += int(e[n_] < lo or e[n_] > hi)
+            lows[j], highs[j] = min(lo, float(e[n_])), max(hi, float(e[n_]))
     return lows, highs, widened
 
 
