@@ -178,3 +178,11 @@ def test_vectorized_bootstrap_pieces_match_their_one_column_versions():
     assert lo[:-1] == pytest.approx([o[0] for o in one[:-1]], rel=1e-12)
     assert hi[:-1] == pytest.approx([o[1] for o in one[:-1]], rel=1e-12)
     assert widened == sum(int(o[2]) for o in one)
+
+
+def test_wilson_matches_scipy():
+    from tfresp.monitoring.run import wilson_ci
+
+    for k, n in ((0, 10), (10, 10), (3, 17), (1700, 2000), (1, 1)):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_ci(k, n) == pytest.approx([ci.low, ci.high], rel=1e-12, abs=1e-15)

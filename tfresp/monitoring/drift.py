@@ -14,7 +14,8 @@ A column whose vocabulary is a DP release has a folded bucket (:mod:`tfresp.moni
 and the bucket are compared as the model saw them, values named as folded in the reference are never unseen, and
 the remaining out-of-vocabulary values (those the reference held too rarely to name) alarm only when their share
 exceeds the reference's by ``min_unseen_share`` and a one-sided two-proportion test (Fisher's exact test,
-``scipy.stats.fisher_exact``) rejects equality at ``alpha``.
+``scipy.stats.fisher_exact``), adjusted with the window's drift tests (one Benjamini–Hochberg family), rejects
+equality at ``alpha``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from tfresp.monitoring.profile import FOLDED, OTHER, bin_counts, category_counts, folded_counts
 from tfresp.data.sources import as_category_strings
@@ -41,7 +42,7 @@ def chi2_pvalue(ref: List[int], cur: List[int]) -> float:
         return 1.0
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     stat = float(((table - expected) ** 2 / expected).sum())
-    return float(stats.chi2.sf(stat, table.shape[1] - 1))
+    return float(special.chdtrc(table.shape[1] - 1, stat))  # = scipy.stats.chi2.sf, without its wrapper
 
 
 def psi(ref: List[int], cur: List[int]) -> float:
@@ -125,19 +126,28 @@ def column_drift(profile: dict, values: pd.Series, vocab: Optional[List[str]] = 
     return ColumnCodes(profile, values, vocab, ref_rows).drift()
 
 
+def unseen_pvalue(t: dict, rows: int) -> Optional[float]:
+    """One-sided p-value that a DP column's unseen share exceeds the reference's (None without a folded bucket)."""
+    base = t.get("unseen_reference")
+    if base is None:
+        return None
+    k = t.get("unseen_rows") or 0
+    r, n = base["rows"], max(base["of"], 1)
+    return float(stats.fisher_exact([[k, max(rows - k, 0)], [r, max(n - r, 0)]], alternative="greater").pvalue)
+
+
 def unseen_alarm(t: dict, rows: int, alpha: float, min_unseen_share: float) -> bool:
-    """Does a column's count of unseen values raise an alarm (see the module docstring)?"""
+    """Does a column's count of unseen values raise an alarm (see the module docstring)? A DP column needs its
+    BH-adjusted p-value (``unseen_p_adjusted``, set by :func:`coded_window_drift`) below ``alpha``."""
     k = t.get("unseen_rows") or 0
     if not k:
         return False
     base = t.get("unseen_reference")
     if base is None:
         return k >= min_unseen_share * max(rows, 1)
-    r, n = base["rows"], max(base["of"], 1)
-    if k / max(rows, 1) - r / n < min_unseen_share:
+    if k / max(rows, 1) - base["rows"] / max(base["of"], 1) < min_unseen_share:
         return False
-    p = stats.fisher_exact([[k, max(rows - k, 0)], [r, max(n - r, 0)]], alternative="greater").pvalue
-    return bool(p < alpha)
+    return bool(t.get("unseen_p_adjusted", 1.0) < alpha)
 
 
 def _shares(counts) -> List[float]:
@@ -171,8 +181,14 @@ def coded_window_drift(reference: dict, coded: Dict[str, ColumnCodes], sl: slice
                            "window_share": _shares(cur_cls), "reference_share": _shares(ref_cls)}
     names = list(tests) + [f"prediction.{k}" for k in pred_tests]
     allt = list(tests.values()) + list(pred_tests.values())
-    pvals = np.array([t["p_value"] for t in allt], np.float64)
+    # the unseen-share tests of DP columns join the window's family of tests (one BH adjustment)
+    extra = [(t, unseen_pvalue(t, rows)) for t in tests.values() if t.get("unseen_rows")]
+    extra = [(t, p) for t, p in extra if p is not None]
+    pvals = np.array([t["p_value"] for t in allt] + [p for _, p in extra], np.float64)
     adjusted = stats.false_discovery_control(pvals, method="bh") if len(pvals) else pvals
+    for (t, p), adj in zip(extra, adjusted[len(allt):]):
+        t["unseen_p_value"], t["unseen_p_adjusted"] = p, float(adj)
+    adjusted = adjusted[:len(allt)]
     alarms = []
     for name, t, adj in zip(names, allt, adjusted):
         t["p_adjusted"] = float(adj)

@@ -50,11 +50,17 @@ def _windows(batches: List[tuple], window: Optional[int]):
 
 
 def wilson_ci(k: int, n: int, confidence: float = 0.95) -> list:
-    """Wilson score interval of a proportion (scipy's ``binomtest(...).proportion_ci``)."""
+    """Wilson score interval of a proportion, in closed form (equal to scipy's
+    ``binomtest(k, n).proportion_ci(method="wilson")``; the tests check it)."""
     if n == 0:
         return [None, None]
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return [float(ci.low), float(ci.high)]
+    from scipy.special import ndtri
+
+    z = float(ndtri(0.5 + confidence / 2))
+    p = k / n
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [float(max(center - half, 0.0)), float(min(center + half, 1.0))]
 
 
 def window_performance(y: np.ndarray, proba: np.ndarray, class_id: np.ndarray, classes: List[str]) -> dict:
@@ -104,9 +110,14 @@ def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_
         return {}
     out = {}
     for attr in attributes:
-        if attr not in frame.columns:
+        if isinstance(frame, dict):  # {attribute: (integer codes of the window, their labels)}, encoded once
+            if attr not in frame:
+                continue
+            groups = frame[attr]
+        elif attr not in frame.columns:
             continue
-        groups = as_category_strings(frame[attr]).to_numpy()
+        else:
+            groups = as_category_strings(frame[attr]).to_numpy()
         out[attr] = fast_group_report(y, (class_id == 1).astype(np.int64), proba[:, 1], groups,
                                       min_group_size=min_group_size, bootstrap=bootstrap, seed=seed)
     return out
@@ -114,22 +125,33 @@ def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_
 
 def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootstrap: int = 200,
                       confidence: float = 0.95, seed: int = 0) -> dict:
-    from tfresp.fairness.metrics import (ALL_METRICS, _num, bootstrap_indices, gap_stats, group_rates,
-                                         split_by_size)
-
+    """``groups``: a label per row, or ``(integer codes, labels)`` (the labels of the codes)."""
+    from tfresp.fairness.metrics import ALL_METRICS, _num, bootstrap_indices, gap_stats, group_rates
 
     y, pred = np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64)
-    prob, groups = np.asarray(prob, np.float64), np.asarray(groups).astype(str)
-    kept, sizes, suppressed = split_by_size(groups, min_group_size)
-    y, pred, prob, groups = y[kept], pred[kept], prob[kept], groups[kept]
-    names = sorted(np.unique(groups).tolist())
+    prob = np.asarray(prob, np.float64)
+    if isinstance(groups, tuple):
+        codes, labels = groups
+    else:
+        codes, labels = pd.factorize(pd.Series(np.asarray(groups).astype(str)), sort=False)
+    labels = [str(v) for v in labels]
+    counts = np.bincount(codes, minlength=len(labels))
+    present = sorted((labels[c], int(counts[c]), c) for c in np.flatnonzero(counts))
+    sizes = {g: n for g, n, _ in present}
+    suppressed = {g: n for g, n in sizes.items() if n < min_group_size}
+    big = [(g, c) for g, n, c in present if n >= min_group_size]
+    names = [g for g, _ in big]
+    lookup = np.full(len(labels), -1, np.int64)
+    lookup[[c for _, c in big]] = np.arange(len(big))
+    gall = lookup[codes]
+    kept = gall >= 0
+    y, pred, prob, gidx = y[kept], pred[kept], prob[kept], gall[kept]
     section = {"group_sizes": sizes, "suppressed": suppressed, "min_group_size": int(min_group_size),
                "groups": names, "rows": int(len(y)),
                "disparate_impact_reference": "min / max selection rate across groups"}
     if not names:
         section["note"] = "every group is below min_group_size; nothing reported"
         return section
-    gidx = np.searchsorted(names, groups)
     point = group_rates(y, pred, prob, gidx, len(names))
     by_group = {g: {"count": int(point["count"][0, j]), **{m: _num(point[m][0, j]) for m in ALL_METRICS}}
                 for j, g in enumerate(names)}
@@ -163,24 +185,26 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
 
 
 def resampled_rates(y, pred, prob, gidx, n_groups: int, idx: np.ndarray):
-    """:func:`tfresp.fairness.metrics.group_rates` on the resamples ``idx`` ``[B, n]``, from each row's
-    multiplicity per resample (one ``bincount``) times the rows' cell indicators (one matrix product)."""
+    """:func:`tfresp.fairness.metrics.group_rates` on the resamples ``idx`` ``[B, n]``: each row's multiplicity per
+    resample (one ``bincount``), summed per confusion cell and per (group, calibration bin) with ``reduceat`` over
+    the rows sorted by cell (the ECE needs only Σ(y − p) per bin)."""
     from tfresp.fairness import _fairlearn as fl
     from tfresp.fairness.metrics import _safe_div
 
     B, n = idx.shape
     mult = np.bincount((idx + (np.arange(B) * n)[:, None]).ravel(), minlength=B * n).reshape(B, n)
     nb = fl.ECE_BINS
-    cells = gidx * 4 + y * 2 + pred
-    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
-    key = gidx * nb + bins
-    feats = np.zeros((n, n_groups * 4 + 2 * n_groups * nb), np.float64)
-    rows = np.arange(n)
-    feats[rows, cells] = 1.0
-    feats[rows, n_groups * 4 + key] = y
-    feats[rows, n_groups * 4 + n_groups * nb + key] = prob
-    tot = mult.astype(np.float64) @ feats
-    c = tot[:, :n_groups * 4].reshape(B, n_groups, 2, 2)
+
+    def per_key(key, size, weights=None):
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        m = mult[:, order] if weights is None else mult[:, order] * weights[order]
+        out = np.zeros((B, size), np.float64)
+        out[:, k[starts]] = np.add.reduceat(m, starts, axis=1)
+        return out
+
+    c = per_key(gidx * 4 + y * 2 + pred, n_groups * 4).reshape(B, n_groups, 2, 2)
     tn, fp, fn, tp = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
     cnt = tn + fp + fn + tp
     out = {
@@ -192,9 +216,9 @@ def resampled_rates(y, pred, prob, gidx, n_groups: int, idx: np.ndarray):
         "accuracy": _safe_div(tp + tn, cnt),
         "precision": _safe_div(tp, tp + fp),
     }
-    sy = tot[:, n_groups * 4:n_groups * 4 + n_groups * nb].reshape(B, n_groups, nb)
-    sp = tot[:, n_groups * 4 + n_groups * nb:].reshape(B, n_groups, nb)
-    out["ece"] = _safe_div(np.abs(sy - sp).sum(axis=-1), cnt)
+    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
+    gap = per_key(gidx * nb + bins, n_groups * nb, y.astype(np.float64) - prob).reshape(B, n_groups, nb)
+    out["ece"] = _safe_div(np.abs(gap).sum(axis=-1), cnt)
     absent = cnt == 0
     for k in out:
         out[k] = np.where(absent, np.nan, out[k])
@@ -348,6 +372,9 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
                   if not str(r.get("metric", "")).startswith("scorecard.")] + list(gates)
     fair_cfg = run_report.get("fairness") or {}
     min_group = int((fair_cfg.get("config") or {}).get("min_group_size", 30)) if isinstance(fair_cfg, dict) else 30
+    if labels is not None:
+        import tfresp.fairness.metrics  # noqa: F401  (start-up: imports fairlearn/scikit-learn once)
+        import tfresp.report.gates  # noqa: F401
     t0 = time.perf_counter()
     frame_all, spans = _windows(loaded, window)
     # everything row-wise is done once for the whole batch; each window then slices and counts
@@ -359,7 +386,8 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
         codes, uniq = pd.factorize(y_raw, sort=False)
         index = {c: k for k, c in enumerate(classes)}
         y_all = np.array([index.get(u, -1) for u in uniq], np.int64)[codes]
-        sens_all = {a: as_category_strings(frame_all[a]).to_numpy() for a in sensitive if a in frame_all.columns}
+        sens_all = {a: pd.factorize(as_category_strings(frame_all[a]), sort=False) for a in sensitive
+                    if a in frame_all.columns}
     windows, rows = [], 0
     for i, (source, start, stop) in enumerate(spans):
         sl = slice(start, stop)
@@ -377,7 +405,7 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
                 raise DataError(f"`--labels`: window {i} has labels {unknown[:5]} the run never trained on. "
                                 f"Received: classes {classes}. Remedy: map the labels to the run's classes")
             w["performance"] = window_performance(y, proba, class_id, classes)
-            w["fairness"] = window_fairness(pd.DataFrame({a: v[sl] for a, v in sens_all.items()}), y, proba,
+            w["fairness"] = window_fairness({a: (c[sl], u) for a, (c, u) in sens_all.items()}, y, proba,
                                             class_id, sensitive, min_group, bootstrap, seed + i)
             window_report = {"evaluation": {"test": w["performance"]}, "fairness": w["fairness"]}
         w["gates"] = window_gates(gate_texts, window_report, run_report, labelled, gate_mode)
