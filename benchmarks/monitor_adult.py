@@ -99,8 +99,9 @@ def _monitor_process(src: Path, run: Path, batch: Path, out: Path) -> dict:
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = json.loads((out / "monitor.json").read_text())
-    return {"wall_seconds": wall, "cpu_seconds": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "monitor_rows_per_second": m["throughput"]["rows_per_second"], "summary": m["summary"]}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_seconds": wall, "cpu_seconds": cpu, "monitor_rows_per_second": m["throughput"]["rows_per_second"],
+            "monitor_rows_per_cpu_second": m["throughput"].get("rows_per_cpu_second"), "summary": m["summary"]}
 
 
 def speed(run: Path, test, baseline: str, rounds: int) -> dict:

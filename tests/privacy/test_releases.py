@@ -197,3 +197,19 @@ def test_non_dp_run_keeps_plain_sha256(tmp_path):
     assert list(res.report["data"]["source"]["files"].values()) == [hashlib.sha256(data.read_bytes()).hexdigest()]
     assert not (res.run_dir / "private").exists()
     assert "label_balance" in res.report["data"]["splits"]["train"]
+
+
+def test_federated_dp_reference_names_the_training_vocabulary(tmp_path):
+    """Client-level DP run: the monitor reference holds the exact training vocabulary; its source says so and the
+    privacy statement names it as not covered; the data fingerprints are keyed."""
+    data = _csv(tmp_path / "d.csv")
+    cfg = _cfg(data, privacy=None, federated={"clients": 20, "partition": "iid", "rounds": 2,
+                                              "clients_per_round": 10, "local_batch_size": 64,
+                                              "dp": {"target_epsilon": 8.0, "clip_norm": 0.5}})
+    res = tfresp.fit(cfg, out=tmp_path / "r", quiet=True)
+    ref = json.loads((res.run_dir / "monitor" / "reference.json").read_text())
+    assert "exact values of the training rows" in ref["vocabulary_source"]
+    assert "monitor/reference.json" in res.report["privacy"]["statement"]
+    assert "not covered" in res.report["privacy"]["statement"].split("monitor/reference.json")[1]
+    assert all(v.startswith("hmac-sha256:") for v in res.report["data"]["source"]["files"].values())
+    assert "group_sizes" not in res.report["data"]["splits"]["train"]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from tfresp.monitoring.profile import FOLDED, OTHER, bin_counts, category_counts, folded_counts
+from tfresp.monitoring.profile import FOLDED, OTHER, bin_counts
 from tfresp.data.sources import as_category_strings
 
 PSI_FLOOR = 1e-4

@@ -375,7 +375,7 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
     if labels is not None:
         import tfresp.fairness.metrics  # noqa: F401  (start-up: imports fairlearn/scikit-learn once)
         import tfresp.report.gates  # noqa: F401
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     frame_all, spans = _windows(loaded, window)
     # everything row-wise is done once for the whole batch; each window then slices and counts
     proba_all, class_all = score(signature, specs, mapping, frame_all, "batches", batch=16384)
@@ -414,7 +414,7 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
         for g in w["gates"]["warnings"]:
             w["alarms"].append({"type": "gate_warning", "gate": g})
         windows.append(w)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     result = {
         "schema_version": MONITOR_SCHEMA,
         "generator": MARKER,
@@ -439,7 +439,8 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
                     "first_gate_failure_window": next((w["index"] for w in windows if w["gates"]["failed"]), None),
                     "first_drift_window": next((w["index"] for w in windows
                                                 if any(a["type"] == "drift" for a in w["alarms"])), None)},
-        "throughput": {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else None},
+        "throughput": {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else None,
+                       "cpu_seconds": cpu, "rows_per_cpu_second": rows / cpu if cpu else None},
     }
     if write:
         from tfresp.monitoring.output import write_outputs

@@ -84,8 +84,8 @@ def dp_preprocessing_warnings(report: dict, out: list) -> None:
         shown = ", ".join(f"{v} {100 * share:.1f}%" for v, share in named[:8])
         rest = f.get("unnamed_rows") or 0
         share = float(f.get("share_of_rows") or 0)
-        _w(out, "warning" if share >= 0.01 else "info", "dp_folded_categories", f"DP preprocessing folded categories of '{col}' into one "
-           f"'other' bucket (encoded like an unknown value): {100 * share:.1f}% of the "
+        _w(out, "warning" if share >= 0.01 else "info", "dp_folded_categories",
+           f"DP preprocessing folded categories of '{col}' into one 'other' bucket (encoded like an unknown value): {100 * share:.1f}% of the "
            f"{folded.get('rows_from', 'held-out rows')}" + (f" ({shown}" + (f"; {rest} rows of rarer values"
                                                                               if rest else "") + ")" if shown else "")
            + ". The model cannot tell these values apart; declare the column's values in data.categories if they "
