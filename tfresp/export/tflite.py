@@ -241,7 +241,9 @@ def private_int8_problems(config, variants, train_digests=()) -> list:
     (same sha256 as a source file), release activation ranges of private rows outside the budget: refused.
 
     Returns ``(field, value, reason)`` problems (empty when none)."""
-    if config.privacy is None or "int8" not in variants:
+    from tfresp.privacy.releases import is_dp_run
+
+    if not is_dp_run(config) or "int8" not in variants:  # example-level or client-level (federated) DP
         return []
     comp = config.compression
     source = comp.calibration if comp is not None else "train"
@@ -269,7 +271,9 @@ def calibration_rows(config, data):
     rows = comp.representative_rows if comp is not None else 200
     source = comp.calibration if comp is not None else "train"
     if source == "train":
-        if config.privacy is not None:  # backstop: fit and `tfresp export` refuse this before any work
+        from tfresp.privacy.releases import is_dp_run
+
+        if is_dp_run(config):  # backstop: fit and `tfresp export` refuse this before any work
             from tfresp.errors import ConfigError
 
             raise ConfigError(private_int8_problems(config, ["int8"]))
