@@ -118,7 +118,7 @@ def refresh_privacy_section(ctx, budget) -> None:
     sec = (getattr(ctx, "report", None) or {}).get("privacy")
     if not isinstance(sec, dict) or "budget" not in sec or "statement" not in sec:
         return
-    from tfresp.privacy.concern import statement
+    from tfresp.privacy.statement import statement
 
     sec["budget"] = budget.section()
     sec["statement"] = statement(sec)
