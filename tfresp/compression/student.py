@@ -245,5 +245,5 @@ def distill_text(ctx, d=None) -> dict:
 
 def register_student(budget, section: dict) -> None:
     """Name the student in the privacy budget's coverage list with its training source (DP runs)."""
-    budget.declare_post_processing("compression.student", "post-processing of the DP-SGD teacher: distilled on "
+    budget.declare_derived("compression.student", "post-processing of the DP-SGD teacher: distilled on "
                                    + section["data"] + "; no private row or label read")

@@ -122,7 +122,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
         summary.update(classes=[str(v) for v in categories[label]], class_counts=None)
         budget.declare_public("data.classes", f"declared in data.categories.{label}")
     elif label is not None:
-        budget.declare_post_processing("data.classes", "label values kept by preprocessing.histogram")
+        budget.declare_derived("data.classes", "label values kept by preprocessing.histogram")
     pre = TabularPreprocessor([spec[c] for c in columns])
     if pre.encoded_dim == 0:
         raise DataError("Invalid value for `privacy.preprocessing_epsilon`: no feature survives the DP "

@@ -70,7 +70,7 @@ class Explanations(Concern):
 def _covered_by_preprocessing(budget, *items) -> None:
     for item in items:
         if item is not None:
-            budget.declare_post_processing(item, "post-processing of the DP preprocessing statistics "
+            budget.declare_derived(item, "post-processing of the DP preprocessing statistics "
                                                  "(numeric means/stds, kept categories)")
 
 

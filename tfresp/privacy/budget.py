@@ -134,8 +134,8 @@ class PrivacyBudget:
         """An artifact computed from private rows outside any DP mechanism: named in the statement."""
         self._declare(Coverage(item, "not_covered", detail))
 
-    def declare_post_processing(self, item: str, detail: str) -> None:
-        """An artifact computed only from DP releases already registered (post-processing: no further cost)."""
+    def declare_derived(self, item: str, detail: str) -> None:
+        """An artifact computed only from releases already registered (post-processing of DP outputs, no cost)."""
         self._declare(Coverage(item, "dp", detail))
 
     def restore_coverage(self, entries: List[Dict[str, str]]) -> None:

@@ -205,7 +205,7 @@ def robustness_audit(ctx, cfg) -> dict:
     data = ctx.data
     space = ctx.own(Robustness).space or attack_space(data, cfg)
     if ctx.budget is not None and data.kind == "tabular":
-        ctx.budget.declare_post_processing("robustness.valid_range", "the DP/declared clip ranges of the "
+        ctx.budget.declare_derived("robustness.valid_range", "the DP/declared clip ranges of the "
                                            "preprocessing (post-processing), not the train min/max")
     n = min(cfg.eval_examples, len(data.test))
     if data.kind == "text":
