@@ -36,8 +36,8 @@ def child(args) -> None:
     import tfresp  # noqa: F401
     import tf_keras as keras
 
-    from tfresp import builder
-    from tfresp.distribute import logical_cpus
+    from tfresp.run import builder
+    from tfresp.run.distribute import logical_cpus
 
     if args.logical_cpus > 1:
         logical_cpus(args.logical_cpus)

@@ -175,7 +175,7 @@ code('''
 import glob
 
 import tfresp
-from tfresp.distribute import tpu_or_default
+from tfresp.run.distribute import tpu_or_default
 
 strategy, kind = tpu_or_default()   # TPUStrategy where TensorFlow has TPU support, else the default strategy
 print(f"strategy: {kind} ({type(strategy).__name__}), replicas: {strategy.num_replicas_in_sync}")
@@ -247,7 +247,7 @@ What it does on a TPU runtime:
 1. installs `tensorflow-tpu` 2.20 (the last TensorFlow release with a TPU wheel; tfresp accepts 2.20-2.21) and
    tfresp from `TFRESP_PIP` (the repository URL or a wheel: tfresp is not on the package index), keeping
    `tensorflow-tpu` as the only TensorFlow (tf-keras and tensorflow-text 2.20 are installed without dependencies);
-2. builds a `TPUStrategy` with `tfresp.distribute.tpu_or_default()` (the default strategy when there is no TPU);
+2. builds a `TPUStrategy` with `tfresp.run.distribute.tpu_or_default()` (the default strategy when there is no TPU);
 3. fine-tunes a BERT-family checkpoint on text with DP-SGD under that strategy (`distribute: tpu`), with
    `train.jit_compile: true`. XLA wants fixed shapes: the text is padded to `MAX_LENGTH`, and the batch dimension
    is fixed only where tfresp pads Poisson batches to a static size (masked padding rows); where a tfresp version
@@ -302,7 +302,7 @@ code('''
 import tensorflow as tf
 
 import tfresp
-from tfresp.distribute import tpu_or_default
+from tfresp.run.distribute import tpu_or_default
 
 strategy, kind = tpu_or_default()   # TPUStrategy on a TPU runtime with TPU-enabled TensorFlow, else the default
 print(f"TensorFlow {tf.__version__}; strategy: {kind} ({type(strategy).__name__}), replicas: "

@@ -231,7 +231,7 @@ def test_plan_order_puts_core_setup_first_and_the_gradient_transform_last():
 
 
 def test_run_context_has_no_string_keyed_state():
-    from tfresp.context import RunContext
+    from tfresp.run.context import RunContext
 
     ctx = RunContext(config=None, data=None, run_dir=None)
     assert not hasattr(ctx, "state")

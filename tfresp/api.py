@@ -69,7 +69,7 @@ def fit(config=None, *, model=None, data=None, out=None, overwrite: bool = False
         **kwargs: config sections or dotted keys, e.g. ``train={"epochs": 3}``, ``privacy={"target_epsilon": 3}``.
 
     Returns:
-        :class:`~tfresp.builder.RunResult` with the model, history, test metrics, report and paths.
+        :class:`~tfresp.run.builder.RunResult` with the model, history, test metrics, report and paths.
 
     Example:
         >>> result = tfresp.fit("configs/quickstart.yaml", train={"epochs": 2}, out="runs/demo")
@@ -96,13 +96,13 @@ def fit(config=None, *, model=None, data=None, out=None, overwrite: bool = False
         raise DataError(f"Invalid value for argument `data`: a tf.data.Dataset cannot be used with `privacy`. "
                         f"{DATASET_REFUSAL}. Received: data={type(data).__name__}. Remedy: pass the rows as (X, y) "
                         "arrays or a DataFrame with one record per row")
-    from tfresp import rundir  # path problems too are reported before TensorFlow is imported
+    from tfresp.run import rundir  # path problems too are reported before TensorFlow is imported
 
     protect = [cfg.data.source] + ([config] if isinstance(config, (str, os.PathLike)) else [])
     rundir.check_target(rundir.resolve_out(out if out is not None else cfg.out, cfg.name), overwrite, resume,
                         protect=protect)
     if is_dataset:
         data = dataset_to_arrays(data)
-    from tfresp.builder import build_and_run  # imports TensorFlow: after the config is known to be valid
+    from tfresp.run.builder import build_and_run  # imports TensorFlow: after the config is known to be valid
 
     return build_and_run(cfg, out=out, overwrite=overwrite, quiet=quiet, memory=data, resume=resume, model=model)

@@ -93,7 +93,7 @@ def logits_model(model, x, outputs: str = "auto"):
 
 def _proba(core, x) -> np.ndarray:
     """Class probabilities as a run computes them (``RunContext.predict_proba``: float32 softmax of the logits)."""
-    from tfresp.context import predict_proba
+    from tfresp.run.context import predict_proba
 
     return predict_proba(core, x)
 

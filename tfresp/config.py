@@ -374,7 +374,7 @@ class _StrictSafeLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: Union[str, os.PathLike]) -> dict:
-    from tfresp.io import is_regular_file
+    from tfresp.run.io import is_regular_file
 
     p = Path(path)
     if not p.exists():  # a bare name is a shipped config (`tfresp fit quickstart`); a path wins when it exists

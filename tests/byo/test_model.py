@@ -117,4 +117,4 @@ def test_batch_and_input_transform_terms_are_slotted():
     assert model.input_transform is noise.transform and model.batch_losses == [mindiff]
     with pytest.raises(tfresp.IncompatibleModelError, match="two input transforms"):
         model.add_term(tfresp.terms.AdversarialTraining(0.1, steps=2))
-    assert "TfrespModel" not in tfresp.__all__ and not hasattr(tfresp, "TfrespModel")  # one public name
+    assert "ResponsibleModel" not in tfresp.__all__ and not hasattr(tfresp, "ResponsibleModel")  # one public name

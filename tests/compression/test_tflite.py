@@ -6,7 +6,7 @@ import tf_keras as keras
 
 from tfresp.compression.masks import magnitude_mask
 from tfresp.export import tflite
-from tfresp.io import atomic_write
+from tfresp.run.io import atomic_write
 from tfresp.models.mlp import build_mlp
 
 

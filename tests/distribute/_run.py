@@ -13,9 +13,9 @@ import tensorflow as tf
 
 import tfresp  # noqa: F401
 
-from tfresp.distribute import logical_cpus
+from tfresp.run.distribute import logical_cpus
 
-from tfresp import builder
+from tfresp.run import builder
 
 cfg, out = json.loads(sys.argv[1]), sys.argv[2]
 _initial = {}

@@ -37,7 +37,7 @@ def test_shared_root_gives_the_same_secret_sequence_on_every_worker():
 def test_shared_secret_is_none_on_one_worker():
     import tensorflow as tf
 
-    from tfresp.distribute import shared_secret
+    from tfresp.run.distribute import shared_secret
 
     assert shared_secret(tf.distribute.get_strategy()) is None
 

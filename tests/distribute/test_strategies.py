@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfresp import distribute
+from tfresp.run import distribute
 from tfresp.errors import ConfigError
 from tests.distribute.helpers import run_local, run_workers
 

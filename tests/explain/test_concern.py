@@ -50,7 +50,7 @@ def test_misclassified_by_group_counts(adult_run):
 def test_config_validation():
     with pytest.raises(ConfigError):
         load_config({"explain": {"num_samples": 1}})
-    from tfresp.builder import RunContext
+    from tfresp.run.builder import RunContext
     from tfresp.concerns import get
 
     cfg = load_config({"explain": {"ig_steps": 64, "ig_max_steps": 8}})

@@ -138,7 +138,7 @@ def adult_data():
 
 def _ctx(adult_data, **over):
     cfg = load_config(tiny_adult(**over))
-    from tfresp.context import RunContext
+    from tfresp.run.context import RunContext
 
     return RunContext(config=cfg, data=adult_data, run_dir=None)
 

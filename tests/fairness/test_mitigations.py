@@ -6,7 +6,7 @@ import tf_keras as keras
 
 from tfresp.fairness import adversarial, clp, postprocess, reweigh
 from tfresp.fairness.mmd import make_mmd_loss, masked_mmd2
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 
 
 def test_kamiran_calders_weights_make_label_independent_of_group():
@@ -85,7 +85,7 @@ def test_adversary_variables_are_core_variables_and_get_trained():
     n_adv = len(holder.adversary.trainable_variables)
     assert len(wrapped.trainable_variables) == len(core.trainable_variables) + n_adv
     np.testing.assert_allclose(wrapped(x[:5]).numpy(), core(x[:5]).numpy())
-    model = TfrespModel(wrapped)
+    model = ResponsibleModel(wrapped)
     model.per_example_losses.append(adversarial.make_adversarial_loss(holder, "equalized_odds", 1.0))
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     before = [v.numpy().copy() for v in holder.adversary.trainable_variables]

@@ -85,7 +85,7 @@ def test_ten_bad_inputs_exit_2_with_one_line(tmp_path):
 
 def test_unwritable_target_as_root(tmp_path, monkeypatch):
     """Root ignores permission bits, so check the access test itself with os.access patched."""
-    from tfresp import rundir
+    from tfresp.run import rundir
     from tfresp.errors import ConfigError
 
     monkeypatch.setattr(rundir.os, "access", lambda *a, **k: False)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tfresp import rundir
+from tfresp.run import rundir
 from tfresp.errors import ConfigError
 
 

@@ -32,13 +32,13 @@ def _refused(work, args, field, *words):
 
 def _read_only(monkeypatch):
     """Simulate a read-only mount (root ignores permission bits): every atomic write fails with EROFS."""
-    import tfresp.io
+    import tfresp.run.io
 
     def refuse(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(tfresp.io, "atomic_write", refuse)
-    monkeypatch.setattr(tfresp.io, "probe_writable", lambda d: False)
+    monkeypatch.setattr(tfresp.run.io, "atomic_write", refuse)
+    monkeypatch.setattr(tfresp.run.io, "probe_writable", lambda d: False)
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ def test_failure_after_lock_before_training_leaves_nothing(work):
 
 def test_work_dir_without_checkpoint_is_removed_after_failure(tmp_path, capsys):
     """A working dir holding only secrets (no checkpoint) is not resumable: it must not outlive the run."""
-    from tfresp import checkpointing
+    from tfresp.run import checkpointing
 
     target = tmp_path / "r"
     wd = checkpointing.work_dir(target)

@@ -91,7 +91,7 @@ def test_out_path_component_too_long(work):
 
 
 def test_second_run_on_a_locked_target_names_the_first(work):
-    from tfresp import rundir
+    from tfresp.run import rundir
 
     target = (work / "runs" / "r").absolute()
     with rundir.locked(target) as run_id:
@@ -105,7 +105,7 @@ def test_second_run_on_a_locked_target_names_the_first(work):
 
 def test_lock_is_exclusive_across_threads_and_released(work):
     """An oracle for the lock itself: two holders never overlap; each waits for the other's release."""
-    from tfresp import rundir
+    from tfresp.run import rundir
     from tfresp.errors import ConfigError
 
     target = work / "runs" / "x" / "r"

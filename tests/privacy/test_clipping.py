@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import IncompatibleModelError
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.privacy import clipping
 
 C = 1.0
@@ -64,7 +64,7 @@ def max_diff(a, b):
 
 
 def test_vectorized_equals_python_loop_reference():
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     x, y, ex = batch()
     ref, ref_norms = loop_reference(model, x, y, ex, C)
     assert (ref_norms > C).any() and (ref_norms < C).any()  # both clipped and unclipped examples
@@ -75,7 +75,7 @@ def test_vectorized_equals_python_loop_reference():
 
 
 def test_ghost_equals_vectorized_and_reference():
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     x, y, ex = batch()
     ref, ref_norms = loop_reference(model, x, y, ex, C)
     ghost, _, _, gnorms = clipping.clipped_sum_ghost(model, x, y, ex, C)
@@ -86,7 +86,7 @@ def test_ghost_equals_vectorized_and_reference():
 
 
 def test_ghost_equals_vectorized_on_transformer():
-    model = TfrespModel(transformer_core())
+    model = ResponsibleModel(transformer_core())
     assert clipping.select_clipping(model)[0] == "ghost"
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(0, 50, (6, 6)), tf.int32)
@@ -100,7 +100,7 @@ def test_ghost_equals_vectorized_on_transformer():
 
 
 def test_extra_per_example_terms_are_inside_clipping():
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     model.per_example_losses.append(lambda m, x, y, logits, extras, training: 5.0 * tf.reduce_sum(logits ** 2, -1))
     mode, reason = clipping.select_clipping(model)
     assert mode == "vectorized" and "per-example loss term" in reason
@@ -116,7 +116,7 @@ def test_extra_per_example_terms_are_inside_clipping():
 
 @pytest.mark.parametrize("mode", ["ghost", "vectorized"])
 def test_gradient_fn_without_noise_is_mean_over_expected_batch(mode):
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     x, y, ex = batch(n=7)
     ref, _ = loop_reference(model, x, y, ex, C)
     fn = clipping.make_gradient_fn(mode, C, 0.0, expected_batch_size=10.0)
@@ -131,7 +131,7 @@ def test_gradient_fn_without_noise_is_mean_over_expected_batch(mode):
 
 @pytest.mark.parametrize("mode", ["ghost", "vectorized"])
 def test_any_batch_size_including_empty(mode):
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     fn = clipping.make_gradient_fn(mode, C, 0.0, expected_batch_size=4.0)
     for n in (0, 1, 3, 13):
         x, y, ex = batch(n=n) if n else (tf.zeros((0, 5)), tf.zeros((0,), tf.int64), {"sample_weight": tf.zeros(0)})
@@ -143,7 +143,7 @@ def test_any_batch_size_including_empty(mode):
 
 def test_noise_std_is_sigma_c_over_expected_batch():
     tf.random.set_seed(3)
-    model = TfrespModel(mlp_core())
+    model = ResponsibleModel(mlp_core())
     x, y, _ = batch(n=5)
     zero_w = {"sample_weight": tf.zeros(5)}  # zero loss -> the gradient is pure noise
     fn = tf.function(lambda *a: clipping.make_gradient_fn("vectorized", 2.0, 1.5, expected_batch_size=4.0)(
@@ -155,14 +155,14 @@ def test_noise_std_is_sigma_c_over_expected_batch():
 
 
 def test_selection_and_model_checks():
-    assert clipping.select_clipping(TfrespModel(mlp_core()))[0] == "ghost"
-    mode, reason = clipping.select_clipping(TfrespModel(mlp_core(dropout=True)))
+    assert clipping.select_clipping(ResponsibleModel(mlp_core()))[0] == "ghost"
+    mode, reason = clipping.select_clipping(ResponsibleModel(mlp_core(dropout=True)))
     assert mode == "vectorized" and "stochastic" in reason
     inp = keras.Input((6, 2))
     conv = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv1D(3, 2)(inp))))
-    mode, reason = clipping.select_clipping(TfrespModel(conv))
+    mode, reason = clipping.select_clipping(ResponsibleModel(conv))
     assert mode == "vectorized" and "Conv1D" in reason
-    assert clipping.select_clipping(TfrespModel(mlp_core()), "vectorized")[0] == "vectorized"
+    assert clipping.select_clipping(ResponsibleModel(mlp_core()), "vectorized")[0] == "vectorized"
     inp = keras.Input((4,))
     bn = keras.Model(inp, keras.layers.Dense(2)(keras.layers.BatchNormalization(name="bn1")(inp)))
     with pytest.raises(IncompatibleModelError, match="bn1.*LayerNormalization"):

@@ -9,12 +9,12 @@ import tf_keras as keras
 
 import tfresp
 from tests.conftest import tiny_adult
-from tfresp.builder import RunContext
+from tfresp.run.builder import RunContext
 from tfresp.concerns import Contribution
 from tfresp.config import load_config
 from tfresp.data.dataset import prepare
 from tfresp.errors import BudgetExhaustedError, ConfigError, IncompatibleModelError
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.models.registry import build_core
 from tfresp.privacy.accounting import PrivacyAccountant, compute_epsilon
 from tfresp.privacy.concern import Privacy
@@ -43,7 +43,7 @@ def _ctx(cfg_dict):
     data = prepare(cfg)
     ctx = RunContext(config=cfg, data=data, run_dir=None)
     ctx.core = build_core(cfg, data)
-    ctx.model = TfrespModel(ctx.core)
+    ctx.model = ResponsibleModel(ctx.core)
     return ctx
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import tfresp
 from tests.conftest import adult_domain, tiny_adult
-from tfresp import checkpointing
+from tfresp.run import checkpointing
 from tfresp.cli import main as cli_main
 from tfresp.fairness import reweigh
 from tfresp.privacy import canary, clipping

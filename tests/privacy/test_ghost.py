@@ -6,7 +6,7 @@ import tf_keras as keras
 
 from tests.privacy.test_clipping import batch, loop_reference, max_diff
 from tfresp.errors import IncompatibleModelError
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.privacy import clipping, ghost
 
 C = 1.0
@@ -49,7 +49,7 @@ def per_example_clipped_norms(model, x, y, ex):
 
 @pytest.mark.parametrize("calls,activation,train_head", [(2, "tanh", True), (4, "tanh", True), (4, None, False)])
 def test_reused_dense_is_exact_against_per_example_loop(calls, activation, train_head):
-    model = TfrespModel(reused_dense_core(calls, activation=activation, train_head=train_head))
+    model = ResponsibleModel(reused_dense_core(calls, activation=activation, train_head=train_head))
     mode, reason = clipping.select_clipping(model)
     assert mode == "ghost", reason
     x, y, ex = batch()
@@ -67,7 +67,7 @@ def test_reused_dense_is_exact_against_per_example_loop(calls, activation, train
 
 def test_summing_per_call_norms_would_be_caught():
     """The old rule (one squared norm per call, summed) misses the cross terms: the test above has power."""
-    model = TfrespModel(reused_dense_core(4, activation=None, train_head=False))
+    model = ResponsibleModel(reused_dense_core(4, activation=None, train_head=False))
     x, y, ex = batch()
     ex = {"sample_weight": ex["sample_weight"] * 40.0}
     _, ref_norms = loop_reference(model, x, y, ex, C)
@@ -91,7 +91,7 @@ def test_summing_per_call_norms_would_be_caught():
 
 
 def test_reused_embedding_layernorm_attention_exact():
-    model = TfrespModel(reused_mixed_core())
+    model = ResponsibleModel(reused_mixed_core())
     assert clipping.select_clipping(model)[0] == "ghost"
     rng = np.random.default_rng(0)
     x = [tf.constant(rng.integers(0, 20, (5, 4)), tf.int32), tf.constant(rng.integers(0, 20, (5, 3)), tf.int32)]
@@ -105,7 +105,7 @@ def test_reused_embedding_layernorm_attention_exact():
 
 
 def test_calls_are_restored_after_ghost_pass():
-    model = TfrespModel(reused_dense_core(2))
+    model = ResponsibleModel(reused_dense_core(2))
     x, y, ex = batch(n=3)
     clipping.clipped_sum_ghost(model, x, y, ex, C)
     assert all("call" not in l.__dict__ for l in model.core.layers)
@@ -124,7 +124,7 @@ class _Wrapper(keras.layers.Layer):
 
 def test_inexact_cases_fall_back_to_vectorized_with_reason():
     inp = keras.Input((5,))
-    custom = TfrespModel(keras.Model(inp, _Wrapper(name="wrap")(inp)))
+    custom = ResponsibleModel(keras.Model(inp, _Wrapper(name="wrap")(inp)))
     mode, reason = clipping.select_clipping(custom)
     assert mode == "vectorized" and "'wrap' (_Wrapper)" in reason
     with pytest.raises(IncompatibleModelError, match="`privacy.clipping`.*wrap.*Remedy"):
@@ -186,7 +186,7 @@ def test_einsum_dense_equations_exact(equation, out_shape, bias_axes):
     layer = keras.layers.EinsumDense(equation, out_shape, bias_axes=bias_axes, activation="tanh")
     h = layer(inp)
     h = keras.layers.Flatten()(h)
-    model = TfrespModel(keras.Model(inp, keras.layers.Dense(2)(h)))
+    model = ResponsibleModel(keras.Model(inp, keras.layers.Dense(2)(h)))
     assert clipping.select_clipping(model)[0] == "ghost"
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(5,) + in_shape), tf.float32)

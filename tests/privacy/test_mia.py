@@ -10,7 +10,7 @@ from scipy.stats import binomtest
 from tests.conftest import tiny_adult
 from tfresp.config import load_config
 from tfresp.data.dataset import make_dataset, prepare
-from tfresp.models.base import TfrespModel
+from tfresp.models.base import ResponsibleModel
 from tfresp.models.mlp import build_mlp
 from tfresp.privacy import accounting, clipping, mia
 from tfresp.privacy.sampling import poisson_dataset
@@ -82,7 +82,7 @@ def test_overfit_model_is_vulnerable_and_dp_model_is_not():
     n, b, epochs = len(data.train), 64, 15
     q, spe = b / n, math.ceil(n / b)
     sigma = accounting.calibrate_noise(1.0, 1e-3, q, epochs * spe, "rdp")
-    model = TfrespModel(build_mlp(data.input_shape[0], 2, hidden=[256, 256]))
+    model = ResponsibleModel(build_mlp(data.input_shape[0], 2, hidden=[256, 256]))
     model.gradient_fn = clipping.make_gradient_fn("ghost", 1.0, sigma, expected_batch_size=q * n)
     model.compile(keras.optimizers.Adam(3e-3))
     model.fit(poisson_dataset(data.train.x, data.train.y, {}, q, spe, seed=0), epochs=epochs, verbose=0)

@@ -81,7 +81,7 @@ def test_run_data_checks_keyed_fingerprint(dp_run, tmp_path):
     """audit/export/explain's check: the run's own file matches, an edited one does not, and without the key
     file (a shared copy of the run) the command refuses instead of skipping the check."""
     from tfresp.config import load_config
-    from tfresp.run_data import file_matches_run, verify_source
+    from tfresp.run.run_data import file_matches_run, verify_source
 
     res, data = dp_run
     run = res.run_dir
@@ -101,7 +101,7 @@ def test_run_data_checks_keyed_fingerprint(dp_run, tmp_path):
 def test_check_prepared_with_keyed_digest(dp_run):
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare, saved_preprocessor
-    from tfresp.run_data import check_prepared
+    from tfresp.run.run_data import check_prepared
 
     res, _ = dp_run
     run = res.run_dir

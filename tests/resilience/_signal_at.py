@@ -14,7 +14,8 @@ import sys
 import tfresp  # noqa: F401  (environment switches first)
 import tf_keras as keras
 
-from tfresp import builder, cli
+from tfresp import cli
+from tfresp.run import builder
 
 SIG = getattr(signal, "SIG" + sys.argv[1])
 AT = int(sys.argv[2])

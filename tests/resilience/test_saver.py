@@ -20,7 +20,7 @@ def test_checkpoint_cadence_with_steps_per_execution_and_layout(tmp_path):
                                                "steps_per_execution": 2},
            "export": {"saved_model": False}, "report": {"html": False}}
     saved = []
-    from tfresp import checkpointing
+    from tfresp.run import checkpointing
 
     orig = checkpointing.CheckpointSaver.save
 

@@ -132,7 +132,7 @@ def test_a_bpe_tokenizer_is_refused_with_a_reason(tmp_path):
 @pytest.mark.slow  # MiniLM (22.7M parameters) fine-tuned a few steps on CPU: ~30-60 s
 def test_config_fine_tunes_from_a_safetensors_dir(minilm_safetensors, tmp_path):
     from tests.conftest import TWEETS
-    from tfresp.builder import build_and_run
+    from tfresp.run.builder import build_and_run
     from tfresp.config import load_config
 
     cfg = load_config({"name": "st", "data": {"source": str(TWEETS), "text": "text", "label": "sentiment",

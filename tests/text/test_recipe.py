@@ -183,7 +183,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.mark.slow  # ~60 s measured on a loaded 2-core machine
 def test_auto_recipe_end_to_end_reports_the_recipe_and_the_baseline_line(tiny_checkpoint, tmp_path):
     from tests.conftest import TWEETS
-    from tfresp.builder import build_and_run
+    from tfresp.run.builder import build_and_run
 
     cfg = load_config({"name": "rc", "data": {"source": str(TWEETS), "text": "text", "label": "sentiment",
                                               "max_rows": 240, "split": {"test": 0.25, "validation": 0.2}},

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import TWEETS
-from tfresp.builder import build_and_run
+from tfresp.run.builder import build_and_run
 from tfresp.config import load_config
 
 DATA = {"source": str(TWEETS), "text": "text", "label": "sentiment", "max_rows": 300, "max_length": 24,

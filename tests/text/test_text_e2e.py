@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import TWEETS
-from tfresp.builder import build_and_run
+from tfresp.run.builder import build_and_run
 from tfresp.config import load_config
 from tfresp.models import bert
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TWEETS
-from tfresp.builder import build_and_run
+from tfresp.run.builder import build_and_run
 from tfresp.config import load_config
 
 

@@ -37,7 +37,7 @@ def register_audit(name: str):
 def load_run(run_dir, memory=None):
     """``(config, data, core, report)`` of a finished run; the core is a Keras model when rebuildable.
 
-    The data are re-prepared only if they are the ones the run recorded (sha256, :mod:`tfresp.run_data`);
+    The data are re-prepared only if they are the ones the run recorded (sha256, :mod:`tfresp.run.run_data`);
     ``memory`` is the DataFrame of an in-memory run."""
     import tensorflow as tf
 
@@ -46,7 +46,7 @@ def load_run(run_dir, memory=None):
     from tfresp.models.cnn import saved_model_variables
     from tfresp.models.registry import build_core
     from tfresp.report.compare import load_report
-    from tfresp.run_data import check_prepared, verify_source
+    from tfresp.run.run_data import check_prepared, verify_source
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
@@ -83,7 +83,7 @@ def load_run(run_dir, memory=None):
 
 @register_audit("robustness")
 def _robustness(run_dir, config, data, core, report):
-    from tfresp.context import compose
+    from tfresp.run.context import compose
     from tfresp.robustness.concern import robustness_audit
     from tfresp.robustness.config import RobustnessConfig
 
@@ -122,7 +122,7 @@ def audit_run(run_dir, names=None, data=None) -> dict:
     On a read-only run directory the audits still run and the updated report is returned (not written).
     """
     from tfresp.commands.report import REPORT_FILES
-    from tfresp.io import check_writable, probe_writable
+    from tfresp.run.io import check_writable, probe_writable
     from tfresp.report.writer import _jsonable, write_files
 
     names = list(names or AUDITS)
@@ -151,7 +151,7 @@ def audit_run(run_dir, names=None, data=None) -> dict:
 
 
 def run(args) -> int:
-    from tfresp.io import probe_writable
+    from tfresp.run.io import probe_writable
 
     requested = [n for n in ("robustness", "privacy", "fairness") if getattr(args, n, False)]
     writable = not Path(args.run).is_dir() or probe_writable(args.run)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfresp.errors import DataError
-from tfresp.io import atomic_write, check_writable
+from tfresp.run.io import atomic_write, check_writable
 
 MARKER = "written by tfresp compare"  # in every file it writes: other files of these names are not replaced
 

@@ -77,7 +77,7 @@ def run(args) -> int:
         from tfresp.data.dataset import prepare, saved_preprocessor
 
         from tfresp.report.compare import load_report
-        from tfresp.run_data import check_prepared, verify_source
+        from tfresp.run.run_data import check_prepared, verify_source
 
         if config.data.source == "memory":
             raise DataError(f"`--row`: this run was trained on in-memory data, whose rows are not saved with the "

@@ -35,7 +35,7 @@ def _restored_core(run_dir: Path):
 
 def _check_writable_run(run_dir: Path, files) -> None:
     """Before any work: the run dir must be writable and no destination a symlink."""
-    from tfresp.io import check_writable, probe_writable
+    from tfresp.run.io import check_writable, probe_writable
 
     check_writable(files, "RUN")
     if not probe_writable(run_dir):
@@ -48,12 +48,12 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
 
     ``data``: the DataFrame of a run trained on in-memory data (checked against the recorded digest)."""
     from tfresp.config import load_config
-    from tfresp.context import predict_proba
+    from tfresp.run.context import predict_proba
     from tfresp.data.dataset import prepare, saved_preprocessor
     from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant, private_int8_problems
     from tfresp.report.compare import load_report
     from tfresp.report.writer import _jsonable, write_files
-    from tfresp.run_data import check_prepared, verify_source
+    from tfresp.run.run_data import check_prepared, verify_source
 
     run_dir = Path(run_dir)
     bad = [v for v in variants if v not in VARIANTS]

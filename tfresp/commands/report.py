@@ -22,7 +22,7 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
 
     ``write=False`` only recomputes (``report --check`` on a read-only run directory).
     """
-    from tfresp.io import check_writable, is_read_only_error
+    from tfresp.run.io import check_writable, is_read_only_error
     from tfresp.report.compare import load_report
     from tfresp.report.derive import derive
     from tfresp.report.gates import Gate, evaluate
@@ -69,7 +69,7 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
 
 
 def run(args) -> int:
-    from tfresp.io import probe_writable
+    from tfresp.run.io import probe_writable
     from tfresp.report.gates import failure_lines
 
     if args.check:  # a privacy claim that its recorded mechanisms do not give must not pass any gate

@@ -53,7 +53,7 @@ def describe_model(core, data, runs: int, reference_proba=None) -> dict:
     from tfresp.compression.measure import gzip_size, scores
     from tfresp.compression.pruning_scheduler import kernel_sparsity
 
-    from tfresp.context import predict_proba
+    from tfresp.run.context import predict_proba
 
     proba = reference_proba if reference_proba is not None else predict_proba(core, data.test.x)
     out = {"format": "keras"}

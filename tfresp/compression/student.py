@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp.context import predict_proba
+from tfresp.run.context import predict_proba
 from tfresp.errors import ConfigError, DataError, IncompatibleModelError
 
 DEFAULT_LAYERS = 2
@@ -199,7 +199,7 @@ def distill_text(ctx, d=None) -> dict:
     """
     from tfresp.compression.distiller import Distiller
     from tfresp.models.bert import build_student
-    from tfresp.training import make_optimizer, steps_per_epoch
+    from tfresp.run.training import make_optimizer, steps_per_epoch
 
     d = d or ctx.config.compression.distill
     cfg = ctx.data.extra["bert_config"]

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfresp.compression.measure import gzip_size, latency_ms, num_rows, scores, take_rows
-from tfresp.io import atomic_write
+from tfresp.run.io import atomic_write
 
 log = logging.getLogger("tfresp")
 

@@ -93,7 +93,7 @@ class FairnessMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or len(self.names) < 2:
             return
-        from tfresp.context import predict_proba
+        from tfresp.run.context import predict_proba
 
         prob = predict_proba(getattr(self.model, "core", self.model), self.x)[:, self.positive]
         pred = (prob >= self.threshold).astype(np.int64)
@@ -563,7 +563,7 @@ def rerun_audit(run_dir, config, data, core, report) -> dict:
     import json
     from pathlib import Path
 
-    from tfresp.context import compose
+    from tfresp.run.context import compose
     from tfresp.fairness.config import FairnessConfig
 
     if config.fairness is None:

@@ -110,12 +110,12 @@ class _Node:
     def __init__(self, config_path: str, part: int, n_parts: int):
         import tempfile
 
-        from tfresp.builder import RunContext, plan, set_seed
+        from tfresp.run.builder import RunContext, plan, set_seed
         from tfresp.config import load_config
         from tfresp.data.dataset import prepare
         from tfresp.federated.partition import partition
         from tfresp.federated.train import compile_local
-        from tfresp.models.base import TfrespModel
+        from tfresp.models.base import ResponsibleModel
         from tfresp.models.registry import build_core
 
         cfg = load_config(config_path)
@@ -124,7 +124,7 @@ class _Node:
         with tempfile.TemporaryDirectory(prefix="tfresp-node-") as tmp:
             ctx = RunContext(config=cfg, data=data, run_dir=tmp, quiet=True)
             ctx.core = build_core(cfg, data)
-            ctx.model = TfrespModel(ctx.core)
+            ctx.model = ResponsibleModel(ctx.core)
             plan(ctx)  # the concerns' loss terms, as in the server's model
         train = data.train
         parts = partition(cfg.federated.clients, cfg.federated.partition, train.y, getattr(train, "frame", None),

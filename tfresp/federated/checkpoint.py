@@ -1,12 +1,12 @@
-"""Per-round checkpoints of federated training, in the layout of :mod:`tfresp.checkpointing`.
+"""Per-round checkpoints of federated training, in the layout of :mod:`tfresp.run.checkpointing`.
 
 After every finished round the server state goes to ``<parent>/.<name>.partial/checkpoints/step-<round>/``:
 ``ckpt.*`` (the global weights, a TensorFlow checkpoint of the core model), ``server.npz`` (FedAdam's moment
 estimates and current weights, when the strategy has them) and ``state.json`` (round number, history with the ε
 curve, the DP ledger: σ, effective σ, q, δ, adaptive clip norm; the public RNG state; and the *secret* RNG state of
-client sampling and noise, listed under ``secret_keys`` so that :func:`tfresp.checkpointing.scrub_secrets` drops it
+client sampling and noise, listed under ``secret_keys`` so that :func:`tfresp.run.checkpointing.scrub_secrets` drops it
 when the checkpoints move into the finished run directory). The working directory is owner-only (0700, files 0600)
-as for centralized runs. Because the layout is the same, :func:`tfresp.checkpointing.check_resume` validates a
+as for centralized runs. Because the layout is the same, :func:`tfresp.run.checkpointing.check_resume` validates a
 federated checkpoint (config unchanged, files readable) before anything runs, and ``--resume`` continues after the
 last finished round with the same secret stream, so the final ε is that of the full, uninterrupted history.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfresp import checkpointing as ck
+from tfresp.run import checkpointing as ck
 from tfresp.errors import CheckpointError
 
 _SECRET = "secret_rng"
@@ -56,7 +56,7 @@ class RoundSaver:
 
 
 def restore(point, server, core) -> None:
-    """Put the state of checkpoint ``point`` (a :class:`tfresp.checkpointing.ResumePoint`) into ``server``."""
+    """Put the state of checkpoint ``point`` (a :class:`tfresp.run.checkpointing.ResumePoint`) into ``server``."""
     fed = (point.state.get("callbacks") or {}).get("federated")
     if not isinstance(fed, dict) or fed.get("clients") != server.n_clients:
         raise CheckpointError(f"Incompatible checkpoint {str(point.path)!r}: it was not written by a federated run "

@@ -75,7 +75,7 @@ def _aggregate(strategy, server_round: int, results: List[tuple]) -> List[np.nda
 
 
 def _evaluate(core, x, y) -> Dict[str, float]:
-    from tfresp.context import predict_proba
+    from tfresp.run.context import predict_proba
 
     proba = predict_proba(core, x, batch_size=4096)
     loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0))))

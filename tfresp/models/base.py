@@ -317,7 +317,3 @@ def _class_weight_fn(class_weight):
         return x, y, extras
 
     return fn
-
-
-#: Deprecated old name, kept only for ``tfresp/federated/app.py`` (remove once it imports ``ResponsibleModel``).
-TfrespModel = ResponsibleModel

@@ -1,6 +1,6 @@
 """``monitor.json`` and a self-contained ``monitor.html`` (inline CSS and PNG plots, no scripts, strict CSP).
 
-Files are written with :mod:`tfresp.io` (atomic, never through a symlink); an existing ``monitor.json`` or
+Files are written with :mod:`tfresp.run.io` (atomic, never through a symlink); an existing ``monitor.json`` or
 ``monitor.html`` is replaced only if tfresp wrote it (its generator marker).
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def render_html(m: dict) -> str:
 def write_outputs(m: dict, out: Path) -> dict:
     """Write ``monitor.json`` and ``monitor.html`` into ``out``; both destinations are checked before either is
     written (no symlinks, no file tfresp monitor did not write)."""
-    from tfresp.io import atomic_write, check_writable
+    from tfresp.run.io import atomic_write, check_writable
 
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ConfigError([("--out", str(out), "must be a directory (not a link or a file)")])

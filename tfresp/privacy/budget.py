@@ -93,7 +93,7 @@ class PrivacyBudget:
 
     def share_secret(self, root: int) -> None:
         """Derive every later :meth:`secret_seed` from ``root``, a secret all workers of the run share
-        (:func:`tfresp.distribute.shared_secret`). Never a public value: whoever knows it knows every seed."""
+        (:func:`tfresp.run.distribute.shared_secret`). Never a public value: whoever knows it knows every seed."""
         self._shared_root = int(root) % (2 ** 62)
         self._drawn = 0
 

@@ -284,7 +284,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
             rid = tf.distribute.get_replica_context().replica_id_in_sync_group
             std = noise_std * tf.cast(tf.equal(rid, 0), tf.float32)
         # With a seed, the noise of step t is a stateless function of (seed, variable, t): a run resumed from a
-        # checkpoint (tfresp/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
+        # checkpoint (tfresp/run/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
         if counter is not None:
             step = tf.cast(counter, tf.int64)
         else:

@@ -50,7 +50,7 @@ from scipy import stats
 
 from tfresp.errors import BudgetExhaustedError, ConfigError, DataError, IncompatibleModelError
 from tfresp.privacy import accounting
-from tfresp.training import steps_per_epoch
+from tfresp.run.training import steps_per_epoch
 
 #: extras keys of every batch the DP dataset yields (per row): 1/0 real/dummy row, and the draw tag
 MASK_KEY = "dp_mask"
@@ -234,7 +234,7 @@ class DPSGD:
         elif budget is not None:
             secret = budget.secret_seed()
         else:  # multi-worker: one secret for all workers, or each would Poisson-sample its own rows
-            from tfresp.distribute import shared_secret
+            from tfresp.run.distribute import shared_secret
 
             shared = shared_secret(strategy) if strategy is not None else None
             secret = shared if shared is not None else _secrets.randbits(62)

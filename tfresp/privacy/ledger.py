@@ -186,7 +186,7 @@ class PrivacyLedger(keras.callbacks.Callback):
         """Multi-worker: refuse to train unless every worker holds the same secret seeds (noise, sampling,
         canaries). Workers drawing their own would shard different samples, so a global batch would not be
         the one Poisson sample / permutation slice the accounting assumes (see :func:`shared_secret`)."""
-        from tfresp.distribute import same_on_all_workers
+        from tfresp.run.distribute import same_on_all_workers
 
         strategy = getattr(self.model, "distribute_strategy", None)
         values = ([int(self.noise_seed.numpy())] if self.noise_seed is not None else []) + [
@@ -196,7 +196,7 @@ class PrivacyLedger(keras.callbacks.Callback):
                 "`distribute`: the workers of this multi-worker run hold different secret DP seeds, so their "
                 "batches are not one sample and the privacy accounting would not hold. Received: distribute="
                 "multi_worker with per-worker seeds. Remedy: build the run's PrivacyBudget before training and "
-                "call budget.share_secret(tfresp.distribute.shared_secret(strategy)) on every worker (tfresp.fit "
+                "call budget.share_secret(tfresp.run.distribute.shared_secret(strategy)) on every worker (tfresp.fit "
                 "does), or train DP on one worker")
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -220,7 +220,7 @@ def _roc_plot(attacks, path) -> str:
 
 
 def _logits(core, x, batch_size: int = 2048) -> np.ndarray:
-    from tfresp.context import predict_logits
+    from tfresp.run.context import predict_logits
 
     return predict_logits(core, x, batch_size)
 

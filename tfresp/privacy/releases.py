@@ -7,7 +7,7 @@ Called by :func:`tfresp.report.writer.build_report` on the report being assemble
   values of the last one against it (a dictionary attack: seconds for a number). The report therefore holds
   keyed fingerprints ``hmac-sha256:<hex>`` = HMAC-SHA256(key, sha256(file)); the 32-byte random key is written to
   ``RUN/private/data_key.json`` (directory 0700, file 0600), which only the owner's commands read (``tfresp
-  audit`` / ``export`` / ``explain`` check that the data is the run's, :mod:`tfresp.run_data`). ``private/`` is not
+  audit`` / ``export`` / ``explain`` check that the data is the run's, :mod:`tfresp.run.run_data`). ``private/`` is not
   part of what is shared: without the key the fingerprint reveals nothing about the rows, and by revealing the key
   later the owner can prove which file was used (a commitment). A separate test file (``data.split.test: PATH``)
   is not covered by DP in any case and keeps its plain sha256.
@@ -45,7 +45,7 @@ def is_dp_run(config) -> bool:
 
 def write_key(run_dir: Path) -> str:
     """A fresh random key in ``RUN/private/data_key.json`` (owner-only); returns it as hex."""
-    from tfresp.io import atomic_write
+    from tfresp.run.io import atomic_write
 
     key = secrets.token_hex(32)
     d = Path(run_dir) / "private"

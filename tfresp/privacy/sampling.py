@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tfresp.training import steps_per_epoch  # noqa: F401  (``ceil(n / B)`` Poisson draws: one expected pass)
+from tfresp.run.training import steps_per_epoch  # noqa: F401  (``ceil(n / B)`` Poisson draws: one expected pass)
 
 
 def poisson_dataset(x, y, extras: Dict[str, np.ndarray], sample_rate: float, steps_per_epoch: int,

@@ -114,7 +114,7 @@ def write_files(run_dir: Path, report: dict) -> None:
     are recomputed first, so commands that add a section (``tfresp audit``, ``tfresp export``) keep them current."""
     from tfresp.report.markdown import render_markdown
 
-    from tfresp.io import atomic_write  # atomic, never through a symlink planted in the run dir
+    from tfresp.run.io import atomic_write  # atomic, never through a symlink planted in the run dir
 
     derive(report)
     atomic_write(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False))

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.concerns import Contribution, Hook, register_hook
-from tfresp.context import TextParts
+from tfresp.run.context import TextParts
 from tfresp.errors import IncompatibleModelError
 from tfresp.models import bert as bert_mod
 
@@ -77,7 +77,7 @@ MASK_CHANNEL = 1e4
 
 
 def embedding_split(core: keras.Model):
-    """``(embed_fn, head_fn, attackable)`` of a tfresp BERT classifier (see :class:`tfresp.context.TextParts`).
+    """``(embed_fn, head_fn, attackable)`` of a tfresp BERT classifier (see :class:`tfresp.run.context.TextParts`).
 
     ``embed_fn`` returns the output of the last ``embeddings_*`` layer (word + position + type, LayerNorm, and
     ELECTRA's projection) with the attention mask appended as a last channel; ``head_fn`` runs the encoder and

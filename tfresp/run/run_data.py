@@ -82,7 +82,7 @@ def _changed(run_dir, what: str) -> DataError:
 
 def verify_source(run_dir, config, report: dict, memory=None) -> None:
     """Before re-preparing a run's data: refuse a changed file, or an in-memory run without its frame."""
-    from tfresp.io import is_regular_file
+    from tfresp.run.io import is_regular_file
 
     recorded = ((report.get("data") or {}).get("source") or {}).get("files") or {}
     source = config.data.source

@@ -5,7 +5,7 @@ Stages of a run: config -> privacy budget -> data -> strategy -> core model -> m
 transform (privacy) plans last so every loss term is inside per-example clipping) -> train (``model.fit`` or a
 contributed trainer: federated rounds) -> predictions -> post-fit (each concern's ``post_fit``, TFLite conversion)
 -> audits (topological order of ``audit_after``; each returns its own section) -> export -> report -> gates.
-The context itself is made by :func:`tfresp.context.compose`, shared with re-audits of a finished run.
+The context itself is made by :func:`tfresp.run.context.compose`, shared with re-audits of a finished run.
 
 Everything is written into a staging directory that becomes the run directory only on success.
 """
@@ -21,18 +21,18 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp import checkpointing, rundir
+from tfresp.run import checkpointing, rundir
 from tfresp._quiet import progress
 from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
-from tfresp.context import RunContext, ServingPlan, TextParts, compose, provide  # noqa: F401  (RunContext's home was here)
+from tfresp.run.context import RunContext, ServingPlan, TextParts, compose, provide  # noqa: F401  (RunContext's home was here)
 from tfresp.data.dataset import make_dataset, prepare
-from tfresp.distribute import pick_strategy
+from tfresp.run.distribute import pick_strategy
 from tfresp.errors import ConfigError
 from tfresp.models.base import ResponsibleModel
 from tfresp.models.registry import build_core
 from tfresp.privacy.budget import make_budget
-from tfresp.training import class_weights, make_optimizer
+from tfresp.run.training import class_weights, make_optimizer
 
 log = logging.getLogger("tfresp")
 
@@ -166,7 +166,7 @@ def train(ctx: RunContext) -> None:
         val_ds = make_dataset(ctx.data.validation.x, ctx.data.validation.y, {}, max(cfg.train.batch_size, 512),
                               shuffle=False, seed=cfg.seed)
     callbacks = _standard_callbacks(ctx) + ctx.callbacks
-    # Step checkpoints + SIGTERM + exact resume (tfresp/checkpointing.py); the saver goes last.
+    # Step checkpoints + SIGTERM + exact resume (tfresp/run/checkpointing.py); the saver goes last.
     fit_plan = checkpointing.prepare_fit(ctx, train_ds, callbacks, ctx.target, ctx.resume_point)
     callbacks.append(fit_plan.saver)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -208,7 +208,7 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     ``model``: the user's ``keras.Model`` or builder ``fn(input_spec)`` (``model.kind: keras``).
 
     The target is locked for the whole run (a second run on it is refused); a run that fails leaves only
-    the checkpoints ``--resume`` needs (see :func:`tfresp.checkpointing.after_failure`).
+    the checkpoints ``--resume`` needs (see :func:`tfresp.run.checkpointing.after_failure`).
     """
     target = rundir.resolve_out(out if out is not None else config.out, config.name)
     with rundir.locked(target) as run_id:
@@ -233,7 +233,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
     t_start = time.perf_counter()
     budget = make_budget(config)
     if budget is not None and sname == "multi_worker":  # every worker: the same secret DP seeds
-        from tfresp.distribute import shared_secret
+        from tfresp.run.distribute import shared_secret
 
         root = shared_secret(strategy)
         if root is not None:

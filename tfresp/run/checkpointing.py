@@ -17,7 +17,7 @@ directory, so that a killed run leaves them behind and ``tfresp fit ... --resume
 
 On success the ``checkpoints/`` folder moves into the run directory (``RUN/checkpoints``, see the
 README's checkpoints paragraph) and the ``.partial`` folder is removed. The run directory itself still follows
-:mod:`tfresp.rundir` (hidden staging directory, renamed into place on success).
+:mod:`tfresp.run.rundir` (hidden staging directory, renamed into place on success).
 
 Exactness: the training pipeline is one ``tf.data`` pipeline over all epochs
 (``dataset.repeat(epochs)``, reshuffled per epoch from the run seed); resuming rebuilds it and
@@ -49,7 +49,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import CheckpointError, ConfigError, TfrespError
-from tfresp.io import atomic_write
+from tfresp.run.io import atomic_write
 
 log = logging.getLogger("tfresp")
 
@@ -168,7 +168,7 @@ def check_resume(target: Path, config, resume: bool, overwrite: bool) -> Optiona
         raise CheckpointError(f"Invalid checkpoint pointer {str(latest)!r}: names {name[:60]!r}, "
                               "expected step-NNNNNNNN")
     point = _read_checkpoint(root / name)
-    # A SIGKILLed run also leaves its hidden staging dir (tfresp/rundir.py); drop those older than the checkpoint.
+    # A SIGKILLed run also leaves its hidden staging dir (tfresp/run/rundir.py); drop those older than the checkpoint.
     for stale in Path(target).parent.glob(f".{Path(target).name}.staging-*"):
         if stale.is_dir() and not stale.is_symlink() and stale.stat().st_mtime < point.path.stat().st_mtime:
             shutil.rmtree(stale, ignore_errors=True)
@@ -492,7 +492,7 @@ def prepare_fit(ctx, train_ds, callbacks: list, target: Optional[Path], resume: 
     if resume is not None and not ctx.callback_states_restored:
         saver.restore_states(resume)
     fit_kwargs = {"steps_per_epoch": steps, "initial_epoch": resume.state["epoch"] if resume else 0}
-    from tfresp.distribute import batch_sizes
+    from tfresp.run.distribute import batch_sizes
 
     extra = ctx.training_extra
     extra.update(batch_sizes(ctx.strategy, cfg.train.batch_size))

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from tfresp.training import steps_per_epoch
+from tfresp.run.training import steps_per_epoch
 
 
 def predict_logits(core, x, batch_size: int = 2048) -> np.ndarray:
@@ -94,10 +94,10 @@ class RunContext:
     #: the run's privacy budget (None without ``privacy:``): every mechanism that reads private rows spends here
     budget: Optional[Any] = None
     #: the run directory being written (the staging ``run_dir`` becomes it on success) and, on ``--resume``,
-    #: the checkpoint to resume from (:class:`tfresp.checkpointing.ResumePoint`)
+    #: the checkpoint to resume from (:class:`tfresp.run.checkpointing.ResumePoint`)
     target: Optional[Path] = None
     resume_point: Optional[Any] = None
-    #: set by :func:`tfresp.checkpointing.restore_states` once the callbacks' states are restored from it
+    #: set by :func:`tfresp.run.checkpointing.restore_states` once the callbacks' states are restored from it
     callback_states_restored: bool = False
     #: extra fields of the report's ``model`` / ``training`` sections (model builders, checkpointing)
     model_extra: Dict[str, Any] = dataclasses.field(default_factory=dict)

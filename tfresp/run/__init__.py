@@ -1,0 +1,1 @@
+"""Run internals: the builder, the run context, checkpoints, run directories, file writes, distribution."""
