@@ -90,8 +90,7 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
         raise DataError(f"`{field}`: is {kind}, not a regular file (reading it could hang or never end). "
                         f"Received: source={source!r}. Remedy: write the data to a file first")
-    raw = path.read_bytes()
-    if len(raw) == 0:
+    if path.stat().st_size == 0:
         raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
     kind = _infer_format(path, fmt, field)
     try:
@@ -109,7 +108,9 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
         raise DataError(f"Invalid value for `{field}`: cannot read {kind} file ({first}). "
                         f"Received: source={source!r}") from None
     _check_columns(df, field)
-    info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)}}
+    from tfresp.data.stream import sha256_file  # hashed in blocks: the whole file is never held in memory
+
+    info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: sha256_file(path)}}
     return {"train": df}, info
 
 
