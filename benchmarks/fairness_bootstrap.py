@@ -10,11 +10,13 @@ units of the bootstrap standard deviation (Monte-Carlo noise of 200 resamples is
 
 Usage:
     .venv/bin/python benchmarks/fairness_bootstrap.py [--rows 10000 40000 160000] [--rounds 3]
-Writes benchmarks/results/fairness_bootstrap.json.
+    .venv/bin/python benchmarks/fairness_bootstrap.py --engines-only --rows 160000   # the resampling alone
+Writes benchmarks/results/fairness_bootstrap.json (fairness_bootstrap_engine.json).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -72,11 +74,41 @@ def after(y, pred, prob, groups, B=200, seed=0, conf=0.95):
     return {k: rep[f"{k}_ci"] for k in GAPS}
 
 
+def engines_only(rows, rounds):
+    """The resampling alone (no point estimates, no intervals): 200 resamples for the 3 attributes."""
+    results = {}
+    for n in rows:
+        y, pred, prob, groups = data(n)
+        cells, per_row = [], []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for g in groups.values():
+                names, gidx = fm.group_codes(g)
+                fm.gap_stats(fm.bootstrap_rates(y, pred, prob, gidx, len(names), 200, 0))
+            cells.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for g in groups.values():
+                names, gidx = fm.group_codes(g)
+                fm.gap_stats(fm.group_rates(y, pred, prob, gidx, len(names), fm.bootstrap_indices(n, 200, 0)))
+            per_row.append(time.perf_counter() - t0)
+        results[n] = {"row_by_row_seconds": statistics.median(per_row), "cells_seconds": statistics.median(cells),
+                      "speedup": statistics.median(per_row) / statistics.median(cells),
+                      "rounds_row_by_row": per_row, "rounds_cells": cells}
+        print(n, results[n])
+    write_result("fairness_bootstrap_engine", {
+        "what": "200 bootstrap resamples of the group rates and gaps for sex, race and sex x race: row-by-row "
+                "indices vs multinomial cell counts, median of alternating rounds", "rounds": rounds,
+        "load_average_at_end": os.getloadavg(), "results": results})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 40_000, 160_000])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--engines-only", action="store_true", help="time the resampling alone")
     args = ap.parse_args()
+    if args.engines_only:
+        return engines_only(args.rows, args.rounds)
     after(*data(2000)[:3], data(2000)[3]["sex"])  # warm-up (imports)
     results = {}
     for n in args.rows:
@@ -104,7 +136,7 @@ def main():
     write_result("fairness_bootstrap", {
         "what": "per-group metrics + gaps with 200-resample BC bootstrap CIs for sex, race and sex x race "
                 "(group_report, without the threshold sweep), median of alternating rounds",
-        "rounds": args.rounds, "results": results})
+        "rounds": args.rounds, "load_average_at_end": os.getloadavg(), "results": results})
 
 
 if __name__ == "__main__":
