@@ -120,6 +120,12 @@ def child(args) -> None:
     phases.patch(tflite, "export_tflite", "export_tflite")
     phases.patch(profile, "write_reference", "monitor_reference")
     phases.patch(writer, "finalize_report", "report")
+    from tfresp import concerns
+
+    for concern in concerns.registered():  # each concern's audit on its own
+        cls = type(concern)
+        if "audit" in vars(cls):
+            phases.patch(cls, "audit", f"audit_{concern.config_key}")
     import_seconds = time.perf_counter() - t0
     cfg = json.loads(args.config)
     result = tfresp.fit(cfg, out=args.out, quiet=True, overwrite=True)
