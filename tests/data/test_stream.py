@@ -66,3 +66,15 @@ def test_plain_index_copies_only_when_needed():
     out = stream.plain_index(sub)
     assert out is not sub and list(out.index) == [0, 1] and out["a"].tolist() == [3, 1]
     assert stream.plain_index(df.iloc[2:]).index.tolist() == [0, 1, 2]
+
+
+def test_row_hashes_in_blocks_equal_the_whole_table_hashes():
+    df = load_adult()[0]["test"].iloc[:1003]
+    cols = ["age", "workclass", "education", "capital_gain", "income", "not_a_column"]
+    present = [c for c in cols if c in df.columns]
+    whole = pd.util.hash_pandas_object(df[present].astype(str), index=False).to_numpy()
+    out = stream.row_hashes(df, cols, rows=100)
+    assert out.dtype == np.uint64 and len(out) == 1003
+    np.testing.assert_array_equal(out, whole)
+    np.testing.assert_array_equal(stream.row_hashes(df, cols), whole)
+    assert len(stream.row_hashes(df.iloc[:0], cols)) == 0

@@ -1,7 +1,7 @@
-"""Memory flat in rows: the pieces of the tabular data path that work a bounded block of rows at a time.
+"""Bounded temporaries: the pieces of the tabular data path that work a block of rows at a time.
 
-Measured with ``benchmarks/scaling_rows.py`` (DP quickstart on Adult resampled to 50k-800k rows), the resident
-memory that grew with the rows came from whole-table temporaries, not from the data kept:
+Measured with ``benchmarks/scaling_rows.py`` (DP quickstart on Adult resampled to 50k-800k rows), much of the
+resident memory that grew with the rows came from whole-table temporaries rather than from the data kept:
 
 * encoding: :meth:`TabularPreprocessor.transform_frame` built string tensors of every categorical column, one
   one-hot block per column, their concatenation and a column gather for the whole split at once (~3x the
@@ -10,6 +10,8 @@ memory that grew with the rows came from whole-table temporaries, not from the d
   are those of one block, whatever the rows;
 * provenance: the source file's sha256 read the whole file into memory: :func:`sha256_file` hashes it in 1 MiB
   blocks (same digest);
+* the evaluation audit's row hashes (test rows seen in training, duplicates) turned the whole training frame
+  into text at once: :func:`row_hashes` hashes a block of rows at a time (same hashes);
 * the raw frame of each split was copied again (``reset_index``) for :class:`~tfresp.data.bundle.Split`:
   :func:`plain_index` keeps a frame whose index is already ``0..n-1``.
 
@@ -56,3 +58,14 @@ def plain_index(df: pd.DataFrame) -> pd.DataFrame:
     if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
         return df
     return df.reset_index(drop=True)
+
+
+def row_hashes(frame: pd.DataFrame, columns, rows: int = BLOCK_ROWS) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame[columns].astype(str), index=False)`` as uint64, ``rows`` rows at a time
+    (the text form of every cell is a temporary: whole-table, it was ~0.4 KB a row at the peak of the audit)."""
+    cols = [c for c in columns if c in frame.columns]
+    out = np.empty(len(frame), np.uint64)
+    for start in range(0, len(frame), rows):
+        block = frame.iloc[start:start + rows][cols].astype(str)
+        out[start:start + len(block)] = pd.util.hash_pandas_object(block, index=False).to_numpy()
+    return out
