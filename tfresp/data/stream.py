@@ -8,8 +8,9 @@ resident memory that grew with the rows came from whole-table temporaries rather
   encoded float32 matrix at peak, and the allocator kept the pages): :func:`transform_in_blocks` encodes
   ``BLOCK_ROWS`` rows at a time into one preallocated ``float32 [rows, encoded_dim]`` array, so the temporaries
   are those of one block, whatever the rows;
-* provenance: the source file's sha256 read the whole file into memory: :func:`sha256_file` hashes it in 1 MiB
-  blocks (same digest);
+* provenance: :func:`sha256_file` hashes a file in 1 MiB blocks (same digest as hashing its bytes). A CSV source
+  is still read whole (``sources.load_file`` parses its bytes after sniffing the delimiter and encoding); a
+  chunked reader there is the next step for tables larger than memory;
 * the evaluation audit's row hashes (test rows seen in training, duplicates) turned the whole training frame
   into text at once: :func:`row_hashes` hashes a block of rows at a time (same hashes);
 * the raw frame of each split was copied again (``reset_index``) for :class:`~tfresp.data.bundle.Split`:
