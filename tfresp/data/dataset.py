@@ -188,19 +188,6 @@ def _validate(config, frames, info) -> dict:
         warnings.warn(f"tfresp data: {w}", stacklevel=3)
     return notes
 
-<<<<<<< HEAD
-        label = None if config.task == "mlm" else label
-        check_text_frames(config, frames, label)
-        bundle = prepare_text(config, _split(config, frames, label, split_mode), info, budget, preprocessor)
-        bundle.extra.setdefault("summary", {}).update({k: v for k, v in notes.items() if v})
-        return bundle
-    parts = _split(config, frames, label, split_mode)
-    frames = None  # the splits are copies: free the source rows before encoding (memory flat in rows)
-    train_df, val_df, test_df = parts.train, parts.validation, parts.test
-    if parts.test_split:
-        info = {**info, "test_split": parts.test_split}
-=======
->>>>>>> main
 
 def _prepare_text(config, frames, info, split_mode, notes, budget, preprocessor) -> DataBundle:
     from tfresp.data.text import check_text_frames, prepare_text
@@ -305,6 +292,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
         return _prepare_text(config, frames, info, split_mode, notes, budget, preprocessor)
     label, features = dc.label, notes.pop("features")
     parts = _split(config, frames, label, split_mode)
+    frames = None  # the splits are copies: free the source rows before encoding (bounded memory per row)
     if parts.test_split:
         info = {**info, "test_split": parts.test_split}
     _check_split_features(config, parts, features)
