@@ -1,7 +1,6 @@
 """The report's bootstrap draws resamples as multinomial cell counts (tfresp/fairness/metrics.py); its oracle is
 the row-by-row bootstrap (``bootstrap_indices`` + ``group_rates``, checked against a fairlearn loop in
 test_metrics.py). Same distribution of every statistic within Monte-Carlo noise, seeded, and fast."""
-import time
 
 import numpy as np
 import pytest
@@ -89,12 +88,15 @@ def test_absent_group_in_a_resample_is_nan_not_zero():
     assert np.isfinite(rates["selection_rate"][~absent, d]).all()
 
 
-@pytest.mark.parametrize("n", [160_000])
-def test_report_bootstrap_is_fast_on_160k_rows(n):
+def test_report_bootstrap_never_draws_row_indices(monkeypatch):
+    """The report's bootstrap resamples cells, not rows: nothing of size resamples x n is drawn (the speed goal,
+    <= 5 s at 160k rows, is measured in benchmarks/fairness_bootstrap.py, not timed here)."""
+    n = 20_000
     y, pred, prob, g = _data(n, seed=3)
-    fm.group_report(y[:500], pred[:500], prob[:500], g[:500], bootstrap=10)  # imports, first calls
-    t0 = time.perf_counter()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report drew [resamples, n] row indices")
+
+    monkeypatch.setattr(fm, "bootstrap_indices", refuse)
     rep = fm.group_report(y, pred, prob, g, bootstrap=200)
-    elapsed = time.perf_counter() - t0
     assert rep["bootstrap"]["resamples"] == 200 and rep["demographic_parity_difference_ci"][0] is not None
-    assert elapsed < 5.0, f"group_report with 200 resamples of {n} rows took {elapsed:.2f}s"
