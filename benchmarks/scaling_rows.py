@@ -100,7 +100,7 @@ def child(args) -> None:
     t0 = time.perf_counter()
     phases = Phases()
     import tfresp  # noqa: F401
-    from tfresp import builder
+    from tfresp.run import builder
     from tfresp.data import dataset, dp_tabular, preprocess
     from tfresp.export import saved_model, tflite
     from tfresp.monitoring import profile
