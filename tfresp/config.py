@@ -437,6 +437,12 @@ def _explicit(section) -> dict:
     return out
 
 
+def is_dp_run(config) -> bool:
+    """Does the run claim differential privacy (example-level ``privacy:`` or client-level ``federated.dp``)?"""
+    fed = getattr(config, "federated", None)
+    return getattr(config, "privacy", None) is not None or (fed is not None and getattr(fed, "dp", None) is not None)
+
+
 def load_config(config=None, overrides=None, **kwargs) -> RunConfig:
     """Resolve a :class:`RunConfig`.
 

@@ -233,7 +233,7 @@ def private_int8_problems(config, variants, train_digests=()) -> list:
     (same sha256 as a source file), release activation ranges of private rows outside the budget: refused.
 
     Returns ``(field, value, reason)`` problems (empty when none)."""
-    from tfresp.privacy.releases import is_dp_run
+    from tfresp.config import is_dp_run
 
     if not is_dp_run(config) or "int8" not in variants:  # example-level or client-level (federated) DP
         return []
@@ -263,7 +263,7 @@ def calibration_rows(config, data):
     rows = comp.representative_rows if comp is not None else 200
     source = comp.calibration if comp is not None else "train"
     if source == "train":
-        from tfresp.privacy.releases import is_dp_run
+        from tfresp.config import is_dp_run
 
         if is_dp_run(config):  # backstop: fit and `tfresp export` refuse this before any work
             from tfresp.errors import ConfigError

@@ -27,6 +27,8 @@ import secrets
 from pathlib import Path
 from typing import Optional
 
+from tfresp.config import is_dp_run
+
 KEY_FILE = "private/data_key.json"
 PREFIX = "hmac-sha256:"
 KEYED_NOTE = ("keyed fingerprint HMAC-SHA256(key, sha256(file)); the key is in the owner-only file "
@@ -36,11 +38,6 @@ KEYED_NOTE = ("keyed fingerprint HMAC-SHA256(key, sha256(file)); the key is in t
 def keyed(key_hex: str, sha256_hex: str) -> str:
     """The keyed fingerprint of a file whose plain sha256 is ``sha256_hex``."""
     return PREFIX + hmac.new(bytes.fromhex(key_hex), sha256_hex.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def is_dp_run(config) -> bool:
-    fed = getattr(config, "federated", None)
-    return getattr(config, "privacy", None) is not None or (fed is not None and getattr(fed, "dp", None) is not None)
 
 
 def write_key(run_dir: Path) -> str:
