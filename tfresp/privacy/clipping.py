@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import IncompatibleModelError
-from tfresp.privacy import ghost
+from tfresp.privacy import admission, ghost
 
 #: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
 #: The base class covers BatchNormalization (v1 and v2) and SyncBatchNormalization.
@@ -43,53 +42,13 @@ def _flat_layers(model) -> list:
     return out
 
 
-def _probe_batch(core, rows=3):
-    """Random inputs matching a functional model's input specs, or ``None`` when they cannot be built."""
-    if not ghost.is_functional(core):
-        return None
-    rng = np.random.default_rng(0)
-    specs = []
-    for t in core.inputs:
-        shape = [rows] + [d if d is not None else 4 for d in t.shape.as_list()[1:]]
-        if t.dtype.is_integer:
-            specs.append(tf.constant(rng.integers(0, 2, shape), t.dtype))
-        elif t.dtype.is_floating:
-            specs.append(tf.constant(rng.normal(size=shape), t.dtype))
-        else:
-            return None
-    return specs[0] if len(specs) == 1 else specs
-
-
-def _state_updating_layers(core) -> List[str]:
-    """Layers whose float non-trainable weights change when the model runs in training mode on data.
-
-    Probes one forward pass (training=True) on a small random batch and restores every value afterwards.
-    Integer variables (RNG states, counters) are data-independent and ignored. Models whose inputs cannot be
-    synthesised (string inputs) are skipped here; the static :data:`MIXING_LAYERS` check still applies.
-    """
-    x = _probe_batch(core)
-    watched = [(layer, v) for layer in ghost.all_layers(core) if not isinstance(layer, keras.Model)
-               for v in ghost.own_weights(layer, trainable=False) if v.dtype.is_floating]
-    if x is None or not watched:
-        return []
-    before = [v.numpy() for _, v in watched]
-    try:
-        core(x, training=True)
-    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing; the static check remains
-        return []
-    finally:
-        changed = [layer for (layer, v), b in zip(watched, before) if not np.array_equal(v.numpy(), b)]
-        for (_, v), b in zip(watched, before):
-            v.assign(b)
-    return sorted({f"{l.name!r} ({type(l).__name__})" for l in changed})
-
-
 def check_model(core: keras.Model) -> None:
     """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy.
 
-    Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen, any
-    other layer whose non-trainable state updates from data in training mode (found by a probe), and activity
-    regularizers.
+    Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen,
+    activity regularizers, and what the probes of :mod:`tfresp.privacy.admission` measure: any variable the traced
+    training step writes (gated memories and counters included) and any example that changes another's output or
+    gradient.
     """
     problems = []
     layers = [l for l in ghost.all_layers(core) if not isinstance(l, keras.Model)] + _flat_layers(core)
@@ -103,11 +62,7 @@ def check_model(core: keras.Model) -> None:
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
                             "loss that escapes clipping); remedy: remove it or use a weight regularizer")
-    updating = [d for d in _state_updating_layers(core) if d.split("'")[1] not in mixing]
-    if updating:
-        problems.append(f"layers {', '.join(updating)} update non-trainable state from the data in training "
-                        "mode (released with the model, outside the clipped and noised gradient); remedy: "
-                        "freeze them (layer.trainable = False) or remove the update")
+    problems += admission.state_problems(core, exclude=mixing)
     if problems:
         raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
 
@@ -151,10 +106,13 @@ def ghost_blockers(core: keras.Model) -> List[str]:
 
 
 def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
-    """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a TfrespModel) and say why.
+    """Choose ``ghost``, ``vectorized`` or ``loop`` clipping for ``model`` (a TfrespModel) and say why.
 
-    Ghost is chosen only where it is exact (:func:`ghost_blockers`); layers called several times in one forward
-    pass are exact (their calls are summed before the norm, see :mod:`tfresp.privacy.ghost`).
+    Ghost is chosen only where it is exact: no static blocker (:func:`ghost_blockers`) and, measured on a probe
+    batch, ghost per-example norms equal the per-example loop
+    (:func:`tfresp.privacy.admission.ghost_exactness_problem`). Otherwise the per-example path: ``vectorized``
+    (``tf.vectorized_map``), or ``loop`` (``tf.map_fn``, exact and slower) where the forward pass has a
+    ``tf.while_loop`` (recurrent layers) whose gradient ``tf.vectorized_map`` cannot vectorise.
 
     Returns:
         ``(mode, reason)``.
@@ -168,18 +126,26 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
                         "depend on more than the logits")
     if model.input_transform is not None:
         blockers.append("an input transform (adversarial training) runs inside the per-example loss")
-    if requested == "vectorized":
-        return "vectorized", "requested by privacy.clipping"
+    if requested != "vectorized" and not blockers:
+        inexact = admission.ghost_exactness_problem(model.core)
+        if inexact:
+            blockers.append(inexact)
     if requested == "ghost":
         if blockers:
             raise IncompatibleModelError("`privacy.clipping`: ghost clipping is not possible: " + "; ".join(blockers)
                                          + ". Received: clipping='ghost'. Remedy: use privacy.clipping: "
                                          "vectorized (or auto)")
-        return "ghost", "requested by privacy.clipping"
-    if blockers:
-        return "vectorized", "ghost clipping not applicable: " + "; ".join(blockers)
-    return "ghost", "every trainable weight belongs to a layer with an exact fast per-example norm rule " \
-                    "(repeated calls included) and the loss is the plain per-example loss"
+        return "ghost", "requested by privacy.clipping; ghost norms equal the per-example loop on a probe batch"
+    if requested == "auto" and not blockers:
+        return "ghost", "every trainable weight belongs to a layer with an exact fast per-example norm rule " \
+                        "(repeated calls included), the loss is the plain per-example loss, and ghost norms " \
+                        "equal the per-example loop on a probe batch"
+    why = "requested by privacy.clipping" if requested == "vectorized" else \
+        "ghost clipping not applicable: " + "; ".join(blockers)
+    loop = admission.needs_loop(model)
+    if loop:
+        return "loop", f"{why}; {loop}"
+    return "vectorized", why
 
 
 def _expand(t):
@@ -211,6 +177,41 @@ def clipped_sum_vectorized(model, x, y, extras, l2_norm_clip: float, variables: 
     return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
 
 
+def clipped_sum_loop(model, x, y, extras, l2_norm_clip: float, variables: Optional[List] = None):
+    """Same contract as :func:`clipped_sum_vectorized`, one example at a time (``tf.map_fn``).
+
+    For models whose per-example gradient ``tf.vectorized_map`` cannot vectorise (a ``tf.while_loop`` in the
+    forward pass: LSTM, GRU); each example's gradient is computed alone, exactly as in the vectorized path.
+    """
+    variables = list(variables if variables is not None else model.core.trainable_variables)
+    extras = dict(extras) if isinstance(extras, dict) else {}
+
+    def one(args):
+        xi, yi, ei = tf.nest.map_structure(_expand, args)
+        with tf.GradientTape() as tape:
+            loss, logits = model.per_example_loss(xi, yi, ei, training=True)
+            loss = tf.reduce_sum(loss)
+        grads = [tf.convert_to_tensor(g) for g in
+                 tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+        norm = tf.linalg.global_norm(grads)
+        factor = l2_norm_clip / tf.maximum(norm, l2_norm_clip)
+        return [g * tf.cast(factor, g.dtype) for g in grads], loss, logits[0], norm
+
+    sig_grads = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+    clipped, losses, logits, norms = tf.map_fn(
+        one, (x, y, extras), fn_output_signature=(sig_grads, tf.float32, tf.TensorSpec(None, tf.float32), tf.float32))
+    return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
+
+
+def clipped_sum(mode: str, model, x, y, extras, l2_norm_clip: float):
+    """The clipped gradient sum by ``mode`` (``ghost``, ``vectorized`` or ``loop``; see :func:`select_clipping`)."""
+    fn = {"ghost": clipped_sum_ghost, "vectorized": clipped_sum_vectorized, "loop": clipped_sum_loop}.get(mode)
+    if fn is None:
+        raise ValueError(f"Invalid value for argument `mode`. Received: mode={mode!r}. Expected one of "
+                         "'ghost', 'vectorized', 'loop'")
+    return fn(model, x, y, extras, l2_norm_clip)
+
+
 def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     """Same contract as :func:`clipped_sum_vectorized`, via ghost norms (plain weighted cross-entropy only)."""
     w = extras.get("sample_weight") if isinstance(extras, dict) else None
@@ -227,7 +228,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
     """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
 
     Args:
-        mode: ``ghost`` or ``vectorized`` (see :func:`select_clipping`).
+        mode: ``ghost``, ``vectorized`` or ``loop`` (see :func:`select_clipping`).
         l2_norm_clip: C.
         noise_multiplier: σ; the noise std on the summed gradient is σ·C.
         expected_batch_size: ``q·n`` for Poisson sampling (the sum is divided by it); ``None`` divides by the
@@ -248,10 +249,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         # (Each replica adding N(0, σ²C²/R) needs independent draws; MultiWorkerMirroredStrategy workers share
         # the seed and draw identical noise, giving √R times too much - measured in tests/distribute.)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if mode == "ghost":
-            summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip)
-        else:
-            summed, losses, logits, _ = clipped_sum_vectorized(model, x, y, extras, l2_norm_clip)
+        summed, losses, logits, _ = clipped_sum(mode, model, x, y, extras, l2_norm_clip)
         batch = tf.cast(tf.shape(losses)[0], tf.float32)
         denom = tf.constant(float(expected_batch_size), tf.float32) if expected_batch_size else \
             tf.maximum(batch * replicas, 1.0)
