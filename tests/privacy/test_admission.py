@@ -112,11 +112,32 @@ def test_batch_mixing_stateless_layer_is_refused():
         make_private(core, num_examples=100, batch_size=10, epochs=1, noise_multiplier=1.0)
 
 
-def test_dropout_model_passes_the_independence_probe():
+def test_mixing_only_in_the_gradient_is_refused():
+    """Forward pass per example (m - stop_gradient(m) = 0), but the gradient flows through the batch mean."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5,))
+    h = keras.layers.Dense(6, activation="tanh")(inp)
+
+    def sneaky(t):
+        m = tf.reduce_mean(t, axis=0, keepdims=True)
+        return t + (m - tf.stop_gradient(m))
+
+    core = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Lambda(sneaky)(h)))
+    with pytest.raises(IncompatibleModelError, match="changed the gradient of the other examples"):
+        clipping.check_model(core)
+
+
+def test_dropout_model_passes_the_independence_probe_and_the_global_seed_is_restored():
+    from tensorflow.python.eager import context
+
     keras.utils.set_random_seed(0)
     inp = keras.Input((5,))
     h = keras.layers.Dropout(0.5)(keras.layers.Dense(8, activation="relu")(inp))
-    clipping.check_model(keras.Model(inp, keras.layers.Dense(2)(h)))
+    core = keras.Model(inp, keras.layers.Dense(2)(h))
+    context.context()._set_global_seed(None)  # an unseeded process (as a user's usually is)
+    clipping.check_model(core)
+    assert context.context()._seed is None  # the probe's fixed seed is not left behind
+    assert not np.array_equal(tf.random.normal([4]).numpy(), tf.random.normal([4]).numpy())
 
 
 # -- 3. written state ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -44,6 +45,13 @@ _WHILE_OPS = {"While", "StatelessWhile"}
 
 def _is_write(op_type: str) -> bool:
     return op_type in _WRITE_OPS or op_type.startswith(_WRITE_PREFIXES)
+
+
+def _core(model):
+    """The core of a ResponsibleModel, or ``model`` itself (a user's model may have its own ``core`` attribute)."""
+    from tfresp.models.base import ResponsibleModel
+
+    return model.core if isinstance(model, ResponsibleModel) else model
 
 
 # -- probe inputs ------------------------------------------------------------------------------------------------
@@ -68,7 +76,7 @@ def probe_batch(core, rows: int = 4, seed: int = 0):
     rng = np.random.default_rng(seed)
     out = []
     for shape, dtype in specs:
-        shape = [rows] + [d if d is not None else 4 for d in shape]
+        shape = [rows] + [d if d is not None else 16 for d in shape]
         if dtype.is_integer:
             out.append(tf.constant(rng.integers(0, 2, shape), dtype))
         elif dtype.is_floating:
@@ -109,6 +117,22 @@ def _probe_loss(outputs, seed: int = 7):
     width = out.shape[1] if out.shape[1] is not None else 1
     r = tf.constant(np.random.default_rng(seed).normal(size=(1, width)), tf.float32)
     return tf.reduce_sum(r * out + 0.5 * tf.square(out), axis=1)
+
+
+@contextlib.contextmanager
+def _probe_seed(seed: int):
+    """Set TF's global seed for a probe, then restore the caller's (unseeded stays unseeded: a fixed global seed
+    left behind would make later unseeded random draws, e.g. DP noise drawn without a secret seed, predictable)."""
+    from tensorflow.python.eager import context  # TF internals: the eager global seed and its generator
+
+    ctx = context.context()
+    saved = (ctx._seed, ctx._rng)
+    tf.random.set_seed(seed)
+    try:
+        yield
+    finally:
+        ctx._set_global_seed(saved[0])
+        ctx._rng = saved[1]
 
 
 def _snapshot(core):
@@ -206,9 +230,9 @@ def _probe_labels(model, outputs):
 
 def _traced_step(model, x):
     """The concrete function of the training forward pass + per-example loss + gradient on ``x``."""
-    core = getattr(model, "core", model)
+    core = _core(model)
     variables = core.trainable_variables
-    if hasattr(model, "per_example_loss"):
+    if model is not core:
         y = _probe_labels(model, core(x, training=False))
 
         def step_model(x, y):
@@ -241,7 +265,7 @@ def assigned_variables(model, x=None) -> Tuple[List[tf.Variable], List[str], boo
         ``(variables, unknown, has_while)``: the written model variables; descriptions of written resources that
         are not variables of the model (a captured global variable, ...); whether the graph has a while loop.
     """
-    core = getattr(model, "core", model)
+    core = _core(model)
     x = probe_batch(core) if x is None else x
     snap = _snapshot(core)
     try:
@@ -253,7 +277,7 @@ def assigned_variables(model, x=None) -> Tuple[List[tf.Variable], List[str], boo
     nodes = {n.name: n for n in graph_def.node}
     sources = set(scan.scan(graph_def.node, nodes))
     by_placeholder = {internal.op.name: external for external, internal in cf.graph.captures}
-    known = _known_variables(core)
+    known = _known_variables(model)
     written, unknown = [], []
     for name in sorted(sources):
         external = by_placeholder.get(name)
@@ -309,8 +333,8 @@ def independence_problem(core, x=None, j: int = 1) -> Optional[str]:
     snap = _snapshot(core)
     try:
         def run(inputs):
-            tf.random.set_seed(1234)  # identical dropout masks for both passes (eager op seeds restart)
-            return _outputs_and_grads(core, inputs, others, True)
+            with _probe_seed(1234):  # identical dropout masks for both passes (eager op seeds restart)
+                return _outputs_and_grads(core, inputs, others, True)
 
         base, base_g = run(x)
         _restore(snap)
@@ -354,6 +378,13 @@ def ghost_exactness_problem(core, x=None) -> Optional[str]:
     x = probe_batch(core) if x is None else x
     if x is None:
         return "the core's inputs are unknown, so ghost norms cannot be checked against the per-example loop"
+    try:
+        return _exactness(core, x)
+    except Exception as e:  # noqa: BLE001 - not shown exact: the per-example path
+        return f"the ghost-exactness probe failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+
+
+def _exactness(core, x) -> Optional[str]:
     variables = core.trainable_variables
     snap = _snapshot(core)
     try:
@@ -388,7 +419,7 @@ def state_problems(model, exclude=()) -> List[str]:
     Args:
         exclude: names of layers already reported (e.g. BatchNormalization, found by type), not listed twice.
     """
-    core = getattr(model, "core", model)
+    core = _core(model)
     x = probe_batch(core)
     if x is None:
         if not core.built or not core.variables:
@@ -397,6 +428,16 @@ def state_problems(model, exclude=()) -> List[str]:
         return [f"the inputs of the core {core.name!r} are unknown (not a functional model and never called on a "
                 "batch of tensors), so tfresp cannot probe it; remedy: call it once on a batch (model(x[:1])) or "
                 "build it with the functional API"]
+    try:
+        return _state_problems(model, core, x, exclude)
+    except Exception as e:  # noqa: BLE001 - a model tfresp cannot probe is not admitted on trust
+        return [f"tfresp could not probe the core {core.name!r} on a synthetic batch ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''}), so it cannot check what the training step writes "
+                "or whether examples mix; remedy: make the model callable on a batch of its declared input shape "
+                "and dtype (integer inputs get ids 0-4, unknown lengths 16)"]
+
+
+def _state_problems(model, core, x, exclude) -> List[str]:
     problems = []
     written, unknown, _ = assigned_variables(model, x)
     owners = [o for o in _owner_names(core, written) if o.split("'")[1] not in exclude]
@@ -417,13 +458,15 @@ def state_problems(model, exclude=()) -> List[str]:
 
 def needs_loop(model) -> Optional[str]:
     """Why per-example gradients need a loop instead of ``tf.vectorized_map`` (``None``: they do not)."""
-    core = getattr(model, "core", model)
+    core = _core(model)
     x = probe_batch(core)
     if x is None:
         return None
     snap = _snapshot(core)
     try:
         graph = tf.function(lambda t: core(t, training=True)).get_concrete_function(x).graph.as_graph_def()
+    except Exception:  # noqa: BLE001 - cannot tell: the vectorized path stays (check_model probed the model)
+        return None
     finally:
         _restore(snap)
     scan = _WriteScan(graph.library)
@@ -454,7 +497,7 @@ def admit(model, clipping_mode: str = "auto") -> Tuple[str, str]:
 
     if not isinstance(model, ResponsibleModel):
         model = ResponsibleModel(model)
-    clipping.check_model(model.core)
+    clipping.check_model(model)
     return clipping.select_clipping(model, clipping_mode)
 
 

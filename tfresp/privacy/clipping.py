@@ -11,14 +11,18 @@ Two ways to get the clipped sum, with the same result:
   adversarial per-example terms and the input transform are *inside* clipping. Works for any model; memory
   grows with ``batch × parameters``.
 * ``ghost``: per-example norms from layer inputs and output gradients (:mod:`tfresp.privacy.ghost`, exact
-  for layers called several times) and a second backward pass on the clip-weighted loss (Li et al. 2022, "Large
-  Language Models Can Be Strong Differentially Private Learners"). Only when every trainable weight belongs to a
-  supported layer and the loss is the plain weighted cross-entropy.
+  for layers called several times; Li et al. 2022, "Large Language Models Can Be Strong Differentially Private
+  Learners") and the clipped sum from the same tensors (book-keeping, Bu et al. 2023): one backward pass. Only when
+  every trainable weight belongs to a supported layer, the loss is the plain weighted cross-entropy, and the norms
+  equal the per-example loop on a probe batch (:mod:`tfresp.privacy.admission`).
+* ``loop``: as ``vectorized`` but one example at a time (``tf.map_fn``), for models whose forward pass has a
+  ``tf.while_loop`` (LSTM, GRU), which ``tf.vectorized_map`` cannot differentiate per example.
 """
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -42,14 +46,18 @@ def _flat_layers(model) -> list:
     return out
 
 
-def check_model(core: keras.Model) -> None:
+def check_model(model: keras.Model) -> None:
     """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy.
 
     Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen,
     activity regularizers, and what the probes of :mod:`tfresp.privacy.admission` measure: any variable the traced
     training step writes (gated memories and counters included) and any example that changes another's output or
     gradient.
+
+    Args:
+        model: the core, or a ResponsibleModel (its per-example terms and input transform are traced too).
     """
+    core = admission._core(model)
     problems = []
     layers = [l for l in ghost.all_layers(core) if not isinstance(l, keras.Model)] + _flat_layers(core)
     mixing = set()
@@ -62,7 +70,7 @@ def check_model(core: keras.Model) -> None:
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
                             "loss that escapes clipping); remedy: remove it or use a weight regularizer")
-    problems += admission.state_problems(core, exclude=mixing)
+    problems += admission.state_problems(model, exclude=mixing)
     if problems:
         raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
 
@@ -223,6 +231,38 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     return ghost.ghost_clip(model.core, x, loss_fn, l2_norm_clip, model.core.trainable_variables)
 
 
+def _noised(summed, noise_std, std, seed, step, denom, replicas):
+    """``(g + N(0, std²)) / denom`` for every gradient, drawn as ONE flat vector (one RNG op per step instead of
+    one per variable: the per-variable ops were most of the DP overhead of small models).
+
+    With ``step`` (seeded noise) the draw is ``stateless_normal((seed·1009, step))`` over the concatenated
+    gradients, so a resumed run draws the same noise. Gradients of different dtypes are drawn one by one.
+    """
+    inv = 1.0 / tf.cast(denom, tf.float32)
+    if noise_std <= 0:
+        return [g * tf.cast(inv, g.dtype) for g in summed]
+    if len({g.dtype for g in summed}) > 1:
+        out = []
+        for i, g in enumerate(summed):
+            if step is not None:
+                z = tf.random.stateless_normal(tf.shape(g), seed=tf.stack([tf.cast(seed, tf.int64) * 1009 + i, step]),
+                                               dtype=g.dtype)
+            else:
+                z = tf.random.normal(tf.shape(g), dtype=g.dtype)
+            out.append((g + z * tf.cast(std, g.dtype)) * tf.cast(inv, g.dtype))
+        return out
+    dtype = summed[0].dtype
+    sizes = [int(np.prod(g.shape.as_list())) if g.shape.is_fully_defined() else tf.size(g) for g in summed]
+    flat = tf.concat([tf.reshape(g, [-1]) for g in summed], axis=0)
+    if step is not None:
+        z = tf.random.stateless_normal(tf.shape(flat), seed=tf.stack([tf.cast(seed, tf.int64) * 1009, step]),
+                                       dtype=dtype)
+    else:
+        z = tf.random.normal(tf.shape(flat), dtype=dtype)
+    flat = (flat + z * tf.cast(std, dtype)) * tf.cast(inv, dtype)
+    return [tf.reshape(p, tf.shape(g)) for p, g in zip(tf.split(flat, sizes), summed)]
+
+
 def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
                      expected_batch_size: Optional[float] = None, seed: Optional[int] = None):
     """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
@@ -260,17 +300,8 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         # With a seed, the noise of step t is a stateless function of (seed, variable, t): a run resumed from a
         # checkpoint (tfresp/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
         step = tf.cast(model.optimizer.iterations, tf.int64) if seed is not None and model.optimizer else None
-        grads = []
-        for i, g in enumerate(summed):
-            g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
-            if noise_std > 0 and step is not None:
-                z = tf.random.stateless_normal(tf.shape(g), seed=tf.stack([tf.cast(seed, tf.int64) * 1009 + i,
-                                                                           step]), dtype=g.dtype)
-                g = g + z * tf.cast(std, g.dtype)
-            elif noise_std > 0:
-                g = g + tf.random.normal(tf.shape(g), dtype=g.dtype) * tf.cast(std, g.dtype) if replicas > 1 \
-                    else g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
-            grads.append(g / tf.cast(denom, g.dtype))
+        grads = _noised([tf.convert_to_tensor(g) for g in summed],  # dense: the noise touches every coordinate
+                        noise_std, std, seed, step, denom, replicas)
         variables = model.core.trainable_variables
         if model.core.losses:  # weight regularisers: data-independent, added after noise at no privacy cost
             with tf.GradientTape() as tape:

@@ -6,6 +6,12 @@ gradient is ``Σ_t a_tᵀ g_t`` (``g_t = ∂loss/∂z_t``), and its squared norm
 ``Σ_{t,t'} (a_t·a_t')(g_t·g_t')`` - computable from activations and output gradients without ever forming the
 per-example gradient.
 
+Clipped sum without a second backward pass (the "book-keeping" method, Bu et al. 2023, "Differentially Private
+Optimization on Large Model at Small Cost"): with ``c_i = min(1, C/‖g_i‖)`` the clipped sum of a linear layer is
+``Σ_i c_i Σ_t a_{i,t}ᵀ g_{i,t}``, formed from the same recorded ``a`` and ``g`` (or from the per-example gradient
+where that was formed for the norm: per layer the cheaper of the two, as in Bu et al. 2022's mixed ghost clipping).
+The step costs one forward and one backward pass (to the layer outputs only) plus the norms.
+
 How: during one forward pass each supported layer's ``call`` is intercepted (an instance attribute shadows the
 class method for the duration of the pass) to record its input and its pre-activation output ``z``, which the
 tape watches so ``∂loss/∂z`` comes from one backward pass.
@@ -144,6 +150,11 @@ def _bias_per_example(g, bias_shape):
     return g
 
 
+def _cat(parts):
+    """Concatenate per-call tensors along positions (a layer called once skips the concat)."""
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+
 def _weighted(c, per):
     """``Σ_b c_b per_b`` for ``per [B, ...]``."""
     return tf.tensordot(tf.cast(c, per.dtype), per, axes=[[0], [0]])
@@ -173,8 +184,8 @@ def _dense_sq(layer, calls):
             return out
 
         return sq, grads
-    a = tf.concat([_flat3(tf.cast(x, gz.dtype), kernel.shape[0]) for x, _, gz in calls], axis=1)
-    g = tf.concat([_flat3(gz, kernel.shape[-1]) for _, _, gz in calls], axis=1)
+    a = _cat([_flat3(tf.cast(x, gz.dtype), kernel.shape[0]) for x, _, gz in calls])
+    g = _cat([_flat3(gz, kernel.shape[-1]) for _, _, gz in calls])
     sq, per = _linear_sq_norm(a, g)
     gb = tf.reduce_sum(g, axis=1) if bias is not None else None
     if bias is not None:
@@ -191,9 +202,9 @@ def _dense_sq(layer, calls):
 
 
 def _embedding_sq(layer, calls):
-    ids = tf.concat([tf.reshape(tf.cast(x, tf.int32), [tf.shape(x)[0], -1]) if x.shape.rank > 1 else
-                     tf.reshape(tf.cast(x, tf.int32), [-1, 1]) for x, _, _ in calls], axis=1)
-    g = tf.concat([_flat3(gz, layer.output_dim) for _, _, gz in calls], axis=1)
+    ids = _cat([tf.reshape(tf.cast(x, tf.int32), [tf.shape(x)[0], -1]) if x.shape.rank > 1 else
+                tf.reshape(tf.cast(x, tf.int32), [-1, 1]) for x, _, _ in calls])
+    g = _cat([_flat3(gz, layer.output_dim) for _, _, gz in calls])
     same = tf.cast(tf.equal(ids[:, :, None], ids[:, None, :]), g.dtype)
     sq = tf.reduce_sum(same * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
     table = layer.embeddings
@@ -250,10 +261,10 @@ def _einsum_sq(layer, calls):
         per = tf.add_n([tf.einsum(f"{inp},{out}->{b}{kern}", tf.cast(x, gz.dtype), gz) for x, _, gz in calls])
         sq = tf.reduce_sum(tf.reshape(tf.square(per), [tf.shape(per)[0], -1]), axis=1)
     else:
-        a = tf.concat([_positions_by_features(tf.einsum(f"{inp}->{b}{positions}{contracted}", tf.cast(x, gz.dtype)),
-                                              1 + len(positions), size(contracted)) for x, _, gz in calls], axis=1)
-        g = tf.concat([_positions_by_features(tf.einsum(f"{out}->{b}{positions}{produced}", gz),
-                                              1 + len(positions), size(produced)) for _, _, gz in calls], axis=1)
+        a = _cat([_positions_by_features(tf.einsum(f"{inp}->{b}{positions}{contracted}", tf.cast(x, gz.dtype)),
+                                         1 + len(positions), size(contracted)) for x, _, gz in calls])
+        g = _cat([_positions_by_features(tf.einsum(f"{out}->{b}{positions}{produced}", gz),
+                                         1 + len(positions), size(produced)) for _, _, gz in calls])
         sq, flat_per = _linear_sq_norm(a, g)
         if flat_per is not None and kern == contracted + produced:  # [B, I, O] is the kernel's layout, flattened
             per = tf.reshape(flat_per, tf.concat([tf.shape(flat_per)[:1], tf.shape(layer.kernel)], 0))
