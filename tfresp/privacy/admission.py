@@ -13,9 +13,10 @@ Three probes on synthetic inputs (never on private rows, so the decision itself 
 2. **Independence** (:func:`independence_problem`): changing example ``j`` of a probe batch must leave every other
    example's output and the gradient of their loss unchanged; otherwise one example can move the clipped sum by
    more than ``C`` (a layer computing ``t - mean over the batch``).
-3. **Ghost exactness** (:func:`ghost_exactness_problem`): ghost per-example norms must equal a per-example loop
-   within ``1e-5`` (relative) on a probe batch; weights used outside the layer that owns them (tied through a
-   ``Lambda`` or ``tf.matmul`` on another layer's kernel, a tied embedding) make them differ.
+3. **Ghost exactness** (:func:`ghost_exactness_problem`): no weight of a supported layer is used by a graph op
+   outside that layer's call (:func:`foreign_weight_uses`, static, so also inside a ``tf.cond`` a probe does not
+   take), and ghost per-example norms equal a per-example loop within ``1e-5`` (relative) on a probe batch;
+   weights tied through a ``Lambda`` or ``tf.matmul`` on another layer's kernel, or a tied embedding, fail both.
 
 And one for the per-example path: a forward pass with a ``tf.while_loop`` (recurrent layers) has a gradient that
 ``tf.vectorized_map`` cannot vectorise; such models clip in a per-example loop (:func:`needs_loop`).
@@ -379,6 +380,10 @@ def ghost_exactness_problem(core, x=None) -> Optional[str]:
     if x is None:
         return "the core's inputs are unknown, so ghost norms cannot be checked against the per-example loop"
     try:
+        foreign = foreign_weight_uses(core, x)
+        if foreign:
+            return ("the traced forward pass uses weights outside the layer that owns them: " + ", ".join(foreign)
+                    + " (tied weights), so ghost norms would miss part of their gradient")
         return _exactness(core, x)
     except Exception as e:  # noqa: BLE001 - not shown exact: the per-example path
         return f"the ghost-exactness probe failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
@@ -410,6 +415,65 @@ def _exactness(core, x) -> Optional[str]:
             f"{ghost_norms[k]:.6g} vs loop {loop[k]:.6g}, relative error {err[k]:.2g} > {EXACTNESS_RTOL:g}): "
             "some weights are used outside the layer that owns them (tied through a Lambda/tf.matmul, a tied "
             "embedding)")
+
+
+def foreign_weight_uses(core, x=None) -> List[str]:
+    """Trainable weights of ghost-supported layers that the traced forward pass uses outside their owner's call.
+
+    Static (read from the graph, so a use gated on the input, which a random probe batch does not trigger, is
+    found too): the forward pass is traced with each supported layer's ``call`` marking the graph ops it creates;
+    any other op that consumes such a layer's variable (a ``Lambda`` doing ``tf.matmul`` on its kernel, a
+    ``tf.cond`` branch that does) means ghost norms would miss part of that weight's gradient.
+    """
+    x = probe_batch(core) if x is None else x
+    if x is None:
+        return []
+    leaves = ghost.trainable_leaves(core)
+    inside: Dict[int, set] = {}
+
+    def trace(t):
+        graph = tf.compat.v1.get_default_graph()
+        saved = []
+        for layer in leaves:
+            orig = type(layer).call.__get__(layer) if "call" not in layer.__dict__ else layer.__dict__["call"]
+            saved.append((layer, layer.__dict__.get("call")))
+
+            def call(*a, _orig=orig, _layer=layer, **k):
+                start = len(graph.get_operations())
+                out = _orig(*a, **k)
+                inside.setdefault(id(_layer), set()).update(op.name for op in graph.get_operations()[start:])
+                return out
+
+            object.__setattr__(layer, "call", call)
+        try:
+            return core(t, training=True)
+        finally:
+            for layer, prev in saved:
+                if prev is None:
+                    object.__delattr__(layer, "call")
+                else:
+                    object.__setattr__(layer, "call", prev)
+
+    snap = _snapshot(core)
+    try:
+        cf = tf.function(trace).get_concrete_function(x)
+    finally:
+        _restore(snap)
+    owner = {}
+    for layer in leaves:
+        for v in layer.trainable_weights:
+            owner[id(v.handle)] = (layer, v)
+    found = set()
+    for external, internal in cf.graph.captures:
+        hit = owner.get(id(external))
+        if hit is None:
+            continue
+        layer, v = hit
+        allowed = inside.get(id(layer), set())
+        for op in internal.consumers():
+            if op.name not in allowed:
+                found.add(f"{v.name!r} of {layer.name!r} (used by op {op.name!r})")
+    return sorted(found)
 
 
 # -- the decisions -----------------------------------------------------------------------------------------------
@@ -501,5 +565,6 @@ def admit(model, clipping_mode: str = "auto") -> Tuple[str, str]:
     return clipping.select_clipping(model, clipping_mode)
 
 
-__all__ = ["admit", "assigned_variables", "independence_problem", "ghost_exactness_problem", "needs_loop",
+__all__ = ["admit", "assigned_variables", "foreign_weight_uses", "independence_problem", "ghost_exactness_problem",
+           "needs_loop",
            "probe_batch", "state_problems"]
