@@ -242,6 +242,23 @@ def test_gated_memory_would_leak_a_training_row():
     assert np.abs(leaked).max() > 0  # the memory changed from the data
 
 
+def test_a_term_that_stores_data_outside_the_model_is_refused():
+    """A per-example term writing a variable captured from outside the model (traced with the model's loss)."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5,))
+    core = keras.Model(inp, keras.layers.Dense(2)(inp))
+    store = tf.Variable(tf.zeros(5), trainable=False, name="side_store")
+
+    def term(model, x, y, outputs, side, training):
+        store.assign(x[0])
+        return tf.zeros(tf.shape(outputs)[:1])
+
+    model = TfrespModel(core, terms=[term])
+    clipping.check_model(core)  # the core alone is clean
+    with pytest.raises(IncompatibleModelError, match="resource captured from outside the model"):
+        clipping.check_model(model)
+
+
 def test_unbuilt_subclassed_core_is_refused_with_a_remedy():
     with pytest.raises(IncompatibleModelError, match="model\\(x\\[:1\\]\\)"):
         clipping.check_model(MovingAverageCore())
