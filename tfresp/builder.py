@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp import checkpointing, rundir
+from tfresp._quiet import progress
 from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
 from tfresp.context import RunContext, ServingPlan, TextParts  # noqa: F401  (RunContext's home was here)
@@ -160,6 +161,7 @@ def predict_all(ctx: RunContext) -> None:
 
 def audit(ctx: RunContext, active) -> None:
     for c in concern_registry.audit_order(active):
+        progress(ctx.quiet, f"audit {c.config_key} ...")
         t0 = time.perf_counter()
         section = c.audit(ctx)
         ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
@@ -261,16 +263,19 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
             predict_all(ctx)
         audit(ctx, active)
         if config.export.saved_model and config.task == "classification":
+            progress(quiet, "export SavedModel ...")
             export_saved_model(ctx)
         if config.export.tflite and config.task == "classification":
             from tfresp.export.tflite import export_tflite
 
+            progress(quiet, f"export TFLite ({', '.join(config.export.tflite)}) ...")
             export_tflite(ctx, config.export.tflite)
         if config.export.saved_model and config.task == "classification":
             from tfresp.monitoring.profile import write_reference
 
             write_reference(ctx)  # RUN/monitor/reference.json: what `tfresp monitor` compares new batches with
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
+        progress(quiet, "report ...")
         report = finalize_report(ctx)
         checkpointing.move_into_run(target, stage)
         final = rundir.commit(stage, target, overwrite)

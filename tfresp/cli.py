@@ -1,5 +1,7 @@
 """Command line: ``tfresp fit CONFIG [--set k=v]... [--out DIR] [--overwrite] [--resume] [--quiet] [--verbose]``.
 
+Also ``python -m tfresp``. ``tfresp configs`` lists the shipped configs (``tfresp fit quickstart``).
+
 Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints); 3 internal error.
 """
 from __future__ import annotations
@@ -13,34 +15,45 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true",
                         help="show TensorFlow/absl/library logs and warnings (hidden by default)")
-    p = argparse.ArgumentParser(prog="tfresp", description="Responsible training for Keras/TensorFlow.")
+    from tfresp import __version__
+
+    p = argparse.ArgumentParser(prog="tfresp", description="Responsible training for Keras/TensorFlow.",
+                                epilog="Exit codes: 0 ok; 1 a release gate failed; 2 bad input (config, data, "
+                                       "paths, checkpoints); 3 internal error.")
+    p.add_argument("--version", action="version", version=f"tfresp {__version__}",
+                   help="print tfresp's version and exit")
     sub = p.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
     sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # --verbose on every command
     f = sub.add_parser("fit", help="train, audit, export and report")
-    f.add_argument("config", help="YAML config file")
+    f.add_argument("config", help="YAML config file, or the name of a shipped config (`tfresp configs` lists "
+                                  "them, e.g. quickstart)")
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (VALUE is YAML); repeatable")
     f.add_argument("--out", default=None, help="run directory (default runs/<name>)")
-    f.add_argument("--overwrite", action="store_true", help="replace an existing run directory on success")
-    f.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoints")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only after the new run succeeded)")
+    f.add_argument("--resume", action="store_true", help="resume an interrupted run from the run directory's checkpoints")
+    f.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no 'tfresp: <phase> ...' lines (results and errors still print)")
     r = sub.add_parser("report", help="re-render a run's report from report.json")
-    r.add_argument("run")
-    r.add_argument("--check", action="store_true", help="exit 1 if a release gate fails")
+    r.add_argument("run", help=_RUN_HELP)
+    r.add_argument("--check", action="store_true",
+                   help="check the release gates: exit 1 if a gate fails; exit 2 if the run cannot be checked "
+                        "(missing or invalid report, malformed gate) or its privacy epsilon does not re-derive "
+                        "from the recorded mechanisms")
     r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")
     c = sub.add_parser("compare", help="compare two runs side by side")
-    c.add_argument("run_a")
-    c.add_argument("run_b")
+    c.add_argument("run_a", help="first run directory (the baseline)")
+    c.add_argument("run_b", help="second run directory")
     c.add_argument("--out", default=".", help="directory for compare.md / compare.html (default: current)")
     a = sub.add_parser("audit", help="re-run audits on a finished run")
-    a.add_argument("run")
-    a.add_argument("--privacy", action="store_true")
-    a.add_argument("--fairness", action="store_true")
-    a.add_argument("--robustness", action="store_true")
+    a.add_argument("run", help=_RUN_HELP)
+    a.add_argument("--privacy", action="store_true", help="re-run the privacy audit (membership inference)")
+    a.add_argument("--fairness", action="store_true", help="re-run the fairness audit")
+    a.add_argument("--robustness", action="store_true", help="re-run the robustness audit")
     e = sub.add_parser("explain", help="explain predictions of a finished run")
-    e.add_argument("run")
+    e.add_argument("run", help=_RUN_HELP)
     e.add_argument("--input", default=None, help="raw text to explain (text runs)")
     e.add_argument("--row", type=int, default=None, help="row of the run's test split to explain")
     e.add_argument("--seed", type=int, default=0, help="LIME seed (same seed, same explanation)")
@@ -48,12 +61,36 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--top-k", type=int, default=5, help="features shown and used for the stability score")
     e.add_argument("--json", action="store_true", help="print the explanation as JSON")
     x = sub.add_parser("export", help="export a finished run")
-    x.add_argument("run")
-    x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[])
+    x.add_argument("run", help=_RUN_HELP)
+    x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[],
+                   help="add a TFLite variant of the served model; repeatable")
     from tfresp.commands.monitor import add_parser as _monitor_parser
 
     _monitor_parser(sub)
+    sub.add_parser("configs", help="list the configs shipped with tfresp (usable by name: tfresp fit quickstart)")
+    for sp in sub.choices.values():  # commands defined elsewhere: a run directory argument gets the usual help
+        for action in sp._actions:
+            if action.help is None and action.dest == "run":
+                action.help = _RUN_HELP
     return p
+
+
+_RUN_HELP = "run directory written by `tfresp fit`"
+
+
+def _cmd_configs(args) -> int:
+    from tfresp import configs
+
+    rows = [configs.summary(n) for n in configs.names()]
+    if not rows:
+        print("tfresp: no shipped configs found", file=sys.stderr)
+        return 2
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['description']}  [data: {r['data']}]")
+    print(f"\n{len(rows)} configs in {configs.directory()}; run one with `tfresp fit NAME` "
+          "(copy the file to edit it)")
+    return 0
 
 
 def _cmd_fit(args) -> int:
@@ -89,6 +126,8 @@ def _cmd_fit(args) -> int:
 def _dispatch(args) -> int:
     if args.command == "fit":
         return _cmd_fit(args)
+    if args.command == "configs":
+        return _cmd_configs(args)
     import importlib
 
     module = importlib.import_module(f"tfresp.commands.{args.command}")
@@ -134,6 +173,11 @@ def _main(args) -> int:
     except KeyboardInterrupt:
         print("tfresp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tfresp configs | head`: the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # an internal error: show the traceback, exit 3
         traceback.print_exc()
         print("tfresp: internal error (exit 3); please report it with the traceback above", file=sys.stderr)

@@ -16,6 +16,7 @@ from tfresp.privacy import accounting, canary, clipping
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
 from tfresp.privacy.state import PrivacyState
+from tfresp.privacy.statement import statement
 
 log = logging.getLogger("tfresp")
 
@@ -28,63 +29,6 @@ def run_budget(ctx):
         ctx.budget = make_budget(ctx.config)
     ctx.budget.resolve_delta(len(ctx.data.train))
     return ctx.budget
-
-
-def _name(item: dict) -> str:
-    return f"{item['item']} ({item['detail']})"
-
-
-def statement(sec: dict) -> str:
-    """A plain-language description of the guarantee, naming every release and what covers it."""
-    if sec["sampling"] == "poisson":
-        sampling = ("each training step used a Poisson sample of the training rows (every row joined independently "
-                    f"with probability q = {sec['sampling_rate']:.4g})")
-    else:
-        sampling = ("training used shuffled fixed-size batches in a secret order; ε is the no-amplification bound "
-                    "(each epoch counted as one Gaussian release of every row), which is looser than Poisson "
-                    "accounting but provable")
-    budget = sec["budget"]
-    others = [s for s in budget["spends"] if s["source"] != "privacy.dp_sgd"]
-    cov = budget["coverage"]
-    dp = [c for c in cov if c["status"] == "dp"]
-    public = [c for c in cov if c["status"] == "public"]
-    uncovered = [c for c in cov if c["status"] == "not_covered"]
-    text = (
-        f"This model was trained with DP-SGD and the whole run satisfies ({sec['epsilon']:.3g}, {sec['delta']:.1e})-"
-        "differential privacy with respect to adding or removing one training row (example-level adjacency; "
-        f"δ·n = {sec['delta_times_n']:.2g}). DP-SGD ran {sec['steps']} steps with noise multiplier "
-        f"{sec['noise_multiplier']:.4g} and per-example gradient clipping at L2 norm {sec['l2_norm_clip']:g}; "
-        f"{sampling}.")
-    extra_delta = (sec.get("budget") or {}).get("extra_delta") or 0.0
-    if extra_delta:
-        text += (f" Of δ, {extra_delta:.2e} is the failure probability of the thresholded histograms (a value held "
-                 "by few rows could pass the threshold); ε is composed at the remaining "
-                 f"{sec['delta'] - extra_delta:.2e}, so the whole run is ({sec['epsilon']:.3g}, {sec['delta']:.1e})-DP.")
-    if others:
-        text += (" The ε above composes DP-SGD with every other release of the training rows using the "
-                 f"{sec['accountant'].upper()} accountant: " + "; ".join(
-                     f"{s['source']} ({s['mechanism']}, " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float)
-                                                                  else f"{k}={v}" for k, v in s["params"].items())
-                     + ")" for s in others) + ".")
-    else:
-        text += f" ε is computed with the {sec['accountant'].upper()} accountant; DP-SGD is the only release."
-    if dp:
-        text += " Covered by DP: " + "; ".join(_name(c) for c in dp) + "."
-    text += (" Treated as public (not protected): the number of training rows n and, where reported, the sizes of "
-             "the sensitive groups" + ("; " + "; ".join(_name(c) for c in public) if public else "") + ".")
-    if uncovered:
-        text += " NOT covered by the guarantee: " + "; ".join(_name(c) for c in uncovered) + "."
-    text += (
-        " What it protects: the trained weights and everything computed from them (predictions, exports) reveal "
-        "little about whether any single row was in the training set, even to an attacker who knows all other rows; "
-        f"δ = {sec['delta']:.1e} is the small probability that this bound fails. What it does not protect: a person "
-        "who contributes several rows is protected only up to group privacy (ε grows about linearly with the number "
-        "of rows); population-level facts learned from the data are not hidden; logged training metrics (loss, "
-        "accuracy) are not privatized; the validation and test splits (and the audits computed on them) are not "
-        "covered; which source rows became training rows (the seeded split and data.max_rows, both stratified by "
-        "label) is not hidden: the guarantee is about the rows selected for training; hyper-parameter tuning on "
-        "private data adds privacy cost not counted here.")
-    return text
 
 
 def epsilon_plot(curve, target, path):
