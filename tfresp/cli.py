@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -146,11 +147,37 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _quiet.configure(getattr(args, "verbose", False))
     restore = _quiet.filter_native_stderr() if argv is None and not args.verbose else None
+    if argv is None:
+        _interrupt_once()
     try:
-        return _main(args)
+        code = _main(args)
     finally:
         if restore is not None:
             restore()
+    if argv is None and code == 130:
+        # interrupted, and the run has cleaned up: leave now. Interpreter shutdown would run TensorFlow's
+        # finalizers, where a pending Ctrl-C prints "Exception ignored ... KeyboardInterrupt" or kills the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return code
+
+
+def _interrupt_once() -> None:
+    """The first Ctrl-C interrupts (KeyboardInterrupt: the run cleans up, exit 130); later ones are ignored, so a
+    repeated Ctrl-C cannot break the cleanup or print "Exception ignored ... KeyboardInterrupt" at shutdown."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("tfresp: interrupted; cleaning up (further Ctrl-C is ignored)", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
 
 
 def _main(args) -> int:
