@@ -9,7 +9,7 @@ import logging
 
 from tfresp.concerns import Concern, Contribution, register
 from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
-from tfresp.privacy import accounting, canary, clipping
+from tfresp.privacy import accounting, canary, clipping, releases
 from tfresp.privacy.dpsgd import DPSGD
 from tfresp.privacy.ledger import PrivacyLedger
 from tfresp.privacy.state import PrivacyState
@@ -62,6 +62,7 @@ class Privacy(Concern):
         from tfresp.errors import ConfigError
 
         problems = list(canary.problems(ctx))
+        problems += releases.fit_problems(ctx)  # int8 calibration / distillation data on private rows
         if problems:
             raise ConfigError(problems)
         clipping.check_model(ctx.core)
