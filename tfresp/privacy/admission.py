@@ -48,6 +48,12 @@ def _is_write(op_type: str) -> bool:
     return op_type in _WRITE_OPS or op_type.startswith(_WRITE_PREFIXES)
 
 
+def _last_line(e: Exception) -> str:
+    """The informative line of an error (TF's traced errors start with "in user code:")."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 def _core(model):
     """The core of a ResponsibleModel, or ``model`` itself (a user's model may have its own ``core`` attribute)."""
     from tfresp.models.base import ResponsibleModel
@@ -386,7 +392,7 @@ def ghost_exactness_problem(core, x=None) -> Optional[str]:
                     + " (tied weights), so ghost norms would miss part of their gradient")
         return _exactness(core, x)
     except Exception as e:  # noqa: BLE001 - not shown exact: the per-example path
-        return f"the ghost-exactness probe failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        return f"the ghost-exactness probe failed ({type(e).__name__}: {_last_line(e)})"
 
 
 def _exactness(core, x) -> Optional[str]:
@@ -496,7 +502,7 @@ def state_problems(model, exclude=()) -> List[str]:
         return _state_problems(model, core, x, exclude)
     except Exception as e:  # noqa: BLE001 - a model tfresp cannot probe is not admitted on trust
         return [f"tfresp could not probe the core {core.name!r} on a synthetic batch ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300] if str(e) else ''}), so it cannot check what the training step writes "
+                f"{_last_line(e)}), so it cannot check what the training step writes "
                 "or whether examples mix; remedy: make the model callable on a batch of its declared input shape "
                 "and dtype (integer inputs get ids 0-4, unknown lengths 16)"]
 
