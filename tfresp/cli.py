@@ -27,9 +27,16 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     r = sub.add_parser("report", help="re-render a run's report from report.json")
     r.add_argument("run")
-    r.add_argument("--check", action="store_true", help="exit 1 if a release gate fails")
+    r.add_argument("--check", action="store_true", help="alias of `tfresp verify RUN` (writes nothing)")
+    r.add_argument("--data", default=None, help="with --check: the run's test data file when it was moved")
     r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")
+    v = sub.add_parser("verify", help="recompute every number of a run from its artifacts and compare (writes "
+                                      "nothing); exit 2 on a mismatch")
+    v.add_argument("run")
+    v.add_argument("--data", default=None, help="the run's test file (or data file) when it is not found")
+    v.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
+                   help="extra gate checked, e.g. 'accuracy >= 0.8'; repeatable")
     c = sub.add_parser("compare", help="compare two runs side by side")
     c.add_argument("run_a")
     c.add_argument("run_b")
@@ -39,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--privacy", action="store_true")
     a.add_argument("--fairness", action="store_true")
     a.add_argument("--robustness", action="store_true")
+    a.add_argument("--data", default=None, help="the run's data file when it is not found")
     e = sub.add_parser("explain", help="explain predictions of a finished run")
     e.add_argument("run")
     e.add_argument("--input", default=None, help="raw text to explain (text runs)")
@@ -47,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--num-samples", type=int, default=1000, help="LIME neighbourhood size")
     e.add_argument("--top-k", type=int, default=5, help="features shown and used for the stability score")
     e.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    e.add_argument("--data", default=None, help="the run's data file when it is not found")
     x = sub.add_parser("export", help="export a finished run")
     x.add_argument("run")
     x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[])

@@ -147,6 +147,9 @@ def audit_run(run_dir, names=None, data=None) -> dict:
         for name in names:
             report[name] = _jsonable(AUDITS[name](work, config, data, core, report))
         if work is run_dir:
+            from tfresp.report.manifest import refresh
+
+            refresh(report, run_dir, ["plots/"])  # the audits redrew their plots: record the new digests
             write_files(run_dir, report)
         else:
             print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
