@@ -34,7 +34,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from tfresp.errors import DataError
+from tfresp.errors import DataError, TfrespError
 
 #: absolute / relative tolerance of a recomputed number (the SavedModel and the Keras model the run evaluated
 #: agree to ~1e-7 in probability; counts and rates computed from the same decisions are equal)
@@ -160,7 +160,15 @@ def verify_run(run_dir, data: Optional[str] = None, gates=()) -> Findings:
     _config(run_dir, report, found)
     config = load_config(run_dir / "config.yaml")
     _privacy(run_dir, report, found)
-    recomputed = _model_numbers(run_dir, config, report, data, found)
+    try:
+        recomputed = _model_numbers(run_dir, config, report, data, found)
+    except TfrespError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a corrupted artifact is a finding, not a crash)
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        found.add(f"saved_model: the served model could not be evaluated ({exc.__class__.__name__}: {first}); "
+                  "no model number can be recomputed")
+        recomputed = None
     _gates(report, recomputed, list(gates), found)
     found.cannot.extend(NOT_CHECKED)
     return found
