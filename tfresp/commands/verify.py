@@ -144,12 +144,12 @@ def verify_run(run_dir, data: Optional[str] = None, gates=()) -> Findings:
     from tfresp.report.compare import load_report
     from tfresp.report.gates import Gate
 
+    for i, g in enumerate(gates):  # a malformed --gate fails first
+        Gate.parse(g, i)
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not (run_dir / "report.json").is_file() or not (run_dir / "config.yaml").is_file():
         raise DataError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run (expected "
                         "report.json and config.yaml)")
-    for i, g in enumerate(gates):
-        Gate.parse(g, i)
     report = load_report(run_dir)
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
