@@ -5,9 +5,10 @@ the path as given, the absolute path and the path relative to the run directory 
 its data keeps working), and the plain sha256 of the test file (the test split is not covered by a DP
 guarantee and is what ``tfresp verify`` evaluates on; a DP run's training file gets no plain digest here).
 
-``tfresp audit`` / ``explain`` / ``verify`` call :func:`locate`: each file is looked for at its recorded
-absolute path, then relative to the run directory where it is now, then as given relative to the current
-directory; a file whose recorded sha256 differs is never used. When nothing is found the command stops with
+``tfresp audit`` / ``explain`` / ``verify`` call :func:`locate`: each file is looked for as the config gives it
+(relative to the current directory; a changed file there is refused, not skipped), then at its recorded
+absolute path, then relative to the run directory where it is now; a file whose recorded sha256 differs is never
+used. When nothing is found the command stops with
 one line asking for ``--data``.
 """
 from __future__ import annotations
@@ -110,14 +111,20 @@ def _find(role, field, given, rec, run_dir: Path, override, option) -> str:
                             f"{want[:16]}...). Remedy: give the run's own {role} file; numbers on other rows are not "
                             "the run's")
         return str(path.resolve())
-    tried, differ = [], []
+    g = Path(given).expanduser()
+    first = g if g.is_absolute() else Path.cwd() / g
+    if first.is_file():  # the path as the config gives it: used as is; a changed file is refused, never skipped
+        if want and sha256_file(first) != want:
+            raise DataError(f"`{field}`: the file {given!r} differs from the one the run used (sha256 recorded in "
+                            f"report.json {want[:16]}...); its numbers would not be the run's. Received: "
+                            f"{field}={given!r}. Remedy: restore the original file, or pass {option} PATH to it")
+        return str(first.resolve())
+    tried, differ = [str(first)], []
     candidates = []
     if rec.get("absolute"):
         candidates.append(Path(rec["absolute"]))
     if rec.get("relative_to_run"):
         candidates.append(run_dir / rec["relative_to_run"])
-    g = Path(given).expanduser()
-    candidates.append(g if g.is_absolute() else Path.cwd() / g)
     if not g.is_absolute():
         candidates.append(run_dir / g)
     for c in candidates:

@@ -120,10 +120,10 @@ def check(report: dict, preprocessing: Optional[dict] = None) -> Tally:
     else:
         tally.same("privacy.delta", delta, float(pcfg["delta"]), "the config's privacy.delta")
     sgd = [s for s in spends if s["source"] == "privacy.dp_sgd"]
-    if len(sgd) != 1:
+    if len(sgd) > 1 or (not sgd and ("ledger" in sec or "noise_multiplier" in sec)):
         tally.problems.append(f"`privacy.budget.spends`: a DP-SGD run records exactly one privacy.dp_sgd spend; "
                               f"found {len(sgd)}. Remedy: the report was edited or is stale; re-run the training")
-    else:
+    elif sgd:
         _dp_sgd(report, sec, sgd[0]["params"], pcfg, n, tally, derived_without_sgd=[
             e for e, s in zip(events, spends) if s["source"] != "privacy.dp_sgd"], delta=delta - extra)
     _preprocessing(report, budget, preprocessing, config, tally)
