@@ -266,7 +266,10 @@ def _serve(signature, loaded, data, part):
     layout = load_layout(loaded)
     known = set((layout or {}).get("inputs", {}).values()) | (
         {layout["packed"]["name"]} if layout and layout.get("packed") else set())
-    extra = [k for k in spec if layout is not None and k not in known]
+    pre_keys = set(data.preprocessor.input_signature())
+    # raw string inputs a post-processor reads (e.g. the group column of fairness thresholds)
+    extra = [raw for raw in (layout or {}).get("inputs", {}) if raw not in pre_keys]
+    extra += [k for k in spec if layout is not None and k not in known and k not in extra]
     probs, ids = [], []
     frame = part.frame
     for start in range(0, len(frame), 4096):
