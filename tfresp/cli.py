@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--data", default=None, help="the run's test file (or data file) when it is not found")
     v.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked, e.g. 'accuracy >= 0.8'; repeatable")
+    v.add_argument("--key", default=None, help="PEM Ed25519 public key the run must be signed with")
+    g = sub.add_parser("sign", help="sign a run's report.json (and its artifact manifest) with Ed25519")
+    g.add_argument("run")
+    g.add_argument("--key", required=True, help="PEM Ed25519 private key (password-less)")
     c = sub.add_parser("compare", help="compare two runs side by side")
     c.add_argument("run_a")
     c.add_argument("run_b")

@@ -185,3 +185,29 @@ def test_moved_run_finds_or_asks_for_its_data(run, tmp_path, capsys, monkeypatch
     assert main(["explain", str(moved), "--row", "0", "--num-samples", "50", "--data",
                  str(tmp_path / "renamed.csv")]) == 0
     capsys.readouterr()
+
+
+def test_signed_run_verifies_with_the_producers_key_only(run, tmp_path, capsys):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tfresp.report.signing import check
+
+    def pair(name):
+        key = ed25519.Ed25519PrivateKey.generate()
+        (tmp_path / f"{name}.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (tmp_path / f"{name}.pub").write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    pair("producer")
+    pair("other")
+    assert check(run, str(tmp_path / "producer.pub"))[1]  # not signed yet: a problem when a key is required
+    assert main(["sign", str(run), "--key", str(tmp_path / "producer.pem")]) == 0
+    capsys.readouterr()
+    code, out = _verify(run, capsys, "--key", str(tmp_path / "producer.pub"))
+    assert code == 0 and "signed by key" in out, out
+    assert any("not by --key" in p for p in check(run, str(tmp_path / "other.pub"))[1])
+    assert main(["sign", str(run), "--key", str(tmp_path / "producer.pub")]) == 2  # a public key cannot sign
+    _edit(run, lambda r: r["run"].__setitem__("description", "edited after signing"))
+    assert any("changed after it was signed" in p for p in check(run, str(tmp_path / "producer.pub"))[1])

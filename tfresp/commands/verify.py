@@ -138,7 +138,7 @@ def _short(v) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------------
-def verify_run(run_dir, data: Optional[str] = None, gates=()) -> Findings:
+def verify_run(run_dir, data: Optional[str] = None, gates=(), key: Optional[str] = None) -> Findings:
     """Recompute every checkable number of the run in ``run_dir`` and compare (see the module docstring)."""
     from tfresp.config import load_config
     from tfresp.report.compare import load_report
@@ -156,6 +156,7 @@ def verify_run(run_dir, data: Optional[str] = None, gates=()) -> Findings:
         raise DataError(f"Invalid value for `RUN`: report schema_version {report.get('schema_version')!r} is not "
                         "supported (expected 1.x)")
     found = Findings()
+    _signature(run_dir, key, found)
     _manifest(run_dir, report, found)
     _config(run_dir, report, found)
     config = load_config(run_dir / "config.yaml")
@@ -172,6 +173,17 @@ def verify_run(run_dir, data: Optional[str] = None, gates=()) -> Findings:
     _gates(report, recomputed, list(gates), found)
     found.cannot.extend(NOT_CHECKED)
     return found
+
+
+def _signature(run_dir: Path, key: Optional[str], found: Findings) -> None:
+    from tfresp.report.signing import check
+
+    checked, problems, notes = check(run_dir, key)
+    found.checked += checked
+    found.mismatches.extend(problems)
+    found.notes.extend(notes)
+    if not checked:
+        found.cannot.append("who produced the run (not signed; the producer can run `tfresp sign RUN --key KEY`)")
 
 
 def _manifest(run_dir: Path, report: dict, found: Findings) -> None:
@@ -474,5 +486,6 @@ def print_findings(found: Findings, run) -> int:
 
 
 def run(args) -> int:
-    found = verify_run(args.run, getattr(args, "data", None), getattr(args, "gates", []) or [])
+    found = verify_run(args.run, getattr(args, "data", None), getattr(args, "gates", []) or [],
+                       key=getattr(args, "key", None))
     return print_findings(found, args.run)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List
 
 #: derived from report.json, or not evidence: never listed
-EXCLUDED_FILES = ("report.json", "report.md", "report.html", ".tfresp-run")
+EXCLUDED_FILES = ("report.json", "report.md", "report.html", ".tfresp-run", "signature.json")
 EXCLUDED_DIRS = ("checkpoints", "tensorboard")
 #: drawn by the report renderer from report.json's numbers on every re-render (tfresp/report/html.py)
 DERIVED_PREFIX = "plots/report_"
