@@ -91,7 +91,8 @@ FORGERIES = {
     "evaluation.test.accuracy": lambda r: r["evaluation"]["test"].__setitem__("accuracy", 0.95),
     "gates.results[1].passed": lambda r: r["gates"]["results"][1].__setitem__("passed", False),
     "gates.results[1].value": lambda r: r["gates"]["results"][1].__setitem__("value", 0.99),
-    "privacy.budget.spends[privacy.dp_sgd].noise_multiplier": lambda r: (r["privacy"].__setitem__("noise_multiplier", 3.0), [
+    "privacy.budget.spends[privacy.dp_sgd].noise_multiplier": lambda r: (
+        r["privacy"].__setitem__("noise_multiplier", 3.0), [
         s["params"].__setitem__("noise_multiplier", 3.0) for s in r["privacy"]["budget"]["spends"]
         if s["source"] == "privacy.dp_sgd"]),
     "privacy.budget.spends[privacy.dp_sgd].steps": lambda r: (r["privacy"].__setitem__("steps", 5), [
@@ -99,6 +100,7 @@ FORGERIES = {
         if s["source"] == "privacy.dp_sgd"]),
     "privacy.budget.spends": lambda r: r["privacy"]["budget"].__setitem__("spends", [
         s for s in r["privacy"]["budget"]["spends"] if not s["source"].startswith("preprocessing")]),
+    "privacy.epsilon": lambda r: r["privacy"].__setitem__("epsilon", 0.5),
     "privacy.statement": lambda r: r["privacy"].__setitem__(
         "statement", r["privacy"]["statement"].replace(f"({r['privacy']['epsilon']:.3g},", "(0.5,")),
 }

@@ -8,7 +8,6 @@ check only (they are not written into the run's files).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from tfresp.errors import DataError

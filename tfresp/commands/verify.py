@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 from typing import List, Optional
@@ -270,8 +269,6 @@ def _prepare(run_dir: Path, config, report: dict, data_file: Optional[str], foun
 
 def _serve(signature, loaded, data, part):
     """``(probabilities, class_id)`` of the SavedModel's ``serving_default`` on the raw rows of a split."""
-    import tensorflow as tf
-
     from tfresp.export.saved_model import load_layout, raw_inputs
 
     spec = dict(signature.structured_input_signature[1])
@@ -289,7 +286,6 @@ def _serve(signature, loaded, data, part):
         out = signature(**raw_inputs(data.preprocessor, rows, extra=extra))
         probs.append(out["probabilities"].numpy())
         ids.append(out["class_id"].numpy())
-    del tf
     return np.concatenate(probs).astype(np.float32), np.concatenate(ids)
 
 

@@ -267,9 +267,9 @@ def _statement(sec, derived, tally: Tally) -> None:
     tally.checked += 1
     if text != expected:
         i = next((k for k, (a, b) in enumerate(zip(text, expected)) if a != b), min(len(text), len(expected)))
+        got, want = text[max(0, i - 40):i + 40], expected[max(0, i - 40):i + 40]
         tally.problems.append(f"`privacy.statement`: does not match the re-derived guarantee. Received: "
-                              f"...{text[max(0, i - 40):i + 40]!r}...; re-derived ...{expected[max(0, i - 40):i + 40]!r}"
-                              "... Remedy: the report was edited or is stale; re-run the training")
+                              f"...{got!r}...; re-derived ...{want!r}... Remedy: the report was edited or is stale; re-run the training")
 
 
 def _client_level(sec: dict, tally: Tally) -> None:

@@ -2,7 +2,8 @@
 
 ``tfresp verify`` hashes the files again: one changed byte of the SavedModel, a swapped TFLite file or an
 edited ``preprocessing/tabular.json`` is named. report.md / report.html and the plots they draw
-(``plots/report_*``) are rendered from report.json (which holds the manifest) and are not listed; checkpoints (resumption state) and TensorBoard logs are not evidence
+(``plots/report_*``) are rendered from report.json (which holds the manifest) and are not listed; checkpoints
+(resumption state) and TensorBoard logs are not evidence
 and are left out too. Commands that legitimately rewrite an artifact of a finished run (``tfresp audit`` redraws
 plots, ``tfresp export`` writes TFLite files) record the new digests with :func:`refresh`.
 
