@@ -213,3 +213,31 @@ def test_signed_run_verifies_with_the_producers_key_only(run, tmp_path, capsys):
     assert main(["sign", str(run), "--key", str(tmp_path / "producer.pub")]) == 2  # a public key cannot sign
     _edit(run, lambda r: r["run"].__setitem__("description", "edited after signing"))
     assert any("changed after it was signed" in p for p in check(run, str(tmp_path / "producer.pub"))[1])
+
+
+def test_a_different_test_file_is_refused(tmp_path, capsys, monkeypatch):
+    """A run with its own test file (data.split.test): its plain sha256 is recorded; --data with other rows is
+    refused in one line before anything is computed."""
+    import tfresp
+    from tfresp.data.sources import load_adult
+
+    frames = load_adult()[0]
+    frames["train"].head(700).to_csv(tmp_path / "train.csv", index=False)
+    frames["test"].head(300).to_csv(tmp_path / "test.csv", index=False)
+    frames["test"].iloc[300:600].to_csv(tmp_path / "other.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_adult(data={"source": "train.csv", "max_rows": None, "split": {"test": "test.csv", "validation": 0.0}},
+                     export={"saved_model": True})
+    tfresp.fit(cfg, out=str(tmp_path / "run"), quiet=True)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    import hashlib
+
+    assert report["data"]["locations"]["test"]["sha256"] == hashlib.sha256(
+        (tmp_path / "test.csv").read_bytes()).hexdigest()
+    code, out = _verify(tmp_path / "run", capsys, "--data", str(tmp_path / "other.csv"))
+    assert code == 2 and "is not the file this run was evaluated on" in out, out
+    os.rename(tmp_path / "test.csv", tmp_path / "moved_test.csv")
+    code, out = _verify(tmp_path / "run", capsys)
+    assert code == 2 and "pass --data PATH" in out and "test.csv" in out, out
+    code, out = _verify(tmp_path / "run", capsys, "--data", str(tmp_path / "moved_test.csv"))
+    assert code == 0, out
