@@ -87,19 +87,40 @@ def test_report_check_no_longer_rewrites_forged_reports(run, capsys):
     assert (run / "report.md").read_bytes() == md
 
 
+def _sgd(report):
+    return next(s for s in report["privacy"]["budget"]["spends"] if s["source"] == "privacy.dp_sgd")["params"]
+
+
+def _reprice(report):
+    """What a careful forger does after editing the spends: set privacy.epsilon to what the forged spends give,
+    so that re-composing the listed spends (all the old `report --check` did) agrees."""
+    import dp_accounting
+
+    from tfresp.privacy import accounting
+    from tfresp.privacy.budget import event_from_params
+
+    spends = report["privacy"]["budget"]["spends"]
+    acc = accounting.make_dp_accountant(report["privacy"]["budget"]["accountant"])
+    acc.compose(dp_accounting.ComposedDpEvent([event_from_params(s["mechanism"], s["params"]) for s in spends]))
+    extra = sum(float(s["params"].get("delta", 0.0) or 0.0) for s in spends)
+    report["privacy"]["budget"]["extra_delta"] = extra
+    report["privacy"]["epsilon"] = float(acc.get_epsilon(report["privacy"]["delta"] - extra))
+
+
+def _set_sgd(report, key, value):
+    report["privacy"][key] = value
+    _sgd(report)[key] = value
+    _reprice(report)
+
+
 FORGERIES = {
     "evaluation.test.accuracy": lambda r: r["evaluation"]["test"].__setitem__("accuracy", 0.95),
     "gates.results[1].passed": lambda r: r["gates"]["results"][1].__setitem__("passed", False),
     "gates.results[1].value": lambda r: r["gates"]["results"][1].__setitem__("value", 0.99),
-    "privacy.budget.spends[privacy.dp_sgd].noise_multiplier": lambda r: (
-        r["privacy"].__setitem__("noise_multiplier", 3.0), [
-        s["params"].__setitem__("noise_multiplier", 3.0) for s in r["privacy"]["budget"]["spends"]
-        if s["source"] == "privacy.dp_sgd"]),
-    "privacy.budget.spends[privacy.dp_sgd].steps": lambda r: (r["privacy"].__setitem__("steps", 5), [
-        s["params"].__setitem__("steps", 5) for s in r["privacy"]["budget"]["spends"]
-        if s["source"] == "privacy.dp_sgd"]),
-    "privacy.budget.spends": lambda r: r["privacy"]["budget"].__setitem__("spends", [
-        s for s in r["privacy"]["budget"]["spends"] if not s["source"].startswith("preprocessing")]),
+    "privacy.budget.spends[privacy.dp_sgd].noise_multiplier": lambda r: _set_sgd(r, "noise_multiplier", 3.0),
+    "privacy.budget.spends[privacy.dp_sgd].steps": lambda r: _set_sgd(r, "steps", 5),
+    "privacy.budget.spends": lambda r: (r["privacy"]["budget"].__setitem__("spends", [
+        s for s in r["privacy"]["budget"]["spends"] if not s["source"].startswith("preprocessing")]), _reprice(r)),
     "privacy.epsilon": lambda r: r["privacy"].__setitem__("epsilon", 0.5),
     "privacy.statement": lambda r: r["privacy"].__setitem__(
         "statement", r["privacy"]["statement"].replace(f"({r['privacy']['epsilon']:.3g},", "(0.5,")),
@@ -108,8 +129,8 @@ FORGERIES = {
 
 @pytest.mark.parametrize("field", sorted(FORGERIES))
 def test_each_forgery_is_caught_naming_the_field(run, capsys, field):
-    """sigma and steps are forged consistently at the top level and in the spend: the ledger history gives them
-    away (and the re-derived epsilon)."""
+    """sigma, steps and the deleted spends are forged consistently (top level, spend, and the epsilon the forged
+    spends give): the config, the ledger history and the saved preprocessing give them away."""
     _edit(run, FORGERIES[field])
     code, out = _verify(run, capsys)
     assert code == 2, out
