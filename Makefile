@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine (only Python 3.11-3.13 + pip needed):
 #   make demo   -> venv, install, Adult quickstart (DP + fairness + pruning) -> runs/quickstart
 #   make test   -> venv, install, pip check, test suite
+# Installs use constraints.txt (the pinned versions CI and docker/Dockerfile.gpu install); setup.cfg has the ranges.
+# CONSTRAINTS=other.txt picks another file (.ci/run's TensorFlow 2.20 leg).
 # Choose the interpreter with PY (default python3.11); each Python version gets its own venv:
 #   make test PY=python3.13          -> .venv-3.13 (python3.11 keeps .venv)
 #   make test PY=python3.13 TESTS="tests/privacy tests/foundation"
@@ -15,23 +17,24 @@ VENV ?= $(if $(filter 3.11,$(PYVER)),.venv,.venv-$(PYVER))
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.tfresp-installed
 TESTS ?=
+CONSTRAINTS ?= constraints.txt
 
 .PHONY: demo test test-all bench install check-python clean
 
 check-python:
 	@test -n "$(PYVER)" || { echo "PY=$(PY): no such Python interpreter (need 3.11-3.13)"; exit 2; }
 
-$(STAMP): setup.cfg pyproject.toml | check-python
+$(STAMP): setup.cfg pyproject.toml setup.py $(CONSTRAINTS) | check-python
 	test -x $(BIN)/python || $(PYEXE) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e '.[dev]'
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tfresp fit configs/quickstart.yaml --out runs/quickstart --overwrite
+	$(BIN)/tfresp fit quickstart --out runs/quickstart --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pip check
@@ -44,4 +47,4 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf .venv .venv-3.* runs build *.egg-info
+	rm -rf .venv .venv-3.* .venv-tf* runs build dist *.egg-info

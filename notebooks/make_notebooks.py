@@ -22,8 +22,9 @@ print("working directory:", Path.cwd())
 
 INSTALL = '''
 # Install tfresp once per runtime (Colab CPU/GPU: Python 3.12 or 3.13). Skipped where tfresp already imports
-# (a local checkout, or the tests). TFRESP_PIP is what pip installs: the package name, a wheel, or the repository
-# ("git+https://<host>/<you>/tfresp.git", or "/content/tfresp" after cloning it).
+# (a local checkout, or the tests). tfresp is not on the package index: TFRESP_PIP names what pip installs, the
+# repository ("git+https://<host>/<you>/tfresp.git", or "/content/tfresp" after cloning it) or a wheel you built
+# ("/content/tfresp-0.1.0-py3-none-any.whl", from `pip wheel --no-deps .` in the repository).
 import importlib.util
 import subprocess
 import sys
@@ -31,8 +32,11 @@ import sys
 if not (3, 11) <= sys.version_info[:2] < (3, 14):
     raise RuntimeError(f"tfresp supports Python 3.11-3.13; this runtime has {sys.version.split()[0]}")
 if importlib.util.find_spec("tfresp") is None:
+    if not TFRESP_PIP:
+        raise RuntimeError("tfresp is not installed: set TFRESP_PIP in the parameters cell to the repository URL "
+                           "(git+https://...) or the path of a tfresp wheel")
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", TFRESP_PIP])
-    # pip may replace the runtime's TensorFlow with tfresp's pin (2.21): restart the session if TF was imported.
+    # tfresp accepts TensorFlow 2.20-2.21: pip keeps the runtime's TensorFlow when it is in that range
     print("installed tfresp; if TensorFlow had already been imported, restart the session (Runtime menu)")
 print("python", sys.version.split()[0])
 '''
@@ -61,7 +65,7 @@ BOOTSTRAP = 200          # bootstrap resamples for the fairness confidence inter
 MIA_AUDIT = True         # membership-inference audit of the trained model
 EXPORT = True            # SavedModel export
 OUT = "runs/quickstart-notebook"
-TFRESP_PIP = "tfresp"    # what the install cell installs when tfresp is missing
+TFRESP_PIP = ""          # repository URL or wheel path, installed when tfresp is missing (not on the index)
 ''', tags=["parameters"]),
 code(FIND_ROOT),
 code(INSTALL),
@@ -144,14 +148,11 @@ in-graph TensorFlow implementation, so `tfresp.fit` refuses it with a reason.)
 (e.g. `distilbert/distilbert-base-uncased`). `DATA` is a CSV/JSONL with a text and a label column.
 `TARGET_EPSILON = None` fine-tunes without DP. Every number shown is read from the run's report.
 
-**Runtimes.** Written for Colab CPU and GPU runtimes (Python 3.12/3.13; `pip install` below pulls TensorFlow 2.21);
-the tests execute it headless on CPU with tiny parameters. **Colab TPU: not
-supported today.** TPU runtimes no longer come with TensorFlow, and `tensorflow-tpu` on PyPI stops at 2.20, while
-tfresp needs TensorFlow 2.21; the TensorFlow pip installs there has no TPU support, so tfresp sees no TPU and
-would train on the host CPU. This notebook checks for that case and says so instead of pretending. With a
-TensorFlow build that has TPU support and matches tfresp's pin (e.g. a Cloud TPU VM image), `distribute: tpu` uses
-`TPUStrategy` through `TPUClusterResolver(tpu="local")`, `train.batch_size` is the global batch and DP noise is
-added once per global step; that path is covered by the code, not by a test on TPU hardware.
+**Runtimes.** Written for Colab CPU and GPU runtimes (Python 3.12/3.13; tfresp accepts TensorFlow 2.20-2.21, so the
+runtime's TensorFlow stays when it is in range); the tests execute it headless on CPU with tiny parameters. For a
+Colab TPU runtime use `notebooks/colab_tpu_dp.ipynb` (installs `tensorflow-tpu` 2.20; never run on a TPU by us).
+A TensorFlow without TPU support sees no TPU and trains on the host CPU: this notebook checks for that case and says
+so instead of pretending.
 '''),
 code('''
 MODEL_DIR = "../shared/models/minilm-l6-h384-uncased"   # local dir, or a Hub id on Colab
@@ -166,7 +167,7 @@ FREEZE = None            # None | "embeddings" | "all-but-head" | N (first N lay
 TARGET_EPSILON = 8.0     # None: no DP
 EXPORT = True
 OUT = "runs/text-dp-notebook"
-TFRESP_PIP = "tfresp"    # what the install cell installs when tfresp is missing
+TFRESP_PIP = ""          # repository URL or wheel path, installed when tfresp is missing (not on the index)
 ''', tags=["parameters"]),
 code(FIND_ROOT),
 code(INSTALL),
@@ -229,5 +230,117 @@ if priv:
 print("run directory:", result.run_dir)
 '''),
 ]
+# ---------------------------------------------------------------- Colab TPU: DP fine-tune under TPUStrategy
+u = nbf.v4.new_notebook()
+u.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}, "accelerator": "TPU"})
+u.cells = [
+md('''
+# DP fine-tuning on a Colab TPU (TensorFlow 2.20, `TPUStrategy`), honestly
+
+**Status: this notebook has never been run on a TPU** (no TPU was available while it was written). What was run:
+the same cells headless on CPU, where the strategy falls back to TensorFlow's default strategy (tfresp's tests do
+this on every CI run). Treat the TPU path as untested until you have run it; the report names the strategy a run
+used (`training.strategy`, `training.replicas`).
+
+What it does on a TPU runtime:
+1. installs `tensorflow-tpu` 2.20 (the last TensorFlow release with a TPU wheel; tfresp accepts 2.20-2.21) and
+   tfresp from `TFRESP_PIP` (the repository URL or a wheel: tfresp is not on the package index), keeping
+   `tensorflow-tpu` as the only TensorFlow (tf-keras and tensorflow-text 2.20 are installed without dependencies);
+2. builds a `TPUStrategy` with `tfresp.distribute.tpu_or_default()` (the default strategy when there is no TPU);
+3. fine-tunes a BERT-family checkpoint on text with DP-SGD under that strategy (`distribute: tpu`), with
+   `train.jit_compile: true`. XLA wants fixed shapes: the text is padded to `MAX_LENGTH`, and the batch dimension
+   is fixed only where tfresp pads Poisson batches to a static size (masked padding rows); where a tfresp version
+   does not, every distinct Poisson batch size is compiled once more (slow on a TPU, still correct).
+   `train.batch_size` is the global batch; DP noise is added once per global step.
+'''),
+code('''
+MODEL_DIR = "google/bert_uncased_L-2_H-128_A-2"   # a Hub id (downloaded below) or a local directory
+DATA = "../shared/data/tweets/sentiment_tweets.csv.gz"
+TEXT, LABEL = "text", "sentiment"
+MAX_ROWS = 4000
+MAX_LENGTH = 64          # every sequence is padded to this length: one shape for XLA
+EPOCHS = 1
+BATCH_SIZE = 128         # global batch; a multiple of 8 (TPU cores) keeps replicas' shards equal
+LEARNING_RATE = 5e-4
+TARGET_EPSILON = 8.0
+OUT = "runs/colab-tpu-dp"
+TFRESP_PIP = ""          # repository URL or wheel path, installed when tfresp is missing (not on the index)
+TF_TPU_PIP = "tensorflow-tpu==2.20.*"
+TF_TPU_FIND_LINKS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"   # libtpu for tensorflow-tpu
+''', tags=["parameters"]),
+code(FIND_ROOT),
+code('''
+# Install (skipped where tfresp already imports: a local checkout, or the tests)
+import glob
+import importlib.metadata
+import importlib.util
+import re
+import subprocess
+import sys
+
+on_tpu_runtime = bool(glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("COLAB_TPU_ADDR"))
+pip = [sys.executable, "-m", "pip", "install", "-q"]
+if importlib.util.find_spec("tfresp") is None:
+    if not TFRESP_PIP:
+        raise RuntimeError("tfresp is not installed: set TFRESP_PIP to the repository URL (git+https://...) or the "
+                           "path of a tfresp wheel")
+    if on_tpu_runtime:
+        subprocess.check_call(pip + [TF_TPU_PIP, "-f", TF_TPU_FIND_LINKS])
+        # tensorflow-tpu provides `import tensorflow` under another distribution name: install tfresp and the
+        # packages that require "tensorflow" without dependencies, so pip does not add a second (CPU) TensorFlow
+        subprocess.check_call(pip + ["--no-deps", TFRESP_PIP, "tf-keras==2.20.*", "tensorflow-text==2.20.*"])
+        skip = {"tensorflow", "tf-keras", "tensorflow-text", "tensorboard"}
+        reqs = [r for r in importlib.metadata.requires("tfresp") or [] if "extra ==" not in r
+                and re.split(r"[ <>=!~;\\[]", r, maxsplit=1)[0].lower().replace("_", "-") not in skip]
+        subprocess.check_call(pip + reqs)
+    else:
+        subprocess.check_call(pip + [TFRESP_PIP])
+    print("installed; restart the session (Runtime menu) if TensorFlow had already been imported")
+'''),
+code('''
+import tensorflow as tf
+
+import tfresp
+from tfresp.distribute import tpu_or_default
+
+strategy, kind = tpu_or_default()   # TPUStrategy on a TPU runtime with TPU-enabled TensorFlow, else the default
+print(f"TensorFlow {tf.__version__}; strategy: {kind} ({type(strategy).__name__}), replicas: "
+      f"{strategy.num_replicas_in_sync}")
+if kind != "tpu":
+    print("NOTE: no TPU in use: the run below trains on " + ("the host CPU although this is a TPU runtime "
+          "(is tensorflow-tpu installed?)" if on_tpu_runtime else "this machine's CPU/GPU"))
+'''),
+code('''
+from pathlib import Path
+
+if not Path(MODEL_DIR).exists():   # a Hub id: fetch only what tfresp reads (Colab; not run by the tests)
+    from huggingface_hub import snapshot_download
+
+    MODEL_DIR = snapshot_download(MODEL_DIR, allow_patterns=["config.json", "model.safetensors", "tf_model.h5",
+                                                             "tokenizer.json", "vocab.txt", "tokenizer_config.json"])
+config = {
+    "name": "colab-tpu-dp",
+    "seed": 0,
+    "data": {"source": DATA, "text": TEXT, "label": LABEL, "max_length": MAX_LENGTH, "max_rows": MAX_ROWS,
+             "split": {"test": 0.1, "validation": 0.0}},
+    "model": {"kind": "checkpoint", "checkpoint": MODEL_DIR, "dropout": 0.0},   # dropout 0: ghost clipping
+    "train": {"epochs": EPOCHS, "batch_size": BATCH_SIZE, "optimizer": "adamw", "learning_rate": LEARNING_RATE,
+              "jit_compile": True},
+    "privacy": {"target_epsilon": TARGET_EPSILON, "delta": "auto", "l2_norm_clip": 1.0, "sampling": "poisson",
+                "audit": False},
+    "distribute": "tpu" if kind == "tpu" else "auto",
+    "export": {"saved_model": False},
+}
+result = tfresp.fit(config, out=OUT, overwrite=True, quiet=True)
+tr = result.report["training"]
+print(f"strategy={tr['strategy']} replicas={tr['replicas']} global batch={tr['global_batch_size']} "
+      f"per-replica batch={tr['per_replica_batch_size']} fit time={tr['timings']['fit_seconds']:.1f}s")
+priv = result.report["privacy"]
+print(f"epsilon = {priv['epsilon']:.3f} at delta = {priv['delta']:.1e} ({priv['steps']} steps)")
+print("run directory:", result.run_dir)
+'''),
+]
 nbf.write(q, str(Path(__file__).parent / "quickstart.ipynb"))
 nbf.write(t, str(Path(__file__).parent / "text_dp_finetune.ipynb"))
+nbf.write(u, str(Path(__file__).parent / "colab_tpu_dp.ipynb"))

@@ -9,11 +9,13 @@ tensorflow-model-optimization and transformers' TF models only work with Keras 2
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-_USER_TF_LOG_LEVEL = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the CLI goes quieter unless the user chose
+from tfresp import _quiet  # noqa: E402  (records the user's TF_CPP_MIN_LOG_LEVEL before the default below)
+
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
+from tfresp._quiet import library_call as _library_call  # noqa: E402  (no TensorFlow import)
 from tfresp.errors import (  # noqa: E402
     BudgetExhaustedError,
     ConfigError,
@@ -24,6 +26,7 @@ from tfresp.errors import (  # noqa: E402
 )
 
 
+@_library_call
 def fit(config=None, **kwargs):
     """Train, audit, export and report in one run. See :func:`tfresp.api.fit`."""
     from tfresp.api import fit as _fit
@@ -31,6 +34,7 @@ def fit(config=None, **kwargs):
     return _fit(config, **kwargs)
 
 
+@_library_call
 def monitor(run_dir, batches, **kwargs):
     """Monitor a released run on new batches (drift, performance, fairness, gates). See :func:`tfresp.monitoring.run.monitor`."""
     from tfresp.monitoring.run import monitor as _monitor
@@ -52,6 +56,7 @@ def load(run_dir):
     return _load(run_dir)
 
 
+@_library_call
 def audit(run_or_model, audits=None, *, data=None, groups=None, options=None):
     """Audit a finished run or any trained ``keras.Model``; returns the (report-like) dict.
 
@@ -76,6 +81,7 @@ def audit(run_or_model, audits=None, *, data=None, groups=None, options=None):
     return audit_model(run_or_model, data, groups, audits, options)
 
 
+@_library_call
 def export(run_dir, tflite, *, data=None):
     """Add TFLite variants (``["int8", ...]``) to a finished run (``data``: the frame of an in-memory run)."""
     from tfresp.commands.export import export_run
@@ -97,13 +103,18 @@ _LAZY = {
 }
 
 
+#: public functions reached through ``tfresp.<name>`` that run inside the library's quiet scope
+_QUIET_CALLS = {"make_private"}
+
+
 def __getattr__(name):
     if name in _LAZY:
         import importlib
 
         module, attr = _LAZY[name]
         mod = importlib.import_module(module)
-        return mod if attr is None else getattr(mod, attr)
+        value = mod if attr is None else getattr(mod, attr)
+        return _library_call(value) if name in _QUIET_CALLS else value
     raise AttributeError(f"module 'tfresp' has no attribute {name!r}")
 
 

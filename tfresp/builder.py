@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp import checkpointing, rundir
+from tfresp._quiet import progress
 from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
 from tfresp.context import RunContext, ServingPlan, TextParts  # noqa: F401  (RunContext's home was here)
@@ -82,8 +83,10 @@ def _train_dataset(ctx: RunContext):
 
 
 def _standard_callbacks(ctx: RunContext) -> list:
-    cbs = [keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"), profile_batch=0,
-                                       write_graph=False)]
+    from tfresp.non_finite_loss import NonFiniteLossStop
+
+    cbs = [NonFiniteLossStop(), keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"),
+                                                            profile_batch=0, write_graph=False)]
     es = ctx.config.train.early_stopping
     if es and ctx.data.validation is not None:
         cbs.append(keras.callbacks.EarlyStopping(monitor=ctx.config.train.early_stopping_monitor, patience=es,
@@ -126,7 +129,9 @@ def train(ctx: RunContext) -> None:
                                 "(or for text/image data); Remedy: drop train.class_weight or the declaration")])
         ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes,
                                                               counts=ctx.data.extra.get("class_counts"))
-    optimizer = make_optimizer(cfg.train, ctx.steps_per_epoch)
+    from tfresp.models.user import compiled_optimizer  # a user's model keeps the optimizer of its own compile
+
+    optimizer = compiled_optimizer(ctx.model_extra) or make_optimizer(cfg.train, ctx.steps_per_epoch)
     for contrib in ctx.contributions.values():
         if contrib.optimizer is not None:
             optimizer = contrib.optimizer(optimizer, ctx)
@@ -160,6 +165,7 @@ def predict_all(ctx: RunContext) -> None:
 
 def audit(ctx: RunContext, active) -> None:
     for c in concern_registry.audit_order(active):
+        progress(ctx.quiet, f"audit {c.config_key} ...")
         t0 = time.perf_counter()
         section = c.audit(ctx)
         ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
@@ -261,16 +267,19 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
             predict_all(ctx)
         audit(ctx, active)
         if config.export.saved_model and config.task == "classification":
+            progress(quiet, "export SavedModel ...")
             export_saved_model(ctx)
         if config.export.tflite and config.task == "classification":
             from tfresp.export.tflite import export_tflite
 
+            progress(quiet, f"export TFLite ({', '.join(config.export.tflite)}) ...")
             export_tflite(ctx, config.export.tflite)
         if config.export.saved_model and config.task == "classification":
             from tfresp.monitoring.profile import write_reference
 
             write_reference(ctx)  # RUN/monitor/reference.json: what `tfresp monitor` compares new batches with
         ctx.timings["total_seconds"] = time.perf_counter() - t_start
+        progress(quiet, "report ...")
         report = finalize_report(ctx)
         checkpointing.move_into_run(target, stage)
         final = rundir.commit(stage, target, overwrite)

@@ -58,6 +58,10 @@ class DataConfig(Section):
     use_sensitive: bool = False
     text: Optional[str] = None
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    #: CSV: the field delimiter (default: measured by csv.Sniffer among , ; tab |)
+    delimiter: Optional[str] = Field(None, min_length=1, max_length=1)
+    #: CSV: the text encoding (default: UTF-8, else measured by charset-normalizer, with a warning)
+    encoding: Optional[str] = Field(None, min_length=1, max_length=40)
     split: SplitConfig = SplitConfig()
     deidentify: Optional[DeidentifyConfig] = None
     max_rows: Optional[int] = Field(None, ge=1)
@@ -373,8 +377,13 @@ def read_yaml(path: Union[str, os.PathLike]) -> dict:
     from tfresp.io import is_regular_file
 
     p = Path(path)
-    if not p.exists():
-        raise ConfigError([("config", str(p), "file does not exist")])
+    if not p.exists():  # a bare name is a shipped config (`tfresp fit quickstart`); a path wins when it exists
+        from tfresp import configs as shipped
+
+        if shipped.path(path) is None:
+            raise ConfigError([("config", str(p), "file does not exist. Remedy: give a YAML file, or the name of a "
+                                f"shipped config ({', '.join(shipped.names())}; `tfresp configs` lists them)")])
+        p = shipped.path(path)
     if p.is_dir():
         raise ConfigError([("config", str(p), "is a directory, expected a YAML file")])
     if not is_regular_file(p):  # a named pipe would block, /dev/zero never end

@@ -54,7 +54,9 @@ def locations(config, target) -> Optional[dict]:
     out = {}
     if _is_file_source(config.data.source):
         # a DP run's training file: no plain digest of private rows here (tfresp/run_data.py checks the source)
-        out["source"] = _entry(config.data.source, target, digest=config.privacy is None)
+        fed = getattr(config, "federated", None)
+        private = config.privacy is not None or getattr(fed, "dp", None) is not None
+        out["source"] = _entry(config.data.source, target, digest=not private)
     test = test_file_of(config)
     if test is not None:
         out["test"] = _entry(test, target, digest=True)

@@ -1,4 +1,5 @@
-"""docker/Dockerfile.gpu: same dependency specifiers as setup.cfg, matching base image, lint-clean.
+"""docker/Dockerfile.gpu: same dependency specifiers as setup.cfg, pinned by constraints.txt, matching base image,
+lint-clean.
 
 Docker itself cannot run on the development/CI machines; these are the checks that can.
 """
@@ -14,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "docker" / "Dockerfile.gpu"
+CONSTRAINTS = REPO / "constraints.txt"
 
 
 def _normalize(spec: str) -> str:
@@ -27,7 +29,18 @@ def _normalize(spec: str) -> str:
 def setup_cfg_requirements():
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    return [ln.strip() for ln in cfg["options"]["install_requires"].splitlines() if ln.strip()]
+    return [ln.strip() for ln in cfg["options"]["install_requires"].splitlines()
+            if ln.strip() and not ln.strip().startswith("#")]
+
+
+def constraint_pins() -> dict:
+    pins = {}
+    for line in CONSTRAINTS.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    return pins
 
 
 def instructions():
@@ -46,16 +59,29 @@ def instructions():
     return out
 
 
-def dockerfile_requirements():
-    reqs = []
+def pip_installs():
+    """``(options, requirements)`` of every ``python3 -m pip install`` in a RUN instruction."""
+    out = []
     for ins in instructions():
         if not ins.startswith("RUN "):
             continue
         for cmd in ins[4:].split("&&"):
             words = shlex.split(cmd)
             if words[:4] == ["python3", "-m", "pip", "install"]:
-                reqs += [w for w in words[4:] if not w.startswith("-") and w != "."]
-    return reqs
+                opts, reqs, rest = [], [], iter(words[4:])
+                for w in rest:
+                    if w in ("-c", "--constraint"):
+                        opts += [w, next(rest)]
+                    elif w.startswith("-"):
+                        opts.append(w)
+                    elif w != ".":
+                        reqs.append(w)
+                out.append((opts, reqs))
+    return out
+
+
+def dockerfile_requirements():
+    return [r for _, reqs in pip_installs() for r in reqs]
 
 
 def test_pins_agree_with_setup_cfg():
@@ -65,9 +91,22 @@ def test_pins_agree_with_setup_cfg():
     assert len(docker) == len(set(map(_normalize, docker)))
 
 
+def test_dependencies_are_installed_with_the_constraints_file():
+    installs = [(opts, reqs) for opts, reqs in pip_installs() if reqs]
+    assert installs and all("-c" in opts and opts[opts.index("-c") + 1] == "constraints.txt" for opts, _ in installs)
+    assert any(i.startswith("COPY ") and "constraints.txt" in i for i in instructions())
+    pins = constraint_pins()  # every runtime requirement is pinned there, inside setup.cfg's range
+    from packaging.requirements import Requirement
+
+    for spec in setup_cfg_requirements():
+        req = Requirement(spec)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name], str(req.specifier))
+
+
 def test_base_image_matches_the_tensorflow_pin_and_entrypoint_is_tfresp():
-    tf_pin = next(s for s in setup_cfg_requirements() if re.match(r"tensorflow\s*==", s))
-    version = tf_pin.split("==")[1].strip()
+    version = constraint_pins()["tensorflow"]
     ins = instructions()
     assert ins[0] == f"FROM tensorflow/tensorflow:{version}-gpu"
     assert 'ENTRYPOINT ["tfresp"]' in ins
@@ -89,7 +128,9 @@ def test_python_check_matches_python_requires():
 def test_the_parser_sees_a_drifted_pin(tmp_path, monkeypatch):
     """The check can fail: a Dockerfile with one pin changed does not agree with setup.cfg."""
     drifted = tmp_path / "Dockerfile.gpu"
-    drifted.write_text(DOCKERFILE.read_text().replace('"tf-keras==2.21.0"', '"tf-keras==2.20.0"'))
+    text = DOCKERFILE.read_text()
+    assert '"tf-keras>=2.20,<2.22"' in text
+    drifted.write_text(text.replace('"tf-keras>=2.20,<2.22"', '"tf-keras==2.20.0"'))
     monkeypatch.setattr(sys.modules[__name__], "DOCKERFILE", drifted)
     assert sorted(map(_normalize, dockerfile_requirements())) != sorted(map(_normalize, setup_cfg_requirements()))
 

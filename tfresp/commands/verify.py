@@ -252,10 +252,18 @@ def _prepare(run_dir: Path, config, report: dict, data_file: Optional[str], foun
                         "leave out --data")
     config = locate(run_dir, config, report, source=data_file if role == "source" else None,
                     test=data_file if role == "test" else None)
-    verify_source(run_dir, config, report)
+    keyless = _keyed(lambda: verify_source(run_dir, config, report))
     data = prepare(config, preprocessor=saved_preprocessor(run_dir))
-    check_prepared(run_dir, data, report)
+    keyless = _keyed(lambda: check_prepared(run_dir, data, report)) or keyless
+    if keyless:
+        found.cannot.append("the training data's identity: a DP run records keyed fingerprints whose key (private/) "
+                            "is not part of a shared run; the test rows are checked by their count, label balance "
+                            "and group sizes")
     splits = ((report.get("data") or {}).get("splits") or {})
+    summary = (data.summary().get("splits") or {}).get("test")
+    if isinstance(summary, dict) and isinstance(splits.get("test"), dict):
+        found.compare("data.splits.test", splits["test"], {k: summary.get(k) for k in ("label_balance",
+                                                                                        "group_sizes")})
     for name in ("train", "validation", "test"):
         part = getattr(data, name, None)
         if part is None or not isinstance(splits.get(name), dict):
@@ -265,6 +273,21 @@ def _prepare(run_dir: Path, config, report: dict, data_file: Optional[str], foun
         raise DataError(f"`--data`: the run's test split had {splits['test']['rows']} rows but these data give "
                         f"{len(data.test)}: they are not the run's data. Remedy: give the run's own data file")
     return config, data
+
+
+def _keyed(check) -> bool:
+    """Run a data-identity check; True when it needs the DP run's private key, which a shared run lacks."""
+    try:
+        from tfresp.privacy.releases import KEY_FILE
+    except ImportError:
+        KEY_FILE = None
+    try:
+        check()
+    except DataError as exc:
+        if KEY_FILE is not None and KEY_FILE in str(exc):
+            return True
+        raise
+    return False
 
 
 def _serve(signature, loaded, data, part):

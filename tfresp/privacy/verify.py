@@ -259,9 +259,9 @@ def _statement(sec, derived, tally: Tally) -> None:
     if not isinstance(text, str):
         return
     try:
+        from tfresp.privacy.statement import statement
+    except ImportError:  # older layout
         from tfresp.privacy.concern import statement
-    except ImportError:  # the statement moved: it is then not re-derived here (the numbers above still are)
-        return
     try:
         expected = statement({**sec, "epsilon": derived})
     except (KeyError, TypeError, ValueError):

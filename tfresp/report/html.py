@@ -83,16 +83,6 @@ def prepare_generic(value, key: str = ""):
     return value
 
 
-def rows_with_ci(mapping: dict, skip=()) -> list:
-    """``(key, value, ci)`` rows of a mapping, folding ``<key>_ci`` into its metric."""
-    rows = []
-    for k, v in mapping.items():
-        if k in skip or (k.endswith("_ci") and k[:-3] in mapping):
-            continue
-        rows.append((k, prepare_generic(v, k), mapping.get(f"{k}_ci")))
-    return rows
-
-
 # --- images ---------------------------------------------------------------------------------------------------
 
 def data_uri(run_dir: Path, rel: str) -> Optional[str]:
@@ -291,6 +281,204 @@ def _fairness_inputs(inputs) -> Optional[dict]:
             "rest": {k: prepare_generic(v, k) for k, v in inputs.items() if k not in known}}
 
 
+def _view_model(r: dict, plots_for, images) -> dict:
+    return {"rest": _rest(r.get("model") or {}, {"kind", "name", "architecture", "parameters",
+                                                 "trainable_parameters", "trainable_percent", "base_checkpoint"})}
+
+
+def _view_data(r: dict, plots_for, images) -> dict:
+    data = r.get("data") or {}
+    splits = data.get("splits") or {}
+    group_tables: dict = {}
+    min_group = (((r.get("run") or {}).get("config") or {}).get("fairness") or {}).get("min_group_size") or 30
+    for split, sec in splits.items():
+        for attr, groups in ((sec or {}).get("group_sizes") or {}).items():
+            for g, n in groups.items():
+                group_tables.setdefault(attr, {}).setdefault(g, {})[split] = n
+    source = data.get("source") or {}
+    return {"splits": splits, "groups": group_tables, "min_group": min_group, "split_names": list(splits),
+            "rest": _rest(data, {"source", "kind", "classes", "features", "encoded_dim", "sensitive", "splits",
+                                 "deidentification"}),
+            "source_rest": _rest(source, {"name", "kind", "citation", "license", "files", "deidentification"}),
+            "deid": prepare_generic(source.get("deidentification") or data.get("deidentification"))}
+
+
+def _view_training(r: dict, plots_for, images) -> dict:
+    tr = r.get("training") or {}
+    hist = tr.get("history") or {}
+    return {"plots": plots_for("training", tr),
+            "final": [(k, v[-1] if v else None, len(v)) for k, v in hist.items() if isinstance(v, list)],
+            "rest": _rest(tr, {"epochs_requested", "epochs_run", "batch_size", "optimizer", "learning_rate",
+                               "strategy", "replicas", "history", "timings", "notes"})}
+
+
+def _view_evaluation(r: dict, plots_for, images) -> dict:
+    ev = r.get("evaluation") or {}
+    test, val = ev.get("test") or {}, ev.get("validation") or {}
+    post = next((ev[k] for k in ("served", "test_postprocessed") if isinstance(ev.get(k), dict)), None)
+    return {"metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m), (post or {}).get(m))
+                        for m in EVAL_METRICS if m in test],
+            "post": post is not None,
+            "test": test, "rest": _rest(ev, {"test", "validation", "split_used", "test_postprocessed", "served"}),
+            "test_rest": _rest(test, set(EVAL_METRICS) | {f"{m}_ci" for m in EVAL_METRICS}
+                               | {"rows", "per_class", "confusion_matrix", "threshold"}),
+            "plots": plots_for("evaluation", ev)}
+
+
+PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "l2_norm_clip", "steps", "sampling_rate", "sampling",
+                "accountant", "epochs", "batch_size")
+
+
+def _view_privacy(r: dict, plots_for, images) -> Optional[dict]:
+    priv = r.get("privacy")
+    if not isinstance(priv, dict):
+        return None
+    from tfresp.privacy.statement import releases
+
+    budget = priv.get("budget")
+    return {"kv": [(k, priv[k]) for k in PRIVACY_KEYS if k in priv],
+            "audit": priv.get("audit") if isinstance(priv.get("audit"), dict) else None,
+            "releases": releases(priv) if isinstance(budget, dict) else [],
+            "plots": plots_for("privacy", priv),
+            "rest": _rest(priv, set(PRIVACY_KEYS) | {"statement", "audit"})}
+
+
+def _fairness_items(fair: dict) -> list:
+    """``(name, section)`` per attribute; a section of attribute sections (intersections) is flattened."""
+    items = []
+    for attr, sec in fair.items():
+        if isinstance(sec, dict) and not _attr_like(sec) and sec and all(
+                isinstance(v, dict) and _attr_like(v) for v in sec.values()):
+            items.extend((f"{sub} ({attr})", v) for sub, v in sec.items())
+        else:
+            items.append((attr, sec))
+    return items
+
+
+def _fairness_attr(attr: str, sec: dict) -> dict:
+    by_group = sec.get("by_group") or {}
+    present = []
+    for g in by_group.values():
+        present.extend(m for m in (g or {}) if not m.endswith("_ci") and m not in present)
+    # FNR = 1 - TPR and TNR = 1 - FPR add width, not information: they stay in report.json
+    metrics = [m for m in GROUP_METRICS if m in present] + [
+        m for m in present if m not in GROUP_METRICS and m not in GROUP_COMPLEMENTS]
+    numeric = {k for k, v in sec.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"name": attr, "summary": [(k, sec[k], sec.get(f"{k}_ci")) for k in sec if k in numeric],
+            "metrics": metrics, "by_group": by_group,
+            "rest": _rest(sec, {"by_group"} | numeric | {k for k in sec if k.endswith("_ci")})}
+
+
+def _classes(r: dict):
+    """(positive, negative) class names of a binary run, for rules in words."""
+    classes = [str(c) for c in (r.get("data") or {}).get("classes") or []]
+    pc = ((r.get("evaluation") or {}).get("positive_class") or {})
+    pos = str(pc.get("positive_class")) if isinstance(pc, dict) and pc.get("positive_class") is not None else None
+    if len(classes) == 2:
+        pos = pos if pos in classes else classes[1]
+        return pos, next(c for c in classes if c != pos) if classes.count(pos) == 1 else "negative"
+    return pos or "positive", "negative"
+
+
+def _view_fairness(r: dict, plots_for, images) -> Optional[dict]:
+    fair = r.get("fairness")
+    if not isinstance(fair, dict):
+        return None
+    from tfresp.report.words import rules_in_words
+
+    attrs, other = [], {}
+    for attr, sec in _fairness_items(fair):
+        if _attr_like(sec):
+            attrs.append(_fairness_attr(attr, sec))
+        elif attr != "plots":
+            other[attr] = prepare_generic(sec, attr)
+    mitigation = other.pop("mitigation", None)
+    verdict = mitigation.pop("verdict", None) if isinstance(mitigation, dict) else None
+    words = rules_in_words(fair.get("mitigation"), *_classes(r))
+    if words and isinstance(mitigation, dict):  # the raw fields stay in report.json and under "More details"
+        mitigation = {"rules (score = the model's probability of the positive class)": words,
+                      **{k: v for k, v in mitigation.items() if k != "rules"},
+                      "rules (raw fields)": mitigation.get("rules")}
+    return {"attrs": attrs, "plots": plots_for("fairness", fair), "tradeoff": other.pop("tradeoff", None),
+            "mitigation": mitigation, "verdict": verdict if isinstance(verdict, dict) else None,
+            "rule_words": words, "inputs": _fairness_inputs(other.pop("inputs", None)), "rest": other}
+
+
+def _view_robustness(r: dict, plots_for, images) -> Optional[dict]:
+    rob = r.get("robustness")
+    if not isinstance(rob, dict):
+        return None
+    sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
+    cols = _pick_columns([v for _, v in sweep], ("accuracy", "attack_success_rate", "max_perturbation",
+                                                 "mean_perturbation", "steps", "restarts"),
+                         skip=("attack", "epsilon", "norm"))
+    return {"sweep": sweep, "cols": cols, "plots": plots_for("robustness", rob),
+            "rest": _rest(rob, {k for k, _ in sweep})}
+
+
+def _explanation_example(item: dict, images) -> dict:
+    exp = next((item[k] for k in ("lime", "ig", "explanation") if isinstance(item.get(k), dict)), {})
+    feats = [f for f in exp.get("features") or [] if isinstance(f, dict)]
+    facts = [(k, exp[k]) for k in ("class_name", "probability", "local_r2", "intercept") if k in exp]
+    if isinstance(exp.get("stability"), dict):
+        facts.append(("stability (Jaccard)", exp["stability"].get("jaccard_mean")))
+    return {"title": ", ".join(f"{k} {item[k]}" for k in ("row", "true", "predicted") if k in item),
+            "html": Markup(sanitize_html(item["html"])) if isinstance(item.get("html"), str) else None,
+            "features": feats, "cols": _columns(feats, 4), "facts": facts,
+            "plots": images.take([("explanation", item["plot"])]) if isinstance(item.get("plot"), str) else [],
+            "rest": _rest(item, {"row", "true", "predicted", "html", "lime", "ig", "explanation", "plot"})}
+
+
+def _view_explanations(r: dict, plots_for, images) -> Optional[dict]:
+    ex = r.get("explanations")
+    if not isinstance(ex, dict):
+        return None
+    examples = [_explanation_example(item, images) for item in ex.get("examples") or [] if isinstance(item, dict)]
+    return {"examples": examples, "plots": plots_for("explanations", ex),
+            "rest": _rest(ex, {"examples"} if examples else set())}
+
+
+COMPRESSION_COLUMNS = ("format", "accuracy", "bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95", "sparsity",
+                       "parameters", "nonzero_parameters", "weights_bytes")  # weights_bytes: a BERT student's size
+
+
+def _view_compression(r: dict, plots_for, images) -> Optional[dict]:
+    comp = r.get("compression")
+    if not isinstance(comp, dict):
+        return None
+    variants = [(k, v) for k, v in comp.items() if isinstance(v, dict) and
+                any(m in v for m in ("accuracy", "bytes", "gzip_bytes", "latency_ms_p50"))]
+    return {"variants": variants, "cols": _pick_columns([v for _, v in variants], COMPRESSION_COLUMNS),
+            "plots": plots_for("compression", comp), "rest": _rest(comp, {k for k, _ in variants})}
+
+
+def _view_export(r: dict, plots_for, images) -> Optional[dict]:
+    exp = r.get("export")
+    return {"rest": _rest(exp, set())} if isinstance(exp, dict) else None
+
+
+#: section name -> view builder ``fn(report, plots_for, images)``; a builder returning None leaves the section out
+#: (the order matters: a plot file shared by two sections is shown in the first)
+SECTION_VIEWS = (("model", _view_model), ("data", _view_data), ("training", _view_training),
+                 ("evaluation", _view_evaluation), ("privacy", _view_privacy), ("fairness", _view_fairness),
+                 ("robustness", _view_robustness), ("explanations", _view_explanations),
+                 ("compression", _view_compression), ("export", _view_export))
+
+
+def first_screen(r: dict) -> dict:
+    """What the summary shows above the fold: the failed release gates, by name, with value and threshold."""
+    g = r.get("gates")
+    failed = []
+    if isinstance(g, dict):
+        for res in g.get("results") or []:
+            if isinstance(res, dict) and res.get("passed") is False:
+                failed.append({"gate": res.get("gate") or res.get("name"), "value": res.get("value"),
+                               "reason": res.get("reason"), "model": res.get("model")})
+        if not failed:
+            failed = [{"gate": name, "value": None, "reason": None, "model": None} for name in g.get("failed") or []]
+    return {"failed_gates": failed}
+
+
 def build_view(report: dict, run_dir: Path) -> dict:
     """Everything the template needs, with section-specific tables and generic leftovers."""
     r = report
@@ -303,136 +491,16 @@ def build_view(report: dict, run_dir: Path) -> dict:
         named = [(t, p) for t, p in top_plots if t.split()[0].startswith(name[:5])]
         return images.take(own + derived.get(name, []) + named)
 
-    view = {"r": r, "run": r.get("run") or {}, "cards": _summary_cards(r), "sections": {}}
-    s = view["sections"]
-    model = r.get("model") or {}
-    s["model"] = {"rest": _rest(model, {"kind", "name", "architecture", "parameters", "trainable_parameters",
-                                        "trainable_percent", "base_checkpoint"})}
-    data = r.get("data") or {}
-    splits = data.get("splits") or {}
-    group_tables = {}
-    min_group = (((r.get("run") or {}).get("config") or {}).get("fairness") or {}).get("min_group_size") or 30
-    for split, sec in splits.items():
-        for attr, groups in ((sec or {}).get("group_sizes") or {}).items():
-            group_tables.setdefault(attr, {})
-            for g, n in groups.items():
-                group_tables[attr].setdefault(g, {})[split] = n
-    s["data"] = {"splits": splits, "groups": group_tables, "min_group": min_group, "split_names": list(splits),
-                 "rest": _rest(data, {"source", "kind", "classes", "features", "encoded_dim", "sensitive",
-                                      "splits", "deidentification"}),
-                 "source_rest": _rest(data.get("source") or {}, {"name", "kind", "citation", "license", "files",
-                                                                 "deidentification"}),
-                 "deid": prepare_generic((data.get("source") or {}).get("deidentification")
-                                         or data.get("deidentification"))}
-    tr = r.get("training") or {}
-    hist = tr.get("history") or {}
-    s["training"] = {"plots": plots_for("training", tr),
-                     "final": [(k, v[-1] if v else None, len(v)) for k, v in hist.items() if isinstance(v, list)],
-                     "rest": _rest(tr, {"epochs_requested", "epochs_run", "batch_size", "optimizer",
-                                        "learning_rate", "strategy", "replicas", "history", "timings", "notes"})}
-    ev = r.get("evaluation") or {}
-    test, val = ev.get("test") or {}, ev.get("validation") or {}
-    post = ev.get("served") if isinstance(ev.get("served"), dict) else (
-        ev.get("test_postprocessed") if isinstance(ev.get("test_postprocessed"), dict) else None)
-    s["evaluation"] = {
-        "metrics": [(m, test.get(m), test.get(f"{m}_ci"), val.get(m), (post or {}).get(m))
-                    for m in EVAL_METRICS if m in test],
-        "post": post is not None,
-        "test": test, "rest": _rest(ev, {"test", "validation", "split_used", "test_postprocessed", "served"}),
-        "test_rest": _rest(test, set(EVAL_METRICS) | {f"{m}_ci" for m in EVAL_METRICS}
-                           | {"rows", "per_class", "confusion_matrix", "threshold"}),
-        "plots": plots_for("evaluation", ev)}
-    priv = r.get("privacy")
-    if isinstance(priv, dict):
-        keys = ("epsilon", "delta", "noise_multiplier", "l2_norm_clip", "steps", "sampling_rate", "sampling",
-                "accountant", "epochs", "batch_size")
-        s["privacy"] = {"kv": [(k, priv[k]) for k in keys if k in priv],
-                        "audit": priv.get("audit") if isinstance(priv.get("audit"), dict) else None,
-                        "plots": plots_for("privacy", priv),
-                        "rest": _rest(priv, set(keys) | {"statement", "audit"})}
-    fair = r.get("fairness")
-    if isinstance(fair, dict):
-        attrs, other = [], {}
-        items = []
-        for attr, sec in fair.items():
-            if isinstance(sec, dict) and not _attr_like(sec) and sec and all(
-                    isinstance(v, dict) and _attr_like(v) for v in sec.values()):
-                items.extend((f"{sub} ({attr})", v) for sub, v in sec.items())
-            else:
-                items.append((attr, sec))
-        for attr, sec in items:
-            if _attr_like(sec):
-                by_group = sec.get("by_group") or {}
-                present = []
-                for g in by_group.values():
-                    for m in (g or {}):
-                        if not m.endswith("_ci") and m not in present:
-                            present.append(m)
-                # FNR = 1 - TPR and TNR = 1 - FPR add width, not information: they stay in report.json
-                metrics = [m for m in GROUP_METRICS if m in present] + [
-                    m for m in present if m not in GROUP_METRICS and m not in GROUP_COMPLEMENTS]
-                attrs.append({"name": attr,
-                              "summary": [(k, v, sec.get(f"{k}_ci")) for k, v in sec.items()
-                                          if isinstance(v, (int, float)) and not isinstance(v, bool)],
-                              "metrics": metrics, "by_group": by_group,
-                              "rest": _rest(sec, {"by_group"} | {k for k, v in sec.items()
-                                                                 if isinstance(v, (int, float))
-                                                                 and not isinstance(v, bool)}
-                                            | {k for k in sec if k.endswith("_ci")})})
-            elif attr != "plots":
-                other[attr] = prepare_generic(sec, attr)
-        tradeoff = other.pop("tradeoff", None)
-        mitigation = other.pop("mitigation", None)
-        verdict = mitigation.pop("verdict", None) if isinstance(mitigation, dict) else None
-        inputs = other.pop("inputs", None)
-        s["fairness"] = {"attrs": attrs, "rest": other, "plots": plots_for("fairness", fair), "tradeoff": tradeoff,
-                         "mitigation": mitigation, "verdict": verdict if isinstance(verdict, dict) else None,
-                         "inputs": _fairness_inputs(inputs)}
-    rob = r.get("robustness")
-    if isinstance(rob, dict):
-        sweep = [(k, v) for k, v in rob.items() if "@" in str(k) and isinstance(v, dict)]
-        cols = _pick_columns([v for _, v in sweep], ("accuracy", "attack_success_rate", "max_perturbation",
-                                                     "mean_perturbation", "steps", "restarts"),
-                             skip=("attack", "epsilon", "norm"))
-        s["robustness"] = {"sweep": sweep, "cols": cols, "plots": plots_for("robustness", rob),
-                           "rest": _rest(rob, {k for k, _ in sweep})}
-    ex = r.get("explanations")
-    if isinstance(ex, dict):
-        examples = []
-        for item in ex.get("examples") or []:
-            if not isinstance(item, dict):
-                continue
-            exp = next((item[k] for k in ("lime", "ig", "explanation") if isinstance(item.get(k), dict)), {})
-            feats = [f for f in exp.get("features") or [] if isinstance(f, dict)]
-            facts = [(k, exp[k]) for k in ("class_name", "probability", "local_r2", "intercept") if k in exp]
-            if isinstance(exp.get("stability"), dict):
-                facts.append(("stability (Jaccard)", exp["stability"].get("jaccard_mean")))
-            examples.append({
-                "title": ", ".join(f"{k} {item[k]}" for k in ("row", "true", "predicted") if k in item),
-                "html": Markup(sanitize_html(item["html"])) if isinstance(item.get("html"), str) else None,
-                "features": feats, "cols": _columns(feats, 4), "facts": facts,
-                "plots": images.take([("explanation", item["plot"])]) if isinstance(item.get("plot"), str) else [],
-                "rest": _rest(item, {"row", "true", "predicted", "html", "lime", "ig", "explanation", "plot"})})
-        s["explanations"] = {"examples": examples, "plots": plots_for("explanations", ex),
-                             "rest": _rest(ex, {"examples"} if examples else set())}
-    comp = r.get("compression")
-    if isinstance(comp, dict):
-        variants = [(k, v) for k, v in comp.items() if isinstance(v, dict) and
-                    any(m in v for m in ("accuracy", "bytes", "gzip_bytes", "latency_ms_p50"))]
-        cols = _pick_columns([v for _, v in variants], ("format", "accuracy", "bytes", "gzip_bytes",
-                                                        "latency_ms_p50", "latency_ms_p95", "sparsity",
-                                                        "parameters", "nonzero_parameters",
-                                                        "weights_bytes"))  # a distilled BERT student's size
-        s["compression"] = {"variants": variants, "cols": cols, "plots": plots_for("compression", comp),
-                            "rest": _rest(comp, {k for k, _ in variants})}
-    exp = r.get("export")
-    if isinstance(exp, dict):
-        s["export"] = {"rest": _rest(exp, set())}
-    s["scorecard"] = {"plots": images.take(derived.get("scorecard", []))}
-    s["other"] = {k: prepare_generic(v, k) for k, v in r.items() if k not in KNOWN and v is not None}
-    view["leftover_plots"] = images.take(top_plots)
-    view["config_yaml"] = yaml.safe_dump((r.get("run") or {}).get("config") or {}, sort_keys=False)
-    return view
+    sections = {}
+    for name, builder in SECTION_VIEWS:
+        view = builder(r, plots_for, images)
+        if view is not None:
+            sections[name] = view
+    sections["scorecard"] = {"plots": images.take(derived.get("scorecard", []))}
+    sections["other"] = {k: prepare_generic(v, k) for k, v in r.items() if k not in KNOWN and v is not None}
+    return {"r": r, "run": r.get("run") or {}, "cards": _summary_cards(r), "first": first_screen(r),
+            "sections": sections, "leftover_plots": images.take(top_plots),
+            "config_yaml": yaml.safe_dump((r.get("run") or {}).get("config") or {}, sort_keys=False)}
 
 
 def leaves(value) -> int:

@@ -20,7 +20,8 @@ from typing import Dict, Iterable, List
 
 #: derived from report.json, or not evidence: never listed
 EXCLUDED_FILES = ("report.json", "report.md", "report.html", ".tfresp-run", "signature.json")
-EXCLUDED_DIRS = ("checkpoints", "tensorboard")
+#: private/ holds the owner's key of a DP run's keyed data fingerprints (never shared, tfresp/privacy/releases.py)
+EXCLUDED_DIRS = ("checkpoints", "tensorboard", "private")
 #: drawn by the report renderer from report.json's numbers on every re-render (tfresp/report/html.py)
 DERIVED_PREFIX = "plots/report_"
 

@@ -165,6 +165,19 @@ def concern_markdown(report: dict) -> dict:
     return out
 
 
+def _releases(priv) -> list:
+    from tfresp.privacy.statement import releases
+
+    return releases(priv) if isinstance(priv, dict) and isinstance(priv.get("budget"), dict) else []
+
+
+def _rule_words(report: dict) -> list:
+    from tfresp.report.html import _classes
+    from tfresp.report.words import rules_in_words
+
+    return rules_in_words((report.get("fairness") or {}).get("mitigation"), *_classes(report))
+
+
 def render_markdown(report: dict) -> str:
     """The full model card: ``---\\n<yaml>---\\n\\n<body>``."""
     env = Environment(loader=PackageLoader("tfresp.report", "templates"), undefined=StrictUndefined,
@@ -176,6 +189,9 @@ def render_markdown(report: dict) -> str:
     env.filters["flatten"] = flatten
     env.filters["plot_list"] = plot_list
     env.tests["finite"] = _finite
+    env.filters["code"] = lambda text: "`" + " ".join(str(text).replace("`", "'").split()) + "`"  # one line, no `
+    env.globals["privacy_releases"] = _releases
+    env.globals["rule_words"] = _rule_words
     header = yaml.safe_dump(model_card_header(report), sort_keys=False, allow_unicode=True)
     body = env.get_template("report.md.j2").render(r=report, run=report.get("run") or {},
                                                    custom=concern_markdown(report))

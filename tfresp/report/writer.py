@@ -9,6 +9,7 @@ import numpy as np
 
 from tfresp.report.environment import config_hash, git_hash, versions
 from tfresp.report.derive import derive
+from tfresp.privacy.releases import protect as protect_releases
 
 SCHEMA_VERSION = "1.2"  # see tfresp/report/schema.json (changelog in its description)
 
@@ -79,6 +80,7 @@ def build_report(ctx) -> dict:
         report[key] = ctx.report.get(key)
     for key, value in ctx.report.items():
         report.setdefault(key, value)
+    protect_releases(ctx, report)  # under DP: keyed data fingerprints, training-split summary, coverage refreshed
     report["scorecard"] = {"per_example": _per_example(ctx, report)}
     return derive(_jsonable(report))
 
