@@ -54,10 +54,19 @@ def _short(values: Iterable, n: int = 5) -> list:
     return values[:n] + (["…"] if len(values) > n else [])
 
 
+def _is_missing_text(v) -> bool:
+    return isinstance(v, str) and v.strip() in ("", MISSING)
+
+
 def missing_mask(s: pd.Series) -> np.ndarray:
     mask = s.isna().to_numpy()
     if s.dtype == object:
-        mask |= s.map(lambda v: isinstance(v, str) and v.strip() in ("", MISSING)).to_numpy(dtype=bool)
+        try:  # each distinct value once (columns repeat few values; a per-row map was most of the checks' time)
+            codes, uniques = pd.factorize(s)
+        except TypeError:  # unhashable cells: row by row
+            return mask | s.map(_is_missing_text).to_numpy(dtype=bool)
+        bad = np.fromiter((_is_missing_text(v) for v in uniques), bool, len(uniques))
+        mask |= (codes >= 0) & bad[np.maximum(codes, 0)] if len(uniques) else False
     return mask
 
 
@@ -134,16 +143,23 @@ def parse_numeric_text(frame: pd.DataFrame, columns: List[str], problems: Proble
         present = s[~missing_mask(s)]
         if len(present) == 0 or not all(isinstance(v, str) for v in present.iloc[:1000]):
             continue
-        text = present.astype(str).str.strip()
-        ok = text.str.match(_NUMBER)
-        if not ok.any() or not text[ok].str.contains(_MARKER).any():
+        try:  # each distinct value once, rows by their code (same decisions as row by row)
+            codes, uniques = pd.factorize(present)
+        except TypeError:
+            codes, uniques = np.arange(len(present)), present.to_numpy()
+        if not all(isinstance(u, str) for u in uniques):  # 1, 1.0 and True hash alike: row by row
+            codes, uniques = np.arange(len(present)), present.to_numpy()
+        text = pd.Series(uniques, dtype=object).astype(str).str.strip()
+        uok = text.str.match(_NUMBER).to_numpy(dtype=bool)
+        ok = uok[codes]
+        if not uok.any() or not text[uok].str.contains(_MARKER).any():
             continue  # plain categories, or plain numbers (pandas would have read those as numbers)
         if ok.all():
             values = s.map(lambda v: _to_float(v) if isinstance(v, str) and _NUMBER.match(v.strip()) else np.nan)
             frame[c] = values.astype("float64")
             parsed[c] = "numbers written as text (currency/thousands separators/percent) parsed to float"
         elif ok.mean() >= min_share:
-            odd = sorted(set(text[~ok]))
+            odd = sorted(set(text[~uok]))
             problems.add("data.features", f"column {c!r} looks numeric ({ok.mean():.0%} of the values are numbers "
                          "written as text) but some values are not numbers",
                          f"values {_short(odd)}", "fix those values, or turn the column into categories")

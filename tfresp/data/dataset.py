@@ -14,6 +14,7 @@ from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.serving_names import collisions, serving_layout
 from tfresp.data.sources import load_source
+from tfresp.data.stream import plain_index
 from tfresp.errors import DataError
 
 
@@ -291,6 +292,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
         return _prepare_text(config, frames, info, split_mode, notes, budget, preprocessor)
     label, features = dc.label, notes.pop("features")
     parts = _split(config, frames, label, split_mode)
+    frames = None  # the splits are copies: free the source rows before encoding (bounded memory per row)
     if parts.test_split:
         info = {**info, "test_split": parts.test_split}
     _check_split_features(config, parts, features)
@@ -311,7 +313,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
         if df is None:
             return None
         return Split(x=pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
-                     frame=df.reset_index(drop=True),
+                     frame=plain_index(df),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
     summary = {k: v for k, v in notes.items() if v}
