@@ -104,6 +104,9 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
                   f"{'ok' if rt.get('passed') else 'OUTSIDE TOLERANCE'} (max |dp| {rt.get('max_abs_diff', 0):.2e})")
     report["compression"] = section
     report["export"] = exp
+    from tfresp.report.manifest import refresh
+
+    refresh(report, run_dir, [f"model_{v}.tflite" for v in variants] + ["plots/"])  # what this command wrote
     write_files(run_dir, _jsonable(report))
     return section
 

@@ -293,7 +293,7 @@ class DPSGD:
                 "the custom logic into loss terms (tfresp.ResponsibleModel(core, terms=[...])) or train without DP")
         if not isinstance(model, ResponsibleModel):
             model = ResponsibleModel(model)
-        clipping.check_model(model.core)
+        clipping.check_model(model)  # the model: its terms and input transform are traced with the core
         clipping.check_no_batch_terms(model)
         mode, reason = clipping.select_clipping(model, self.clipping_mode_requested)
         model.gradient_fn = self.gradient_fn(mode)

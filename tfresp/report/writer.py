@@ -136,6 +136,13 @@ def finalize_report(ctx) -> dict:
     plots = ctx.report.setdefault("plots", {})
     plots.update(_plots(ctx))
     report = build_report(ctx)
+    from tfresp.relocate import locations
+    from tfresp.report import manifest
+
+    where = locations(ctx.config, ctx.target if ctx.target is not None else run_dir)
+    if where is not None and isinstance(report.get("data"), dict):
+        report["data"]["locations"] = where  # `tfresp verify` / `audit` / `explain` find the data after a move
+    report["manifest"] = manifest.build(run_dir)  # every artifact's sha256 (`tfresp verify` hashes them again)
     write_files(run_dir, report)
     ctx.artifacts.update({"report_json": "report.json", "report_md": "report.md", "config": "config.yaml"})
     if (run_dir / "report.html").exists():
