@@ -84,7 +84,7 @@ def test_too_few_answers_stop_resumably(tmp_path, monkeypatch):
 def test_min_available_above_clients_is_refused():
     from tfresp.federated.config import FederatedConfig
 
-    with pytest.raises(ValueError, match="min_available"):
+    with pytest.raises(ValueError, match="min_available=5 exceeds clients=4"):
         FederatedConfig(clients=4, min_available=5)
 
 
