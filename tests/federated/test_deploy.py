@@ -241,3 +241,42 @@ def test_killed_supernode_drops_out_and_the_run_completes(tmp_path):
     assert fed["dropped"] and all(d["clients"] == [1, 3] for d in fed["dropped"])
     assert {d["round"] for d in fed["dropped"]} >= {3}
     assert fed["participation"][2] == 2
+
+
+@pytest.mark.slow
+def test_killed_supernode_stops_resumably_by_default(tmp_path):
+    """Default min_available (every sampled client must answer): a killed SuperNode stops the deployed run with a
+    message naming --resume; a new deployment with resume=True finishes from the last round's checkpoint."""
+    import signal
+    import threading
+
+    from tfresp.checkpointing import work_dir
+    from tfresp.federated.deploy import deploy
+
+    out = tmp_path / "deployed"
+    cfg = {**CFG, "federated": {**CFG["federated"], "rounds": 3}}
+    path = tmp_path / "strict.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+    def kill_after_round_1(info):
+        node = info["procs"]["supernode-1"]
+
+        def watch():
+            latest = work_dir(out) / "checkpoints" / "latest"
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 300:
+                if latest.exists() and latest.read_text().strip() >= "step-00000001":
+                    os.killpg(node.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    with pytest.raises(RuntimeError, match=r"min_available.*--resume"):
+        deploy(str(path), str(out), nodes=2, timeout=540, wait=150, _on_started=kill_after_round_1)
+    assert not out.exists()
+    done = (work_dir(out) / "checkpoints" / "latest").read_text().strip()
+    assert done in ("step-00000001", "step-00000002")
+    run_dir = deploy(str(path), str(out), nodes=2, resume=True, timeout=540, wait=150)
+    fed = json.loads((run_dir / "report.json").read_text())["federated"]
+    assert fed["rounds"] == 3 and fed["resumed_after_round"] == int(done[-1]) and fed["dropped"] == []
