@@ -10,6 +10,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tfresp  # noqa: E402,F401  (environment switches before TF is imported)
 
+
+def _parse_adult_once():
+    """The embedded Adult data is parsed once per test session (~1-3 s a parse, paid by every Adult run):
+    ``tfresp.data.sources.load_adult`` returns deep copies of the first parse, so no test sees another's edits.
+    The first call runs the real parser; ``TFRESP_TEST_PARSE_ADULT_EACH_TIME=1`` turns the cache off."""
+    import copy
+    import functools
+
+    from tfresp.data import sources
+
+    if os.environ.get("TFRESP_TEST_PARSE_ADULT_EACH_TIME") == "1" or getattr(sources.load_adult, "_cached", False):
+        return
+    real, cache = sources.load_adult, []
+
+    @functools.wraps(real)
+    def load_adult():
+        if not cache:
+            cache.append(real())
+        frames, info = cache[0]
+        return {k: v.copy(deep=True) for k, v in frames.items()}, copy.deepcopy(info)
+
+    load_adult._cached = True
+    sources.load_adult = load_adult
+
+
+_parse_adult_once()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 MINILM = SHARED / "models" / "minilm-l6-h384-uncased"

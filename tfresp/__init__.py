@@ -9,7 +9,8 @@ tensorflow-model-optimization and transformers' TF models only work with Keras 2
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-_USER_TF_LOG_LEVEL = _os.environ.get("TF_CPP_MIN_LOG_LEVEL")  # the CLI goes quieter unless the user chose
+from tfresp import _quiet  # noqa: E402  (records the user's TF_CPP_MIN_LOG_LEVEL before the default below)
+
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

@@ -32,6 +32,9 @@ _NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\
                     rb"|E\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\] (failed call to cuInit|NodeDef mentions attribute"
                     rb"|Unable to register cu))")
 
+#: the user's own TF_CPP_MIN_LOG_LEVEL, read when tfresp is first imported (before tfresp sets its default);
+#: the CLI goes quieter unless the user chose a level
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 _native = threading.local()  # .active: fd 2 is being filtered (by the CLI or a library call)
 
 
@@ -41,9 +44,7 @@ def configure(verbose: bool) -> None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         os.environ["TFRESP_VERBOSE"] = "1"  # the library's call-scoped filters step aside too
         return
-    import tfresp
-
-    if tfresp._USER_TF_LOG_LEVEL is None:
+    if USER_TF_LOG_LEVEL is None:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)

@@ -83,8 +83,10 @@ def _train_dataset(ctx: RunContext):
 
 
 def _standard_callbacks(ctx: RunContext) -> list:
-    cbs = [keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"), profile_batch=0,
-                                       write_graph=False)]
+    from tfresp.non_finite_loss import NonFiniteLossStop
+
+    cbs = [NonFiniteLossStop(), keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"),
+                                                            profile_batch=0, write_graph=False)]
     es = ctx.config.train.early_stopping
     if es and ctx.data.validation is not None:
         cbs.append(keras.callbacks.EarlyStopping(monitor=ctx.config.train.early_stopping_monitor, patience=es,
@@ -127,7 +129,9 @@ def train(ctx: RunContext) -> None:
                                 "(or for text/image data); Remedy: drop train.class_weight or the declaration")])
         ctx.train_extras["sample_weight"] = w * class_weights(ctx.data.train.y, ctx.data.num_classes,
                                                               counts=ctx.data.extra.get("class_counts"))
-    optimizer = make_optimizer(cfg.train, ctx.steps_per_epoch)
+    from tfresp.models.user import compiled_optimizer  # a user's model keeps the optimizer of its own compile
+
+    optimizer = compiled_optimizer(ctx.model_extra) or make_optimizer(cfg.train, ctx.steps_per_epoch)
     for contrib in ctx.contributions.values():
         if contrib.optimizer is not None:
             optimizer = contrib.optimizer(optimizer, ctx)

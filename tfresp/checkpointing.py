@@ -597,7 +597,7 @@ def after_failure(target: Path, before, exc: BaseException) -> None:
     if wd.is_symlink() or not wd.is_dir():
         return
     now = latest_marker(target)
-    if now is None:
+    if now is None or getattr(exc, "discard_checkpoints", False):  # nothing resumable (e.g. a NaN loss)
         shutil.rmtree(wd, ignore_errors=True)
         return
     if now != before and not isinstance(exc, Preempted):

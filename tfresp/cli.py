@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 a gate failed; 2 bad input (config, data, paths, checkpoints
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -38,11 +39,21 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render a run's report from report.json")
     r.add_argument("run", help=_RUN_HELP)
     r.add_argument("--check", action="store_true",
-                   help="check the release gates: exit 1 if a gate fails; exit 2 if the run cannot be checked "
-                        "(missing or invalid report, malformed gate) or its privacy epsilon does not re-derive "
-                        "from the recorded mechanisms")
+                   help="alias of `tfresp verify RUN`: recompute every number from the run's artifacts (writes "
+                        "nothing); exit 2 on a mismatch or if the run cannot be checked, 1 if a gate fails")
+    r.add_argument("--data", default=None, help="with --check: the run's test data file when it was moved")
     r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")
+    v = sub.add_parser("verify", help="recompute every number of a run from its artifacts and compare (writes "
+                                      "nothing); exit 2 on a mismatch")
+    v.add_argument("run", help=_RUN_HELP)
+    v.add_argument("--data", default=None, help="the run's test file (or data file) when it is not found")
+    v.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
+                   help="extra gate checked, e.g. 'accuracy >= 0.8'; repeatable")
+    v.add_argument("--key", default=None, help="PEM Ed25519 public key the run must be signed with")
+    g = sub.add_parser("sign", help="sign a run's report.json (and its artifact manifest) with Ed25519")
+    g.add_argument("run", help=_RUN_HELP)
+    g.add_argument("--key", required=True, help="PEM Ed25519 private key (password-less)")
     c = sub.add_parser("compare", help="compare two runs side by side")
     c.add_argument("run_a", help="first run directory (the baseline)")
     c.add_argument("run_b", help="second run directory")
@@ -52,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--privacy", action="store_true", help="re-run the privacy audit (membership inference)")
     a.add_argument("--fairness", action="store_true", help="re-run the fairness audit")
     a.add_argument("--robustness", action="store_true", help="re-run the robustness audit")
+    a.add_argument("--data", default=None, help="the run's data file when it is not found")
     e = sub.add_parser("explain", help="explain predictions of a finished run")
     e.add_argument("run", help=_RUN_HELP)
     e.add_argument("--input", default=None, help="raw text to explain (text runs)")
@@ -60,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--num-samples", type=int, default=1000, help="LIME neighbourhood size")
     e.add_argument("--top-k", type=int, default=5, help="features shown and used for the stability score")
     e.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    e.add_argument("--data", default=None, help="the run's data file when it is not found")
     x = sub.add_parser("export", help="export a finished run")
     x.add_argument("run", help=_RUN_HELP)
     x.add_argument("--tflite", choices=["int8", "float16", "float", "dynamic"], action="append", default=[],
@@ -146,11 +159,37 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _quiet.configure(getattr(args, "verbose", False))
     restore = _quiet.filter_native_stderr() if argv is None and not args.verbose else None
+    if argv is None:
+        _interrupt_once()
     try:
-        return _main(args)
+        code = _main(args)
     finally:
         if restore is not None:
             restore()
+    if argv is None and code == 130:
+        # interrupted, and the run has cleaned up: leave now. Interpreter shutdown would run TensorFlow's
+        # finalizers, where a pending Ctrl-C prints "Exception ignored ... KeyboardInterrupt" or kills the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return code
+
+
+def _interrupt_once() -> None:
+    """The first Ctrl-C interrupts (KeyboardInterrupt: the run cleans up, exit 130); later ones are ignored, so a
+    repeated Ctrl-C cannot break the cleanup or print "Exception ignored ... KeyboardInterrupt" at shutdown."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("tfresp: interrupted; cleaning up (further Ctrl-C is ignored)", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
 
 
 def _main(args) -> int:

@@ -58,6 +58,10 @@ class DataConfig(Section):
     use_sensitive: bool = False
     text: Optional[str] = None
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    #: CSV: the field delimiter (default: measured by csv.Sniffer among , ; tab |)
+    delimiter: Optional[str] = Field(None, min_length=1, max_length=1)
+    #: CSV: the text encoding (default: UTF-8, else measured by charset-normalizer, with a warning)
+    encoding: Optional[str] = Field(None, min_length=1, max_length=40)
     split: SplitConfig = SplitConfig()
     deidentify: Optional[DeidentifyConfig] = None
     max_rows: Optional[int] = Field(None, ge=1)

@@ -59,6 +59,12 @@ class BudgetExhaustedError(TfrespError):
     """A privacy budget does not allow what was asked."""
 
 
+class TrainingDivergedError(TfrespError):
+    """The training loss became NaN or infinite; the run stops and its checkpoints are discarded."""
+
+    discard_checkpoints = True
+
+
 class CheckpointError(TfrespError):
     """A checkpoint is missing, corrupted or incompatible with the run."""
 

@@ -55,11 +55,23 @@ def load(run_dir):
     loaded = tf.saved_model.load(str(path))
     # the signature's inputs carry sanitized names (``Annual Income ($)`` -> ``Annual_Income``) and, for wide
     # data, one packed ``numeric_features`` block: predict_rows takes the raw columns and maps them
-    loaded.predict_rows = lambda rows: predict_rows(loaded, rows)
+    loaded.predict_rows = lambda rows: predict_rows(loaded, rows, imputes=_imputed_columns(root))
     return loaded
 
 
-def predict_rows(loaded, rows) -> dict:
+def _imputed_columns(root: Path):
+    """The numeric columns whose missing values the served model fills (``data.missing: impute``); ``None``
+    when the run has no tabular preprocessing to read it from."""
+    import json
+
+    spec = root / "preprocessing" / "tabular.json"
+    if not spec.is_file():
+        return None
+    columns = json.loads(spec.read_text(encoding="utf-8")).get("columns", [])
+    return {c["name"] for c in columns if c.get("kind") == "numeric" and "impute" in c}
+
+
+def predict_rows(loaded, rows, imputes=None) -> dict:
     """``serving_default`` outputs (numpy) for raw rows: a DataFrame or ``{raw column name: values}``.
 
     Maps raw column names to the signature's sanitized input names and packs the numeric columns of wide
@@ -69,13 +81,26 @@ def predict_rows(loaded, rows) -> dict:
         >>> model = tfresp.load("runs/loans")
         >>> model.predict_rows({"Annual Income ($)": [52000.0], "loan amount": [900.0], ...})["probabilities"]
     """
+    import numpy as np
+
+    from tfresp.errors import DataError
+
     signature = loaded.signatures["serving_default"]
-    outputs = signature(**rows_to_inputs(loaded, rows))
-    return {k: v.numpy() for k, v in outputs.items()}
+    outputs = {k: v.numpy() for k, v in signature(**rows_to_inputs(loaded, rows, imputes)).items()}
+    bad = np.flatnonzero(~np.isfinite(outputs["probabilities"]).all(axis=1))
+    if len(bad):  # a NaN input the model does not impute: no decision can be read from it
+        raise DataError(f"`rows`: the model's probabilities are not finite for {len(bad)} row(s) (positions "
+                        f"{bad[:10].tolist()}), from missing numeric values the run did not impute. Remedy: fill "
+                        "those values, or train with data.missing: impute")
+    return outputs
 
 
-def rows_to_inputs(loaded, rows) -> dict:
-    """``serving_default`` keyword arguments from raw rows (see :func:`predict_rows`)."""
+def rows_to_inputs(loaded, rows, imputes=None) -> dict:
+    """``serving_default`` keyword arguments from raw rows (see :func:`predict_rows`).
+
+    ``imputes``: the numeric columns the served model fills when missing; a missing value in another numeric
+    column is refused (the model would return a decision computed from NaN). ``None``: not known, not checked.
+    """
     import numpy as np
     import pandas as pd
     import tensorflow as tf
@@ -95,11 +120,32 @@ def rows_to_inputs(loaded, rows) -> dict:
         raise DataError(f"`rows`: columns the served model needs are missing. Received: missing {missing[:20]}"
                         f"{' ...' if len(missing) > 20 else ''}. Remedy: pass the raw columns the run was trained "
                         "on (their original names)")
-    columns = {}
+    columns, odd = {}, {}
+
+    def numbers(raw):
+        s = frame[raw]
+        values = pd.to_numeric(s, errors="coerce")
+        text = s[values.isna() & s.notna()]
+        text = text[~text.astype(str).str.strip().isin(["", "nan", "NaN"])]
+        if len(text):  # 'forty' is not a missing value: it is a wrong one
+            odd[raw] = text.astype(str).unique()[:5].tolist()
+        return values.to_numpy(np.float64)
+
     for raw, name in names.items():
         dtype = specs[name].dtype
         columns[raw] = (as_category_strings(frame[raw]).to_numpy().astype(object) if dtype == tf.string else
-                        pd.to_numeric(frame[raw], errors="coerce").to_numpy().astype(dtype.as_numpy_dtype))
+                        numbers(raw).astype(dtype.as_numpy_dtype))
     for c in packed:
-        columns[c] = pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float32)
+        columns[c] = numbers(c).astype(np.float32)
+    if odd:
+        raise DataError(f"`rows`: numeric columns hold values that are not numbers. Received: {odd}. Remedy: send "
+                        "numbers (a missing value as NaN/None)")
+    if imputes is not None:
+        holes = {raw: int(np.isnan(np.asarray(columns[raw], np.float64)).sum()) for raw in list(names) + packed
+                 if raw not in imputes and raw in columns and np.asarray(columns[raw]).dtype.kind == "f"}
+        holes = {k: v for k, v in holes.items() if v}
+        if holes:
+            raise DataError(f"`rows`: missing numeric values the served model does not impute (its answer would be "
+                            f"computed from NaN). Received: {holes}. Remedy: fill them, or train with "
+                            "data.missing: impute")
     return signature_inputs(layout, columns)

@@ -11,5 +11,8 @@ strategy = tf.distribute.MultiWorkerMirroredStrategy()
 with strategy.scope():
     core = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     private = make_private(core, num_examples=100, batch_size=10, epochs=1, noise_multiplier=1.0)
-print("@@REPORT@@" + json.dumps({"sampling_seed": int(private._seed),
+from tfresp.privacy.dpsgd import _derive  # noqa: E402
+
+# the Poisson draws of the first dataset() call are keyed on this value (derived from the secret root seed)
+print("@@REPORT@@" + json.dumps({"sampling_seed": _derive(int(private.noise_seed.numpy()), 0x5EED, 0),
                                  "noise_seed": int(private.ledger.noise_seed.numpy())}))

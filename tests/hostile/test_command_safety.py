@@ -65,12 +65,12 @@ def test_report_malformed_gate_writes_nothing(tmp_path):
 
 
 def test_report_check_works_on_a_read_only_run(tmp_path, monkeypatch):
-    run = _run_dir(tmp_path / "run", synthetic_report(privacy=None))  # no DP claim for --check to verify
+    # --check is `tfresp verify`: it never writes; a report without its run's artifacts is refused, not checked
+    run = _run_dir(tmp_path / "run", synthetic_report(privacy=None))
     _read_only(monkeypatch)
     h = tree_hash(tmp_path)
     rc, out, err = run_inprocess(["report", run, "--check", "--gate", "evaluation.test.accuracy >= 0.99"], tmp_path)
-    assert rc == 1 and "read-only" in err and "Traceback" not in err, err
-    assert "evaluation.test.accuracy" in out
+    assert rc == 2 and "not a finished tfresp run" in err and "Traceback" not in err, err
     assert tree_hash(tmp_path) == h
 
 

@@ -186,7 +186,7 @@ def test_canary_audit_stays_below_a_correct_claim(tmp_path):
 def test_canary_audit_detects_a_run_without_noise(tmp_path):
     orig = clipping.make_gradient_fn
     with pytest.MonkeyPatch.context() as mp:  # the bug: noise off (and clipping effectively off), ε still claimed
-        mp.setattr(clipping, "make_gradient_fn", lambda mode, c, s, e, seed=None: orig(mode, c, 0.0, e, seed=seed))
+        mp.setattr(clipping, "make_gradient_fn", lambda mode, c, s, **kw: orig(mode, c, 0.0, **kw))
         res = tfresp.fit(_canary_cfg(1.0, 1000.0), out=tmp_path / "broken", quiet=True)
     aud = res.report["privacy"]["audit"]["canary"]
     assert res.report["privacy"]["epsilon"] <= 1.0

@@ -34,11 +34,12 @@ def register_audit(name: str):
     return deco
 
 
-def load_run(run_dir, memory=None):
+def load_run(run_dir, memory=None, data_file=None):
     """``(config, data, core, report)`` of a finished run; the core is a Keras model when rebuildable.
 
     The data are re-prepared only if they are the ones the run recorded (sha256, :mod:`tfresp.run_data`);
-    ``memory`` is the DataFrame of an in-memory run."""
+    ``memory`` is the DataFrame of an in-memory run. Data files are found where the run recorded them, also
+    after the run directory moved (:mod:`tfresp.relocate`); ``data_file`` (``--data``) names the source file."""
     import tensorflow as tf
 
     from tfresp.config import load_config
@@ -54,6 +55,10 @@ def load_run(run_dir, memory=None):
                               "(expected report.json and config.yaml)")
     report = load_report(run_dir)
     config = load_config(run_dir / "config.yaml")
+    if memory is None:
+        from tfresp.relocate import locate
+
+        config = locate(run_dir, config, report, source=data_file)
     verify_source(run_dir, config, report, memory)
     data = prepare(config, memory=memory, preprocessor=saved_preprocessor(run_dir))  # the run's own encoding
     check_prepared(run_dir, data, report)
@@ -115,13 +120,14 @@ def _privacy(run_dir, config, data, core, report):
     return rerun_audit(run_dir, config, data, core, report)
 
 
-def audit_run(run_dir, names=None, data=None) -> dict:
+def audit_run(run_dir, names=None, data=None, data_file=None) -> dict:
     """Re-run the named audits (default: all registered) on a run; return the updated report.
 
     Args:
         run_dir: a finished run directory.
         names: audits to run (default: all registered).
         data: the DataFrame of a run trained on in-memory data (checked against the recorded digest).
+        data_file: the run's data file when it is not found where the run recorded it (``--data``).
 
     On a read-only run directory the audits still run and the updated report is returned (not written).
     """
@@ -135,7 +141,7 @@ def audit_run(run_dir, names=None, data=None) -> dict:
         raise ConfigError([("audit", unknown, f"audits available in this version: {sorted(AUDITS)}")])
     run_dir = Path(run_dir)
     check_writable([run_dir / f for f in REPORT_FILES], "RUN")
-    config, data, core, report = load_run(run_dir, memory=data)
+    config, data, core, report = load_run(run_dir, memory=data, data_file=data_file)
     with contextlib.ExitStack() as stack:
         work = run_dir
         if not probe_writable(run_dir):  # audits write plots: give them a scratch view of the run
@@ -147,6 +153,9 @@ def audit_run(run_dir, names=None, data=None) -> dict:
         for name in names:
             report[name] = _jsonable(AUDITS[name](work, config, data, core, report))
         if work is run_dir:
+            from tfresp.report.manifest import refresh
+
+            refresh(report, run_dir, ["plots/"])  # the audits redrew their plots: record the new digests
             write_files(run_dir, report)
         else:
             print(f"tfresp: note: {run_dir} is read-only; the audit ran but report files were not updated",
@@ -159,7 +168,7 @@ def run(args) -> int:
 
     requested = [n for n in ("robustness", "privacy", "fairness") if getattr(args, n, False)]
     writable = not Path(args.run).is_dir() or probe_writable(args.run)
-    report = audit_run(args.run, requested or None)
+    report = audit_run(args.run, requested or None, data_file=getattr(args, "data", None))
     rob = report.get("robustness")
     if rob and ("robustness" in requested or not requested):
         eps = rob.get("epsilons", [])

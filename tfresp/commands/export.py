@@ -59,7 +59,7 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
     ``data``: the DataFrame of a run trained on in-memory data (checked against the recorded digest)."""
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare, saved_preprocessor
-    from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant
+    from tfresp.export.tflite import VARIANTS, calibration_rows, export_variant, private_int8_problems
     from tfresp.report.compare import load_report
     from tfresp.report.writer import _jsonable, write_files
     from tfresp.run_data import check_prepared, verify_source
@@ -77,6 +77,9 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
     config = load_config(run_dir / "config.yaml")
     if config.task != "classification":
         raise ConfigError([("task", config.task, "TFLite export supports classification runs")])
+    refused = private_int8_problems(config, variants)  # before re-reading any private row
+    if refused:
+        raise ConfigError(refused)
     verify_source(run_dir, config, report, memory=data)
     data = prepare(config, memory=data, preprocessor=saved_preprocessor(run_dir))  # the run's own encoding
     check_prepared(run_dir, data, report)
@@ -88,6 +91,9 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
     reference = _proba(core, data.test.x)
     params = int(sum(int(np.prod(v.shape)) for v in core.variables))
     comp = config.compression
+    refused = private_int8_problems(config, variants, ((data.info or {}).get("files") or {}).values())
+    if refused:
+        raise ConfigError(refused)
     calibration = calibration_rows(config, data) if "int8" in variants else None
     section = report.get("compression") or {}
     exp = report.get("export") or {}
@@ -107,6 +113,9 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
                   f"{'ok' if rt.get('passed') else 'OUTSIDE TOLERANCE'} (max |dp| {rt.get('max_abs_diff', 0):.2e})")
     report["compression"] = section
     report["export"] = exp
+    from tfresp.report.manifest import refresh
+
+    refresh(report, run_dir, [f"model_{v}.tflite" for v in variants] + ["plots/"])  # what this command wrote
     write_files(run_dir, _jsonable(report))
     return section
 

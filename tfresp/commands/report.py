@@ -1,14 +1,13 @@
 """``tfresp report RUN [--check] [--gate GATE]...``: re-render report.md / report.html from report.json.
 
 The derived parts (metric CIs, scorecard, gates, warnings) are recomputed from report.json with the
-run's own config, so a report written by an older tfresp gets the current rendering. ``--check`` prints
-one line per failed gate and exits 1 when any gate fails (0 otherwise); before that it re-derives the
-privacy ε from the recorded mechanisms (tfresp/privacy/verify.py) and exits 2 when report.json disagrees. ``--gate`` adds gates for this
+run's own config, so a report written by an older tfresp gets the current rendering. ``--check`` is an alias
+of ``tfresp verify RUN`` (:mod:`tfresp.commands.verify`): it writes nothing, recomputes every number from the
+run's artifacts, exits 2 on a mismatch, 1 when a gate fails, 0 otherwise. ``--gate`` adds gates for that
 check only (they are not written into the run's files).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from tfresp.errors import DataError
@@ -69,34 +68,14 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
 
 
 def run(args) -> int:
-    from tfresp.io import probe_writable
-    from tfresp.report.gates import failure_lines
+    if args.check:  # an alias of `tfresp verify`: reads only, never re-renders
+        from tfresp.commands import verify
 
-    if args.check:  # a privacy claim that its recorded mechanisms do not give must not pass any gate
-        from tfresp.privacy.verify import check_run
-
-        bad = check_run(args.run)
-        if bad:
-            raise DataError(f"{Path(args.run) / 'report.json'}: the privacy claim does not hold: " + "; ".join(bad))
-    # --check only reads: on a read-only run directory it checks without re-rendering
-    write = not args.check or not Path(args.run).is_dir() or probe_writable(args.run)
-    report, gates = rerender(args.run, getattr(args, "gates", []) or [], write=write)
+        return verify.run(args)
+    if getattr(args, "gates", None):
+        raise DataError("`--gate`: extra gates are checked with --check (`tfresp verify RUN --gate ...`); "
+                        "re-rendering does not write them. Remedy: add --check")
+    rerender(args.run)
     files = ["report.md"] + (["report.html"] if (Path(args.run) / "report.html").exists() else [])
-    if write:
-        print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
-    else:
-        print(f"tfresp: note: {args.run} is read-only; report files not re-rendered (checking only)",
-              file=sys.stderr)
-    if not args.check:
-        return 0
-    if not gates:
-        print("tfresp: no release gates configured: check passed")
-        return 0
-    lines = failure_lines(gates)
-    for line in lines:
-        print(line)
-    passed = gates["count"] - len(gates["failed"])
-    score = gates.get("weighted_score")
-    print(f"tfresp: {passed}/{gates['count']} gates passed"
-          + (f" (weighted score {score:.3f})" if score is not None else ""))
-    return 1 if lines else 0
+    print(f"tfresp: re-rendered {', '.join(str(Path(args.run) / f) for f in files)}")
+    return 0

@@ -54,10 +54,19 @@ def _short(values: Iterable, n: int = 5) -> list:
     return values[:n] + (["…"] if len(values) > n else [])
 
 
+def _is_missing_text(v) -> bool:
+    return isinstance(v, str) and v.strip() in ("", MISSING)
+
+
 def missing_mask(s: pd.Series) -> np.ndarray:
     mask = s.isna().to_numpy()
     if s.dtype == object:
-        mask |= s.map(lambda v: isinstance(v, str) and v.strip() in ("", MISSING)).to_numpy(dtype=bool)
+        try:  # each distinct value once (columns repeat few values; a per-row map was most of the checks' time)
+            codes, uniques = pd.factorize(s)
+        except TypeError:  # unhashable cells: row by row
+            return mask | s.map(_is_missing_text).to_numpy(dtype=bool)
+        bad = np.fromiter((_is_missing_text(v) for v in uniques), bool, len(uniques))
+        mask |= (codes >= 0) & bad[np.maximum(codes, 0)] if len(uniques) else False
     return mask
 
 
@@ -134,16 +143,23 @@ def parse_numeric_text(frame: pd.DataFrame, columns: List[str], problems: Proble
         present = s[~missing_mask(s)]
         if len(present) == 0 or not all(isinstance(v, str) for v in present.iloc[:1000]):
             continue
-        text = present.astype(str).str.strip()
-        ok = text.str.match(_NUMBER)
-        if not ok.any() or not text[ok].str.contains(_MARKER).any():
+        try:  # each distinct value once, rows by their code (same decisions as row by row)
+            codes, uniques = pd.factorize(present)
+        except TypeError:
+            codes, uniques = np.arange(len(present)), present.to_numpy()
+        if not all(isinstance(u, str) for u in uniques):  # 1, 1.0 and True hash alike: row by row
+            codes, uniques = np.arange(len(present)), present.to_numpy()
+        text = pd.Series(uniques, dtype=object).astype(str).str.strip()
+        uok = text.str.match(_NUMBER).to_numpy(dtype=bool)
+        ok = uok[codes]
+        if not uok.any() or not text[uok].str.contains(_MARKER).any():
             continue  # plain categories, or plain numbers (pandas would have read those as numbers)
         if ok.all():
             values = s.map(lambda v: _to_float(v) if isinstance(v, str) and _NUMBER.match(v.strip()) else np.nan)
             frame[c] = values.astype("float64")
             parsed[c] = "numbers written as text (currency/thousands separators/percent) parsed to float"
         elif ok.mean() >= min_share:
-            odd = sorted(set(text[~ok]))
+            odd = sorted(set(text[~uok]))
             problems.add("data.features", f"column {c!r} looks numeric ({ok.mean():.0%} of the values are numbers "
                          "written as text) but some values are not numbers",
                          f"values {_short(odd)}", "fix those values, or turn the column into categories")
@@ -242,3 +258,116 @@ def check_splits(splits: Dict[str, Optional[pd.DataFrame]], problems: Problems) 
         if df is not None and len(df) == 0:
             problems.add("data.split", f"the {name} split is empty", None,
                          "use more rows or a larger data.split fraction")
+
+
+# -- columns that look usable but are not features ---------------------------------------------------
+_DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?$"
+                   r"|^\d{1,2}[/.]\d{1,2}[/.]\d{2,4}(?: \d{1,2}:\d{2}(?::\d{2})?)?$")
+#: numeric features beyond this magnitude are refused: float32 (the model's inputs) ends at 3.4e38, and
+#: standardising squares the values (1e300 ** 2 overflows float64)
+EXTREME = 1e30
+ID_MIN_ROWS = 20
+
+
+def datetime_columns(frame: pd.DataFrame, columns: List[str]) -> List[str]:
+    """Columns holding dates or timestamps (datetime dtype, or text whose every value is a date)."""
+    out = []
+    for c in columns:
+        s = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+            out.append(c)
+            continue
+        if s.dtype != object:
+            continue
+        present = s[~missing_mask(s)].iloc[:2000]
+        if len(present) and all(isinstance(v, str) and _DATE.match(v.strip()) for v in present):
+            out.append(c)
+        elif len(present) and all(isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat")
+                                  for v in present):
+            out.append(c)
+    return out
+
+
+def check_datetime(frame: pd.DataFrame, features: List[str], declared, problems: Problems) -> None:
+    """A date column would be one-hot encoded, one category per timestamp: refuse it with a remedy."""
+    dates = [c for c in datetime_columns(frame, features) if c not in (declared or {})]
+    if dates:
+        problems.add("data.features", f"column(s) {dates} hold dates or timestamps; as a feature each timestamp "
+                     "would become its own category", f"e.g. {frame[dates[0]].dropna().astype(str).iloc[0]!r}",
+                     "derive numeric columns from it (year, month, day of week, age in days) and leave it out with "
+                     "data.features, or declare its values in data.categories to use them as categories")
+
+
+def id_like_columns(frame: pd.DataFrame, columns: List[str]) -> Dict[str, str]:
+    """``{column: why}`` for columns that identify rows rather than describe them (measured, not by name).
+
+    Text unique per row (one category per row), and whole numbers unique per row that form an arithmetic
+    sequence (row numbers) or all have the same number of digits, at least 6 (account numbers).
+    Real-valued columns are never ID-like.
+    """
+    n = len(frame)
+    out = {}
+    if n < ID_MIN_ROWS:
+        return out
+    dates = set(datetime_columns(frame, columns))  # refused as dates, with their own remedy
+    for c in columns:
+        if c in dates:
+            continue
+        s = frame[c]
+        text = (s.dtype == object and all(isinstance(v, str) for v in s)
+                and not s.str.strip().str.match(_NUMBER).all())  # numbers written as text are parsed, not IDs
+        whole = pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if not (text or whole) or s.isna().any() or s.nunique(dropna=False) != n:
+            continue
+        if text:
+            out[c] = f"text unique per row ({n} distinct values in {n} rows)"
+        else:
+            v = np.sort(s.to_numpy(np.int64))
+            if len(np.unique(np.diff(v))) == 1:
+                out[c] = f"whole numbers unique per row, evenly spaced ({v[0]}..{v[-1]}): row numbers"
+            else:
+                digits = {len(str(abs(int(x)))) for x in v}
+                if len(digits) == 1 and min(digits) >= 6:
+                    out[c] = f"whole numbers unique per row, all {min(digits)} digits long: an identifier"
+    return out
+
+
+def check_extreme(frames: List[pd.DataFrame], features: List[str], declared_ranges, problems: Problems) -> None:
+    """Finite values too large to standardise or to hold in float32 (refused unless the range is declared)."""
+    big = {}
+    for frame in frames:
+        numeric = [c for c in frame[features].select_dtypes(include="number", exclude="bool").columns
+                   if c not in (declared_ranges or {})]
+        if not numeric:
+            continue
+        with np.errstate(invalid="ignore"):
+            v = np.abs(frame[numeric].to_numpy(np.float64, na_value=np.nan))
+            counts = (np.isfinite(v) & (v > EXTREME)).sum(axis=0)
+        for i in np.flatnonzero(counts):
+            big[numeric[i]] = big.get(numeric[i], 0) + int(counts[i])
+    if big:
+        problems.add("data", f"numeric values beyond ±{EXTREME:g} in {len(big)} column(s) (the model computes in "
+                     "float32, whose range ends at 3.4e38; standardising them overflows)", f"{big}",
+                     "rescale or log-transform those columns, or declare data.numeric_ranges for them (clipped "
+                     "to the declared range)")
+
+
+HIGH_CARDINALITY_SHARE = 0.5
+HIGH_CARDINALITY_MIN = 50
+
+
+def high_cardinality(frame: pd.DataFrame, features: List[str], declared) -> List[str]:
+    """Warnings for text features with so many values (>= 50, and at least half as many as rows) that most
+    one-hot weights are learned from a row or two (zip codes, free text): the model memorises them."""
+    out = []
+    n = len(frame)
+    for c in features:
+        s = frame[c]
+        if s.dtype != object or c in (declared or {}):
+            continue
+        k = int(s.nunique(dropna=True)) if all(isinstance(v, str) for v in s.dropna().iloc[:1000]) else 0
+        if k >= HIGH_CARDINALITY_MIN and k >= HIGH_CARDINALITY_SHARE * n:
+            out.append(f"column {c!r} has {k} distinct values in {n} rows: one-hot encoded, most values are seen "
+                       "once or twice and the model memorises them; group rare values, or leave it out with "
+                       "data.features")
+    return out

@@ -12,8 +12,9 @@ from tfresp.data import checks, split
 from tfresp.data.bundle import DataBundle, Split
 from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
-from tfresp.data.serving_names import serving_layout
+from tfresp.data.serving_names import collisions, serving_layout
 from tfresp.data.sources import load_source
+from tfresp.data.stream import plain_index
 from tfresp.errors import DataError
 
 
@@ -83,25 +84,56 @@ def _apply_imputation(df: Optional[pd.DataFrame], fills: Dict[str, dict]):
             df[c] = df[c].astype(object).where(~mask, f["value"])
 
 
+def _feature_columns(config, names: List[str], frames: Dict[str, pd.DataFrame], notes: dict,
+                     problems: checks.Problems) -> List[str]:
+    """The feature columns: ``data.features``, or every column but the label, text, sensitive attributes and
+    ID-like columns (measured, see :func:`checks.id_like_columns`; a warning names each one excluded).
+
+    Under DP an ID-like column is refused instead: which features the model uses must not be chosen from the
+    private rows outside the budget, so the user lists them in ``data.features``.
+    """
+    dc = config.data
+    if dc.text:
+        return []  # a text model reads only the text column
+    if dc.features is not None:
+        return [c for c in dc.features if c in names and all(c in df.columns for df in frames.values())]
+    excluded = {dc.label} | (set() if dc.use_sensitive else set(dc.sensitive))
+    features = [c for c in names if c not in excluded and all(c in df.columns for df in frames.values())]
+    ids = checks.id_like_columns(frames["train"], features)
+    if ids and config.privacy is not None:
+        problems.add("data.features", f"column(s) {sorted(ids)} look like row identifiers (unique per row); under "
+                     "DP tfresp does not choose the features from the private rows", None,
+                     "list the feature columns in data.features (with or without those columns)")
+        return features
+    for c, why in ids.items():
+        notes["warnings"].append(f"column {c!r} looks like a row identifier ({why}) and is not used as a feature; "
+                                 "list it in data.features to use it")
+    if ids:
+        notes["excluded_id_like"] = sorted(ids)
+    return [c for c in features if c not in ids]
+
+
 def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Problems) -> dict:
-    """Checks on the whole data before splitting (repairs in place); returns notes for the report."""
+    """Checks on the whole data before splitting (repairs in place); returns notes for the report.
+
+    ``notes["features"]`` holds the feature columns (see :func:`_feature_columns`).
+    """
     dc = config.data
     label = dc.label
     names = list(dict.fromkeys(str(c) for df in frames.values() for c in df.columns))
     checks.check_names(config, names, problems)
     both = pd.concat([df for df in frames.values()], ignore_index=True) if len(frames) > 1 else frames["train"]
     checks.check_privileged_groups(config, both, problems)
-    excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
-    features = dc.features if dc.features is not None else [c for c in names if c not in excluded]
-    features = [c for c in features if c in names and all(c in df.columns for df in frames.values())]
-    if dc.text:
-        features = []  # a text model reads only the text column
+    notes = {"warnings": []}
+    features = _feature_columns(config, names, frames, notes, problems)
     used = features + [c for c in [label] if c in names]
     checks.check_types(both, used, problems)
+    checks.check_datetime(both, features, dc.categories, problems)
+    if config.privacy is None:  # counts of the private rows stay out of a DP run's report
+        notes["warnings"] += checks.high_cardinality(frames["train"], features, dc.categories)
     parsed = {}
     for df in frames.values():
         parsed.update(checks.parse_numeric_text(df, [c for c in features if c in df.columns], problems))
-    notes = {"warnings": []}
     if parsed:
         notes["parsed_numeric"] = parsed
     if label in names:
@@ -109,6 +141,7 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
         notes["warnings"] += checks.check_label(both, label, dc.min_class_rows, problems, frames["train"],
                                                 with_counts=config.privacy is None)
     checks.check_missing(list(frames.values()), features, dc.missing, problems)
+    checks.check_extreme(list(frames.values()), features, dc.numeric_ranges, problems)
     sens = list(dc.sensitive) + list((config.fairness.sensitive or []) if config.fairness else [])
     for df in frames.values():
         for w in checks.fill_sensitive(df, list(dict.fromkeys(sens)), with_counts=config.privacy is None):
@@ -117,23 +150,14 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     if dc.text:
         for df in frames.values():
             checks.check_text(df, dc.text, problems)
+    notes["features"] = features
     return notes
 
 
-def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
-    """Load, de-identify, split, validate and encode the data described by ``config.data``.
-
-    Every problem found in the data is collected and raised as one :class:`DataError` before
-    training (see :mod:`tfresp.data.checks`).
-
-    ``budget`` (a :class:`~tfresp.privacy.budget.PrivacyBudget`, DP runs only): every statistic fitted on the
-    private training split (vocabularies, scaling) is either public/declared or a DP release spent there.
-    ``preprocessor``: a finished run's saved preprocessing (:func:`saved_preprocessor`), used as is instead of
-    fitting one (commands on a finished run must encode exactly as the run did, and must not re-fit on the
-    private rows what a DP run released only through its budget).
-    """
+def _load(config, memory):
+    """Step 1: ``(frames, info, split_mode)``: the source read, a user test file attached, de-identified."""
     dc = config.data
-    frames, info = load_source(dc.source, dc.format, memory)
+    frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding)
     # a user test file is attached first, so de-identification applies to it as to the source
     frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format)
     if dc.deidentify is not None:
@@ -141,44 +165,56 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
 
         frames, deid_report = deidentify_frames(frames, dc)
         info = {**info, "deidentification": deid_report}
-    if info.get("modality") == "image":
-        from tfresp.data.images import IMAGE_LABEL, prepare_images
+    return frames, info, split_mode
 
-        if budget is not None:  # images are scaled by the source's declared raw range: no statistics
-            budget.declare_public("preprocessing/image.json", "the source's declared raw range (no statistics)")
-            budget.declare_not_covered("data.classes", "the label values seen in the training split (output width)")
-        # images: max_rows counts training rows (few-shot runs keep the whole test split)
-        return prepare_images(config, _split(config, frames, IMAGE_LABEL, split_mode, "train"), info)
-    label = dc.label
+
+def _prepare_images(config, frames, info, split_mode, budget) -> DataBundle:
+    from tfresp.data.images import IMAGE_LABEL, prepare_images
+
+    if budget is not None:  # images are scaled by the source's declared raw range: no statistics
+        budget.declare_public("preprocessing/image.json", "the source's declared raw range (no statistics)")
+        budget.declare_not_covered("data.classes", "the label values seen in the training split (output width)")
+    # images: max_rows counts training rows (few-shot runs keep the whole test split)
+    return prepare_images(config, _split(config, frames, IMAGE_LABEL, split_mode, "train"), info)
+
+
+def _validate(config, frames, info) -> dict:
+    """Step 2: every check on the whole data (one :class:`DataError` naming every problem); warnings shown."""
     problems = checks.Problems()
     notes = _check_frames(config, frames, problems)
     problems.raise_if_any()
+    notes["warnings"] = list(info.pop("warnings", [])) + notes["warnings"]
     for w in notes["warnings"]:
-        warnings.warn(f"tfresp data: {w}", stacklevel=2)
-    if dc.text:
-        from tfresp.data.text import check_text_frames, prepare_text
+        warnings.warn(f"tfresp data: {w}", stacklevel=3)
+    return notes
 
-        label = None if config.task == "mlm" else label
-        check_text_frames(config, frames, label)
-        bundle = prepare_text(config, _split(config, frames, label, split_mode), info, budget, preprocessor)
-        bundle.extra.setdefault("summary", {}).update({k: v for k, v in notes.items() if v})
-        return bundle
-    parts = _split(config, frames, label, split_mode)
-    train_df, val_df, test_df = parts.train, parts.validation, parts.test
-    if parts.test_split:
-        info = {**info, "test_split": parts.test_split}
 
-    excluded = {label} | ({dc.text} if dc.text else set()) | (set() if dc.use_sensitive else set(dc.sensitive))
-    features = dc.features if dc.features is not None else [str(c) for c in train_df.columns if c not in excluded]
+def _prepare_text(config, frames, info, split_mode, notes, budget, preprocessor) -> DataBundle:
+    from tfresp.data.text import check_text_frames, prepare_text
+
+    label = None if config.task == "mlm" else config.data.label
+    check_text_frames(config, frames, label)
+    bundle = prepare_text(config, _split(config, frames, label, split_mode), info, budget, preprocessor)
+    bundle.extra.setdefault("summary", {}).update({k: v for k, v in notes.items() if v and k != "features"})
+    return bundle
+
+
+def _check_split_features(config, parts: split.Frames, features: List[str]) -> None:
+    """Step 4: there are features, the label is not one of them, no split is empty."""
+    dc, problems = config.data, checks.Problems()
     if not features:
         problems.add("data.features", "no feature columns left after removing the label and sensitive attributes",
                      None, "add feature columns or set data.use_sensitive: true")
-    if label in features:
-        problems.add("data.features", f"the label column {label!r} is also a feature", f"features={features}",
+    if dc.label in features:
+        problems.add("data.features", f"the label column {dc.label!r} is also a feature", f"features={features}",
                      "remove it from data.features")
-    checks.check_splits({"train": train_df, "validation": val_df, "test": test_df}, problems)
+    checks.check_splits({"train": parts.train, "validation": parts.validation, "test": parts.test}, problems)
     problems.raise_if_any()
 
+
+def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str]:
+    """Step 5: the classes (declared or seen in training); every split's labels and groups are checked."""
+    dc, label, train_df = config.data, config.data.label, parts.train
     classes = order_classes(sorted(train_df[label].astype(str).unique().tolist()), dc.positive_class)
     declared_classes = (dc.categories or {}).get(label)
     if declared_classes is not None:
@@ -190,7 +226,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     if len(classes) < 2:
         problems.add("data.label", f"column {label!r} has a single class {classes} in the training split; "
                      "classification needs at least two", None, "check the label column")
-    for name, df in (("test", test_df), ("validation", val_df)):
+    for name, df in (("test", parts.test), ("validation", parts.validation)):
         if df is None:
             continue
         unseen = sorted(set(df[label].astype(str)) - set(classes))
@@ -202,17 +238,12 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
         if len(groups) < 2:
             problems.add("data.sensitive", f"attribute {attr!r} has a single group {groups.tolist()} in the "
                          "training split; group metrics need at least two", None, "audit another attribute")
-    fills = {}
-    if dc.missing == "impute":
-        fills = _fit_imputation(config, train_df, (train_df, val_df, test_df), features, problems)
-    problems.raise_if_any()
-    for df in (train_df, val_df, test_df):
-        _apply_imputation(df, fills)
-        if df is not None:
-            _categorical_missing(df, features)
+    return classes
 
-    _check_declared(train_df, features, dc)
-    extra = {}
+
+def _fit_preprocessor(config, train_df, features, classes, fills, budget, preprocessor):
+    """Step 7: ``(preprocessor, extra)``: the saved one, a DP fit (under privacy) or a plain fit."""
+    dc, extra = config.data, {}
     if preprocessor is not None:
         pre = preprocessor
     elif budget is not None:
@@ -220,12 +251,12 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
 
         budget.resolve_delta(len(train_df))
         pre, dp_summary = fit_dp(train_df, features, dc.categories, dc.numeric_ranges, budget,
-                                 preprocessing_epsilon(config.privacy), label=label)
+                                 preprocessing_epsilon(config.privacy), label=dc.label)
         missing = sorted(set(classes) - set(dp_summary["classes"]))
         if missing:
             raise DataError(f"Invalid value in `data.label`: classes {missing} are held by too few training rows to "
                             f"pass the DP threshold ({dp_summary['threshold']:.0f} rows). Remedy: declare the "
-                            f"classes in data.categories.{label}, raise privacy.preprocessing_epsilon, or drop them")
+                            f"classes in data.categories.{dc.label}, raise privacy.preprocessing_epsilon, or drop them")
         if dp_summary["class_counts"] is not None:
             extra["class_counts"] = np.asarray(dp_summary["class_counts"], np.float64)
         extra["summary"] = {"preprocessing": {k: v for k, v in dp_summary.items() if k != "class_counts"}}
@@ -236,22 +267,62 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
             if col["name"] in fills:
                 col["impute"] = fills[col["name"]]["value"]
         pre = TabularPreprocessor(pre.spec)
+    return pre, extra
+
+
+def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
+    """Load, de-identify, split, validate and encode the data described by ``config.data``.
+
+    Every problem found in the data is collected and raised as one :class:`DataError` before
+    training (see :mod:`tfresp.data.checks`). Steps: load -> validate -> split -> features -> classes ->
+    imputation -> preprocessing -> serving names -> bundle.
+
+    ``budget`` (a :class:`~tfresp.privacy.budget.PrivacyBudget`, DP runs only): every statistic fitted on the
+    private training split (vocabularies, scaling) is either public/declared or a DP release spent there.
+    ``preprocessor``: a finished run's saved preprocessing (:func:`saved_preprocessor`), used as is instead of
+    fitting one (commands on a finished run must encode exactly as the run did, and must not re-fit on the
+    private rows what a DP run released only through its budget).
+    """
+    dc = config.data
+    frames, info, split_mode = _load(config, memory)
+    if info.get("modality") == "image":
+        return _prepare_images(config, frames, info, split_mode, budget)
+    notes = _validate(config, frames, info)
+    if dc.text:
+        return _prepare_text(config, frames, info, split_mode, notes, budget, preprocessor)
+    label, features = dc.label, notes.pop("features")
+    parts = _split(config, frames, label, split_mode)
+    frames = None  # the splits are copies: free the source rows before encoding (bounded memory per row)
+    if parts.test_split:
+        info = {**info, "test_split": parts.test_split}
+    _check_split_features(config, parts, features)
+    problems = checks.Problems()
+    classes = _classes(config, parts, problems)
+    splits = (parts.train, parts.validation, parts.test)
+    fills = _fit_imputation(config, parts.train, splits, features, problems) if dc.missing == "impute" else {}
+    problems.raise_if_any()
+    for df in splits:
+        _apply_imputation(df, fills)
+        if df is not None:
+            _categorical_missing(df, features)
+    _check_declared(parts.train, features, dc)
+    pre, extra = _fit_preprocessor(config, parts.train, features, classes, fills, budget, preprocessor)
     index = {c: i for i, c in enumerate(classes)}
 
     def make(df):
         if df is None:
             return None
         return Split(x=pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
-                     frame=df.reset_index(drop=True),
+                     frame=plain_index(df),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
     summary = {k: v for k, v in notes.items() if v}
     if fills:
         summary["imputation"] = fills
-    summary["serving_inputs"] = _serving_names(pre)
-    return DataBundle(train=make(train_df), validation=make(val_df), test=make(test_df), classes=classes,
-                      feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre, info=info,
-                      extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
+    summary["serving_inputs"] = _serving_names(pre, config)
+    return DataBundle(train=make(parts.train), validation=make(parts.validation), test=make(parts.test),
+                      classes=classes, feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre,
+                      info=info, extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
 
 
 def _split(config, frames, label, mode, max_rows_of="source") -> split.Frames:
@@ -292,9 +363,20 @@ def _check_declared(train_df: pd.DataFrame, features: List[str], dc) -> None:
         raise DataError("Invalid declared preprocessing: " + " | ".join(problems))
 
 
-def _serving_names(pre) -> dict:
-    """Export feasibility, checked before training: the SavedModel input name of every column."""
+def _serving_names(pre, config=None) -> dict:
+    """Export feasibility, checked before training: the SavedModel input name of every column.
+
+    Two columns that would be served under one name (``monthly income`` and ``monthly-income`` both become
+    ``monthly_income``) are refused when the run exports a SavedModel: numbering one of them would make a
+    served input whose meaning depends on the column order.
+    """
     layout = serving_layout(pre)
+    clash = collisions(layout["inputs"])
+    if clash and config is not None and config.export.saved_model:
+        shown = "; ".join(f"{cols} -> {name!r}" for name, cols in clash.items())
+        raise DataError(f"`data.features`: columns would share one SavedModel input name (an input name holds "
+                        f"only letters, digits and _). Received: {shown}. Remedy: rename one column of each pair "
+                        "in the data, or leave one out with data.features")
     renamed = {raw: name for raw, name in layout["inputs"].items() if raw != name}
     return {"renamed": renamed, "packed_numeric_columns": len(layout["packed"]["columns"]) if layout["packed"] else 0}
 

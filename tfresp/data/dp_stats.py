@@ -51,9 +51,18 @@ def gaussian_noise_multiplier(epsilon: float, delta: float) -> float:
     # Bracket around the classical σ = sqrt(2 ln(1.25/δ))/ε (Dwork & Roth 2014, Thm A.1): the exact
     # multiplier is below it; a tiny lower end would make the PLD of the probe huge.
     classic = math.sqrt(2.0 * math.log(1.25 / float(delta))) / float(epsilon)
-    mu = float(dp_accounting.calibrate_dp_mechanism(
-        fresh, make_event, float(epsilon), float(delta),
-        dp_accounting.ExplicitBracketInterval(0.1 * classic, 2.0 * classic), tol=1e-3 * classic))
+    try:
+        mu = float(dp_accounting.calibrate_dp_mechanism(
+            fresh, make_event, float(epsilon), float(delta),
+            dp_accounting.ExplicitBracketInterval(0.1 * classic, 2.0 * classic), tol=1e-3 * classic))
+    except (ValueError, OverflowError, FloatingPointError):  # brentq finds no bracket at absurd ε (e.g. 1e-9)
+        from tfresp.errors import BudgetExhaustedError
+
+        raise BudgetExhaustedError(
+            f"`privacy.target_epsilon`: the preprocessing's share of the budget (ε={epsilon:.3g}, δ={delta:.3g}) is "
+            f"too small to calibrate a Gaussian release (σ would be about {classic:.3g} times the sensitivity, "
+            "pure noise). Received: an ε this small. Remedy: raise privacy.target_epsilon (typical values 1 to 10), "
+            "or declare data.categories and data.numeric_ranges so the preprocessing spends nothing") from None
     # Brent's method returns a value within tol of the optimum: step up until the library confirms ε.
     while _epsilon(mu, delta) > epsilon:
         mu *= 1.001

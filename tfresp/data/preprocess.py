@@ -259,6 +259,12 @@ class TabularPreprocessor(tf.Module):
         return df[self._numeric].to_numpy(np.float32) if self._numeric else np.zeros((len(df), 0), np.float32)
 
     def transform_frame(self, df: pd.DataFrame) -> np.ndarray:
+        """Raw rows -> float32 [rows, encoded_dim], a block of rows at a time (memory flat in rows)."""
+        from tfresp.data.stream import transform_in_blocks
+
+        return transform_in_blocks(self._transform_block, df, self.encoded_dim)
+
+    def _transform_block(self, df: pd.DataFrame) -> np.ndarray:
         inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df, numeric=False).items()}
         return self.transform_packed(tf.constant(self.numeric_block(df)), inputs).numpy()
 

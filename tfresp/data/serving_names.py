@@ -15,7 +15,30 @@ import tensorflow as tf
 
 PACK_NUMERIC_ABOVE = 256
 PACKED_NAME = "numeric_features"
-_VALID = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+# what TensorFlow keeps as a tf.function argument name (it renames `loan-amount` and `interest.rate` itself,
+# silently, so a name it would change is renamed here, where the layout records it)
+_VALID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def base_name(column: str) -> str:
+    """The valid TensorFlow name a column is served under before de-duplication (``loan-amount`` -> ``loan_amount``)."""
+    if _VALID.match(column):
+        return column
+    ascii_ = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
+    base = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", ascii_)).strip("_") or "column"
+    return base if base[0].isalpha() else f"col_{base}"
+
+
+def collisions(columns: Iterable[str]) -> Dict[str, list]:
+    """``{served name: [raw columns]}`` for columns that would be served under the same name.
+
+    Names with no ASCII letter or digit to keep (``年龄``, ``收入``) all become ``column``: they are numbered
+    (``column``, ``column_2``, recorded in the layout) rather than refused, as there is nothing to confuse.
+    """
+    groups: Dict[str, list] = {}
+    for c in columns:
+        groups.setdefault(base_name(c), []).append(c)
+    return {name: cols for name, cols in groups.items() if len(cols) > 1 and name != "column"}
 
 
 def safe_names(columns: Iterable[str], reserved: Iterable[str] = ()) -> Dict[str, str]:
@@ -30,10 +53,7 @@ def safe_names(columns: Iterable[str], reserved: Iterable[str] = ()) -> Dict[str
     for c in columns:
         if c in out:
             continue
-        ascii_ = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
-        base = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_]", "_", ascii_)).strip("_") or "column"
-        if not base[0].isalpha():
-            base = f"col_{base}"
+        base = base_name(c)
         name, k = base, 2
         while name in taken:
             name, k = f"{base}_{k}", k + 1

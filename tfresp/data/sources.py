@@ -77,7 +77,7 @@ def _infer_format(path: Path, fmt: str, field: str = "data.source") -> str:
     return mapping[ext]
 
 
-def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
+def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimiter=None, encoding=None):
     """A local CSV / Parquet / JSONL file (optionally gzip-compressed)."""
     path = Path(source).expanduser()
     if not path.exists():
@@ -94,10 +94,12 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
     if len(raw) == 0:
         raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
     kind = _infer_format(path, fmt, field)
+    read_notes = {}
     try:
         if kind == "csv":
-            sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-            df = pd.read_csv(path, sep=sep, encoding_errors="replace")
+            tsv = ".tsv" in [s.lower() for s in path.suffixes]
+            df, read_notes = read_csv_bytes(raw, field, source, delimiter="\t" if tsv and delimiter is None
+                                            else delimiter, encoding=encoding, compressed=_compression(path))
         elif kind == "parquet":
             df = pd.read_parquet(path)
         else:
@@ -108,20 +110,146 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source"):
         first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
         raise DataError(f"Invalid value for `{field}`: cannot read {kind} file ({first}). "
                         f"Received: source={source!r}") from None
-    _check_columns(df, field)
-    info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)}}
+    _check_columns(df, field, raw_header=read_notes.pop("header", None))
+    info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)},
+            **read_notes}
     return {"train": df}, info
 
 
-def _check_columns(df: pd.DataFrame, field: str):
+def _compression(path: Path):
+    return {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz"}.get(path.suffix.lower())
+
+
+def _decode(raw: bytes, field: str, source, encoding):
+    """``(text, notes)``: UTF-8 (BOM stripped) when the bytes are UTF-8; else the encoding charset-normalizer
+    measures (cp1252 preferred on a tie, the commonest single-byte encoding of spreadsheets), with a warning.
+
+    A UTF-8 file with a few invalid bytes is decoded with U+FFFD replacements and a warning that counts them.
+    """
+    if encoding is not None:
+        try:
+            return raw.decode(encoding), {"encoding": encoding}
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise DataError(f"`data.encoding`: cannot decode the file as {encoding!r} ({exc.__class__.__name__}: "
+                            f"{str(exc)[:120]}). Received: source={source!r}. Remedy: name the file's encoding "
+                            "(e.g. utf-8, cp1252, latin-1) or leave data.encoding unset to detect it") from None
+    try:
+        return raw.decode("utf-8-sig"), {}
+    except UnicodeDecodeError:
+        pass
+    text = raw.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # valid multi-byte UTF-8 too: a damaged UTF-8 file
+        return text, {"encoding": "utf-8", "warnings": [
+            f"the file is UTF-8 with {bad} invalid byte sequence(s), read as U+FFFD; set data.encoding to read "
+            "it in another encoding"]}
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(raw))
+    if not matches:
+        raise DataError(f"`{field}`: the file is not UTF-8 and its encoding cannot be detected. Received: "
+                        f"source={source!r}. Remedy: set data.encoding (e.g. cp1252, latin-1) or save it as UTF-8")
+    best = matches[0]
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    chosen = next((m for m in tied if "cp1252" in m.could_be_from_charset), best)
+    enc = chosen.encoding
+    others = sorted({m.encoding for m in tied} - {enc})
+    note = (f"the file is not UTF-8; decoded as {enc} (detected by charset-normalizer"
+            + (f"; {', '.join(others[:4])} fit equally well" if others else "") + "); set data.encoding if wrong")
+    return raw.decode(enc, errors="replace"), {"encoding": enc, "warnings": [note]}
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The delimiter of CSV ``text`` measured by :class:`csv.Sniffer` over its first lines (``,`` if unsure)."""
+    import csv
+
+    sample = "\n".join(text[:65536].splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None, compressed=None):
+    """A CSV file's bytes as a DataFrame: the one place tfresp reads CSV.
+
+    Detects (and notes for the report) the encoding (:func:`_decode`) and the delimiter (``,``, ``;``, tab,
+    ``|`` by :class:`csv.Sniffer`) unless ``data.encoding`` / ``data.delimiter`` declare them. Returns
+    ``(frame, notes)``; ``notes["header"]`` is the header row as written (pandas renames a repeated ``a`` to
+    ``a.1``, which must not be confused with a real column named ``a.1``).
+    """
+    import csv
+
+    if compressed:
+        import bz2
+        import lzma
+        import zipfile
+
+        if compressed == "gzip":
+            raw = gzip.decompress(raw)
+        elif compressed == "bz2":
+            raw = bz2.decompress(raw)
+        elif compressed == "xz":
+            raw = lzma.decompress(raw)
+        else:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                raw = z.read(z.namelist()[0])
+    text, notes = _decode(raw, field, source, encoding)
+    sep = delimiter or _sniff_delimiter(text)
+    if sep != ",":
+        notes["delimiter"] = sep
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=sep))
+    except (StopIteration, csv.Error):
+        header = None
+    df = pd.read_csv(io.StringIO(text), sep=sep)
+    if header is not None and len(header) == len(df.columns):
+        # a trailing delimiter on every line makes an unnamed, empty last column: not data
+        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
+        if empty:
+            df = df.drop(columns=[df.columns[i] for i in empty])
+            header = [h for i, h in enumerate(header) if i not in empty]
+            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
+                                                    "the end of the lines)")
+    if sep == ";":
+        decimal = _decimal_comma(df)
+        if decimal:
+            notes["decimal_comma"] = decimal
+    notes["header"] = header
+    return df, notes
+
+
+_DECIMAL_COMMA = r"^[-+]?\d+,\d+$|^[-+]?\d+$"
+
+
+def _decimal_comma(df: pd.DataFrame) -> list:
+    """In a ``;``-separated file, text columns of numbers written with a decimal comma (``1,5``) become floats
+    (in place; the European convention that puts ``;`` between fields); returns the columns converted."""
+    out = []
+    for c in df.columns:
+        s = df[c]
+        if s.dtype != object:
+            continue
+        present = s.dropna()
+        if not len(present) or not all(isinstance(v, str) for v in present):
+            continue
+        text = present.str.strip()
+        if text.str.match(_DECIMAL_COMMA).all() and text.str.contains(",").any():
+            df[c] = s.map(lambda v: float(v.strip().replace(",", ".")) if isinstance(v, str) else np.nan)
+            out.append(str(c))
+    return out
+
+
+def _check_columns(df: pd.DataFrame, field: str, raw_header=None):
+    """No rows, or a column name used twice (for CSV: in the header as written, so ``score`` and ``score.1``
+    are two columns while ``score``, ``score`` is refused)."""
     if len(df) == 0:
         raise DataError(f"Invalid value for `{field}`: the data has no rows")
-    cols = [str(c) for c in df.columns]
+    cols = [str(c) for c in (raw_header if raw_header is not None else df.columns)]
     dup = sorted({c for c in cols if cols.count(c) > 1})
-    mangled = sorted({c.rsplit(".", 1)[0] for c in cols if "." in c and c.rsplit(".", 1)[1].isdigit()
-                      and c.rsplit(".", 1)[0] in cols})
-    if dup or mangled:
-        raise DataError(f"Invalid value for `{field}`: duplicate column names {dup or mangled}")
+    if dup:
+        raise DataError(f"Invalid value for `{field}`: duplicate column names {dup}. Remedy: give each column "
+                        "its own name")
 
 
 def load_memory(data):
@@ -131,17 +259,13 @@ def load_memory(data):
     elif isinstance(data, dict):
         df = pd.DataFrame(data)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = np.asarray(data[0]), np.asarray(data[1])
-        if x.ndim != 2:
-            raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
-        if len(x) != len(y):
-            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
-        df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
-        df["label"] = y
+        df = _frame_of_xy(*data)
     else:
         raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
                         f"Received: type={type(data).__name__}")
-    _check_columns(df, "data")
+    names = [str(c) for c in df.columns]
+    _check_columns(df, "data", raw_header=names)
+    df.columns = names  # integer column names (0, 1, ...) are addressed as "0", "1" in the config
     _decode_text_bytes(df)
     try:
         hashed = pd.util.hash_pandas_object(df, index=False)
@@ -149,6 +273,49 @@ def load_memory(data):
         hashed = pd.util.hash_pandas_object(df.astype(str), index=False)
     digest = _sha256(hashed.values.tobytes())
     return {"train": df}, {"name": "memory", "kind": "memory", "files": {"memory": digest}}
+
+
+def _label_vector(y) -> np.ndarray:
+    """``y`` as one label per row; a one-hot or multi-column ``y`` is refused with the remedy."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if y.ndim == 2:
+        one_hot = np.issubdtype(y.dtype, np.number) and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+        what = "one-hot" if one_hot else "multi-column (multi-label or multi-output)"
+        remedy = ("pass class ids, e.g. y.argmax(axis=1), or the class names" if one_hot else
+                  "tfresp trains single-label classifiers: pass one label column")
+        raise DataError(f"Invalid value for `data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
+                        f"dimensions. Remedy: {remedy}")
+    if y.ndim != 1:
+        raise DataError(f"Invalid value for `data`: y must hold one label per row. Received: shape={y.shape}. "
+                        "Remedy: pass a 1-D array of labels")
+    return y
+
+
+def _frame_of_xy(x, y) -> pd.DataFrame:
+    """``(X, y)`` as one frame with the label in column ``label``: a DataFrame ``X`` keeps its column names (so
+    ``data.sensitive`` / ``data.features`` can name them); an array ``X`` gets ``x0..x{n-1}``."""
+    y = _label_vector(y)
+    if isinstance(x, pd.DataFrame):
+        if "label" in [str(c) for c in x.columns]:
+            raise DataError("Invalid value for `data`: X already has a column named 'label', the name tfresp gives "
+                            "y. Received: (DataFrame, y). Remedy: rename that column, or pass one DataFrame with "
+                            "data.label naming its label column")
+        if len(x) != len(y):
+            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+        df = x.reset_index(drop=True).copy()
+        df.columns = [str(c) for c in df.columns]
+        df["label"] = y
+        return df
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
+    if len(x) != len(y):
+        raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
+    df["label"] = y
+    return df
 
 
 def _decode_text_bytes(df: pd.DataFrame) -> None:
@@ -205,7 +372,7 @@ def load_tfds(name: str):
     return frames, {"name": name, "kind": "tfds", "version": str(builder.info.version), "files": {}}
 
 
-def load_source(source: str, fmt: str = "auto", memory=None):
+def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None):
     if memory is not None:
         return load_memory(memory)
     if source == "adult":
@@ -216,4 +383,4 @@ def load_source(source: str, fmt: str = "auto", memory=None):
         return load_digits(source)
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
-    return load_file(source, fmt)
+    return load_file(source, fmt, delimiter=delimiter, encoding=encoding)

@@ -13,8 +13,9 @@ from tfresp.evaluation.metrics import classification_metrics
 
 
 def _row_hashes(frame, columns):
-    cols = [c for c in columns if c in frame.columns]
-    return pd.util.hash_pandas_object(frame[cols].astype(str), index=False).to_numpy()
+    from tfresp.data.stream import row_hashes  # a block of rows at a time (memory flat in rows)
+
+    return row_hashes(frame, columns)
 
 
 def data_checks(ctx) -> dict:

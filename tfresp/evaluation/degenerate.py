@@ -61,8 +61,13 @@ def findings(report: dict) -> List[dict]:
     ba = ev.get("balanced_accuracy")
     k = len(cm) if isinstance(cm, list) and cm else len(classes)
     if isinstance(ba, (int, float)) and k >= 2 and ba <= 1.0 / k + CHANCE_MARGIN:
-        _f(out, "chance_balanced_accuracy", f"Balanced accuracy of the {where} is {ba:.3f}, within {CHANCE_MARGIN} "
-           f"of chance ({1.0 / k:.3f}).")
+        if ba < 1.0 / k - CHANCE_MARGIN:
+            _f(out, "chance_balanced_accuracy", f"Balanced accuracy of the {where} is {ba:.3f}, worse than chance "
+               f"({1.0 / k:.3f}): its decisions are anti-correlated with the labels (swapped classes, a wrong "
+               "positive class, or a shift between training and test data).")
+        else:
+            _f(out, "chance_balanced_accuracy", f"Balanced accuracy of the {where} is {ba:.3f}, within "
+               f"{CHANCE_MARGIN} of chance ({1.0 / k:.3f}).")
     loss = (((report.get("training") or {}).get("history")) or {}).get("loss") or []
     if len(loss) >= 2 and all(isinstance(v, (int, float)) for v in loss) and loss[-1] > loss[0]:
         _f(out, "loss_rose", f"Training loss rose from {loss[0]:.4f} (first epoch) to {loss[-1]:.4f} (last): the "

@@ -226,6 +226,38 @@ def representative_rows(x, rows: int, seed: int):
     return take_rows(x, idx)
 
 
+def file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def private_int8_problems(config, variants, train_digests=()) -> list:
+    """Under ``privacy``: int8 ``variants`` calibrated on training rows, or on a file that IS the training data
+    (same sha256 as a source file), release activation ranges of private rows outside the budget: refused.
+
+    Returns ``(field, value, reason)`` problems (empty when none)."""
+    from tfresp.privacy.releases import is_dp_run
+
+    if not is_dp_run(config) or "int8" not in variants:  # example-level or client-level (federated) DP
+        return []
+    comp = config.compression
+    source = comp.calibration if comp is not None else "train"
+    if source == "train":
+        return [("compression.calibration", "train", "int8 under privacy would calibrate its activation ranges on "
+                 "private training rows, outside the run's (epsilon, delta). Remedy: set compression.calibration "
+                 "to a CSV/parquet file of public rows, or export float16/dynamic (post-processing of the weights)")]
+    if train_digests and Path(source).is_file() and file_sha256(source) in set(train_digests):
+        return [("compression.calibration", source, "this file is the training data (same sha256 as the run's "
+                 "source): calibrating on it releases private rows' activation ranges. Remedy: point it at "
+                 "public rows")]
+    return []
+
+
 def calibration_rows(config, data):
     """Rows that calibrate int8 activation ranges, and what the report must say about them.
 
@@ -239,6 +271,12 @@ def calibration_rows(config, data):
     rows = comp.representative_rows if comp is not None else 200
     source = comp.calibration if comp is not None else "train"
     if source == "train":
+        from tfresp.privacy.releases import is_dp_run
+
+        if is_dp_run(config):  # backstop: fit and `tfresp export` refuse this before any work
+            from tfresp.errors import ConfigError
+
+            raise ConfigError(private_int8_problems(config, ["int8"]))
         x = representative_rows(data.train.x, rows, config.seed)
         info = {"source": "training split", "rows": num_rows(x), "privacy_covered": config.privacy is None}
         if config.privacy is not None:

@@ -44,19 +44,54 @@ def expected_calibration_error(y_true, y_prob, n_bins: int = ECE_BINS) -> float:
     return float(np.abs(sy - sp).sum() / len(y_true))
 
 
-def label_frame(y_true, y_pred, groups, metrics=None) -> flm.MetricFrame:
-    """MetricFrame of the thresholded-decision metrics (and ``count``) by group."""
+def _weighted_count(y_true, y_pred, sample_weight):
+    return float(np.sum(sample_weight))
+
+
+def _weighted_ece(y_true, y_pred, sample_weight, bins, n_bins: int = ECE_BINS) -> float:
+    """:func:`expected_calibration_error` of rows given as weighted cells: ``y_pred`` is the mean P(class 1) of
+    the ``sample_weight`` rows of a cell, ``bins`` their (common) calibration bin."""
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.sum() == 0:
+        return float("nan")
+    b = np.asarray(bins, dtype=np.int64)
+    sy = np.bincount(b, weights=w * np.asarray(y_true, dtype=np.float64), minlength=n_bins)
+    sp = np.bincount(b, weights=w * np.asarray(y_pred, dtype=np.float64), minlength=n_bins)
+    return float(np.abs(sy - sp).sum() / w.sum())
+
+
+def label_frame(y_true, y_pred, groups, metrics=None, sample_weight=None) -> flm.MetricFrame:
+    """MetricFrame of the thresholded-decision metrics (and ``count``) by group.
+
+    ``sample_weight``: rows given as weighted cells (a row of weight ``k`` stands for ``k`` identical rows); every
+    metric here is a ratio of weighted confusion counts, so the numbers equal those of the expanded rows.
+    """
     names = [m for m in (metrics or LABEL_METRICS) if m in LABEL_METRICS]
     fns = {m: LABEL_METRICS[m] for m in names}
-    fns["count"] = flm.count
+    if sample_weight is None:
+        fns["count"] = flm.count
+        params = None
+    else:
+        fns["count"] = _weighted_count
+        w = np.asarray(sample_weight, dtype=np.float64)
+        params = {m: {"sample_weight": w} for m in fns}
     return flm.MetricFrame(metrics=fns, y_true=np.asarray(y_true), y_pred=np.asarray(y_pred),
-                           sensitive_features=np.asarray(groups))
+                           sensitive_features=np.asarray(groups), sample_params=params)
 
 
-def calibration_frame(y_true, y_prob, groups) -> flm.MetricFrame:
-    """MetricFrame of the expected calibration error by group (``y_pred`` = P(class 1))."""
-    return flm.MetricFrame(metrics={"ece": expected_calibration_error}, y_true=np.asarray(y_true),
-                           y_pred=np.asarray(y_prob, dtype=np.float64), sensitive_features=np.asarray(groups))
+def calibration_frame(y_true, y_prob, groups, sample_weight=None, bins=None) -> flm.MetricFrame:
+    """MetricFrame of the expected calibration error by group (``y_pred`` = P(class 1)).
+
+    With ``sample_weight`` and ``bins``: rows given as weighted cells of one label and one calibration bin,
+    ``y_prob`` the mean probability of the cell's rows (:func:`_weighted_ece`).
+    """
+    if sample_weight is None:
+        return flm.MetricFrame(metrics={"ece": expected_calibration_error}, y_true=np.asarray(y_true),
+                               y_pred=np.asarray(y_prob, dtype=np.float64), sensitive_features=np.asarray(groups))
+    params = {"ece": {"sample_weight": np.asarray(sample_weight, np.float64), "bins": np.asarray(bins, np.int64)}}
+    return flm.MetricFrame(metrics={"ece": _weighted_ece}, y_true=np.asarray(y_true),
+                           y_pred=np.asarray(y_prob, dtype=np.float64), sensitive_features=np.asarray(groups),
+                           sample_params=params)
 
 
 def by_group(frame: flm.MetricFrame) -> Dict[str, Dict[str, float]]:

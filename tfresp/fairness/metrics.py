@@ -1,9 +1,20 @@
 """Group fairness metrics with bias-corrected bootstrap confidence intervals.
 
-Point estimates come from fairlearn's ``MetricFrame`` (see :mod:`tfresp.fairness._fairlearn`).
-Confidence intervals resample rows with replacement ``B`` times; all resamples are evaluated
-at once from per-resample confusion counts (one ``np.bincount`` over ``B x n`` cells), so 200
-resamples of 16k rows take well under a second.
+Point estimates come from fairlearn's ``MetricFrame`` (see :mod:`tfresp.fairness._fairlearn`), built on the
+rows compressed to weighted cells (group, label, decision, calibration bin): every metric is a ratio of
+confusion counts (and ECE of per-bin sums), so the numbers are those of the rows themselves, at a cost that does
+not grow with them.
+
+Confidence intervals resample rows with replacement ``B`` times. Only the cells matter, so a resample is drawn as
+its vector of cell counts: drawing ``n`` rows uniformly with replacement puts ``Multinomial(n, n_c / n)`` rows in
+the cells ``c`` (exact in distribution, for every count-based metric: rates, accuracy, precision, the gaps).
+The calibration error also needs the sum of P(positive) over the drawn rows of each cell; given the cell's
+count ``k`` it is drawn from its normal approximation ``N(k * mean_c, k * var_c)`` (mean and variance of the
+cell's probabilities; clipped to ``[k * min_c, k * max_c]``): its mean and variance are exact, only its shape
+is approximated. Within one of the 10 calibration bins the probabilities differ by < 0.1 (variance <= 0.0025
+per row), a few percent at most of the per-row variance of ``y - p`` that drives a bin's ``|sum(y) - sum(p)|``,
+and the ECE intervals agree with the row-by-row bootstrap within Monte-Carlo noise (tested against it). 200 resamples of 160k rows take milliseconds (``B x cells``, not ``B x n``).
+:func:`bootstrap_indices` + :func:`group_rates` remain the row-by-row engine (the reference).
 
 Gaps follow fairlearn's ``between_groups`` definitions:
 
@@ -27,6 +38,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
 from tfresp.fairness import _fairlearn as fl
 
@@ -47,12 +59,20 @@ def intersect(groups: Dict[str, np.ndarray], attributes: Sequence[str]) -> np.nd
     return out.astype(str)
 
 
+def group_codes(groups: np.ndarray):
+    """``(names, codes)``: the sorted distinct group labels and each row's index into them (hashing, not a sort
+    of the rows' strings)."""
+    codes, uniques = pd.factorize(np.asarray(groups), sort=True)
+    return [str(g) for g in uniques], codes.astype(np.int64)
+
+
 def split_by_size(groups: np.ndarray, min_group_size: int):
     """``(kept_mask, sizes, suppressed)``: rows of groups with at least ``min_group_size`` rows."""
-    names, counts = np.unique(groups, return_counts=True)
-    sizes = {str(g): int(n) for g, n in zip(names, counts)}
+    names, codes = group_codes(groups)
+    counts = np.bincount(codes, minlength=len(names))
+    sizes = {g: int(n) for g, n in zip(names, counts)}
     suppressed = {g: n for g, n in sizes.items() if n < min_group_size}
-    kept = ~np.isin(groups, list(suppressed)) if suppressed else np.ones(len(groups), bool)
+    kept = (counts >= min_group_size)[codes] if suppressed else np.ones(len(groups), bool)
     return kept, sizes, suppressed
 
 
@@ -80,6 +100,18 @@ def group_rates(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndar
     cells = gidx * 4 + y * 2 + pred
     flat = (cells[idx] + (np.arange(B) * n_groups * 4)[:, None]).ravel()
     c = np.bincount(flat, minlength=B * n_groups * 4).reshape(B, n_groups, 2, 2).astype(np.float64)
+    nb = fl.ECE_BINS
+    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
+    key = (gidx * nb + bins)[idx] + (np.arange(B) * n_groups * nb)[:, None]
+    sy = np.bincount(key.ravel(), weights=y[idx].ravel().astype(np.float64), minlength=B * n_groups * nb)
+    sp = np.bincount(key.ravel(), weights=prob[idx].ravel().astype(np.float64), minlength=B * n_groups * nb)
+    err = np.abs(sy - sp).reshape(B, n_groups, nb).sum(axis=-1)
+    return _rates(c, err)
+
+
+def _rates(c: np.ndarray, err: np.ndarray) -> Dict[str, np.ndarray]:
+    """Group metrics from confusion counts ``c[..., label, decision]`` and the summed per-bin calibration
+    error ``err`` (``sum_b |sum(y) - sum(p)|``) of each group."""
     tn, fp, fn, tp = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
     n = tn + fp + fn + tp
     out = {
@@ -91,18 +123,83 @@ def group_rates(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndar
         "accuracy": _safe_div(tp + tn, n),
         "precision": _safe_div(tp, tp + fp),
     }
-    nb = fl.ECE_BINS
-    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
-    key = (gidx * nb + bins)[idx] + (np.arange(B) * n_groups * nb)[:, None]
-    sy = np.bincount(key.ravel(), weights=y[idx].ravel().astype(np.float64), minlength=B * n_groups * nb)
-    sp = np.bincount(key.ravel(), weights=prob[idx].ravel().astype(np.float64), minlength=B * n_groups * nb)
-    err = np.abs(sy - sp).reshape(B, n_groups, nb).sum(axis=-1)
     out["ece"] = _safe_div(err, n)
     absent = n == 0
     for k in out:
         out[k] = np.where(absent, np.nan, out[k])
     out["count"] = n
     return out
+
+
+class Cells:
+    """Rows compressed to cells (group, label, decision, calibration bin): each cell's row count and the count,
+    sum, variance, min and max of its rows' P(positive). Arrays ``[G, 2, 2, ECE_BINS]``."""
+
+    def __init__(self, y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndarray, n_groups: int):
+        nb = fl.ECE_BINS
+        bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
+        key = ((gidx * 2 + y) * 2 + pred) * nb + bins
+        size = n_groups * 4 * nb
+        shape = (n_groups, 2, 2, nb)
+        self.n_groups, self.shape = n_groups, shape
+        self.count = np.bincount(key, minlength=size).astype(np.float64)
+        self.psum = np.bincount(key, weights=prob, minlength=size)
+        mean = _safe_div(self.psum, self.count)
+        self.var = _safe_div(np.bincount(key, weights=(prob - mean[key]) ** 2, minlength=size), self.count)
+        lo = np.full(size, np.inf)
+        hi = np.full(size, -np.inf)
+        np.minimum.at(lo, key, prob)
+        np.maximum.at(hi, key, prob)
+        self.lo, self.hi, self.mean = lo, hi, mean
+
+    def rates(self, count: Optional[np.ndarray] = None, psum: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+        """:func:`group_rates` of cell counts ``[B, cells]`` (default: the rows themselves, ``B = 1``)."""
+        count = self.count[None] if count is None else count
+        psum = self.psum[None] if psum is None else psum
+        k = count.reshape((-1,) + self.shape)
+        ps = psum.reshape((-1,) + self.shape)
+        c = k.sum(axis=-1)
+        sy = k[:, :, 1].sum(axis=2)  # rows with label 1, per group and bin
+        sp = ps.sum(axis=(2, 3))
+        return _rates(c, np.abs(sy - sp).sum(axis=-1))
+
+    def bootstrap(self, resamples: int, seed: int):
+        """``(count, psum)`` of ``resamples`` resamples of the rows with replacement, each ``[B, cells]``: cell
+        counts ``Multinomial(n, n_c / n)`` (exact), probability sums from their normal approximation given the
+        count (see the module docstring)."""
+        rng = np.random.default_rng(seed)
+        n = int(self.count.sum())
+        nz = np.flatnonzero(self.count)
+        count = np.zeros((resamples, self.count.size))
+        psum = np.zeros_like(count)
+        k = rng.multinomial(n, self.count[nz] / n, size=resamples).astype(np.float64)
+        noise = np.sqrt(k * self.var[nz]) * rng.standard_normal(k.shape)
+        count[:, nz] = k
+        psum[:, nz] = np.clip(k * self.mean[nz] + noise, k * self.lo[nz], k * self.hi[nz])
+        return count, psum
+
+    def label_rows(self, names):
+        """The weighted rows ``(group, label, decision, weight)`` of the label metrics."""
+        c = self.count.reshape(self.shape).sum(axis=-1)
+        g, yy, pp = np.nonzero(c)
+        return np.asarray(names, dtype=object)[g], yy, pp, c[g, yy, pp]
+
+    def calibration_rows(self, names):
+        """The weighted rows ``(group, label, mean P(positive), bin, weight)`` of the calibration error."""
+        c = self.count.reshape(self.shape).sum(axis=2)
+        ps = self.psum.reshape(self.shape).sum(axis=2)
+        g, yy, b = np.nonzero(c)
+        w = c[g, yy, b]
+        return np.asarray(names, dtype=object)[g], yy, ps[g, yy, b] / w, b, w
+
+
+def bootstrap_rates(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndarray, n_groups: int,
+                    resamples: int, seed: int) -> Dict[str, np.ndarray]:
+    """:func:`group_rates` of ``resamples`` bootstrap resamples of the rows (seeded), drawn over cells
+    (:class:`Cells`): arrays ``[B, G]`` in ``O(B x cells)`` time and memory."""
+    cells = Cells(np.asarray(y, np.int64), np.asarray(pred, np.int64), np.asarray(prob, np.float64),
+                  np.asarray(gidx, np.int64), n_groups)
+    return cells.rates(*cells.bootstrap(resamples, seed))
 
 
 def _diff_ratio(values: np.ndarray):
@@ -214,7 +311,7 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
     metrics = list(metrics or ALL_METRICS)
     kept, sizes, suppressed = split_by_size(groups, min_group_size)
     y, pred, prob, groups = y[kept], pred[kept], prob[kept], groups[kept]
-    names = sorted(np.unique(groups).tolist())
+    names, gidx = group_codes(groups)
     section = {"group_sizes": sizes, "suppressed": suppressed, "min_group_size": int(min_group_size),
                "groups": names, "rows": int(len(y))}
     if privileged is not None and privileged not in names:
@@ -226,10 +323,13 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
     if not names:
         section["note"] = "every group is below min_group_size; nothing reported"
         return section
-    label_frame = fl.label_frame(y, pred, groups, [m for m in metrics if m in RATE_METRICS]
+    cells = Cells(y, pred, prob, gidx, len(names))
+    lg, ly, lp, lw = cells.label_rows(names)
+    label_frame = fl.label_frame(ly, lp, lg, [m for m in metrics if m in RATE_METRICS]
                                  + [m for m in ("selection_rate", "true_positive_rate", "false_positive_rate",
-                                                "accuracy", "precision") if m not in metrics])
-    cal_frame = fl.calibration_frame(y, prob, groups)
+                                                "accuracy", "precision") if m not in metrics], sample_weight=lw)
+    cg, cy, cp, cb, cw = cells.calibration_rows(names)
+    cal_frame = fl.calibration_frame(cy, cp, cg, sample_weight=cw, bins=cb)
     point = fl.by_group(label_frame)
     for g, v in fl.by_group(cal_frame).items():
         point[g].update(v)
@@ -263,9 +363,7 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
     section.update({k: _num(v) for k, v in gaps.items()})
 
     if bootstrap and len(y) > 0:
-        gidx = np.searchsorted(names, groups)
-        idx = bootstrap_indices(len(y), bootstrap, seed)
-        rates = group_rates(y, pred, prob, gidx, len(names), idx)
+        rates = cells.rates(*cells.bootstrap(bootstrap, seed))
         widened = 0
 
         def interval(samples, estimate):
@@ -282,7 +380,10 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
             for k, arr in gap_stats(rates, pidx).items():
                 section[f"{k}_ci"] = interval(arr, section.get(k))
         section["bootstrap"] = {"resamples": int(bootstrap), "confidence": float(confidence), "seed": int(seed),
-                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement",
+                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement "
+                                          "(drawn as multinomial counts over group x label x decision x "
+                                          "calibration-bin cells; the cells' probability sums, used only by the "
+                                          "calibration error, from their normal approximation)",
                                 "ci_widened": widened}
     section["by_group"] = by_group
     return section
@@ -304,8 +405,7 @@ def threshold_sweep(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, thresho
     rows = []
     if len(y) == 0:
         return rows
-    names = sorted(np.unique(groups).tolist())
-    gidx = np.searchsorted(names, groups)
+    names, gidx = group_codes(groups)
     for t in thresholds:
         pred = (prob >= t).astype(np.int64)
         rates = group_rates(y, pred, prob, gidx, len(names))
@@ -327,9 +427,8 @@ def headline_gaps(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, min_group
     groups = np.asarray(groups).astype(str)
     kept, _, _ = split_by_size(groups, min_group_size)
     out = {"accuracy": float(np.mean(pred == y))}
-    names = sorted(np.unique(groups[kept]).tolist())
+    names, gidx = group_codes(groups[kept])
     if len(names) >= 2:
-        gidx = np.searchsorted(names, groups[kept])
         gaps = gap_stats(group_rates(y[kept], pred[kept], np.zeros(int(kept.sum())), gidx, len(names)))
         for k in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
             out[k] = float(gaps[k][0])

@@ -23,6 +23,10 @@ def partition(n_clients: int, spec: str, y: np.ndarray, frame: Optional[pd.DataF
             raise ConfigError([("federated.partition", spec, f"column {arg!r} is not in the training data")])
         values = frame[arg].astype(str).to_numpy()
         uniq, counts = np.unique(values, return_counts=True)
+        if len(uniq) < 2:  # one value: every client would hold the same population, i.e. an IID split
+            raise ConfigError([("federated.partition", spec, f"column {arg!r} has a single value {uniq.tolist()} "
+                                "in the training rows, so partitioning by it is no partition; name a column with "
+                                "one value per client (site, region), or use 'iid'")])
         if len(uniq) > n_clients:
             raise ConfigError([("federated.clients", n_clients,
                                 f"fewer clients than the {len(uniq)} values of {arg!r}; raise federated.clients")])

@@ -207,6 +207,9 @@ class ResponsibleModel(keras.Model):
             loss = loss * (w if w.shape.rank == 1 else tf.reshape(w, tf.shape(loss)))  # Keras may give [B, 1]
         for term in self.per_example_losses:
             loss = loss + tf.cast(term(self, x, y, logits, extras, training), loss.dtype)
+        mask = extras.get("dp_mask") if isinstance(extras, dict) else None
+        if mask is not None:  # a DP batch padded to a static shape: dummy rows have loss (and gradient) exactly 0
+            loss = loss * tf.cast(tf.reshape(mask, tf.shape(loss)), loss.dtype)
         return loss
 
     def total_loss(self, x, y, extras, training=True):
@@ -242,11 +245,38 @@ class ResponsibleModel(keras.Model):
         if self._user_metrics:
             self.compiled_metrics.update_state(y, logits, extras.get("sample_weight"))
         elif self._loss_fn is None:
-            self.acc_tracker.update_state(y, logits)
+            mask = extras.get("dp_mask") if isinstance(extras, dict) else None
+            self.acc_tracker.update_state(y, logits, sample_weight=mask)
         return {m.name: m.result() for m in self.metrics}
+
+    def fit(self, x=None, y=None, *args, callbacks=None, class_weight=None, **kwargs):
+        """Keras ``fit``. Under DP-SGD (a :class:`~tfresp.privacy.dpsgd.DPSGD` gradient transform) the
+        mechanism's :class:`~tfresp.privacy.ledger.PrivacyLedger` is added to ``callbacks`` when missing, and a
+        ``class_weight`` is folded into the side inputs' ``sample_weight`` (inside clipping): Keras' own
+        class-weight mapping cannot handle a side-input dict. The weights are the caller's: class weights
+        computed from exact counts of private rows are a release not covered by ε."""
+        dp = getattr(self.gradient_fn, "dp", None)
+        if dp is not None:
+            dp.check_model(self)
+            callbacks = list(callbacks or [])
+            if not any(cb is dp.ledger for cb in callbacks):
+                callbacks.append(dp.ledger)
+        if class_weight is not None and isinstance(x, tf.data.Dataset) and _yields_side_dict(x):
+            x = x.map(_class_weight_fn(class_weight))
+            class_weight = None
+        fresh = self.train_function is None
+        try:
+            return super().fit(x, y, *args, callbacks=callbacks, class_weight=class_weight, **kwargs)
+        except Exception:
+            if dp is not None and fresh:  # a step refused while tracing: the next fit traces (and builds) anew
+                self.train_function = None
+            raise
 
     def train_step(self, data):
         x, y, extras = self.unpack(data)
+        dp = getattr(self.gradient_fn, "dp", None)
+        if dp is not None:  # DP-SGD: the mechanism admits the batch, gates the step on its budget, counts it
+            return dp.train_step(self, x, y, extras)
         loss, logits = self.gradient_step(x, y, extras)
         self.loss_tracker.update_state(loss)
         if logits is None:
@@ -265,6 +295,28 @@ class ResponsibleModel(keras.Model):
     def predict_step(self, data):
         x, _, _ = self.unpack(data)
         return self.core(x, training=False)
+
+
+def _yields_side_dict(ds) -> bool:
+    spec = ds.element_spec
+    return isinstance(spec, tuple) and len(spec) == 3 and isinstance(spec[2], dict)
+
+
+def _class_weight_fn(class_weight):
+    """Multiply ``side["sample_weight"]`` by ``class_weight[y]`` (sparse or one-hot ``y``)."""
+    size = max(int(k) for k in class_weight) + 1
+    table = tf.constant([float(class_weight.get(i, 1.0)) for i in range(size)], tf.float32)
+
+    def fn(x, y, side):
+        cls = tf.argmax(y, -1) if y.shape.rank == 2 and y.shape[-1] not in (None, 1) else \
+            tf.cast(tf.round(tf.reshape(y, [-1])), tf.int64)
+        side = dict(side)
+        cw = tf.gather(table, cls)
+        sw = side.get("sample_weight")
+        side["sample_weight"] = cw if sw is None else tf.cast(tf.reshape(sw, [-1]), tf.float32) * cw
+        return x, y, side
+
+    return fn
 
 
 #: The name the builder and the concerns used before; kept so existing code and checkpoints keep working.

@@ -134,6 +134,10 @@ class PrivacyBudget:
         """An artifact computed from private rows outside any DP mechanism: named in the statement."""
         self._declare(Coverage(item, "not_covered", detail))
 
+    def declare_derived(self, item: str, detail: str) -> None:
+        """An artifact computed only from releases already registered (post-processing of DP outputs, no cost)."""
+        self._declare(Coverage(item, "dp", detail))
+
     def _declare(self, entry: Coverage) -> None:
         if entry not in self.coverage:
             self.coverage.append(entry)

@@ -223,7 +223,8 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
 
 
 def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
-                     expected_batch_size: Optional[float] = None, seed: Optional[int] = None):
+                     expected_batch_size: Optional[float] = None, seed: Optional[int] = None, counter=None,
+                     canaries=None):
     """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
 
     Args:
@@ -236,6 +237,13 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
             ``None`` uses the stateful global RNG. An int or an int64 ``tf.Variable`` (restorable). It must be
             SECRET: whoever knows it can regenerate and subtract the noise, voiding the guarantee; never pass
             the public config seed (the privacy concern draws one from ``secrets``).
+        counter: the DP mechanism's own int64 step variable (:class:`~tfresp.privacy.dpsgd.DPSGD`): the noise
+            of a step is keyed on it and it advances by one per noise draw. Without it the noise is keyed on
+            ``optimizer.iterations``, which a new optimizer (recompile) resets to 0 - replaying the noise; every
+            tfresp entry point passes one.
+        canaries: white-box gradient canaries (:class:`~tfresp.privacy.canary.GradientCanaries`, needs
+            ``counter``): their clipped pseudo-gradients are appended to the clipped sum, noised by the same loop
+            as the model's gradient, and recorded (never applied to the model).
 
     Example:
         >>> model.gradient_fn = make_gradient_fn("vectorized", 1.0, 1.1, expected_batch_size=256.0)
@@ -261,7 +269,13 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
             std = noise_std * tf.cast(tf.equal(rid, 0), tf.float32)
         # With a seed, the noise of step t is a stateless function of (seed, variable, t): a run resumed from a
         # checkpoint (tfresp/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
-        step = tf.cast(model.optimizer.iterations, tf.int64) if seed is not None and model.optimizer else None
+        if counter is not None:
+            step = tf.cast(counter, tf.int64)
+        else:
+            step = tf.cast(model.optimizer.iterations, tf.int64) if seed is not None and model.optimizer else None
+        summed = list(summed)
+        if canaries is not None:  # the canary coordinates go through the same clip bound and noise as the model
+            summed.append(canaries.clipped_sum(step, l2_norm_clip))
         grads = []
         for i, g in enumerate(summed):
             g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
@@ -273,13 +287,19 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
                 g = g + tf.random.normal(tf.shape(g), dtype=g.dtype) * tf.cast(std, g.dtype) if replicas > 1 \
                     else g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
             grads.append(g / tf.cast(denom, g.dtype))
+        if canaries is not None:
+            canaries.record(grads.pop() * tf.cast(denom, tf.float32))
+        if counter is not None:
+            counter.assign_add(1)
         variables = model.core.trainable_variables
         if model.core.losses:  # weight regularisers: data-independent, added after noise at no privacy cost
             with tf.GradientTape() as tape:
                 reg = tf.add_n(model.core.losses)
             reg_grads = tape.gradient(reg, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             grads = [g + r for g, r in zip(grads, reg_grads)]
-        loss = tf.reduce_sum(losses) / tf.maximum(batch, 1.0)
+        real = tf.reduce_sum(tf.cast(extras["dp_mask"], tf.float32)) if isinstance(extras, dict) and \
+            "dp_mask" in extras else batch  # padded static-shape batches: dummy rows are not rows
+        loss = tf.reduce_sum(losses) / tf.maximum(real, 1.0)
         return loss, grads, logits
 
     gradient_fn.mode = mode

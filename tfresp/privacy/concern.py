@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import logging
 
-import tensorflow as tf
-
 from tfresp.concerns import Concern, Contribution, register
-from tfresp.data.dataset import make_dataset
 from tfresp.errors import BudgetExhaustedError, IncompatibleModelError
-from tfresp.privacy import accounting, canary, clipping
+from tfresp.privacy import accounting, canary, clipping, releases
+from tfresp.privacy.dpsgd import DPSGD
 from tfresp.privacy.ledger import PrivacyLedger
-from tfresp.privacy.sampling import poisson_dataset, steps_per_epoch
 from tfresp.privacy.state import PrivacyState
 from tfresp.privacy.statement import statement
 
@@ -64,11 +61,8 @@ class Privacy(Concern):
     def validate(self, ctx) -> None:
         from tfresp.errors import ConfigError
 
-        problems = []
-        if ctx.config.train.steps_per_execution != 1:
-            problems.append(("train.steps_per_execution", ctx.config.train.steps_per_execution,
-                             "must be 1 under privacy: the ledger's hard budget stop acts between steps"))
-        problems += canary.problems(ctx)
+        problems = list(canary.problems(ctx))
+        problems += releases.fit_problems(ctx)  # int8 calibration / distillation data on private rows
         if problems:
             raise ConfigError(problems)
         clipping.check_model(ctx.core)
@@ -87,60 +81,47 @@ class Privacy(Concern):
                 "would not be private. Remedy: use the per-example form of the term (e.g. a per-example fairness "
                 "penalty) or turn privacy off")
         n = len(ctx.data.train)
-        batch = ctx.config.train.batch_size
-        epochs = ctx.config.train.epochs
-        q = min(1.0, batch / n)
-        spe = steps_per_epoch(n, batch)
-        planned = epochs * spe
-        delta = budget.accounting_delta  # the run's δ less the δ terms of earlier spends (histogram thresholds)
-        # σ is calibrated so that the *composition* (PLD/RDP) of the spends registered so far (concerns and
-        # preprocessing before privacy, order < 90) with the planned DP-SGD steps stays within target_epsilon.
-        kw = dict(sampling=cfg.sampling, steps_per_epoch=spe, base_events=[sp.event for sp in budget.spends])
-        others = [sp.source for sp in budget.spends]
-        if cfg.noise_multiplier is None:
-            sigma = accounting.calibrate_noise(cfg.target_epsilon, delta, q, planned, cfg.accountant, **kw)
-            how = f"calibrated so that the run's composed ε <= {cfg.target_epsilon:g}" + (
-                f" (DP-SGD composed with {others})" if others else "")
-        else:
-            sigma = float(cfg.noise_multiplier)
-            how = "given"
-            if cfg.target_epsilon is not None:
-                cap = accounting.max_steps_within(cfg.target_epsilon, sigma, q, delta, cfg.accountant, planned, **kw)
-                if cap == 0:
-                    raise BudgetExhaustedError(
-                        f"Invalid value for argument `privacy.noise_multiplier`. Received: noise_multiplier={sigma}. "
-                        f"Even one step exceeds target_epsilon={cfg.target_epsilon} at delta={delta:g} with "
-                        f"q={q:.4g}" + (f" composed with {others}" if others else "")
-                        + "; raise the noise multiplier or the budget")
-        mode, reason = clipping.select_clipping(ctx.model, cfg.clipping)
-        expected = q * n if cfg.sampling == "poisson" else None
+        static = cfg.static_shapes
+        if static == "auto":  # XLA compiles one program per batch shape: fixed-size batches when it is asked for
+            static = ctx.config.train.jit_compile is True and cfg.sampling == "poisson"
         # The noise, the Poisson draws / shuffle order and the canary draws must be unpredictable to an attacker:
-        # a seed derived from the public config seed would let anyone regenerate (and subtract) the noise and
-        # know each batch's members. Seeds come from the budget (``secrets``) and live only in the ledger.
-        noise_seed = tf.Variable(budget.secret_seed(), dtype=tf.int64, trainable=False, name="dp_noise_seed")
+        # seeds come from the budget (``secrets``) and live only in the DP state (checkpointed, never reported).
+        # σ is calibrated so that the *composition* (PLD/RDP) of the spends registered so far (preprocessing,
+        # concerns planned before privacy) with the planned DP-SGD steps stays within target_epsilon.
         secret_state = {"canary_seed": budget.secret_seed()} if cfg.canaries else {}
-        ledger = PrivacyLedger(accounting.PrivacyAccountant(cfg.accountant), sigma, q, delta, cfg.target_epsilon,
-                               noise_seed=noise_seed, budget=budget, sampling=cfg.sampling, steps_per_epoch=spe,
-                               secrets_state=secret_state)
-        ctx.set_own(self, PrivacyState(noise_multiplier=sigma, noise_source=how, sampling_rate=q, delta=delta,
-                                       steps_per_epoch=spe, planned_steps=planned, clipping_mode=mode,
-                                       clipping_reason=reason, expected_batch_size=expected, ledger=ledger))
+        dp = DPSGD(num_examples=n, batch_size=ctx.config.train.batch_size, epochs=ctx.config.train.epochs,
+                   l2_norm_clip=cfg.l2_norm_clip, noise_multiplier=cfg.noise_multiplier,
+                   target_epsilon=cfg.target_epsilon, accountant=cfg.accountant, sampling=cfg.sampling,
+                   clipping_mode=cfg.clipping, budget=budget, static_shapes=bool(static),
+                   secrets_state=secret_state, synthetic_rows=cfg.canaries,
+                   gradient_canaries=canary.GRADIENT_CANARIES if cfg.canaries else 0)
+        # the builder owns the ResponsibleModel: admit it and take the chosen clipping, without wrapping it
+        dp.attach(ctx.model)
+        gradient_fn, ctx.model.gradient_fn = ctx.model.gradient_fn, None  # the builder applies the contribution
+        ledger = dp.ledger
+        expected = dp.sample_rate * n if cfg.sampling == "poisson" else None
+        ctx.set_own(self, PrivacyState(noise_multiplier=dp.noise_multiplier, noise_source=dp.noise_source,
+                                       sampling_rate=dp.sample_rate, delta=dp.delta,
+                                       steps_per_epoch=dp.steps_per_epoch, planned_steps=dp.planned_steps,
+                                       clipping_mode=dp.clipping, clipping_reason=dp.clipping_reason,
+                                       expected_batch_size=expected, ledger=ledger, dp=dp))
         contrib = Contribution(
-            gradient_fn=clipping.make_gradient_fn(mode, cfg.l2_norm_clip, sigma, expected, seed=noise_seed),
-            callbacks=[ledger],
-            notes=[f"DP-SGD: σ={sigma:.4g} ({how}), q={q:.4g}, {mode} clipping at C={cfg.l2_norm_clip:g}"])
+            gradient_fn=gradient_fn, callbacks=[ledger],
+            notes=[f"DP-SGD: σ={dp.noise_multiplier:.4g} ({dp.noise_source}), q={dp.sample_rate:.4g}, "
+                   f"{dp.clipping} clipping at C={cfg.l2_norm_clip:g}"
+                   + (f", static batches of {dp.batch_max} rows" if dp.batch_max else "")])
 
         def train_dataset(c):
             x, y, extras = c.data.train.x, c.data.train.y, c.train_extras
             if cfg.canaries:
                 x, y, extras = canary.with_canaries(x, y, extras, canary.make(c, ledger.secrets_state["canary_seed"]))
-            seed = int(noise_seed.numpy())  # read after a resume restored the ledger's state
-            if cfg.sampling == "poisson":
-                return poisson_dataset(x, y, extras, q, spe, seed=seed ^ 0x5EED)
-            return make_dataset(x, y, extras, batch, shuffle=True, seed=(seed ^ 0x5A0F) % (2 ** 31))
+            # a resumed run continues the interrupted run's stream (the checkpointed DP state says which)
+            return dp.dataset(x, y, side=extras, resume=c.resume_point is not None,
+                              synthetic_rows=len(y) - n)
 
         contrib.train_dataset = train_dataset
-        log.info("privacy: noise_multiplier=%.4g (%s), q=%.4g, steps=%d, clipping=%s", sigma, how, q, planned, mode)
+        log.info("privacy: noise_multiplier=%.4g (%s), q=%.4g, steps=%d, clipping=%s", dp.noise_multiplier,
+                 dp.noise_source, dp.sample_rate, dp.planned_steps, dp.clipping)
         return contrib
 
     def audit(self, ctx):
@@ -148,14 +129,13 @@ class Privacy(Concern):
         st = vars(ctx.own(self))  # the typed PrivacyState its plan set, read by field name below
         budget = run_budget(ctx)
         ledger: PrivacyLedger = st["ledger"]
+        dp: DPSGD = st["dp"]
+        ledger.sync()  # the steps the training step counted (the DP counter is the source of truth)
         steps = ledger.accountant.steps
         budget.withdraw("privacy.dp_sgd")  # idempotent when audited again
         budget.spend("privacy.dp_sgd", accounting.sgd_event(st["noise_multiplier"], st["sampling_rate"], steps,
                                                             cfg.sampling, st["steps_per_epoch"]),
-                     mechanism="dp_sgd", params={
-                         "noise_multiplier": st["noise_multiplier"], "sampling_rate": st["sampling_rate"],
-                         "steps": steps, "sampling": cfg.sampling, "steps_per_epoch": st["steps_per_epoch"],
-                         "l2_norm_clip": cfg.l2_norm_clip},
+                     mechanism="dp_sgd", params=dp.spend_params(steps),
                      covers=["model weights (and everything computed from them: predictions, exports, audits "
                              "on the test split)"])
         budget.declare_not_covered("training history (per-epoch loss/metrics on the training rows)",
@@ -191,6 +171,8 @@ class Privacy(Concern):
             "target_epsilon": cfg.target_epsilon,
             "l2_norm_clip": cfg.l2_norm_clip,
             "clipping": {"mode": st["clipping_mode"], "reason": st["clipping_reason"]},
+            "batch_max": dp.batch_max,
+            "truncation": dp.truncation,
             "adjacency": "add/remove one example",
             "stopped_early": ledger.stopped_early,
             "epsilon_curve": ledger.curve,
@@ -214,5 +196,6 @@ class Privacy(Concern):
         if cfg.canaries:
             sec.setdefault("audit", {})["canary"] = canary.audit(ctx, ledger.secrets_state["canary_seed"],
                                                                  claimed_epsilon=sec["epsilon"])
+            sec["audit"]["gradient_canary"] = dp.canaries.audit(sec["epsilon"], budget.delta)
         sec["plots"] = plots
         return sec

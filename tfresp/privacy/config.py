@@ -11,7 +11,8 @@ class NoiseBudget(Section):
     ``target_epsilon`` (the noise is calibrated to it) or ``noise_multiplier`` (both: a hard budget stop)."""
 
     target_epsilon: Optional[float] = Field(None, gt=0)
-    noise_multiplier: Optional[float] = Field(None, ge=0)
+    #: σ > 0: σ = 0 releases exact gradients (ε = ∞), which is not differential privacy
+    noise_multiplier: Optional[float] = Field(None, gt=0)
     delta: Union[Literal["auto"], float] = "auto"
     accountant: Literal["pld", "rdp"] = "pld"
 
@@ -44,6 +45,9 @@ class PrivacyConfig(NoiseBudget):
     clipping: Literal["auto", "ghost", "vectorized"] = "auto"
     audit: bool = True
     canaries: int = Field(0, ge=0)
+    #: fixed-size Poisson batches (truncated at a size whose overflow probability is accounted in δ, padded with
+    #: zero-weight rows) so XLA compiles the step once; ``auto``: when ``train.jit_compile`` is true
+    static_shapes: Union[Literal["auto"], bool] = "auto"
     #: ε of the DP preprocessing statistics (vocabularies, numeric ranges, means/stds) at the run's δ, part of
     #: target_epsilon; ``auto`` = 5% of target_epsilon (0.1 without a target): composed with DP-SGD by PLD it
     #: costs DP-SGD far less than 5% of its ε, and it keeps categories held by ≳1-3% of rows (Adult, ε=1-3).

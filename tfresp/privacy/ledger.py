@@ -31,6 +31,9 @@ class PrivacyLedger(keras.callbacks.Callback):
             statistics) are composed with the DP-SGD steps, so the stop and ``dp/epsilon`` use the run's total ε.
         sampling: ``poisson`` or ``shuffle`` (no-amplification accounting, see ``accounting.sgd_event``).
         steps_per_epoch: steps per epoch (``shuffle`` counts each started epoch as one Gaussian release).
+        dp: the :class:`~tfresp.privacy.dpsgd.DPSGD` mechanism: steps are read from its counter (ε is right
+            without this callback) and its budget cap acts inside the step; this callback adds the epoch curve,
+            ``dp/epsilon`` and ``stop_training``.
 
     Example:
         >>> ledger = PrivacyLedger(PrivacyAccountant("pld"), noise_multiplier=1.1, sample_rate=0.01,
@@ -40,8 +43,11 @@ class PrivacyLedger(keras.callbacks.Callback):
 
     def __init__(self, accountant: PrivacyAccountant, noise_multiplier: float, sample_rate: float, delta: float,
                  target_epsilon: Optional[float] = None, noise_seed=None, budget=None, sampling: str = "poisson",
-                 steps_per_epoch: int = 1, secrets_state=None):
+                 steps_per_epoch: int = 1, secrets_state=None, dp=None):
         super().__init__()
+        #: the :class:`~tfresp.privacy.dpsgd.DPSGD` mechanism whose step counter this ledger books (its training
+        #: step advances the counter, so the books hold even when this callback is not passed to fit)
+        self.dp = dp
         self.budget = budget
         self.sampling = sampling
         self.steps_per_epoch = int(steps_per_epoch)
@@ -61,9 +67,20 @@ class PrivacyLedger(keras.callbacks.Callback):
         self._resumed_steps = 0  # steps restored by set_state: a resumed fit runs that many fewer
 
     # -- state (for checkpoints) -------------------------------------------------------------
+    def sync(self) -> None:
+        """Book the steps the DP mechanism's counter has taken since the last booking."""
+        if self.dp is not None:
+            new = self.dp.steps - self.accountant.steps
+            if new > 0:
+                self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                                     num_steps=new)
+
     def get_state(self) -> dict:
+        self.sync()
         state = {"accountant": self.accountant.state_dict(), "curve": [dict(c) for c in self.curve],
                  "stopped_early": self.stopped_early}
+        if self.dp is not None:
+            state.update(self.dp.get_state())
         if self.noise_seed is not None:
             state["noise_seed"] = int(self.noise_seed.numpy())
             # whoever holds the seed can regenerate and subtract the noise: checkpointing keeps it in the
@@ -75,15 +92,20 @@ class PrivacyLedger(keras.callbacks.Callback):
         return state
 
     def public_state(self) -> dict:
-        """:meth:`get_state` without the secret noise seed (what the report may show)."""
+        """:meth:`get_state` without the secret noise seed (what the report may show) and without the DP
+        dataset's bookkeeping (draw tags and stream numbers are per process: a resumed run numbers them anew)."""
         state = self.get_state()
-        return {k: v for k, v in state.items() if k not in set(state.get("secret_keys", [])) | {"secret_keys"}}
+        hidden = set(state.get("secret_keys", [])) | {"secret_keys", "dp_last_tag", "dp_datasets_issued",
+                                                          "dp_gradient_canary_scores"}
+        return {k: v for k, v in state.items() if k not in hidden}
 
     def set_state(self, state: dict) -> None:
         self.accountant.load_state_dict(state["accountant"])
         self.curve = [dict(c) for c in state.get("curve", [])]
         self.stopped_early = bool(state.get("stopped_early", False))
         self._resumed_steps = int(self.accountant.steps)
+        if self.dp is not None:
+            self.dp.set_state({"dp_step": self.accountant.steps, **state})
         if self.noise_seed is not None and "noise_seed" in state:
             self.noise_seed.assign(int(state["noise_seed"]))
         for key in list(self.secrets_state):
@@ -93,6 +115,7 @@ class PrivacyLedger(keras.callbacks.Callback):
     # -- budget ------------------------------------------------------------------------------
     def epsilon_after(self, extra_steps: int) -> float:
         """The run's composed ε(δ) if ``extra_steps`` more steps were taken with this ledger's (σ, q)."""
+        self.sync()
         history = [list(h) for h in self.accountant.history]
         if extra_steps > 0:
             history.append([self.noise_multiplier, self.sample_rate, int(extra_steps)])
@@ -134,6 +157,18 @@ class PrivacyLedger(keras.callbacks.Callback):
     # -- hooks -------------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self._check_workers_agree()
+        if self.dp is not None:
+            self.dp.check_model(self.model)
+            self.dp.replayed.assign(0)
+            self.sync()
+            self.stopped_early = False
+            self._start_steps = self.dp.steps
+            if self.dp.steps >= int(self.dp.max_steps.numpy()):
+                raise BudgetExhaustedError(
+                    f"The privacy budget is exhausted: target_epsilon={self.target_epsilon} at delta={self.delta:g} "
+                    f"is already reached after {self.accountant.steps} steps (ε={self.epsilon:.4g}); "
+                    "remedy: raise privacy.target_epsilon or start a new run")
+            return
         self.stopped_early = False
         self._epoch_steps = 0
         self._fit_steps = 0
@@ -168,6 +203,18 @@ class PrivacyLedger(keras.callbacks.Callback):
         self._epoch_steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.dp is not None:
+            self.sync()
+            if int(self.dp.replayed.numpy()):
+                raise PrivacyError(
+                    "`x`: a batch of the DP dataset arrived a second time (a cached, stored or re-ordered copy of "
+                    "the DP batches); DP-SGD accounting composes each draw once, so a replay would be an unbooked "
+                    "release. It was not applied. Received: a replayed draw tag. Remedy: pass "
+                    "private.dataset(x, y) to fit directly, without .cache() or a stored list of batches")
+            if self.dp.steps >= int(self.dp.max_steps.numpy()):
+                self.model.stop_training = True
+                self.stopped_early = self.dp.steps - self._start_steps < self._planned()
+            return
         done = int(batch) + 1  # with steps_per_execution > 1, `batch` is the last step of the execution
         if self._epoch_steps == 0:  # first call this epoch (possibly mid-epoch after a resume)
             spe = getattr(self.model, "_steps_per_execution", None)

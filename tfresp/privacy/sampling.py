@@ -3,6 +3,10 @@
 The subsampled-Gaussian accounting (Abadi et al. 2016; Mironov et al. 2019) assumes exactly this, so
 batches have variable size (possibly empty) and each epoch is ``ceil(n / B)`` such draws, not a
 permutation.
+
+Training goes through :meth:`tfresp.privacy.dpsgd.DPSGD.dataset`, which adds what the DP training step checks
+(fresh secret randomness per call, draw tags, static shapes); :func:`poisson_dataset` is the bare sampler for
+low-level experiments with a raw ``gradient_fn`` (a model with a ``DPSGD`` refuses its batches).
 """
 from __future__ import annotations
 

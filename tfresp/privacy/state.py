@@ -19,3 +19,4 @@ class PrivacyState:
     clipping_reason: str = ""
     expected_batch_size: Optional[float] = None
     ledger: Any = None  # tfresp.privacy.ledger.PrivacyLedger
+    dp: Any = None  # tfresp.privacy.dpsgd.DPSGD: the mechanism (sampler, seeds, step counter, accounting)

@@ -134,6 +134,32 @@ def _label_imbalance(f: _Facts):
         yield "info", "label_imbalance", (f"Class '{c}' is {100 * v:.1f}% of the training labels; accuracy alone "
                                           "overstates quality, see balanced accuracy and per-class metrics.")
 
+def _dp_preprocessing(f: _Facts):
+    """DP preprocessing that folded categories (values below the noisy-count threshold are encoded like unknown
+    ones) or dropped a column: by name, with the share of held-out rows affected (never of training rows)."""
+    pre = f.data.get("preprocessing") or {}
+    if not isinstance(pre, dict):
+        return
+    dropped = [str(c) for c in pre.get("dropped_columns") or []]
+    if dropped:
+        yield "warning", "dp_dropped_columns", (
+            "DP preprocessing dropped column(s) " + ", ".join(dropped) + ": no value passed the noisy-count "
+            "threshold, so the model ignores them for 100% of rows. Declare them in data.categories / "
+            "data.numeric_ranges, raise privacy.preprocessing_epsilon or use more rows.")
+    folded = pre.get("folded") or {}
+    for col, fc in sorted((folded.get("columns") or {}).items()):
+        if col in dropped or not isinstance(fc, dict):
+            continue
+        named = sorted((fc.get("values") or {}).items(), key=lambda kv: -kv[1])
+        shown = ", ".join(f"{v} {100 * share:.1f}%" for v, share in named[:8])
+        rest = fc.get("unnamed_rows") or 0
+        share = float(fc.get("share_of_rows") or 0)
+        detail = f" ({shown}" + (f"; {rest} rows of rarer values" if rest else "") + ")" if shown else ""
+        yield "warning" if share >= 0.01 else "info", "dp_folded_categories", (
+            f"DP preprocessing folded categories of '{col}' into one 'other' bucket (encoded like an unknown value): "
+            f"{100 * share:.1f}% of the {folded.get('rows_from', 'held-out rows')}{detail}. The model cannot tell "
+            "these values apart; declare the column's values in data.categories if they matter.")
+
 
 def _wide_cis(f: _Facts):
     acc_ci = f.ev.get("accuracy_ci")
@@ -222,7 +248,7 @@ def _gates(f: _Facts):
 
 #: the warning rules, in the order their warnings appear
 RULES = (_degenerate, _positive_class, _intended_use, _small_groups, _deidentification, _label_imbalance,
-         _wide_cis, _privacy, _fairness, _robustness, _compression, _export, _section_warnings, _gates)
+         _dp_preprocessing, _wide_cis, _privacy, _fairness, _robustness, _compression, _export, _section_warnings, _gates)
 
 
 def warnings_for(report: dict) -> list:

@@ -9,6 +9,7 @@ import numpy as np
 
 from tfresp.report.environment import config_hash, git_hash, versions
 from tfresp.report.derive import derive
+from tfresp.privacy.releases import protect as protect_releases
 
 SCHEMA_VERSION = "1.2"  # see tfresp/report/schema.json (changelog in its description)
 
@@ -79,6 +80,7 @@ def build_report(ctx) -> dict:
         report[key] = ctx.report.get(key)
     for key, value in ctx.report.items():
         report.setdefault(key, value)
+    protect_releases(ctx, report)  # under DP: keyed data fingerprints, training-split summary, coverage refreshed
     report["scorecard"] = {"per_example": _per_example(ctx, report)}
     return derive(_jsonable(report))
 
@@ -132,6 +134,13 @@ def finalize_report(ctx) -> dict:
     plots = ctx.report.setdefault("plots", {})
     plots.update(_plots(ctx))
     report = build_report(ctx)
+    from tfresp.relocate import locations
+    from tfresp.report import manifest
+
+    where = locations(ctx.config, ctx.target if ctx.target is not None else run_dir)
+    if where is not None and isinstance(report.get("data"), dict):
+        report["data"]["locations"] = where  # `tfresp verify` / `audit` / `explain` find the data after a move
+    report["manifest"] = manifest.build(run_dir)  # every artifact's sha256 (`tfresp verify` hashes them again)
     write_files(run_dir, report)
     ctx.artifacts.update({"report_json": "report.json", "report_md": "report.md", "config": "config.yaml"})
     if (run_dir / "report.html").exists():
