@@ -1,31 +1,30 @@
-"""DP-SGD step-time overhead: non-private vs tfresp DP vs a plain per-example-clipping baseline.
+"""DP-SGD step time: tfresp DP vs non-private Keras vs tensorflow-privacy's ``DPModel``, side by side.
 
-For two models, in one process, on the same fixed batches:
+For two models, in one process, on the same fixed batch:
 
-* ``transformer``: functional Embedding + MultiHeadAttention + LayerNormalization + Dense classifier.
+* ``transformer``: functional Embedding + MultiHeadAttention + LayerNormalization + Dense classifier
+  (B = 64, L = 64 by default).
 * ``adult_mlp``:  the tfresp Adult MLP (Dense stack) on encoded Adult rows.
 
-and three ways to train them:
+Contestants (each a compiled Keras train step, called directly, SGD):
 
-* (a) ``nonprivate``: ``TfrespModel`` with its default ``train_step``.
-* (b) ``tfresp_dp``: ``TfrespModel`` with tfresp's DP-SGD ``gradient_fn`` (clipping mode chosen by
-  ``select_clipping``: ghost for both models here; ``--clipping vectorized`` forces the per-example path).
-* (c) the per-example baseline, ``--baseline``:
+* ``nonprivate``: ``TfrespModel`` with its default ``train_step``.
+* ``tfresp_dp``: ``TfrespModel`` with tfresp's DP-SGD ``gradient_fn`` (clipping chosen by ``select_clipping``, which
+  probes the model; ``--clipping vectorized`` forces the per-example path), σ = 1, C = 1, seeded noise.
+* ``tfp_dpmodel``: tensorflow-privacy 0.9 ``DPModel`` with ghost ("fast gradient") clipping, its layer registry
+  filled with Dense, Embedding, LayerNormalization, EinsumDense and MultiHeadAttention, ``use_xla=False`` (none of
+  the contestants is XLA-compiled). tensorflow-privacy is NOT a tfresp dependency (it pins Python < 3.12 and numpy 1):
+  install it for the benchmark only, ``pip install --no-deps --target /tmp/tfp tensorflow-privacy==0.9.0``, and pass
+  ``--tfp-path /tmp/tfp`` (the default). When it cannot be imported the peer is skipped with a note.
 
-  * ``vectorized`` (default): tfresp's own per-example clipping (``tf.vectorized_map`` of per-example gradients).
-  * ``tfp``: a plain Keras model compiled with tensorflow-privacy's ``VectorizedDPKerasSGDOptimizer``
-    (``num_microbatches`` = batch size). tensorflow-privacy is not a tfresp dependency (it pins Python < 3.12
-    and numpy 1); this baseline runs only when it is installed.
-  * ``none``: skip (c).
-
-Step time = median wall clock of ``train_on_batch``-equivalent steps (``fit`` with a timing callback), after
-warm-up steps that include tracing. Prints the ratios (b)/(a) and (c)/(b), writes
-``benchmarks/results/dp_overhead.json``. Numbers on a shared CPU are noisy: compare ratios from one run.
+Timing: ``--rounds`` rounds; in each round every contestant runs ``--steps`` steps in turn (alternating, so load
+from other processes hits all of them alike); a contestant's time is the median over rounds of its per-round median
+step time. Ratios are of medians measured in this one process; also given: the median of the per-round (paired)
+ratios and the ratio of the best rounds, which a loaded machine disturbs less. JSON to ``benchmarks/results/dp_overhead[_TAG].json``.
 
 Usage:
-    .venv/bin/python benchmarks/dp_overhead.py                  # defaults: batch 64, 30 timed steps
-    .venv/bin/python benchmarks/dp_overhead.py --batch 256 --steps 50 --tag gpu
-    .venv/bin/python benchmarks/dp_overhead.py --baseline tfp   # needs tensorflow-privacy (--no-deps) installed
+    .venv/bin/python benchmarks/dp_overhead.py                     # batch 64, 21 rounds x 5 steps
+    .venv/bin/python benchmarks/dp_overhead.py --tag gpu --batch 256
 """
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import write_result  # noqa: E402  (sets TF_USE_LEGACY_KERAS=1: tf.keras is tf_keras for the peer)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -59,125 +58,136 @@ def transformer(vocab=2000, length=64, dim=64, heads=4, classes=2):
     return keras.Model(inp, keras.layers.Dense(classes)(h), name="tiny_transformer")
 
 
-class StepTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
-
-
-def time_fit(model, ds, warmup, steps):
-    timer = StepTimer()
-    model.fit(ds.take(warmup + steps), epochs=1, verbose=0, callbacks=[timer])
-    return statistics.median(timer.times[warmup:]), timer.times[warmup:]
-
-
-def tfp_optimizer(batch):
-    """tensorflow-privacy's VectorizedDPKerasSGDOptimizer, or ``None`` when it is not installed."""
-    sys.skip_tf_privacy_import = True  # its top-level __init__ crashes on TF >= 2.16; import the submodule only
+def import_tfp(path):
+    """tensorflow-privacy's DPModel pieces, or ``(None, why)``."""
+    if path and Path(path).is_dir() and path not in sys.path:
+        sys.path.append(path)
+    sys.skip_tf_privacy_import = True  # its top-level __init__ imports everything (and breaks on new TF)
     try:
-        from tensorflow_privacy.privacy.optimizers import dp_optimizer_keras_vectorized as vec
-    except ImportError:
-        return None
-    return vec.VectorizedDPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.0, num_microbatches=batch,
-                                             learning_rate=0.01)
+        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry as lr
+        from tensorflow_privacy.privacy.fast_gradient_clipping.registry_functions import (
+            einsum_dense, layer_normalization, multi_head_attention)
+        from tensorflow_privacy.privacy.keras_models import dp_keras_model
+    except Exception as e:  # noqa: BLE001 - optional peer
+        return None, f"tensorflow-privacy not importable ({type(e).__name__}: {e}); peer skipped"
+    registry = lr.make_default_layer_registry()  # Dense, Embedding
+    registry.insert(keras.layers.LayerNormalization, layer_normalization.layer_normalization_computation)
+    registry.insert(keras.layers.EinsumDense, einsum_dense.einsum_layer_computation)
+    registry.insert(keras.layers.MultiHeadAttention, multi_head_attention.multi_head_attention_layer_computation)
+    return (dp_keras_model.DPModel, registry), None
 
 
-def baseline_step(make_core, x, y, batch, warmup, steps, baseline, jit):
-    """Median step time of the per-example baseline (c), or ``None`` when it is skipped/unavailable."""
+def build(kind, make_core, tfp):
     keras.utils.set_random_seed(0)
-    if baseline == "vectorized":
-        m = TfrespModel(make_core())
-        m.gradient_fn = clipping.make_gradient_fn("vectorized", 1.0, 1.0, expected_batch_size=float(batch))
-        m.compile(keras.optimizers.SGD(0.01), jit_compile=jit)
-        ds = tf.data.Dataset.from_tensor_slices((x, y, {"sample_weight": np.ones(len(y), np.float32)}))
-        return time_fit(m, ds.batch(batch, drop_remainder=True).repeat().prefetch(2), warmup, steps)[0]
-    opt = tfp_optimizer(batch) if baseline == "tfp" else None
-    if opt is None:
-        if baseline == "tfp":
-            print("tensorflow-privacy is not installed: baseline (c) skipped", flush=True)
-        return None
-    core = make_core()
-    core.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True,
-                                                                 reduction=keras.losses.Reduction.NONE))
-    ds2 = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat().prefetch(2)
-    return time_fit(core, ds2, warmup, steps)[0]
-
-
-def bench(name, make_core, x, y, batch, warmup, steps, clip_mode, jit=False, baseline="vectorized"):
-    ds = tf.data.Dataset.from_tensor_slices((x, y, {"sample_weight": np.ones(len(y), np.float32)}))
-    ds = ds.batch(batch, drop_remainder=True).repeat().prefetch(2)
-    out = {}
-    keras.utils.set_random_seed(0)
+    if kind == "tfp_dpmodel":
+        cls, registry = tfp
+        core = make_core()
+        m = cls(l2_norm_clip=1.0, noise_multiplier=1.0, use_xla=False, layer_registry=registry,
+                inputs=core.inputs, outputs=core.outputs)
+        m.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m, None
     m = TfrespModel(make_core())
-    m.compile(keras.optimizers.SGD(0.01), jit_compile=jit)
-    out["nonprivate"], _ = time_fit(m, ds, warmup, steps)
+    info = None
+    if kind == "tfresp_dp":
+        info = clipping.select_clipping(m, build.clip_mode)
+        seed = tf.Variable(1234, dtype=tf.int64, trainable=False)
+        m.gradient_fn = clipping.make_gradient_fn(info[0], 1.0, 1.0, expected_batch_size=float(build.batch),
+                                                  seed=seed)
+    m.compile(keras.optimizers.SGD(0.01))
+    return m, info
 
-    keras.utils.set_random_seed(0)
-    m = TfrespModel(make_core())
-    mode, reason = clipping.select_clipping(m, clip_mode)
-    m.gradient_fn = clipping.make_gradient_fn(mode, 1.0, 1.0, expected_batch_size=float(batch))
-    m.compile(keras.optimizers.SGD(0.01), jit_compile=jit)
-    out["tfresp_dp"], _ = time_fit(m, ds, warmup, steps)
 
-    base = baseline_step(make_core, x, y, batch, warmup, steps, baseline, jit)
-    res = {"step_seconds": {**out, "baseline_" + baseline: base}, "baseline": baseline, "clipping_mode": mode,
-           "clipping_reason": reason, "ratio_dp_over_nonprivate": out["tfresp_dp"] / out["nonprivate"],
-           "ratio_baseline_over_dp": base / out["tfresp_dp"] if base else None,
-           "params": int(sum(np.prod(v.shape) for v in make_core().trainable_variables))}
-    shown = f"(c) {base * 1e3:8.2f} ms   (c)/(b) = {res['ratio_baseline_over_dp']:.2f}" if base else "(c) skipped"
-    print(f"{name:12s} params={res['params']:>8d} clipping={mode:10s} "
-          f"(a) {out['nonprivate'] * 1e3:8.2f} ms  (b) {out['tfresp_dp'] * 1e3:8.2f} ms  "
-          f"(b)/(a) = {res['ratio_dp_over_nonprivate']:.2f}   {shown}", flush=True)
+def bench(name, make_core, x, y, batch, rounds, steps, tfp, clip_mode):
+    build.clip_mode, build.batch = clip_mode, batch
+    kinds = ["nonprivate", "tfresp_dp"] + (["tfp_dpmodel"] if tfp else [])
+    models, iters, info = {}, {}, None
+    for kind in kinds:
+        m, i = build(kind, make_core, tfp)
+        info = i or info
+        data = (x[:batch], y[:batch]) if kind == "tfp_dpmodel" else \
+            (x[:batch], y[:batch], {"sample_weight": np.ones(batch, np.float32)})
+        iters[kind] = iter(tf.data.Dataset.from_tensors(data).repeat())
+        m.train_function = m.make_train_function()
+        for _ in range(3):  # trace + warm up
+            m.train_function(iters[kind])
+        models[kind] = m
+    per_round = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for kind in kinds:
+            times = []
+            for _ in range(steps):
+                t = time.perf_counter()
+                logs = models[kind].train_function(iters[kind])
+                tf.nest.map_structure(lambda v: v.numpy() if hasattr(v, "numpy") else v, logs)
+                times.append(time.perf_counter() - t)
+            per_round[kind].append(statistics.median(times))
+    med = {k: statistics.median(v) for k, v in per_round.items()}
+    best = {k: min(v) for k, v in per_round.items()}
+
+    def paired(a, b):  # median over rounds of the ratio within a round (neighbours in time share the load)
+        return statistics.median(x / y for x, y in zip(per_round[a], per_round[b]))
+
+    res = {"step_seconds": med, "best_round_step_seconds": best, "per_round_medians": per_round,
+           "clipping_mode": info[0], "clipping_reason": info[1],
+           "ratio_dp_over_nonprivate": med["tfresp_dp"] / med["nonprivate"],
+           "ratio_dp_over_tfp": med["tfresp_dp"] / med["tfp_dpmodel"] if tfp else None,
+           "ratio_tfp_over_nonprivate": med["tfp_dpmodel"] / med["nonprivate"] if tfp else None,
+           "paired_ratio_dp_over_nonprivate": paired("tfresp_dp", "nonprivate"),
+           "paired_ratio_dp_over_tfp": paired("tfresp_dp", "tfp_dpmodel") if tfp else None,
+           "best_ratio_dp_over_nonprivate": best["tfresp_dp"] / best["nonprivate"],
+           "best_ratio_dp_over_tfp": best["tfresp_dp"] / best["tfp_dpmodel"] if tfp else None,
+           "params": int(sum(np.prod(v.shape) for v in models["nonprivate"].core.trainable_variables))}
+    peer = (f"tfp {med['tfp_dpmodel'] * 1e3:7.2f} ms  dp/tfp = {res['ratio_dp_over_tfp']:.2f} "
+            f"(paired {res['paired_ratio_dp_over_tfp']:.2f}, best {res['best_ratio_dp_over_tfp']:.2f})" if tfp
+            else "tfp skipped")
+    print(f"{name:12s} params={res['params']:>7d} clipping={info[0]:10s} non-private {med['nonprivate'] * 1e3:7.2f} ms  "
+          f"tfresp DP {med['tfresp_dp'] * 1e3:7.2f} ms  dp/non-private = {res['ratio_dp_over_nonprivate']:.2f} "
+          f"(paired {res['paired_ratio_dp_over_nonprivate']:.2f}, best {res['best_ratio_dp_over_nonprivate']:.2f})   {peer}",
+          flush=True)
     return res
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--steps", type=int, default=5, help="steps per contestant per round")
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--clipping", default="auto", choices=["auto", "ghost", "vectorized"])
-    ap.add_argument("--jit", action="store_true", help="XLA-compile (a), (b) and the vectorized baseline")
-    ap.add_argument("--baseline", default="vectorized", choices=["vectorized", "tfp", "none"],
-                    help="per-example baseline (c); tfp needs tensorflow-privacy installed")
+    ap.add_argument("--tfp-path", default="/tmp/tfp", help="a --target folder holding tensorflow-privacy")
+    ap.add_argument("--no-tfp", action="store_true", help="skip the tensorflow-privacy peer")
     ap.add_argument("--tag", default="")
     ap.add_argument("--models", default="transformer,adult_mlp")
     args = ap.parse_args(argv)
+    tfp, note = (None, "skipped by --no-tfp") if args.no_tfp else import_tfp(args.tfp_path)
+    if note:
+        print(note, flush=True)
     rng = np.random.default_rng(0)
-    n = args.batch * 8
     results = {}
     for name in args.models.split(","):
         if name == "transformer":
-            x = rng.integers(0, 2000, (n, args.seq_len)).astype(np.int32)
-            y = rng.integers(0, 2, n)
-            results[name] = bench(name, lambda: transformer(length=args.seq_len), x, y, args.batch, args.warmup,
-                                  args.steps, args.clipping, args.jit, args.baseline)
+            x = rng.integers(0, 2000, (args.batch, args.seq_len)).astype(np.int32)
+            y = rng.integers(0, 2, args.batch)
+            results[name] = bench(name, lambda: transformer(length=args.seq_len), x, y, args.batch, args.rounds,
+                                  args.steps, tfp, args.clipping)
         elif name == "adult_mlp":
             from tfresp.config import load_config
             from tfresp.data.dataset import prepare
 
-            data = prepare(load_config({"data": {"max_rows": n}}))
-            x, y = data.train.x, data.train.y
-            reps = int(np.ceil(n / len(y)))
-            x, y = np.concatenate([x] * reps)[:n], np.concatenate([y] * reps)[:n]
+            data = prepare(load_config({"data": {"max_rows": args.batch * 8}}))
+            x, y = data.train.x[:args.batch], data.train.y[:args.batch]
             results[name] = bench(name, lambda: build_mlp(x.shape[1], 2, hidden=[64, 32]), x, y, args.batch,
-                                  args.warmup, args.steps, args.clipping, args.jit, args.baseline)
+                                  args.rounds, args.steps, tfp, args.clipping)
     gpus = tf.config.list_logical_devices("GPU")
-    payload = {"device": "gpu" if gpus else "cpu", "batch_size": args.batch, "timed_steps": args.steps,
-               "seq_len": args.seq_len, "clipping": args.clipping, "jit_compile": args.jit, "results": results,
-               "goals": {"transformer (b)/(a) <= 1.3": None, "transformer (c)/(b) >= 5": None}}
-    if "transformer" in results:
-        t = results["transformer"]
-        ratio = t["ratio_baseline_over_dp"]
-        payload["goals"] = {"transformer (b)/(a) <= 1.3": t["ratio_dp_over_nonprivate"] <= 1.3,
-                            "transformer (c)/(b) >= 5": ratio >= 5 if ratio is not None else None}
+    goals = {}
+    for name, r in results.items():
+        goals[f"{name} dp/non-private <= 1.3"] = r["ratio_dp_over_nonprivate"] <= 1.3
+        goals[f"{name} dp/tfp <= 0.8"] = r["ratio_dp_over_tfp"] <= 0.8 if r["ratio_dp_over_tfp"] else None
+    payload = {"device": "gpu" if gpus else "cpu", "batch_size": args.batch, "rounds": args.rounds,
+               "steps_per_round": args.steps, "seq_len": args.seq_len, "clipping": args.clipping,
+               "peer": "tensorflow-privacy 0.9.0 DPModel, ghost clipping, use_xla=False" if tfp else note,
+               "method": "alternating rounds in one process; median over rounds of per-round median step time",
+               "results": results, "goals": goals}
     write_result("dp_overhead" + (f"_{args.tag}" if args.tag else ""), payload)
 
 

@@ -11,9 +11,12 @@ Two ways to get the clipped sum, with the same result:
   adversarial per-example terms and the input transform are *inside* clipping. Works for any model; memory
   grows with ``batch × parameters``.
 * ``ghost``: per-example norms from layer inputs and output gradients (:mod:`tfresp.privacy.ghost`, exact
-  for layers called several times) and a second backward pass on the clip-weighted loss (Li et al. 2022, "Large
-  Language Models Can Be Strong Differentially Private Learners"). Only when every trainable weight belongs to a
-  supported layer and the loss is the plain weighted cross-entropy.
+  for layers called several times; Li et al. 2022, "Large Language Models Can Be Strong Differentially Private
+  Learners") and the clipped sum from the same tensors (book-keeping, Bu et al. 2023): one backward pass. Only when
+  every trainable weight belongs to a supported layer, the loss is the plain weighted cross-entropy, and the norms
+  equal the per-example loop on a probe batch (:mod:`tfresp.privacy.admission`).
+* ``loop``: as ``vectorized`` but one example at a time (``tf.map_fn``), for models whose forward pass has a
+  ``tf.while_loop`` (LSTM, GRU), which ``tf.vectorized_map`` cannot differentiate per example.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import IncompatibleModelError
-from tfresp.privacy import ghost
+from tfresp.privacy import admission, ghost
 
 #: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
 #: The base class covers BatchNormalization (v1 and v2) and SyncBatchNormalization.
@@ -43,54 +46,18 @@ def _flat_layers(model) -> list:
     return out
 
 
-def _probe_batch(core, rows=3):
-    """Random inputs matching a functional model's input specs, or ``None`` when they cannot be built."""
-    if not ghost.is_functional(core):
-        return None
-    rng = np.random.default_rng(0)
-    specs = []
-    for t in core.inputs:
-        shape = [rows] + [d if d is not None else 4 for d in t.shape.as_list()[1:]]
-        if t.dtype.is_integer:
-            specs.append(tf.constant(rng.integers(0, 2, shape), t.dtype))
-        elif t.dtype.is_floating:
-            specs.append(tf.constant(rng.normal(size=shape), t.dtype))
-        else:
-            return None
-    return specs[0] if len(specs) == 1 else specs
-
-
-def _state_updating_layers(core) -> List[str]:
-    """Layers whose float non-trainable weights change when the model runs in training mode on data.
-
-    Probes one forward pass (training=True) on a small random batch and restores every value afterwards.
-    Integer variables (RNG states, counters) are data-independent and ignored. Models whose inputs cannot be
-    synthesised (string inputs) are skipped here; the static :data:`MIXING_LAYERS` check still applies.
-    """
-    x = _probe_batch(core)
-    watched = [(layer, v) for layer in ghost.all_layers(core) if not isinstance(layer, keras.Model)
-               for v in ghost.own_weights(layer, trainable=False) if v.dtype.is_floating]
-    if x is None or not watched:
-        return []
-    before = [v.numpy() for _, v in watched]
-    try:
-        core(x, training=True)
-    except Exception:  # noqa: BLE001 - a probe that cannot run proves nothing; the static check remains
-        return []
-    finally:
-        changed = [layer for (layer, v), b in zip(watched, before) if not np.array_equal(v.numpy(), b)]
-        for (_, v), b in zip(watched, before):
-            v.assign(b)
-    return sorted({f"{l.name!r} ({type(l).__name__})" for l in changed})
-
-
-def check_model(core: keras.Model) -> None:
+def check_model(model: keras.Model) -> None:
     """Raise :class:`IncompatibleModelError` listing every layer DP-SGD cannot handle, each with a remedy.
 
-    Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen, any
-    other layer whose non-trainable state updates from data in training mode (found by a probe), and activity
-    regularizers.
+    Refused: batch-mixing layers (BatchNormalization, SyncBatchNormalization, any subclass) unless frozen,
+    activity regularizers, and what the probes of :mod:`tfresp.privacy.admission` measure: any variable the traced
+    training step writes (gated memories and counters included) and any example that changes another's output or
+    gradient.
+
+    Args:
+        model: the core, or a ResponsibleModel (its per-example terms and input transform are traced too).
     """
+    core = admission._core(model)
     problems = []
     layers = [l for l in ghost.all_layers(core) if not isinstance(l, keras.Model)] + _flat_layers(core)
     mixing = set()
@@ -103,11 +70,7 @@ def check_model(core: keras.Model) -> None:
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
                             "loss that escapes clipping); remedy: remove it or use a weight regularizer")
-    updating = [d for d in _state_updating_layers(core) if d.split("'")[1] not in mixing]
-    if updating:
-        problems.append(f"layers {', '.join(updating)} update non-trainable state from the data in training "
-                        "mode (released with the model, outside the clipped and noised gradient); remedy: "
-                        "freeze them (layer.trainable = False) or remove the update")
+    problems += admission.state_problems(model, exclude=mixing)
     if problems:
         raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
 
@@ -151,10 +114,13 @@ def ghost_blockers(core: keras.Model) -> List[str]:
 
 
 def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
-    """Choose ``ghost`` or ``vectorized`` clipping for ``model`` (a TfrespModel) and say why.
+    """Choose ``ghost``, ``vectorized`` or ``loop`` clipping for ``model`` (a TfrespModel) and say why.
 
-    Ghost is chosen only where it is exact (:func:`ghost_blockers`); layers called several times in one forward
-    pass are exact (their calls are summed before the norm, see :mod:`tfresp.privacy.ghost`).
+    Ghost is chosen only where it is exact: no static blocker (:func:`ghost_blockers`) and, measured on a probe
+    batch, ghost per-example norms equal the per-example loop
+    (:func:`tfresp.privacy.admission.ghost_exactness_problem`). Otherwise the per-example path: ``vectorized``
+    (``tf.vectorized_map``), or ``loop`` (``tf.map_fn``, exact and slower) where the forward pass has a
+    ``tf.while_loop`` (recurrent layers) whose gradient ``tf.vectorized_map`` cannot vectorise.
 
     Returns:
         ``(mode, reason)``.
@@ -168,18 +134,26 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
                         "depend on more than the logits")
     if model.input_transform is not None:
         blockers.append("an input transform (adversarial training) runs inside the per-example loss")
-    if requested == "vectorized":
-        return "vectorized", "requested by privacy.clipping"
+    if requested != "vectorized" and not blockers:
+        inexact = admission.ghost_exactness_problem(model.core)
+        if inexact:
+            blockers.append(inexact)
     if requested == "ghost":
         if blockers:
             raise IncompatibleModelError("`privacy.clipping`: ghost clipping is not possible: " + "; ".join(blockers)
                                          + ". Received: clipping='ghost'. Remedy: use privacy.clipping: "
                                          "vectorized (or auto)")
-        return "ghost", "requested by privacy.clipping"
-    if blockers:
-        return "vectorized", "ghost clipping not applicable: " + "; ".join(blockers)
-    return "ghost", "every trainable weight belongs to a layer with an exact fast per-example norm rule " \
-                    "(repeated calls included) and the loss is the plain per-example loss"
+        return "ghost", "requested by privacy.clipping; ghost norms equal the per-example loop on a probe batch"
+    if requested == "auto" and not blockers:
+        return "ghost", "every trainable weight belongs to a layer with an exact fast per-example norm rule " \
+                        "(repeated calls included), the loss is the plain per-example loss, and ghost norms " \
+                        "equal the per-example loop on a probe batch"
+    why = "requested by privacy.clipping" if requested == "vectorized" else \
+        "ghost clipping not applicable: " + "; ".join(blockers)
+    loop = admission.needs_loop(model)
+    if loop:
+        return "loop", f"{why}; {loop}"
+    return "vectorized", why
 
 
 def _expand(t):
@@ -211,6 +185,41 @@ def clipped_sum_vectorized(model, x, y, extras, l2_norm_clip: float, variables: 
     return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
 
 
+def clipped_sum_loop(model, x, y, extras, l2_norm_clip: float, variables: Optional[List] = None):
+    """Same contract as :func:`clipped_sum_vectorized`, one example at a time (``tf.map_fn``).
+
+    For models whose per-example gradient ``tf.vectorized_map`` cannot vectorise (a ``tf.while_loop`` in the
+    forward pass: LSTM, GRU); each example's gradient is computed alone, exactly as in the vectorized path.
+    """
+    variables = list(variables if variables is not None else model.core.trainable_variables)
+    extras = dict(extras) if isinstance(extras, dict) else {}
+
+    def one(args):
+        xi, yi, ei = tf.nest.map_structure(_expand, args)
+        with tf.GradientTape() as tape:
+            loss, logits = model.per_example_loss(xi, yi, ei, training=True)
+            loss = tf.reduce_sum(loss)
+        grads = [tf.convert_to_tensor(g) for g in
+                 tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+        norm = tf.linalg.global_norm(grads)
+        factor = l2_norm_clip / tf.maximum(norm, l2_norm_clip)
+        return [g * tf.cast(factor, g.dtype) for g in grads], loss, logits[0], norm
+
+    sig_grads = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+    clipped, losses, logits, norms = tf.map_fn(
+        one, (x, y, extras), fn_output_signature=(sig_grads, tf.float32, tf.TensorSpec(None, tf.float32), tf.float32))
+    return [tf.reduce_sum(g, axis=0) for g in clipped], losses, logits, norms
+
+
+def clipped_sum(mode: str, model, x, y, extras, l2_norm_clip: float):
+    """The clipped gradient sum by ``mode`` (``ghost``, ``vectorized`` or ``loop``; see :func:`select_clipping`)."""
+    fn = {"ghost": clipped_sum_ghost, "vectorized": clipped_sum_vectorized, "loop": clipped_sum_loop}.get(mode)
+    if fn is None:
+        raise ValueError(f"Invalid value for argument `mode`. Received: mode={mode!r}. Expected one of "
+                         "'ghost', 'vectorized', 'loop'")
+    return fn(model, x, y, extras, l2_norm_clip)
+
+
 def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     """Same contract as :func:`clipped_sum_vectorized`, via ghost norms (plain weighted cross-entropy only)."""
     w = extras.get("sample_weight") if isinstance(extras, dict) else None
@@ -222,18 +231,50 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     return ghost.ghost_clip(model.core, x, loss_fn, l2_norm_clip, model.core.trainable_variables)
 
 
+def _noised(summed, noise_std, std, seed, step, denom, replicas):
+    """``(g + N(0, std²)) / denom`` for every gradient, drawn as ONE flat vector (one RNG op per step instead of
+    one per variable: the per-variable ops were most of the DP overhead of small models).
+
+    With ``step`` (seeded noise) the draw is ``stateless_normal((seed·1009, step))`` over the concatenated
+    gradients, so a resumed run draws the same noise. Gradients of different dtypes are drawn one by one.
+    """
+    inv = 1.0 / tf.cast(denom, tf.float32)
+    if noise_std <= 0:
+        return [g * tf.cast(inv, g.dtype) for g in summed]
+    if len({g.dtype for g in summed}) > 1:
+        out = []
+        for i, g in enumerate(summed):
+            if step is not None:
+                z = tf.random.stateless_normal(tf.shape(g), seed=tf.stack([tf.cast(seed, tf.int64) * 1009 + i, step]),
+                                               dtype=g.dtype)
+            else:
+                z = tf.random.normal(tf.shape(g), dtype=g.dtype)
+            out.append((g + z * tf.cast(std, g.dtype)) * tf.cast(inv, g.dtype))
+        return out
+    dtype = summed[0].dtype
+    sizes = [int(np.prod(g.shape.as_list())) if g.shape.is_fully_defined() else tf.size(g) for g in summed]
+    flat = tf.concat([tf.reshape(g, [-1]) for g in summed], axis=0)
+    if step is not None:
+        z = tf.random.stateless_normal(tf.shape(flat), seed=tf.stack([tf.cast(seed, tf.int64) * 1009, step]),
+                                       dtype=dtype)
+    else:
+        z = tf.random.normal(tf.shape(flat), dtype=dtype)
+    flat = (flat + z * tf.cast(std, dtype)) * tf.cast(inv, dtype)
+    return [tf.reshape(p, tf.shape(g)) for p, g in zip(tf.split(flat, sizes), summed)]
+
+
 def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
                      expected_batch_size: Optional[float] = None, seed: Optional[int] = None, counter=None,
                      canaries=None):
     """The DP-SGD ``gradient_fn(model, x, y, extras) -> (loss, grads, logits)`` for TfrespModel.
 
     Args:
-        mode: ``ghost`` or ``vectorized`` (see :func:`select_clipping`).
+        mode: ``ghost``, ``vectorized`` or ``loop`` (see :func:`select_clipping`).
         l2_norm_clip: C.
         noise_multiplier: σ; the noise std on the summed gradient is σ·C.
         expected_batch_size: ``q·n`` for Poisson sampling (the sum is divided by it); ``None`` divides by the
             realised batch size (fixed-size batches).
-        seed: when given, the noise of step t is ``stateless_normal(seed, variable, t)`` (exact resume);
+        seed: when given, the noise of step t is ``stateless_normal((seed, t))`` over all coordinates (exact resume);
             ``None`` uses the stateful global RNG. An int or an int64 ``tf.Variable`` (restorable). It must be
             SECRET: whoever knows it can regenerate and subtract the noise, voiding the guarantee; never pass
             the public config seed (the privacy concern draws one from ``secrets``).
@@ -256,10 +297,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         # (Each replica adding N(0, σ²C²/R) needs independent draws; MultiWorkerMirroredStrategy workers share
         # the seed and draw identical noise, giving √R times too much - measured in tests/distribute.)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if mode == "ghost":
-            summed, losses, logits, _ = clipped_sum_ghost(model, x, y, extras, l2_norm_clip)
-        else:
-            summed, losses, logits, _ = clipped_sum_vectorized(model, x, y, extras, l2_norm_clip)
+        summed, losses, logits, _ = clipped_sum(mode, model, x, y, extras, l2_norm_clip)
         batch = tf.cast(tf.shape(losses)[0], tf.float32)
         denom = tf.constant(float(expected_batch_size), tf.float32) if expected_batch_size else \
             tf.maximum(batch * replicas, 1.0)
@@ -267,7 +305,7 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         if replicas > 1:
             rid = tf.distribute.get_replica_context().replica_id_in_sync_group
             std = noise_std * tf.cast(tf.equal(rid, 0), tf.float32)
-        # With a seed, the noise of step t is a stateless function of (seed, variable, t): a run resumed from a
+        # With a seed, the noise of step t is a stateless function of (seed, t): a run resumed from a
         # checkpoint (tfresp/checkpointing.py) draws exactly the noise the uninterrupted run would have drawn.
         if counter is not None:
             step = tf.cast(counter, tf.int64)
@@ -276,17 +314,8 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
         summed = list(summed)
         if canaries is not None:  # the canary coordinates go through the same clip bound and noise as the model
             summed.append(canaries.clipped_sum(step, l2_norm_clip))
-        grads = []
-        for i, g in enumerate(summed):
-            g = tf.convert_to_tensor(g)  # dense: the noise touches every coordinate anyway
-            if noise_std > 0 and step is not None:
-                z = tf.random.stateless_normal(tf.shape(g), seed=tf.stack([tf.cast(seed, tf.int64) * 1009 + i,
-                                                                           step]), dtype=g.dtype)
-                g = g + z * tf.cast(std, g.dtype)
-            elif noise_std > 0:
-                g = g + tf.random.normal(tf.shape(g), dtype=g.dtype) * tf.cast(std, g.dtype) if replicas > 1 \
-                    else g + tf.random.normal(tf.shape(g), stddev=std, dtype=g.dtype)
-            grads.append(g / tf.cast(denom, g.dtype))
+        grads = _noised([tf.convert_to_tensor(g) for g in summed],  # dense: the noise touches every coordinate
+                        noise_std, std, seed, step, denom, replicas)
         if canaries is not None:
             canaries.record(grads.pop() * tf.cast(denom, tf.float32))
         if counter is not None:

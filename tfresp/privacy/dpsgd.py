@@ -292,7 +292,7 @@ class DPSGD:
                 "the custom logic into loss terms (tfresp.ResponsibleModel(core, terms=[...])) or train without DP")
         if not isinstance(model, ResponsibleModel):
             model = ResponsibleModel(model)
-        clipping.check_model(model.core)
+        clipping.check_model(model)  # the model: its terms and input transform are traced with the core
         if model.batch_losses:
             raise IncompatibleModelError(
                 f"`terms`: {len(model.batch_losses)} batch-level loss term(s) depend on several examples at once, "

@@ -6,6 +6,12 @@ gradient is ``Σ_t a_tᵀ g_t`` (``g_t = ∂loss/∂z_t``), and its squared norm
 ``Σ_{t,t'} (a_t·a_t')(g_t·g_t')`` - computable from activations and output gradients without ever forming the
 per-example gradient.
 
+Clipped sum without a second backward pass (the "book-keeping" method, Bu et al. 2023, "Differentially Private
+Optimization on Large Model at Small Cost"): with ``c_i = min(1, C/‖g_i‖)`` the clipped sum of a linear layer is
+``Σ_i c_i Σ_t a_{i,t}ᵀ g_{i,t}``, formed from the same recorded ``a`` and ``g`` (or from the per-example gradient
+where that was formed for the norm: per layer the cheaper of the two, as in Bu et al. 2022's mixed ghost clipping).
+The step costs one forward and one backward pass (to the layer outputs only) plus the norms.
+
 How: during one forward pass each supported layer's ``call`` is intercepted (an instance attribute shadows the
 class method for the duration of the pass) to record its input and its pre-activation output ``z``, which the
 tape watches so ``∂loss/∂z`` comes from one backward pass.
@@ -120,11 +126,14 @@ def _flat3(t, last):
 
 
 def _linear_sq_norm(a, g):
-    """Σ over examples' ``‖Σ_t a_tᵀ g_t‖²`` for ``a [B, T, I]``, ``g [B, T, O]``: ghost or direct, whichever is cheaper."""
+    """``(sq [B], per)``: ``‖Σ_t a_tᵀ g_t‖²`` per example for ``a [B, T, I]``, ``g [B, T, O]``, by the ghost
+    identity or by forming the per-example gradient ``per [B, I, O]`` (returned, else ``None``), whichever is
+    cheaper."""
     t, i, o = a.shape[1], a.shape[2], g.shape[2]
     if t is not None and t * (i + o) > i * o:  # forming the [B, I, O] per-example gradient is cheaper
-        return tf.reduce_sum(tf.square(tf.einsum("bti,bto->bio", a, g)), axis=[1, 2])
-    return tf.reduce_sum(tf.matmul(a, a, transpose_b=True) * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+        per = tf.einsum("bti,bto->bio", a, g)
+        return tf.reduce_sum(tf.square(per), axis=[1, 2]), per
+    return tf.reduce_sum(tf.matmul(a, a, transpose_b=True) * tf.matmul(g, g, transpose_b=True), axis=[1, 2]), None
 
 
 def _bias_per_example(g, bias_shape):
@@ -141,25 +150,71 @@ def _bias_per_example(g, bias_shape):
     return g
 
 
+def _cat(parts):
+    """Concatenate per-call tensors along positions (a layer called once skips the concat)."""
+    return parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+
+def _weighted(c, per):
+    """``Σ_b c_b per_b`` for ``per [B, ...]``."""
+    return tf.tensordot(tf.cast(c, per.dtype), per, axes=[[0], [0]])
+
+
+def _scale_rows(c, t):
+    return t * tf.reshape(tf.cast(c, t.dtype), [-1] + [1] * (t.shape.rank - 1))
+
+
+# Each rule returns ``(sq [B], grads)`` where ``grads(c)`` gives ``{id(variable): Σ_i c_i ∂loss_i/∂variable}``
+# from the same recorded tensors (the book-keeping method, Bu et al. 2023: no second backward pass).
 def _dense_sq(layer, calls):
+    kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
     if len(calls) == 1 and calls[0][0].shape.rank == 2:  # one call, one position: ‖a‖²‖g‖² (few small ops)
         x, _, g = calls[0]
-        sq = tf.reduce_sum(tf.square(tf.cast(x, g.dtype)), 1) * tf.reduce_sum(tf.square(g), 1)
-        return sq + tf.reduce_sum(tf.square(g), 1) if layer.use_bias else sq
-    a = tf.concat([_flat3(tf.cast(x, gz.dtype), layer.kernel.shape[0]) for x, _, gz in calls], axis=1)
-    g = tf.concat([_flat3(gz, layer.kernel.shape[-1]) for _, _, gz in calls], axis=1)
-    sq = _linear_sq_norm(a, g)
-    if layer.use_bias:
-        sq += tf.reduce_sum(tf.square(tf.reduce_sum(g, axis=1)), axis=1)
-    return sq
+        x = tf.cast(x, g.dtype)
+        gsq = tf.reduce_sum(tf.square(g), 1)
+        sq = tf.reduce_sum(tf.square(x), 1) * gsq
+        if bias is not None:
+            sq += gsq
+
+        def grads(c):
+            gc = _scale_rows(c, g)
+            out = {id(kernel): tf.matmul(x, gc, transpose_a=True)}
+            if bias is not None:
+                out[id(bias)] = tf.reduce_sum(gc, 0)
+            return out
+
+        return sq, grads
+    a = _cat([_flat3(tf.cast(x, gz.dtype), kernel.shape[0]) for x, _, gz in calls])
+    g = _cat([_flat3(gz, kernel.shape[-1]) for _, _, gz in calls])
+    sq, per = _linear_sq_norm(a, g)
+    gb = tf.reduce_sum(g, axis=1) if bias is not None else None
+    if bias is not None:
+        sq += tf.reduce_sum(tf.square(gb), axis=1)
+
+    def grads(c):
+        k = _weighted(c, per) if per is not None else tf.einsum("bti,bto->io", a, _scale_rows(c, g))
+        out = {id(kernel): tf.reshape(k, tf.shape(kernel))}
+        if bias is not None:
+            out[id(bias)] = _weighted(c, gb)
+        return out
+
+    return sq, grads
 
 
 def _embedding_sq(layer, calls):
-    ids = tf.concat([tf.reshape(tf.cast(x, tf.int32), [tf.shape(x)[0], -1]) if x.shape.rank > 1 else
-                     tf.reshape(tf.cast(x, tf.int32), [-1, 1]) for x, _, _ in calls], axis=1)
-    g = tf.concat([_flat3(gz, layer.output_dim) for _, _, gz in calls], axis=1)
+    ids = _cat([tf.reshape(tf.cast(x, tf.int32), [tf.shape(x)[0], -1]) if x.shape.rank > 1 else
+                tf.reshape(tf.cast(x, tf.int32), [-1, 1]) for x, _, _ in calls])
+    g = _cat([_flat3(gz, layer.output_dim) for _, _, gz in calls])
     same = tf.cast(tf.equal(ids[:, :, None], ids[:, None, :]), g.dtype)
-    return tf.reduce_sum(same * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    sq = tf.reduce_sum(same * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    table = layer.embeddings
+
+    def grads(c):
+        values = tf.reshape(_scale_rows(c, g), [-1, layer.output_dim])
+        return {id(table): tf.IndexedSlices(tf.cast(values, table.dtype), tf.reshape(ids, [-1]),
+                                            tf.shape(table, out_type=tf.int32))}
+
+    return sq, grads
 
 
 def _layer_norm_sq(layer, calls):
@@ -177,7 +232,16 @@ def _layer_norm_sq(layer, calls):
         sq += tf.reduce_sum(tf.reshape(tf.square(gamma), [tf.shape(gamma)[0], -1]), axis=1)
     if layer.center:
         sq += tf.reduce_sum(tf.reshape(tf.square(beta), [tf.shape(beta)[0], -1]), axis=1)
-    return sq
+
+    def grads(c):
+        out = {}
+        if layer.scale:
+            out[id(layer.gamma)] = tf.reshape(_weighted(c, gamma), tf.shape(layer.gamma))
+        if layer.center:
+            out[id(layer.beta)] = tf.reshape(_weighted(c, beta), tf.shape(layer.beta))
+        return out
+
+    return sq, grads
 
 
 def _einsum_sq(layer, calls):
@@ -192,19 +256,36 @@ def _einsum_sq(layer, calls):
     def size(letters):
         return int(np.prod([kshape[c] for c in letters])) if letters else 1
 
+    per = None
     if shared:  # not a plain linear map per position: form the per-example kernel gradient, summed over calls
         per = tf.add_n([tf.einsum(f"{inp},{out}->{b}{kern}", tf.cast(x, gz.dtype), gz) for x, _, gz in calls])
         sq = tf.reduce_sum(tf.reshape(tf.square(per), [tf.shape(per)[0], -1]), axis=1)
     else:
-        a = tf.concat([_positions_by_features(tf.einsum(f"{inp}->{b}{positions}{contracted}", tf.cast(x, gz.dtype)),
-                                              1 + len(positions), size(contracted)) for x, _, gz in calls], axis=1)
-        g = tf.concat([_positions_by_features(tf.einsum(f"{out}->{b}{positions}{produced}", gz),
-                                              1 + len(positions), size(produced)) for _, _, gz in calls], axis=1)
-        sq = _linear_sq_norm(a, g)
-    if layer.bias is not None:
-        per = tf.add_n([_bias_per_example(gz, layer.bias.shape.as_list()) for _, _, gz in calls])
-        sq += tf.reduce_sum(tf.reshape(tf.square(per), [tf.shape(per)[0], -1]), axis=1)
-    return sq
+        a = _cat([_positions_by_features(tf.einsum(f"{inp}->{b}{positions}{contracted}", tf.cast(x, gz.dtype)),
+                                         1 + len(positions), size(contracted)) for x, _, gz in calls])
+        g = _cat([_positions_by_features(tf.einsum(f"{out}->{b}{positions}{produced}", gz),
+                                         1 + len(positions), size(produced)) for _, _, gz in calls])
+        sq, flat_per = _linear_sq_norm(a, g)
+        if flat_per is not None and kern == contracted + produced:  # [B, I, O] is the kernel's layout, flattened
+            per = tf.reshape(flat_per, tf.concat([tf.shape(flat_per)[:1], tf.shape(layer.kernel)], 0))
+    bias = layer.bias
+    bper = None
+    if bias is not None:
+        bper = tf.add_n([_bias_per_example(gz, bias.shape.as_list()) for _, _, gz in calls])
+        sq += tf.reduce_sum(tf.reshape(tf.square(bper), [tf.shape(bper)[0], -1]), axis=1)
+
+    def grads(c):
+        if per is not None:
+            k = _weighted(c, per)
+        else:
+            k = tf.add_n([tf.einsum(f"{inp},{out}->{kern}", tf.cast(x, gz.dtype), _scale_rows(c, gz))
+                          for x, _, gz in calls])
+        res = {id(layer.kernel): k}
+        if bias is not None:
+            res[id(bias)] = tf.reshape(_weighted(c, bper), tf.shape(bias))
+        return res
+
+    return sq, grads
 
 
 _RULES = {keras.layers.Dense: _dense_sq, keras.layers.Embedding: _embedding_sq,
@@ -297,46 +378,62 @@ def trainable_leaves(core: keras.Model) -> list:
     return out
 
 
-def per_example_sq_norms(leaves, records, grads) -> tf.Tensor:
-    """``[B]`` squared per-example gradient norms over ``leaves`` from the recorded calls and ``∂loss/∂z``."""
-    total = None
+def per_example_sq_norms(leaves, records, grads):
+    """``([B] squared per-example gradient norms, [grads(c)])`` over ``leaves`` from the recorded calls and
+    ``∂loss/∂z`` (``grads(c)`` gives each leaf's ``Σ_i c_i ∂loss_i/∂w`` by variable id)."""
+    total, makers = None, []
     it = iter(grads)
     for layer in leaves:
         calls = [(x, z, tf.cast(next(it), tf.float32)) for x, z in records[id(layer)]]
         if not calls:
             continue
-        sq = _RULES[type(layer)](layer, calls)
+        sq, make = _RULES[type(layer)](layer, calls)
         total = sq if total is None else total + sq
-    return total
+        makers.append(make)
+    return total, makers
 
 
 def ghost_clip(core: keras.Model, x, per_example_loss_fn: Callable, l2_norm_clip: float,
                variables: Sequence[tf.Variable]):
-    """Clipped summed gradient with one forward pass and two backward passes ("ghost clipping").
+    """Clipped summed gradient with one forward and one backward pass (ghost norms + book-keeping).
 
-    The first backward pass gives each layer's output gradients, hence per-example gradient norms (no
-    per-example gradient is materialised unless that is cheaper); the second differentiates ``Σ_i c_i·loss_i``
-    with ``c_i = min(1, C/‖g_i‖)`` held constant, whose gradient is exactly the sum of the clipped per-example
-    gradients. Only valid when :func:`tfresp.privacy.clipping.select_clipping` picked ``ghost`` for the model.
+    The backward pass gives each layer's output gradients ``∂loss/∂z``, hence per-example gradient norms (no
+    per-example gradient is materialised unless that is cheaper); the clipped sum ``Σ_i c_i ∂loss_i/∂w`` with
+    ``c_i = min(1, C/‖g_i‖)`` is then formed from the same recorded inputs and output gradients (the
+    book-keeping method, Bu et al. 2023, "Differentially Private Optimization on Large Model at Small Cost"),
+    instead of a second backward pass on ``Σ_i c_i·loss_i`` (Li et al. 2022). Variables of ``variables`` that no
+    recorded leaf owns get the second backward pass. Only valid when :func:`tfresp.privacy.clipping.select_clipping`
+    picked ``ghost`` for the model.
 
     Returns:
         ``(clipped_grad_sum, per_example_losses [B], logits, norms [B])``.
     """
     leaves = trainable_leaves(core)
-    tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+    variables = list(variables)
+    owned = {id(w) for layer in leaves for w in layer.trainable_weights}
+    rest = [v for v in variables if id(v) not in owned]
+    tape = tf.GradientTape(persistent=bool(rest), watch_accessed_variables=False)
     with tape:
-        tape.watch(variables)
+        if rest:
+            tape.watch(rest)
         with recording(leaves, tape) as records:
             logits = core(x, training=True)
         losses = per_example_loss_fn(logits)
         summed = tf.reduce_sum(losses)
     zs = [z for layer in leaves for _, z in records[id(layer)]]
     grads = tape.gradient(summed, zs, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    sq = per_example_sq_norms(leaves, records, grads)
+    sq, makers = per_example_sq_norms(leaves, records, grads)
     norms = tf.sqrt(tf.maximum(sq, 0.0)) if sq is not None else tf.zeros_like(losses)
     weights = tf.stop_gradient(tf.cast(l2_norm_clip, norms.dtype) / tf.maximum(norms, l2_norm_clip))
-    with tape:
-        weighted = tf.reduce_sum(tf.cast(weights, losses.dtype) * losses)
-    clipped = tape.gradient(weighted, list(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    by_id = {}
+    for make in makers:
+        by_id.update(make(weights))
+    if rest:
+        with tape:
+            weighted = tf.reduce_sum(tf.cast(weights, losses.dtype) * losses)
+        for v, g in zip(rest, tape.gradient(weighted, rest, unconnected_gradients=tf.UnconnectedGradients.ZERO)):
+            by_id[id(v)] = g
     del tape
+    clipped = [by_id[id(v)] if id(v) in by_id else tf.zeros_like(v) for v in variables]
+    clipped = [tf.cast(g, v.dtype) if not isinstance(g, tf.IndexedSlices) else g for g, v in zip(clipped, variables)]
     return clipped, losses, logits, norms
