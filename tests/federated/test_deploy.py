@@ -112,13 +112,52 @@ def _flower_homes():
 
 @pytest.mark.slow
 def test_superlink_and_two_supernodes_match_the_simulation(cfg_path, tmp_path):
-    """A real deployment: SuperLink + 2 SuperNodes on 127.0.0.1 (free ports), `flwr run` of tfresp's App."""
+    """A real deployment: SuperLink + 2 SuperNodes on 127.0.0.1 (free ports), `flwr run` of tfresp's App, over TLS
+    with authenticated SuperNodes (the default); SuperNodes without the CA or without a registered key are refused."""
+    import stat
     import tempfile
+    import threading
 
+    from tfresp.federated import deploy as deploy_mod
     from tfresp.federated.deploy import deploy
 
     tmp_before = set(Path(tempfile.gettempdir()).glob("tfresp-flwr-*"))
-    run_dir = deploy(str(cfg_path), str(tmp_path / "deployed"), nodes=2, timeout=480, wait=240)
+    seen = {}
+
+    def intruders(info):
+        """While the run starts: the certificate folder is private, and two SuperNodes try to join — one without
+        the run's CA (TLS cannot be verified), one with the CA but no registered key (node authentication)."""
+        certs = info["certs"]
+        seen["modes"] = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [certs["ca"].parent, certs["key"],
+                                                                         certs["node_keys"][0][0]]}
+        base = [deploy_mod._tool("flower-supernode"), "--superlink", f"127.0.0.1:{info['link']}",
+                "--max-retries", "2", "--max-wait-time", "20", "--node-config", "partition-id=0 num-partitions=2"]
+        seen["no-ca"] = info["start"]("intruder-no-ca", base + ["--port", str(deploy_mod._free_port())])
+        seen["no-key"] = info["start"]("intruder-no-key", base + ["--port", str(deploy_mod._free_port()),
+                                                                  "--root-certificates", str(certs["ca"])])
+
+        def watch(key):  # the exit code each intruder had on its own (before the deployment stops everything)
+            try:
+                seen[key + "-rc"] = seen[key][0].wait(timeout=120)
+            except Exception:  # still running: it was let in
+                seen[key + "-rc"] = None
+
+        for key in ("no-ca", "no-key"):
+            threading.Thread(target=watch, args=(key,), daemon=True).start()
+
+    logs = tmp_path / "logs"
+    run_dir = deploy(str(cfg_path), str(tmp_path / "deployed"), nodes=2, timeout=480, wait=240,
+                     _on_started=intruders, keep_logs=str(logs))
+    assert seen["modes"] == {"certs": 0o700, "server.key": 0o600, "node-0.key": 0o600}
+    for key in ("no-ca", "no-key"):
+        # refused: it exited by itself with an error (not still running, not stopped by the cleanup signals)
+        rc = seen.get(key + "-rc")
+        text = (logs / f"intruder-{key}.log").read_text(errors="replace")
+        assert rc not in (None, 0, -15, -9), (key, rc, text[-2000:])
+        # and for the stated reason: the server certificate cannot be verified / the key is not registered
+        assert ("verify failed" if key == "no-ca" else "must be registered") in text, text[-2000:]
+    link_log = (logs / "superlink.log").read_text()
+    assert "SuperNode authentication is disabled" not in link_log
     sim = tfresp.fit(str(cfg_path), out=str(tmp_path / "sim"), quiet=True)
     rep = json.loads((run_dir / "report.json").read_text())
     fed = rep["federated"]
@@ -158,3 +197,86 @@ def test_failed_deployment_raises_and_is_cleaned_up(tmp_path):
     live = _flower_homes()
     assert not {h for h in live if not Path(h).exists()}
     assert not set(Path(tempfile.gettempdir()).glob("tfresp-flwr-*")) - tmp_before - {Path(h).parent for h in live}
+
+
+@pytest.mark.slow
+def test_killed_supernode_drops_out_and_the_run_completes(tmp_path):
+    """A real deployment (TLS): SuperNode 1 is killed after round 1's checkpoint; with min_available=2 the later
+    rounds complete with SuperNode 0's clients (0 and 2) and the report lists the dropped clients 1 and 3."""
+    import signal
+    import threading
+
+    from tfresp.checkpointing import work_dir
+    from tfresp.federated.deploy import deploy
+
+    cfg = {**CFG, "federated": {**CFG["federated"], "rounds": 3, "min_available": 2}}
+    path = tmp_path / "kill.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "deployed"
+    killed = {}
+
+    def kill_after_round_1(info):
+        node = info["procs"]["supernode-1"]
+
+        def watch():
+            latest = work_dir(out) / "checkpoints" / "latest"
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 300:
+                try:
+                    if latest.read_text().strip() >= "step-00000001":
+                        os.killpg(node.pid, signal.SIGKILL)  # the node and its ClientApp processes
+                        killed["after"] = latest.read_text().strip()
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    run_dir = deploy(str(path), str(out), nodes=2, timeout=540, wait=150, _on_started=kill_after_round_1)
+    fed = json.loads((run_dir / "report.json").read_text())["federated"]
+    assert killed["after"] == "step-00000001", killed
+    assert fed["rounds"] == 3 and fed["participation"][0] == 4
+    # every round after the kill ran without the killed node's clients, and the report says so
+    assert fed["dropped"] and all(d["clients"] == [1, 3] for d in fed["dropped"])
+    assert {d["round"] for d in fed["dropped"]} >= {3}
+    assert fed["participation"][2] == 2
+
+
+@pytest.mark.slow
+def test_killed_supernode_stops_resumably_by_default(tmp_path):
+    """Default min_available (every sampled client must answer): a killed SuperNode stops the deployed run with a
+    message naming --resume; a new deployment with resume=True finishes from the last round's checkpoint."""
+    import signal
+    import threading
+
+    from tfresp.checkpointing import work_dir
+    from tfresp.federated.deploy import deploy
+
+    out = tmp_path / "deployed"
+    cfg = {**CFG, "federated": {**CFG["federated"], "rounds": 3}}
+    path = tmp_path / "strict.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+    def kill_after_round_1(info):
+        node = info["procs"]["supernode-1"]
+
+        def watch():
+            latest = work_dir(out) / "checkpoints" / "latest"
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 300:
+                if latest.exists() and latest.read_text().strip() >= "step-00000001":
+                    os.killpg(node.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    with pytest.raises(RuntimeError, match=r"min_available.*--resume"):
+        deploy(str(path), str(out), nodes=2, timeout=540, wait=150, _on_started=kill_after_round_1)
+    assert not out.exists()
+    done = (work_dir(out) / "checkpoints" / "latest").read_text().strip()
+    assert done in ("step-00000001", "step-00000002")
+    run_dir = deploy(str(path), str(out), nodes=2, resume=True, timeout=540, wait=150)
+    fed = json.loads((run_dir / "report.json").read_text())["federated"]
+    assert fed["rounds"] == 3 and fed["resumed_after_round"] == int(done[-1]) and fed["dropped"] == []

@@ -17,6 +17,7 @@ directory), ``overwrite``, ``resume``, ``nodes`` (SuperNodes to wait for), ``tim
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Dict, List
 
@@ -25,6 +26,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+log = logging.getLogger("tfresp")
 server_app = ServerApp()
 client_app = ClientApp()
 
@@ -68,10 +70,13 @@ def grid_transport(grid: Grid, nodes: Dict[int, int], timeout: float):
                                                           "seeds": [s for _, s in node_jobs]})})
             msgs.append(Message(content, dst_node_id=nodes[part], message_type="train", group_id=str(rnd)))
         out = {}
+        # a SuperNode that failed, died or did not answer within ``timeout`` sends no update: its clients are left
+        # out of ``out``, and the Server completes the round without them or stops resumably (min_available)
         for reply in grid.send_and_receive(msgs, timeout=timeout):
             if not reply.has_content():
-                raise RuntimeError(f"round {rnd}: SuperNode {reply.metadata.src_node_id} failed: "
-                                   f"{reply.error.reason}")
+                log.warning("federated round %d: SuperNode %s sent no update: %s", rnd, reply.metadata.src_node_id,
+                            reply.error.reason)
+                continue
             rows = reply.content["config"]
             for key, rec in reply.content.array_records.items():
                 k = int(key[len("client-"):])

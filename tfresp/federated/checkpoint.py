@@ -80,6 +80,7 @@ def restore(point, server, core) -> None:
     server.seconds = float(fed["seconds"])
     server.clip_norm = fed["clip_norm"]
     server.history = {k: list(v) for k, v in point.state["history"].items()}
+    server.history.setdefault("dropped", [[] for _ in server.history.get("round", [])])  # older checkpoints
     server.public.bit_generator.state = fed["public_rng"]
     server.state.update(fed["ledger"])
     if server.secret is not None:

@@ -22,7 +22,9 @@ def statement(sec: dict) -> str:
         "(scaling, category vocabularies) were fitted on the pooled training rows before federation (declare them "
         "in the config for a real deployment); the per-round validation curve uses the server's held-out "
         "validation split; the server is trusted (it receives each sampled client's unclipped update, clips it and "
-        "adds the noise: central DP, no secure aggregation); the number of clients is treated as public; a client's "
+        "adds the noise: central DP, no secure aggregation); the number of clients is treated as public; a sampled "
+        "client that sent no update (listed in the report's federated.dropped) contributed nothing to that round "
+        "(its removal is within the adjacency; the server did not re-sample to replace it); a client's "
         "rows are protected together, "
         "but a person present in several clients only up to group privacy.")
 
@@ -76,6 +78,9 @@ class Federated(Concern):
                                                                else "FedAvg") + "; " + st["clients_run"],
                "resumed_after_round": st.get("resumed_after_round"),
                "participation": hist.get("participants", []),
+               "min_available": cfg.min_available,
+               "dropped": [{"round": r, "clients": list(d)} for r, d in zip(hist.get("round", []),
+                                                                           st.get("dropped", [])) if d],
                "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
                          for r, l, a in zip(hist.get("round", []), hist.get("val_loss", []),
                                             hist.get("val_accuracy", []))],

@@ -1,7 +1,7 @@
 """Config of federated training (``federated:``)."""
 from typing import Literal, Optional, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from tfresp._configbase import Section
 from tfresp.privacy.config import NoiseBudget
@@ -31,6 +31,11 @@ class FederatedConfig(Section):
     are split over several clients) | ``dirichlet:<alpha>`` (label proportions per client ~ Dirichlet(alpha)).
     ``clients_per_round``: a count (int ≥ 1) or a fraction (0 < f < 1) of ``clients``; under DP it sets the Poisson
     rate q = clients_per_round / clients.
+    ``min_available``: how many of a round's sampled clients must send an update for the round to count. A sampled
+    client that sends none (a node that died, a timeout) is dropped from that round: the round aggregates the updates
+    that arrived if at least ``min(min_available, sampled)`` did; otherwise the run stops with the last finished
+    round checkpointed (``--resume`` continues). Default ``None``: every sampled client must answer (no silent
+    dropouts). The report's ``federated.dropped`` lists, per round, the sampled clients that did not answer.
     """
 
     clients: int = Field(10, ge=2, le=100_000)
@@ -42,6 +47,7 @@ class FederatedConfig(Section):
     local_learning_rate: float = Field(0.05, gt=0)
     server_optimizer: Literal["fedavg", "fedadam"] = "fedavg"
     server_learning_rate: Optional[float] = Field(None, gt=0)
+    min_available: Optional[int] = Field(None, ge=1)
     dp: Optional[FederatedDPConfig] = None
 
     @field_validator("partition")
@@ -68,6 +74,13 @@ class FederatedConfig(Section):
         if isinstance(v, int) and not isinstance(v, bool) and v < 1:
             raise ValueError("a fraction in (0, 1] or a count ≥ 1")
         return v
+
+    @model_validator(mode="after")
+    def _min_available(self):
+        if self.min_available is not None and self.min_available > self.clients:
+            raise ValueError(f"min_available={self.min_available} exceeds clients={self.clients}; it counts the "
+                             "sampled clients that must answer in a round")
+        return self
 
     def per_round(self) -> float:
         """Expected clients per round (a count)."""

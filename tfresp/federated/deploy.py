@@ -1,11 +1,23 @@
 """Run a tfresp federated config through Flower's deployment runtime on this machine.
 
-Starts one SuperLink and ``nodes`` SuperNodes on 127.0.0.1 (insecure: no TLS, no node authentication — a local
-test, not a production setup), each on a free port picked now, submits the tfresp Flower App
-(:mod:`tfresp.federated.app`) with ``flwr run``, waits for the run directory, and stops every process it started
-(and their children) and removes its temporary directory, also on failure or timeout::
+Starts one SuperLink and ``nodes`` SuperNodes on 127.0.0.1, each on a free port picked now, submits the tfresp
+Flower App (:mod:`tfresp.federated.app`) with ``flwr run``, waits for the run directory, and stops every process it
+started (and their children) and removes its temporary directory, also on failure or timeout::
 
     python -m tfresp.federated.deploy config.yaml --nodes 2 --out runs/fed-deployed
+
+Security, with Flower's own options: by default every connection is TLS and every SuperNode authenticates. At start,
+a throw-away CA, a server certificate for 127.0.0.1/localhost and one EC P-384 key pair per SuperNode are generated
+(``cryptography``) in the temporary directory (0700, private keys 0600); the SuperLink runs with
+``--ssl-ca-certfile/--ssl-certfile/--ssl-keyfile --enable-supernode-auth``, each node's public key is registered with
+``flwr supernode register`` before the node starts, each SuperNode verifies the server with ``--root-certificates``
+and signs with ``--auth-supernode-private-key``, and ``flwr`` itself connects with ``root-certificates``. A process
+without the CA (or with an unregistered key) cannot join. ``--insecure`` (plaintext, any node accepted) is used only
+when asked for explicitly. The keys live only as long as the run: a real multi-machine deployment brings its own CA
+and registers its sites' keys (see Flower's documentation).
+
+A SuperNode that exits during the run does not abort it: its clients stop answering, and the ServerApp completes
+each round with the clients that answered or stops resumably (``federated.min_available``).
 
 Flower's state lives under a temporary ``FLWR_HOME`` (the user's ``~/.flwr`` is not touched); the SuperLink does not
 install app dependencies (``--disable-runtime-dependency-installation``): every process uses this Python
@@ -129,17 +141,83 @@ def _tail(path: Path, n: int = 30) -> str:
         return "(no log)"
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def make_certificates(folder: Path, nodes: int, days: int = 2) -> dict:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost signed by it, and one SuperNode key pair (EC
+    P-384, OpenSSH encoding as Flower expects) per node, in ``folder`` (created 0700; private keys 0600).
+    Returns the paths: ``ca``, ``cert``, ``key``, ``node_keys`` [(private, public)]."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(mode=0o700)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def pem_key(k):
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca = (x509.CertificateBuilder().subject_name(name("tfresp local federated CA")).issuer_name(
+        name("tfresp local federated CA")).public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA384()))
+    srv_key = ec.generate_private_key(ec.SECP384R1())
+    srv = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+           .public_key(srv_key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+           .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                          critical=False)
+           .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+           .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+           .sign(ca_key, hashes.SHA384()))
+    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key", "node_keys": []}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    _write_private(paths["key"], pem_key(srv_key))
+    for j in range(nodes):
+        k = ec.generate_private_key(ec.SECP384R1())
+        priv, pub = folder / f"node-{j}.key", folder / f"node-{j}.pub"
+        _write_private(priv, k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                             serialization.NoEncryption()))
+        pub.write_bytes(k.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                    serialization.PublicFormat.OpenSSH))
+        paths["node_keys"].append((priv, pub))
+    return paths
+
+
 def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resume: bool = False,
-           timeout: float = 900, wait: float = 120, keep_logs: str = None) -> Path:
+           timeout: float = 900, wait: float = 120, keep_logs: str = None, insecure: bool = False,
+           _on_started=None) -> Path:
     """Run ``config`` through a local SuperLink + ``nodes`` SuperNodes; returns the run directory.
 
     ``timeout`` bounds the whole run; ``wait`` bounds each wait inside it (startup, each round's replies).
     ``keep_logs``: a folder to copy the processes' logs into before the temporary directory is removed.
+    ``insecure``: no TLS and no SuperNode authentication (only when asked for explicitly).
+    ``_on_started(info)``: for tests; called once the run is submitted with ``{"procs": {name: Popen}, "tmp",
+    "certs", "link", "env"}`` (the run continues after it returns).
     """
     import json
 
     out_path = Path(out).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix="tfresp-flwr-"))
+    tmp = Path(tempfile.mkdtemp(prefix="tfresp-flwr-"))  # 0700
     procs: List[subprocess.Popen] = []
     logs = []
     try:
@@ -147,8 +225,10 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
         home.mkdir()
         app.mkdir()
         link = _free_port()
+        certs = None if insecure else make_certificates(tmp / "certs", nodes)
+        security = "insecure = true\n" if insecure else f"root-certificates = {json.dumps(str(certs['ca']))}\n"
         (home / "config.toml").write_text(f'[superlink]\ndefault = "local-tfresp"\n\n[superlink.local-tfresp]\n'
-                                          f'address = "127.0.0.1:{link}"\ninsecure = true\n')
+                                          f'address = "127.0.0.1:{link}"\n{security}')
         (app / "pyproject.toml").write_text(PYPROJECT.format(
             config=json.dumps(str(Path(config).resolve())), out=json.dumps(str(out_path)),
             overwrite=str(bool(overwrite)).lower(), resume=str(bool(resume)).lower(), nodes=int(nodes),
@@ -168,25 +248,48 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
             fh.close()
             return procs[-1], log
 
-        sl, sl_log = start("superlink", [_tool("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+        tls = ["--insecure"] if insecure else ["--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile",
+                                               str(certs["cert"]), "--ssl-keyfile", str(certs["key"]),
+                                               "--enable-supernode-auth"]
+        sl, sl_log = start("superlink", [_tool("flower-superlink"), *tls, "--host", "127.0.0.1",
                                          "--port", str(link), "--disable-runtime-dependency-installation"])
         _wait_port(link, sl, wait, sl_log)
+        named = {"superlink": sl}
         for j in range(nodes):
-            start(f"supernode-{j}", [_tool("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link}",
-                                     "--port", str(_free_port()), "--max-wait-time", str(wait),
-                                     "--node-config", f"partition-id={j} num-partitions={nodes}"])
+            if insecure:
+                node_tls = ["--insecure"]
+            else:
+                priv, pub = certs["node_keys"][j]
+                _register(pub, env, tmp, wait)
+                node_tls = ["--root-certificates", str(certs["ca"]), "--auth-supernode-private-key", str(priv)]
+            named[f"supernode-{j}"], _ = start(
+                f"supernode-{j}", [_tool("flower-supernode"), *node_tls, "--superlink", f"127.0.0.1:{link}",
+                                   "--port", str(_free_port()), "--max-wait-time", str(wait),
+                                   "--node-config", f"partition-id={j} num-partitions={nodes}"])
         report = out_path / "report.json"
         before = report.stat().st_mtime_ns if report.exists() else None
         run, run_log = start("flwr-run", [_tool("flwr"), "run", str(app), "local-tfresp", "--stream"])
+        if _on_started is not None:
+            _on_started({"procs": dict(named, run=run), "tmp": tmp, "certs": certs, "link": link, "env": env,
+                         "start": start})
         t0 = time.monotonic()
+        gone = set()
         while run.poll() is None:  # `flwr run --stream` returns when the run has ended
             if time.monotonic() - t0 > timeout:
                 raise TimeoutError(f"the deployed run did not finish within {timeout:g} s:\n{_tail(run_log)}")
-            for p, log in zip(procs[:-1], logs[:-1]):
-                if p.poll() is not None:
-                    raise RuntimeError(f"{log.stem} exited (code {p.returncode}):\n{_tail(log)}")
+            if sl.poll() is not None:
+                raise RuntimeError(f"the SuperLink exited (code {sl.returncode}):\n{_tail(sl_log)}")
+            for nm, p in named.items():  # a SuperNode that exits is a dropout: the ServerApp decides
+                if nm != "superlink" and p.poll() is not None and nm not in gone:
+                    gone.add(nm)
+                    print(f"tfresp: {nm} exited (code {p.returncode}); its clients no longer answer",
+                          file=sys.stderr)
             time.sleep(1)
         if not report.exists() or report.stat().st_mtime_ns == before:
+            stopped = [ln for ln in _tail(run_log, 400).splitlines() if "`federated.min_available`" in ln]
+            if stopped:  # too few clients answered: the rounds so far are checkpointed
+                raise RuntimeError(f"the deployed run stopped: {stopped[-1].strip()} (python -m "
+                                   f"tfresp.federated.deploy ... --resume)")
             raise RuntimeError(f"the deployed run ended without a run directory (flwr run exit code "
                                f"{run.returncode}):\n{_tail(run_log, 60)}")
         return out_path
@@ -199,6 +302,20 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _register(public_key: Path, env: dict, cwd: Path, wait: float) -> None:
+    """Register a SuperNode's public key with the SuperLink (Flower CLI, over the TLS Control API)."""
+    t0 = time.monotonic()
+    while True:
+        r = subprocess.run([_tool("flwr"), "supernode", "register", str(public_key), "local-tfresp"], env=env,
+                           cwd=cwd, capture_output=True, text=True, timeout=max(5.0, wait))
+        if r.returncode == 0:
+            return
+        if time.monotonic() - t0 > wait:
+            raise RuntimeError(f"`flwr supernode register` failed (code {r.returncode}):\n"
+                               f"{(r.stdout + r.stderr)[-2000:]}")
+        time.sleep(1)  # the Control API may start a moment after the Fleet API port opens
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tfresp.federated.deploy", description=__doc__.split("\n\n")[0])
     p.add_argument("config")
@@ -208,8 +325,12 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
     p.add_argument("--logs", default=None, help="folder to keep the Flower processes' logs in")
+    p.add_argument("--insecure", action="store_true",
+                   help="no TLS and no SuperNode authentication (plaintext on 127.0.0.1); default: TLS with "
+                        "certificates generated for this run and authenticated SuperNodes")
     a = p.parse_args(argv)
-    path = deploy(a.config, a.out, a.nodes, a.overwrite, a.resume, a.timeout, keep_logs=a.logs)
+    path = deploy(a.config, a.out, a.nodes, a.overwrite, a.resume, a.timeout, keep_logs=a.logs,
+                  insecure=a.insecure)
     print(f"tfresp: deployed run written to {path}")
     return 0
 

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tf_keras as keras
 
-from tfresp.errors import BudgetExhaustedError, ConfigError
+from tfresp.errors import BudgetExhaustedError, ConfigError, TfrespError
 from tfresp.federated import dp as fdp
 from tfresp.federated.partition import partition
 from tfresp.privacy import accounting
@@ -97,6 +97,12 @@ def local_fit(model, core, weights: Sequence[np.ndarray], x, y, extras: Dict[str
     return [np.array(w) for w in core.get_weights()]
 
 
+class ClientsUnavailableError(TfrespError):
+    """Fewer sampled clients answered in a round than ``federated.min_available``; the run can be resumed."""
+
+    exit_code = 1
+
+
 class Server:
     """The server side of federated training: sampling, (DP) aggregation, accounting and the round history."""
 
@@ -112,7 +118,7 @@ class Server:
         self.seconds = 0.0
         self.state = {"clients": n_clients, "rounds_planned": cfg.rounds, "sampling_rate": self.q,
                       "partition": cfg.partition}
-        self.history = {"round": [], "val_loss": [], "val_accuracy": [], "participants": []}
+        self.history = {"round": [], "val_loss": [], "val_accuracy": [], "participants": [], "dropped": []}
         self.clip_norm = dpc.clip_norm if dpc is not None else None
         if dpc is None:
             return
@@ -154,10 +160,35 @@ class Server:
         return [(int(k), int(self.public.integers(2**31))) for k in chosen]
 
     def finish_round(self, rnd: int, jobs, local: Dict[int, Tuple[List[np.ndarray], int]]) -> List[np.ndarray]:
-        """Aggregate the clients' local weights (clip + noise under DP) into the new global weights."""
-        missing = [k for k, _ in jobs if k not in local]
+        """Aggregate the clients' local weights (clip + noise under DP) into the new global weights.
+
+        A sampled client missing from ``local`` (it sent no update) is dropped from this round; the round counts if
+        at least ``min(federated.min_available, sampled)`` clients answered (default: all of them), else
+        :class:`ClientsUnavailableError` stops the run with the previous round's checkpoint in place.
+
+        Under client-level DP-FedAvg a dropout does not change ε: the dropped client's data are simply not used in
+        this round, and "client k contributes nothing" is exactly the removal that the add/remove-one-client
+        adjacency already covers. For every other client the round is still PoissonSampled(q, Gaussian(z)): its
+        inclusion was an independent secret Bernoulli(q) draw, the noise is still calibrated to the clip bound on
+        the *sum* and the sum is still divided by the fixed expected count q·N (not by the number that answered,
+        which would change the sensitivity). The server must NOT re-sample to fill the gap: a second draw would give
+        the remaining clients an inclusion probability above q, which the accountant does not cover.
+        """
+        sampled = [k for k, _ in jobs]
+        answered = [k for k in sampled if k in local]
+        missing = [k for k in sampled if k not in local]
+        need = min(self.cfg.min_available or len(sampled), len(sampled))
+        if len(answered) < need:
+            done = f"rounds 1..{self.rounds_done} are checkpointed" if self.rounds_done else "no round finished yet"
+            raise ClientsUnavailableError(
+                f"`federated.min_available`: round {rnd} needs updates from {need} of its {len(sampled)} sampled "
+                f"clients; only {len(answered)} answered. Received: no update from clients {missing}. The run "
+                f"stopped; {done}. Remedy: restart the missing clients/SuperNodes and run the same command with "
+                f"--resume (or lower federated.min_available)")
         if missing:
-            raise RuntimeError(f"federated round {rnd}: no update from clients {missing}")
+            log.warning("federated round %d: no update from sampled clients %s; the round uses the %d that answered",
+                        rnd, missing, len(answered))
+        jobs = [(k, s) for k, s in jobs if k in local]
         dpc, st = self.dpc, self.state
         results = []
         if dpc is None:
@@ -181,6 +212,7 @@ class Server:
         self.rounds_done = rnd
         self.history["round"].append(rnd)
         self.history["participants"].append(len(jobs))
+        self.history["dropped"].append(missing)
         if dpc is not None:
             self.history["epsilon"].append(self.epsilon(rnd))
             self.history["clip_norm"].append(self.clip_norm)
@@ -247,5 +279,7 @@ def fit_federated(ctx) -> None:
     if server.dpc is not None:
         state["epsilon"] = server.epsilon(server.rounds_done)
     ctx.own("federated").summary = state
-    ctx.history = server.history
+    # per-round lists of dropped clients go to the report's federated section, not to the (numeric) curves
+    state["dropped"] = server.history["dropped"]
+    ctx.history = {k: v for k, v in server.history.items() if k != "dropped"}
     log.info("federated: %d rounds over %d clients (q=%.3g)", server.rounds_done, len(parts), server.q)
