@@ -206,7 +206,7 @@ def test_killed_supernode_drops_out_and_the_run_completes(tmp_path):
     import signal
     import threading
 
-    from tfresp.checkpointing import work_dir
+    from tfresp.run.checkpointing import work_dir
     from tfresp.federated.deploy import deploy
 
     cfg = {**CFG, "federated": {**CFG["federated"], "rounds": 3, "min_available": 2}}
@@ -250,7 +250,7 @@ def test_killed_supernode_stops_resumably_by_default(tmp_path):
     import signal
     import threading
 
-    from tfresp.checkpointing import work_dir
+    from tfresp.run.checkpointing import work_dir
     from tfresp.federated.deploy import deploy
 
     out = tmp_path / "deployed"

@@ -9,7 +9,7 @@ import dp_accounting  # noqa: E402
 from dp_accounting import pld  # noqa: E402
 
 import tfresp  # noqa: E402
-from tfresp.checkpointing import work_dir  # noqa: E402
+from tfresp.run.checkpointing import work_dir  # noqa: E402
 from tfresp.federated import dp as fdp  # noqa: E402
 from tfresp.federated import train as ftrain  # noqa: E402
 from tests.conftest import tiny_adult  # noqa: E402
