@@ -39,7 +39,7 @@ def load_run(run_dir, memory=None, data_file=None):
 
     The data are re-prepared only if they are the ones the run recorded (sha256, :mod:`tfresp.run.run_data`);
     ``memory`` is the DataFrame of an in-memory run. Data files are found where the run recorded them, also
-    after the run directory moved (:mod:`tfresp.relocate`); ``data_file`` (``--data``) names the source file."""
+    after the run directory moved (:mod:`tfresp.run.relocate`); ``data_file`` (``--data``) names the source file."""
     import tensorflow as tf
 
     from tfresp.config import load_config
@@ -56,7 +56,7 @@ def load_run(run_dir, memory=None, data_file=None):
     report = load_report(run_dir)
     config = load_config(run_dir / "config.yaml")
     if memory is None:
-        from tfresp.relocate import locate
+        from tfresp.run.relocate import locate
 
         config = locate(run_dir, config, report, source=data_file)
     verify_source(run_dir, config, report, memory)

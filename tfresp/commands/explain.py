@@ -85,7 +85,7 @@ def run(args) -> int:
                             "the frame to a CSV file and fit with data.source set to it, or explain in Python with "
                             "tfresp.explain.lime_explain.TabularLime on tfresp.load(RUN)")
         report = load_report(root)
-        from tfresp.relocate import locate
+        from tfresp.run.relocate import locate
 
         config = locate(root, config, report, source=getattr(args, "data", None))  # also after the run moved
         verify_source(root, config, report)

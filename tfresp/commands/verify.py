@@ -238,7 +238,7 @@ def _privacy(run_dir: Path, report: dict, found: Findings) -> None:
 def _prepare(run_dir: Path, config, report: dict, data_file: Optional[str], found: Findings):
     """The run's splits re-prepared from its data (located, fingerprint-checked) with its saved preprocessing."""
     from tfresp.data.dataset import prepare, saved_preprocessor
-    from tfresp.relocate import locate, test_role
+    from tfresp.run.relocate import locate, test_role
     from tfresp.run.run_data import check_prepared, verify_source
 
     if config.data.source == "memory":

@@ -22,7 +22,7 @@ And one for the per-example path: a forward pass with a ``tf.while_loop`` (recur
 ``tf.vectorized_map`` cannot vectorise; such models clip in a per-example loop (:func:`needs_loop`).
 
 Example:
-    >>> mode, reason = admit(model, "auto")  # raises IncompatibleModelError listing every problem
+    >>> mode, reason = clipping.admit(model, "auto")  # raises IncompatibleModelError listing every problem
 """
 from __future__ import annotations
 
@@ -133,13 +133,16 @@ def _probe_seed(seed: int):
     from tensorflow.python.eager import context  # TF internals: the eager global seed and its generator
 
     ctx = context.context()
-    saved = (ctx._seed, ctx._rng)
+    saved = (ctx._seed, getattr(ctx, "_rng", None))  # no _rng until a global seed was ever set
     tf.random.set_seed(seed)
     try:
         yield
     finally:
         ctx._set_global_seed(saved[0])
-        ctx._rng = saved[1]
+        if saved[1] is None:
+            del ctx._rng
+        else:
+            ctx._rng = saved[1]
 
 
 def _snapshot(core):
@@ -549,28 +552,6 @@ def needs_loop(model) -> Optional[str]:
     return None
 
 
-def admit(model, clipping_mode: str = "auto") -> Tuple[str, str]:
-    """Admit ``model`` under DP-SGD and choose its clipping: ``(mode, reason)``.
-
-    Runs :func:`tfresp.privacy.clipping.check_model` (static checks, probes 1 and 2) and
-    :func:`tfresp.privacy.clipping.select_clipping` (static ghost blockers, probe 3, loop detection).
-
-    Args:
-        model: a ResponsibleModel, or a ``keras.Model`` core (wrapped for the check).
-        clipping_mode: ``auto``, ``ghost`` or ``vectorized``.
-
-    Raises:
-        IncompatibleModelError: listing every problem, each with a remedy.
-    """
-    from tfresp.models.base import ResponsibleModel
-    from tfresp.privacy import clipping
-
-    if not isinstance(model, ResponsibleModel):
-        model = ResponsibleModel(model)
-    clipping.check_model(model)
-    return clipping.select_clipping(model, clipping_mode)
-
-
-__all__ = ["admit", "assigned_variables", "foreign_weight_uses", "independence_problem", "ghost_exactness_problem",
+__all__ = ["assigned_variables", "foreign_weight_uses", "independence_problem", "ghost_exactness_problem",
            "needs_loop",
            "probe_batch", "state_problems"]

@@ -349,3 +349,24 @@ def make_gradient_fn(mode: str, l2_norm_clip: float, noise_multiplier: float,
 
     gradient_fn.mode = mode
     return gradient_fn
+
+
+def admit(model, clipping_mode: str = "auto") -> Tuple[str, str]:
+    """Admit ``model`` under DP-SGD and choose its clipping: ``(mode, reason)``.
+
+    Runs :func:`tfresp.privacy.clipping.check_model` (static checks, probes 1 and 2) and
+    :func:`tfresp.privacy.clipping.select_clipping` (static ghost blockers, probe 3, loop detection).
+
+    Args:
+        model: a ResponsibleModel, or a ``keras.Model`` core (wrapped for the check).
+        clipping_mode: ``auto``, ``ghost`` or ``vectorized``.
+
+    Raises:
+        IncompatibleModelError: listing every problem, each with a remedy.
+    """
+    from tfresp.models.base import ResponsibleModel
+
+    if not isinstance(model, ResponsibleModel):
+        model = ResponsibleModel(model)
+    check_model(model)
+    return select_clipping(model, clipping_mode)

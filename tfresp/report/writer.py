@@ -136,7 +136,7 @@ def finalize_report(ctx) -> dict:
     plots = ctx.report.setdefault("plots", {})
     plots.update(_plots(ctx))
     report = build_report(ctx)
-    from tfresp.relocate import locations
+    from tfresp.run.relocate import locations
     from tfresp.report import manifest
 
     where = locations(ctx.config, ctx.target if ctx.target is not None else run_dir)

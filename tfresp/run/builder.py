@@ -92,7 +92,7 @@ def _train_dataset(ctx: RunContext):
 
 
 def _standard_callbacks(ctx: RunContext) -> list:
-    from tfresp.non_finite_loss import NonFiniteLossStop
+    from tfresp.run.non_finite_loss import NonFiniteLossStop
 
     cbs = [NonFiniteLossStop(), keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"),
                                                             profile_batch=0, write_graph=False)]

@@ -14,7 +14,7 @@ class NonFiniteLossStop(keras.callbacks.Callback):
     true of such a model. The failed run's checkpoints are discarded (resuming would diverge again).
 
     Example:
-        >>> model.fit(x, y, callbacks=[tfresp.non_finite_loss.NonFiniteLossStop()])
+        >>> model.fit(x, y, callbacks=[tfresp.run.non_finite_loss.NonFiniteLossStop()])
     """
 
     def on_train_begin(self, logs=None):
