@@ -94,3 +94,20 @@ def test_statement_is_short_and_names_each_release_once():
     rows = releases(sec)
     assert [r["release"] for r in rows] == ["preprocessing.histogram", "privacy.dp_sgd"]
     assert "noise_multiplier = 24.7" in rows[0]["parameters"] and "(20 in all)" in rows[0]["parameters"]
+
+
+def test_statement_names_each_delta_term_by_its_mechanism():
+    """δ set aside for static-shape truncation is not called a histogram threshold (and vice versa)."""
+    from tfresp.privacy.statement import statement
+
+    sec = {"epsilon": 3.0, "delta": 1e-5, "delta_times_n": 0.3, "steps": 100, "noise_multiplier": 1.1,
+           "l2_norm_clip": 1.0, "sampling": "poisson", "sampling_rate": 0.01, "accountant": "pld",
+           "budget": {"extra_delta": 3e-7, "spends": [
+               {"source": "preprocessing.histogram", "mechanism": "gaussian", "params": {"delta": 2e-7},
+                "covers": ["preprocessing.categories.a"]},
+               {"source": "privacy.dp_sgd", "mechanism": "dp_sgd", "params": {"steps": 100, "delta": 1e-7},
+                "covers": ["weights"]}], "coverage": []}}
+    text = statement(sec)
+    assert "1.00e-07 for the truncation of Poisson batches" in text
+    assert "2.00e-07 for the failure probability of the thresholded histograms" in text
+    assert "at the remaining 9.70e-06" in text

@@ -82,8 +82,18 @@ def statement(sec: dict) -> str:
         f"{sampling}.")
     extra_delta = budget.get("extra_delta") or 0.0
     if extra_delta:
-        text += (f" Of δ, {extra_delta:.2e} is the failure probability of the thresholded histograms; ε is composed "
-                 f"at the remaining {sec['delta'] - extra_delta:.2e}.")
+        # each spend that carries its own δ term: the thresholded histograms (a rare value could pass the threshold)
+        # and, with static shapes, DP-SGD's truncation of Poisson batches to batch_max
+        terms = {}
+        for sp in budget.get("spends") or []:
+            d = float((sp.get("params") or {}).get("delta") or 0.0)
+            if d:
+                what = ("truncation of Poisson batches to a static size" if sp.get("source") == "privacy.dp_sgd"
+                        else "failure probability of the thresholded histograms")
+                terms[what] = terms.get(what, 0.0) + d
+        parts = "; ".join(f"{d:.2e} for the {what}" for what, d in terms.items())
+        text += (f" Of δ, {extra_delta:.2e} is set aside for mechanisms with their own δ term ({parts}); ε is "
+                 f"composed at the remaining {sec['delta'] - extra_delta:.2e}.")
     rows = releases(sec)
     others = [r for r in rows if r["release"] != "privacy.dp_sgd"]
     accountant = str(sec.get("accountant", "")).upper()
