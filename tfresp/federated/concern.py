@@ -23,8 +23,9 @@ def statement(sec: dict) -> str:
         "in the config for a real deployment); the per-round validation curve uses the server's held-out "
         "validation split; the server is trusted (it receives each sampled client's unclipped update, clips it and "
         "adds the noise: central DP, no secure aggregation); the number of clients is treated as public; a sampled "
-        "client that sent no update (listed in the report's federated.dropped) contributed nothing to that round "
-        "(its removal is within the adjacency; the server did not re-sample to replace it); a client's "
+        "client that sent no update contributed nothing to that round (its removal is within the adjacency; the "
+        "server did not re-sample to replace it; which clients were sampled or dropped out is secret and withheld "
+        "from the report); a client's "
         "rows are protected together, "
         "but a person present in several clients only up to group privacy.")
 
@@ -87,6 +88,13 @@ class Federated(Concern):
                "seconds": st["seconds"]}
         sec["per_client"] = self._per_client(ctx, st)
         if cfg.dp is not None:
+            # Which clients were sampled is secret (the amplification by sampling in ε rests on it): the ids of
+            # sampled clients that sent no update, and each round's count of updates, would reveal some of it.
+            # They stay in the private checkpoint history; the report withholds them.
+            sec["participation"], sec["dropped"] = None, None
+            sec["withheld_under_dp"] = {
+                "participation": "per-round count of client updates used: it depends on the secret Poisson draws",
+                "dropped": "ids of sampled clients that sent no update: they would reveal who was sampled"}
             dpc = cfg.dp
             priv = {"epsilon": st["epsilon"], "delta": st["delta"], "level": "client",
                     "adjacency": "add/remove one client's whole data", "mechanism": "DP-FedAvg (Poisson-sampled "
