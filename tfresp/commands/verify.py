@@ -346,12 +346,13 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
 
     ctx = RunContext(config=config, data=data, run_dir=scratch, core=loaded.core, quiet=True)
     ctx.predictions.update(predictions)
-    ev = Evaluation().audit(ctx)
+    fairness = _fairness_post_fit(ctx, run_dir, report) if config.fairness is not None else None
+    ev = Evaluation().audit(ctx)  # after post-fit: the served metrics read the served rule (ctx.serving)
     ev.pop("baseline", None)
     ctx.report["evaluation"] = ev
     out = {"evaluation": ev}
-    if config.fairness is not None:
-        out["fairness"] = _fairness(ctx, run_dir, report)
+    if fairness is not None:
+        out["fairness"] = fairness.audit(ctx)
         served = ctx.serving.served_class_id_test
         if served is not None:  # the SavedModel applies the rule the report's served metrics come from
             found.checked += 1
@@ -387,7 +388,10 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
     return out
 
 
-def _fairness(ctx, run_dir: Path, report: dict) -> dict:
+def _fairness_post_fit(ctx, run_dir: Path, report: dict):
+    """The fairness concern after its post-fit stage, as in a run (stages: post-fit, then audits): the group rule
+    the run serves is reloaded from ``preprocessing/thresholds.json`` (never re-fitted) and applied to the test
+    rows, so the audit reads the served decisions."""
     from tfresp.fairness.concern import Fairness
 
     saved = run_dir / "preprocessing" / "thresholds.json"
@@ -397,7 +401,8 @@ def _fairness(ctx, run_dir: Path, report: dict) -> dict:
     concern.validate(ctx)
     old = report.get("fairness") or {}
     ctx.own(Fairness).mitigation = dict(old.get("mitigation") or {"name": ctx.config.fairness.mitigation})
-    return concern.audit(ctx)
+    concern.post_fit(ctx)
+    return concern
 
 
 def _compression(run_dir: Path, config, data, loaded, proba, report: dict, found: Findings) -> None:

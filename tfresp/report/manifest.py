@@ -13,10 +13,11 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Dict, Iterable, List
+
+from tfresp.data.stream import sha256_file
 
 #: derived from report.json, or not evidence: never listed
 EXCLUDED_FILES = ("report.json", "report.md", "report.html", ".tfresp-run", "signature.json")
@@ -24,14 +25,6 @@ EXCLUDED_FILES = ("report.json", "report.md", "report.html", ".tfresp-run", "sig
 EXCLUDED_DIRS = ("checkpoints", "tensorboard", "private")
 #: drawn by the report renderer from report.json's numbers on every re-render (tfresp/report/html.py)
 DERIVED_PREFIX = "plots/report_"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _listed(run_dir: Path) -> List[str]:

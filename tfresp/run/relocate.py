@@ -36,7 +36,7 @@ def test_file_of(config) -> Optional[str]:
 
 
 def _entry(given: str, target: Path, digest: bool) -> dict:
-    from tfresp.report.manifest import sha256_file
+    from tfresp.data.stream import sha256_file
 
     path = Path(given).expanduser().resolve()
     out = {"given": given, "absolute": str(path)}
@@ -98,7 +98,7 @@ def locate(run_dir, config, report: dict, *, source: Optional[str] = None, test:
 
 
 def _find(role, field, given, rec, run_dir: Path, override, option) -> str:
-    from tfresp.report.manifest import sha256_file
+    from tfresp.data.stream import sha256_file
 
     rec = rec if isinstance(rec, dict) else {}
     want = rec.get("sha256")

@@ -12,20 +12,12 @@ command refuses. :func:`file_matches_run` answers "is this file the run's record
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 from pathlib import Path
 from typing import Optional
 
+from tfresp.data.stream import sha256_file
 from tfresp.errors import DataError
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _key_missing(run_dir) -> DataError:
@@ -70,7 +62,7 @@ def file_matches_run(run_dir, path, split: str = "train", report: Optional[dict]
         recorded = dict(source["test_file"].get("files") or {})
     if not recorded:
         return False
-    digest = _file_sha256(Path(path))
+    digest = sha256_file(Path(path))
     return any(digest_matches(run_dir, r, digest) for r in recorded.values())
 
 
@@ -103,7 +95,7 @@ def verify_source(run_dir, config, report: dict, memory=None) -> None:
         if not is_regular_file(path):
             raise DataError(f"`data.source`: is not a regular file. Received: source={source!r}. Remedy: give the "
                             "run's data file")
-        if not digest_matches(run_dir, recorded[name], _file_sha256(path)):
+        if not digest_matches(run_dir, recorded[name], sha256_file(path)):
             raise _changed(run_dir, f"the file {source!r}")
 
 
