@@ -117,4 +117,6 @@ def test_batch_and_input_transform_terms_are_slotted():
     assert model.input_transform is noise.transform and model.batch_losses == [mindiff]
     with pytest.raises(tfresp.IncompatibleModelError, match="two input transforms"):
         model.add_term(tfresp.terms.AdversarialTraining(0.1, steps=2))
-    assert "ResponsibleModel" not in tfresp.__all__ and not hasattr(tfresp, "ResponsibleModel")  # one public name
+    old_name = "Tfresp" + "Model"  # spelled apart so renaming scripts leave this check alone
+    assert "ResponsibleModel" in tfresp.__all__ and tfresp.ResponsibleModel is ResponsibleModel  # one public name
+    assert old_name not in tfresp.__all__ and not hasattr(tfresp, old_name)

@@ -222,11 +222,33 @@ class _WriteScan:
         return written
 
 
+def _local(variables) -> list:
+    """Gradient targets for a probe: a tf.distribute variable's local component (a probe runs in the
+    cross-replica context of the run's strategy scope, where such a variable's reads use that component and its
+    ``handle`` raises); plain variables as they are."""
+    return [v._get_on_device_or_primary() if isinstance(v, tf.distribute.DistributedValues) else v  # noqa: SLF001
+            for v in variables]
+
+
+def _handles(v) -> list:
+    """The resource handles a traced read of ``v`` can capture: every component of a tf.distribute variable
+    (outside a replica context its ``handle`` raises; a cross-replica read captures a component's)."""
+    parts = v.values if isinstance(v, tf.distribute.DistributedValues) else (v,)
+    out = []
+    for part in parts:
+        try:
+            handle = part.handle
+        except (AttributeError, ValueError):
+            continue
+        if handle is not None:
+            out.append(handle)
+    return out
+
+
 def _known_variables(model) -> Dict[int, tf.Variable]:
     out = {}
     for v in list(model.variables) + [v for layer in ghost.all_layers(model) for v in layer.weights]:
-        handle = getattr(v, "handle", None)
-        if handle is not None:
+        for handle in _handles(v):
             out[id(handle)] = v
     return out
 
@@ -249,7 +271,7 @@ def _traced_step(model, x):
             with tf.GradientTape() as tape:
                 loss, _ = model.per_example_loss(x, y, {}, training=True)
                 loss = tf.reduce_sum(loss)
-            return tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return tape.gradient(loss, _local(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
         try:
             return tf.function(step_model).get_concrete_function(x, y)
@@ -259,7 +281,7 @@ def _traced_step(model, x):
     def step_core(x):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(_probe_loss(core(x, training=True)))
-        return tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tape.gradient(loss, _local(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     return tf.function(step_core).get_concrete_function(x)
 
@@ -319,7 +341,7 @@ def _outputs_and_grads(core, x, others, training):
     with tf.GradientTape() as tape:
         out = core(x, training=training)
         loss = tf.reduce_sum(tf.gather(_probe_loss(out), others))
-    grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    grads = tape.gradient(loss, _local(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
     flat = tf.concat([tf.reshape(tf.cast(o, tf.float32), [tf.shape(o)[0], -1]) for o in tf.nest.flatten(out)], 1)
     return tf.gather(flat, others).numpy(), [tf.convert_to_tensor(g).numpy() for g in grads]
 
@@ -410,7 +432,7 @@ def _exactness(core, x) -> Optional[str]:
             xi = tf.nest.map_structure(lambda t: t[i:i + 1], x)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_sum(_probe_loss(core(xi, training=True)))
-            grads = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = tape.gradient(loss, _local(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
             loop.append(np.sqrt(sum(float(tf.reduce_sum(tf.square(tf.cast(tf.convert_to_tensor(g), tf.float64))))
                                     for g in grads)))
     finally:
@@ -471,7 +493,8 @@ def foreign_weight_uses(core, x=None) -> List[str]:
     owner = {}
     for layer in leaves:
         for v in layer.trainable_weights:
-            owner[id(v.handle)] = (layer, v)
+            for handle in _handles(v):
+                owner[id(handle)] = (layer, v)
     found = set()
     for external, internal in cf.graph.captures:
         hit = owner.get(id(external))
