@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run", help=_RUN_HELP)
     r.add_argument("--check", action="store_true",
                    help="alias of `tfresp verify RUN`: recompute every number from the run's artifacts (writes "
-                        "nothing); exit 2 on a mismatch or if the run cannot be checked, 1 if a gate fails")
+                        "nothing); exit 2 on a mismatch or if the run cannot be checked, exit 1 if a gate fails")
     r.add_argument("--data", default=None, help="with --check: the run's test data file when it was moved")
     r.add_argument("--gate", dest="gates", action="append", default=[], metavar="GATE",
                    help="extra gate checked (not written), e.g. 'accuracy >= 0.8'; repeatable")

@@ -77,6 +77,12 @@ def split_by_size(groups: np.ndarray, min_group_size: int):
 
 
 # -------------------------------------------------------------------------- bootstrap ----
+#: how the report's (and the monitor's) bootstrap intervals are drawn (:class:`Cells`)
+BOOTSTRAP_METHOD = ("bias-corrected percentile (Efron 1981), rows resampled with replacement (drawn as multinomial "
+                    "counts over group x label x decision x calibration-bin cells; the cells' probability sums, used "
+                    "only by the calibration error, from their normal approximation)")
+
+
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     """``[resamples, n]`` row indices drawn with replacement (seeded)."""
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n), dtype=np.int64)
@@ -380,10 +386,7 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
             for k, arr in gap_stats(rates, pidx).items():
                 section[f"{k}_ci"] = interval(arr, section.get(k))
         section["bootstrap"] = {"resamples": int(bootstrap), "confidence": float(confidence), "seed": int(seed),
-                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement "
-                                          "(drawn as multinomial counts over group x label x decision x "
-                                          "calibration-bin cells; the cells' probability sums, used only by the "
-                                          "calibration error, from their normal approximation)",
+                                "method": BOOTSTRAP_METHOD,
                                 "ci_widened": widened}
     section["by_group"] = by_group
     return section

@@ -219,9 +219,10 @@ def write_reference(ctx) -> Optional[dict]:
             budget.declare_not_covered(vocab_item, f"exact category values of the training rows ({', '.join(exact)})")
         elif vocab:
             budget.declare_derived(vocab_item, f"the preprocessing vocabulary ({vocab_source}); post-processing")
-    elif isinstance(ctx.report.get("privacy"), dict) and exact and ctx.report["privacy"].get("statement"):
-        # federated DP (no example-level budget): the statement names the training vocabulary it holds
-        ctx.report["privacy"]["statement"] += (
+    elif isinstance(getattr(ctx, "privacy_claim", None), dict) and exact and ctx.privacy_claim.get("statement"):
+        # federated DP (no example-level budget; its claim becomes the report's privacy section): the statement
+        # names the training vocabulary the reference holds
+        ctx.privacy_claim["statement"] += (
             f" monitor/reference.json holds {histograms}, and the model's category vocabulary, which is the exact "
             f"set of values of the pooled training rows ({', '.join(exact)}): not covered.")
     return ref

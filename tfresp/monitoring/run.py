@@ -126,7 +126,7 @@ def window_fairness(frame, y, proba, class_id, attributes: List[str], min_group_
 def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootstrap: int = 200,
                       confidence: float = 0.95, seed: int = 0) -> dict:
     """``groups``: a label per row, or ``(integer codes, labels)`` (the labels of the codes)."""
-    from tfresp.fairness.metrics import ALL_METRICS, _num, bootstrap_indices, gap_stats, group_rates
+    from tfresp.fairness.metrics import ALL_METRICS, BOOTSTRAP_METHOD, _num, bootstrap_rates, gap_stats, group_rates
 
     y, pred = np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64)
     prob = np.asarray(prob, np.float64)
@@ -162,7 +162,7 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
     else:
         section["note"] = "fewer than two groups at or above min_group_size; gaps not defined"
     if bootstrap and len(y) > 0:
-        rates = resampled_rates(y, pred, prob, gidx, len(names), bootstrap_indices(len(y), bootstrap, seed))
+        rates = bootstrap_rates(y, pred, prob, gidx, len(names), bootstrap, seed)  # group_report's engine
         cols, ests, keys = [], [], []
         for m in ALL_METRICS:
             for j, g in enumerate(names):
@@ -178,7 +178,7 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
             else:
                 by_group[g][f"{m}_ci"] = ci
         section["bootstrap"] = {"resamples": int(bootstrap), "confidence": float(confidence), "seed": int(seed),
-                                "method": "bias-corrected percentile (Efron 1981), rows resampled with replacement",
+                                "method": BOOTSTRAP_METHOD,
                                 "ci_widened": int(widened)}
     section["by_group"] = by_group
     return section
