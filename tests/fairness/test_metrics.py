@@ -1,6 +1,5 @@
 """Group metrics: hand-counted cases, equality with fairlearn (computed here, independently) to 1e-9,
 and the vectorized bootstrap against a slow per-resample fairlearn loop."""
-import time
 
 import numpy as np
 import pytest
@@ -153,17 +152,17 @@ def test_bootstrap_matches_slow_fairlearn_loop():
     assert other["equalized_odds_difference_ci"] != rep["equalized_odds_difference_ci"]
 
 
-def test_bootstrap_is_fast_on_16k_rows():
+def test_row_bootstrap_shapes_on_16k_rows():
+    """The row engine (the reference of the cell engine) gives [B, G] rates and [B] gaps; speed goals live in
+    benchmarks/fairness_bootstrap.py, not in timed unit tests."""
     y, prob, g = _synthetic(n=16_000, groups=("Female", "Male"), p=(0.33, 0.67))
     pred = (prob >= 0.5).astype(int)
     names = ["Female", "Male"]
-    t0 = time.perf_counter()
     idx = fm.bootstrap_indices(len(y), 200, 0)
     rates = fm.group_rates(y, pred, prob, np.searchsorted(names, g), 2, idx)
     gaps = fm.gap_stats(rates)
-    elapsed = time.perf_counter() - t0
     assert rates["selection_rate"].shape == (200, 2) and gaps["equalized_odds_difference"].shape == (200,)
-    assert elapsed < 5.0, f"200 resamples of 16k rows took {elapsed:.2f}s"
+    assert np.isfinite(gaps["equalized_odds_difference"]).all()
 
 
 def test_small_groups_are_suppressed_and_excluded():
