@@ -177,6 +177,8 @@ def make_certificates(folder: Path, nodes: int, days: int = 2) -> dict:
         .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                      content_commitment=False, key_encipherment=False, data_encipherment=False,
                                      key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        # key identifiers: Python 3.13's default TLS context verifies strictly (VERIFY_X509_STRICT, RFC 5280)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA384()))
     srv_key = ec.generate_private_key(ec.SECP384R1())
     srv = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
@@ -187,6 +189,8 @@ def make_certificates(folder: Path, nodes: int, days: int = 2) -> dict:
                           critical=False)
            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+           .add_extension(x509.SubjectKeyIdentifier.from_public_key(srv_key.public_key()), critical=False)
+           .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
            .sign(ca_key, hashes.SHA384()))
     paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key", "node_keys": []}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
