@@ -184,48 +184,6 @@ def fast_group_report(y, pred, prob, groups, *, min_group_size: int = 30, bootst
     return section
 
 
-def resampled_rates(y, pred, prob, gidx, n_groups: int, idx: np.ndarray):
-    """:func:`tfresp.fairness.metrics.group_rates` on the resamples ``idx`` ``[B, n]``: each row's multiplicity per
-    resample (one ``bincount``), summed per confusion cell and per (group, calibration bin) with ``reduceat`` over
-    the rows sorted by cell (the ECE needs only Σ(y − p) per bin)."""
-    from tfresp.fairness import _fairlearn as fl
-    from tfresp.fairness.metrics import _safe_div
-
-    B, n = idx.shape
-    mult = np.bincount((idx + (np.arange(B) * n)[:, None]).ravel(), minlength=B * n).reshape(B, n)
-    nb = fl.ECE_BINS
-
-    def per_key(key, size, weights=None):
-        order = np.argsort(key, kind="stable")
-        k = key[order]
-        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-        m = mult[:, order] if weights is None else mult[:, order] * weights[order]
-        out = np.zeros((B, size), np.float64)
-        out[:, k[starts]] = np.add.reduceat(m, starts, axis=1)
-        return out
-
-    c = per_key(gidx * 4 + y * 2 + pred, n_groups * 4).reshape(B, n_groups, 2, 2)
-    tn, fp, fn, tp = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
-    cnt = tn + fp + fn + tp
-    out = {
-        "selection_rate": _safe_div(tp + fp, cnt),
-        "true_positive_rate": _safe_div(tp, tp + fn),
-        "false_positive_rate": _safe_div(fp, fp + tn),
-        "false_negative_rate": _safe_div(fn, tp + fn),
-        "true_negative_rate": _safe_div(tn, fp + tn),
-        "accuracy": _safe_div(tp + tn, cnt),
-        "precision": _safe_div(tp, tp + fp),
-    }
-    bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
-    gap = per_key(gidx * nb + bins, n_groups * nb, y.astype(np.float64) - prob).reshape(B, n_groups, nb)
-    out["ece"] = _safe_div(np.abs(gap).sum(axis=-1), cnt)
-    absent = cnt == 0
-    for k in out:
-        out[k] = np.where(absent, np.nan, out[k])
-    out["count"] = cnt
-    return out
-
-
 def bc_intervals(samples: np.ndarray, estimates, confidence: float):
     """:func:`tfresp.fairness.metrics.bc_interval` for every column of ``samples`` ``[B, K]`` at once
     (columns with a NaN resample, rare, take the one-column path)."""
