@@ -27,9 +27,31 @@ def _parse(proc):
 
 
 def run_local(cfg: dict, out: Path, logical_cpus: int = 1, timeout: int = 400) -> dict:
-    proc = subprocess.run([sys.executable, str(RUNNER), json.dumps(cfg), str(out), str(logical_cpus)],
-                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=timeout)
-    return _parse(proc)
+    return start_local(cfg, out, logical_cpus, timeout).result()
+
+
+class Started:
+    """A ``_run.py`` process started and not yet waited for: a test runs its reference (single-device) process
+    beside the distributed one, so the two TensorFlow start-ups overlap. ``result()`` waits (once) and parses."""
+
+    def __init__(self, args, timeout):
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                                      cwd=REPO)
+        self._timeout, self._result = timeout, None
+
+    def result(self) -> dict:
+        if self._result is None:
+            try:
+                out, err = self._proc.communicate(timeout=self._timeout)
+            finally:
+                if self._proc.poll() is None:
+                    self._proc.kill()
+            self._result = _parse(subprocess.CompletedProcess(self._proc.args, self._proc.returncode, out, err))
+        return self._result
+
+
+def start_local(cfg: dict, out: Path, logical_cpus: int = 1, timeout: int = 400) -> Started:
+    return Started([sys.executable, str(RUNNER), json.dumps(cfg), str(out), str(logical_cpus)], timeout)
 
 
 def free_ports(n: int):

@@ -11,7 +11,7 @@ Under DP the Adult subset encodes to ~10 inputs: with 32 hidden units (~420 weig
 import numpy as np
 import pytest
 
-from tests.distribute.helpers import run_local, run_workers
+from tests.distribute.helpers import run_local, run_workers, start_local
 
 pytest.importorskip("tfresp.privacy.clipping", reason="tfresp.privacy (DP-SGD) not available")
 
@@ -30,8 +30,13 @@ def update_std(r) -> float:
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    return run_local({**CFG, "distribute": "none"}, tmp_path_factory.mktemp("dp1") / "run")
+def single_started(tmp_path_factory):  # the reference process, started; the first test waits for it
+    return start_local({**CFG, "distribute": "none"}, tmp_path_factory.mktemp("dp1") / "run")
+
+
+@pytest.fixture(scope="module")
+def single(single_started):
+    return single_started.result()
 
 
 def _same_accounting(a, b):
@@ -39,8 +44,9 @@ def _same_accounting(a, b):
         assert a["privacy"][key] == b["privacy"][key], key
 
 
-def test_mirrored_two_replicas_noise_scale_and_epsilon(single, tmp_path):
-    m = run_local({**CFG, "distribute": "mirrored"}, tmp_path / "run", logical_cpus=2)
+def test_mirrored_two_replicas_noise_scale_and_epsilon(single_started, tmp_path):
+    m = run_local({**CFG, "distribute": "mirrored"}, tmp_path / "run", logical_cpus=2)  # beside the reference
+    single = single_started.result()
     assert m["training"]["replicas"] == 2 and m["training"]["global_batch_size"] == 64
     _same_accounting(m, single)
     ratio = update_std(m) / update_std(single)

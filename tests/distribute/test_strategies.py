@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tfresp.run import distribute
 from tfresp.errors import ConfigError
-from tests.distribute.helpers import run_local, run_workers
+from tests.distribute.helpers import run_local, run_workers, start_local
 
 CFG = {"name": "dist", "seed": 0,
        "data": {"source": "adult", "label": "income", "sensitive": ["sex"], "max_rows": 3000},
@@ -27,12 +27,18 @@ def _close(a: dict, b: dict, tol: float):
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    return run_local({**CFG, "distribute": "none"}, tmp_path_factory.mktemp("single") / "run")
+def single_started(tmp_path_factory):  # the reference process, started; the first test waits for it
+    return start_local({**CFG, "distribute": "none"}, tmp_path_factory.mktemp("single") / "run")
 
 
-def test_mirrored_two_logical_cpus_matches_single_device(single, tmp_path):
-    mirrored = run_local({**CFG, "distribute": "mirrored"}, tmp_path / "run", logical_cpus=2)
+@pytest.fixture(scope="module")
+def single(single_started):
+    return single_started.result()
+
+
+def test_mirrored_two_logical_cpus_matches_single_device(single_started, tmp_path):
+    mirrored = run_local({**CFG, "distribute": "mirrored"}, tmp_path / "run", logical_cpus=2)  # beside the reference
+    single = single_started.result()
     tr = mirrored["training"]
     assert (tr["strategy"], tr["replicas"], tr["global_batch_size"], tr["per_replica_batch_size"]) == \
         ("mirrored", 2, 128, 64)

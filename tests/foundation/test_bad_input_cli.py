@@ -1,4 +1,5 @@
 """Issue 2's ten bad inputs through the real CLI: one clear error line, exit code 2, no partial run dir."""
+import json
 import os
 import subprocess
 import sys
@@ -57,8 +58,18 @@ def _cases(tmp_path):
     ]
 
 
+def _cli_many(argvs, root):
+    """Each command line as `python -m tfresp.cli` runs it, all in one fresh process (one TensorFlow start-up)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, str(Path(__file__).with_name("_cli_many.py")), str(root), json.dumps(argvs)],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("@@CLI@@"))
+    return json.loads(line[len("@@CLI@@"):])
+
+
 def test_ten_bad_inputs_exit_2_with_one_line(tmp_path):
-    results = []
+    names, argvs = [], []
     for name, cfg, extra, needle in _cases(tmp_path):
         if name == "unseen label class":
             train_p = _csv(tmp_path, _frame(), "train.csv")
@@ -68,16 +79,21 @@ def test_ten_bad_inputs_exit_2_with_one_line(tmp_path):
         cfg_path = tmp_path / f"{name.replace(' ', '_')}.yaml"
         cfg_path.write_text(yaml.safe_dump(cfg))
         out_args = extra if "--out" in extra else ["--out", str(tmp_path / "out" / name.replace(" ", "_")), *extra]
-        before = sorted(p.name for p in tmp_path.rglob("*"))
-        res = _cli(["fit", str(cfg_path), "--quiet", *out_args], cwd=tmp_path)
-        after = sorted(p.name for p in tmp_path.rglob("*"))
-        err_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("tfresp: error:")]
-        results.append((name, res.returncode, err_lines, before == after))
-        if name == "unwritable out dir" and os.geteuid() == 0 and res.returncode == 0:
+        names.append((name, needle))
+        argvs.append(["fit", str(cfg_path), "--quiet", *out_args])
+    # the first case also through its own `python -m tfresp.cli` process: the module entry point and its exit code
+    own = _cli(argvs[0], cwd=tmp_path)
+    own_lines = [ln for ln in own.stderr.splitlines() if ln.startswith("tfresp: error:")]
+    assert own.returncode == 2 and len(own_lines) == 1 and names[0][1] in own_lines[0], own.stderr[-1500:]
+    assert "Traceback" not in own.stderr
+    for (name, needle), res in zip(names, _cli_many(argvs, tmp_path)):
+        err_lines = [ln for ln in res["stderr"].splitlines() if ln.startswith("tfresp: error:")]
+        if name == "unwritable out dir" and os.geteuid() == 0 and res["code"] == 0:
             continue  # root can write anywhere; covered by test_unwritable_target_as_root
-        assert res.returncode == 2, (name, res.returncode, res.stderr[-2000:])
-        assert len(err_lines) == 1 and needle in err_lines[0], (name, res.stderr[-1500:])
-        assert "Traceback" not in res.stderr, name
+        assert res["code"] == 2, (name, res["code"], res["stderr"][-2000:])
+        assert len(err_lines) == 1 and needle in err_lines[0], (name, res["stderr"][-1500:])
+        assert "Traceback" not in res["stderr"], name
+        before, after = res["before"], res["after"]
         assert before == after, f"{name}: files changed: {set(after) ^ set(before)}"
     assert (tmp_path / "existing" / "report.json").read_text() == "{}"
     (tmp_path / "locked").chmod(0o700)

@@ -143,11 +143,20 @@ def test_every_fairness_metric_forgery_is_caught(run, capsys):
     sec = report["fairness"]["sex"]
     names = [k for k, v in sec.items() if isinstance(v, float) and not k.endswith("_ci")]
     assert len(names) >= 8, names
-    for name in names:
-        _edit(run, lambda r: r["fairness"]["sex"].__setitem__(name, r["fairness"]["sex"][name] + 0.0123))
-        code, out = _verify(run, capsys)
-        assert code == 2 and f"fairness.sex.{name}" in out, (name, out)
-        _edit(run, lambda r: r["fairness"]["sex"].__setitem__(name, sec[name]))
+    # one forged metric alone is caught and named, and nothing else is
+    first = names[0]
+    _edit(run, lambda r: r["fairness"]["sex"].__setitem__(first, sec[first] + 0.0123))
+    code, out = _verify(run, capsys)
+    assert code == 2 and f"fairness.sex.{first}" in out, (first, out)
+    assert not [n for n in names[1:] if f"MISMATCH fairness.sex.{n}:" in out], out
+    # every metric forged at once: verify compares each number on its own and lists every mismatch, so each
+    # forged name must be listed (one verify instead of one per metric; a metric verify skips is missing here)
+    _edit(run, lambda r: r["fairness"]["sex"].update({n: sec[n] + 0.0123 for n in names}))
+    code, out = _verify(run, capsys)
+    assert code == 2, out
+    missed = [n for n in names if f"MISMATCH fairness.sex.{n}:" not in out]
+    assert not missed, (missed, out)
+    _edit(run, lambda r: r["fairness"]["sex"].update({n: sec[n] for n in names}))
     code, out = _verify(run, capsys)
     assert code == 0, out
 
