@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 import tfresp  # noqa: E402,F401
-from tfresp.models.base import TfrespModel  # noqa: E402
+from tfresp.models.base import ResponsibleModel as TfrespModel  # noqa: E402
 from tfresp.models.mlp import build_mlp  # noqa: E402
 from tfresp.privacy import clipping  # noqa: E402
 

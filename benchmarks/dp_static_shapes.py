@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--dynamic-xla", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result file (dp_static_shapes_TAG.json)")
     args = ap.parse_args()
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare
@@ -98,7 +99,7 @@ def main():
     }
     payload["ratios"]["static_xla/static_eager"] = med["static_xla"] / med["static_eager"]
     print(payload["median_wall_s"], payload["ratios"])
-    write_result("dp_static_shapes", payload)
+    write_result("dp_static_shapes" + (f"_{args.tag}" if args.tag else ""), payload)
 
 
 if __name__ == "__main__":
