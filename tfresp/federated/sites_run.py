@@ -6,7 +6,8 @@ strategy) and sums the sites' evaluation counts. Everything that touches a site'
 :class:`tfresp.federated.site.Site`, reached through a *site transport*: :class:`LocalSites` (simulation: every
 site in this process) or a deployment's (each site on its own node; the server is given the names only).
 
-A transport offers ``names``, ``fit(name, weights, round) -> (weights, rows or None)``,
+A transport offers ``names``, ``description``, ``fit(name, weights, round) -> (weights, rows or None)`` (or None
+when the site sent no update: it is dropped from the round as ``federated.min_available`` allows),
 ``evaluate(name, weights, split) -> counts or None`` and ``privacy(name) -> dict or None``.
 
 The report (``federated`` section): the validation curve per round (pooled and per site), test accuracy and the
@@ -105,7 +106,10 @@ def train_sites(config, transport, core) -> dict:
         jobs = server.jobs()
         local = {}
         for k, _seed in jobs:
-            w, rows = transport.fit(names[k], server.weights, rnd)
+            res = transport.fit(names[k], server.weights, rnd)
+            if res is None:  # the site sent no update (a node that died): federated.min_available decides
+                continue
+            w, rows = res
             # under DP the sites send no row count: equal weights (a row count would be released outside ε)
             local[k] = (w, 1 if (dp or rows is None) else int(rows))
         weights = server.finish_round(rnd, jobs, local)
@@ -157,6 +161,8 @@ def report_section(config, transport, trained: dict, core) -> dict:
                                                           if config.privacy is not None else
                                                           "weighted by each site's training rows"),
            "participation": [{"round": r, "sites": n} for r, n in zip(hist["round"], hist["participants"])],
+           "dropped": [{"round": r, "sites": [names[k] for k in d]} for r, d in zip(hist["round"], hist["dropped"])
+                       if d],
            "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
                      for r, l, a in zip(hist["round"], hist["val_loss"], hist["val_accuracy"])],
            "curve_per_site": trained["per_site_curve"],
