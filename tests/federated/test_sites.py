@@ -160,8 +160,13 @@ def test_the_server_never_opens_a_site_file_and_holds_no_rows(site_files, tmp_pa
         def privacy(self, name):
             return nodes[name].privacy()
 
-    core = sites_run.schema.build_core(cfg)
-    trained = sites_run.train_sites(cfg, NamesOnly(), core)
+    server_cfg = _config(site_files)  # the server's config names the sites only
+    server_cfg["federated"]["sites"] = [{"name": n} for n in site_files]
+    server_cfg = load_config(server_cfg)
+    with pytest.raises(ConfigError, match="no source"):
+        sites_run.LocalSites(server_cfg)  # a simulation needs the sources; a deployment's server does not
+    core = sites_run.schema.build_core(server_cfg)
+    trained = sites_run.train_sites(server_cfg, NamesOnly(), core)
     server = trained["server"]
     shapes = {tuple(np.shape(w)) for w in server.weights}
     for value in vars(server).values():  # weights, counts and settings only: no frame, no row array

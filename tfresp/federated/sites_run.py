@@ -37,6 +37,11 @@ class LocalSites:
     def __init__(self, config):
         from tfresp.federated.site import Site
 
+        missing = [s.name for s in config.federated.sites if s.source is None]
+        if missing:
+            raise ConfigError([("federated.sites", missing, "these sites have no source: a simulation runs every "
+                                "site in this process and needs each site's file (in a deployment each node is "
+                                "given its own). Remedy: give every site its source")])
         self._sites = {s.name: Site(s.name, s.source, config) for s in config.federated.sites}
         self.names = list(self._sites)
         self.description = "sites simulated in-process (each site reads only its own file)"
