@@ -217,6 +217,8 @@ def test_dp_sgd_at_every_site_epsilon_per_site_matches_dp_accounting(site_files,
         assert abs(_oracle_epsilon(got["noise_multiplier"] * 0.99, q, steps, delta) - got["epsilon"]) > 1e-3
     assert claim["epsilon"] == max(p["epsilon"] for p in claim["sites"].values())
     assert "equal site weights" in result.report["federated"]["aggregation"]
+    md = (result.run_dir / "report.md").read_text()
+    assert "| north |" in md and f"{claim['sites']['north']['epsilon']:.4g}" in md
     # the run's config.yaml loads again; commands that re-read a run's data refuse a sites run
     from tfresp.run.run_data import verify_source
 
