@@ -141,7 +141,7 @@ def _check_clipping(ctx, monkeypatch):
     extras["sample_weight"] = 50.0 * tf.cast(extras.get("sample_weight", tf.ones([n])), tf.float32)
     raw_norms = []
     with monkeypatch.context() as m:
-        m.setattr(tf.random, "stateless_normal", lambda shape, seed, dtype=tf.float32: tf.zeros(shape, dtype))
+        m.setattr(tf.random, "stateless_normal", lambda shape, seed, dtype=tf.float32, **k: tf.zeros(shape, dtype))
         m.setattr(tf.random, "normal", lambda shape, *a, dtype=tf.float32, **k: tf.zeros(shape, dtype))
         for i in range(n):  # one example at a time
             one = {k: v[i:i + 1] for k, v in extras.items()}
