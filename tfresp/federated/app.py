@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 import time
 from typing import Dict, List
 
@@ -108,6 +110,18 @@ def grid_transport(grid: Grid, nodes: Dict[int, int], timeout: float, secure=Non
     return run
 
 
+def _log_opens(path: str) -> None:
+    """Append the path of every file this process opens to ``path`` (a Python audit hook; for tests that show the
+    ServerApp never opens a site's file)."""
+    fh = open(path, "a", buffering=1)
+
+    def hook(event, args):
+        if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            fh.write(os.fsdecode(args[0]) + "\n")
+
+    sys.addaudithook(hook)
+
+
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
     import tfresp
@@ -117,7 +131,20 @@ def main(grid: Grid, context: Context) -> None:
 
     rc = context.run_config
     timeout = float(rc["timeout"])
-    secure = load_config(str(rc["config"])).federated.secure_aggregation
+    if os.environ.get("TFRESP_SERVER_OPEN_LOG"):  # tests: record every file this ServerApp process opens
+        _log_opens(os.environ["TFRESP_SERVER_OPEN_LOG"])
+    config = load_config(str(rc["config"]))
+    secure = config.federated.secure_aggregation
+    if config.federated.sites:  # cross-silo: one SuperNode per site; this process knows the site names only
+        from tfresp.federated.grid_sites import GridSites, site_nodes
+        from tfresp.federated.sites_run import run_sites
+        from tfresp.run.rundir import resolve_out
+
+        names = [s.name for s in config.federated.sites]
+        transport = GridSites(grid, site_nodes(grid, names, timeout), timeout, secure, config.privacy is not None)
+        run_sites(config, resolve_out(str(rc["out"]), config.name), overwrite=bool(rc["overwrite"]),
+                  resume=bool(rc["resume"]), quiet=True, transport=transport)
+        return
     nodes = _nodes(grid, int(rc["nodes"]), timeout)
     where = (f"Flower deployment: {len(nodes)} SuperNodes (clients k with k mod {len(nodes)} = partition-id), "
              + ("secure aggregation (SecAgg+): the ServerApp unmasks only the sum of the nodes' updates"
@@ -130,9 +157,20 @@ def main(grid: Grid, context: Context) -> None:
 @client_app.query()
 def query(msg: Message, context: Context) -> Message:
     nc = context.node_config
+    if "site" in nc:  # a site's node: it names its site (never its file)
+        from tfresp.federated import site_node
+
+        return site_node.query(msg, context)
     return Message(RecordDict({"config": ConfigRecord({"partition-id": int(nc["partition-id"]),
                                                        "num-partitions": int(nc["num-partitions"])})}),
                    reply_to=msg)
+
+
+@client_app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    from tfresp.federated import site_node
+
+    return site_node.evaluate(msg, context)
 
 
 class _Node:
@@ -185,6 +223,10 @@ def train(msg: Message, context: Context) -> Message:
     from tfresp.federated import secagg
 
     nc = context.node_config
+    if "site" in nc:  # a site's node (federated.sites)
+        from tfresp.federated import site_node
+
+        return site_node.train(msg, context)
     node = _node(str(context.run_config["config"]), int(nc["partition-id"]), int(nc["num-partitions"]))
     if secagg.is_secure(msg):
         return _train_secure(node, msg, nc)

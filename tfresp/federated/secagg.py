@@ -96,12 +96,31 @@ class _Strategy:
         return None, {}
 
 
+class _Recording:
+    """The grid, keeping each node's plain ``tfresp.privacy`` record (a site's public DP account) from its replies."""
+
+    def __init__(self, grid):
+        self.grid, self.extra = grid, {}
+
+    def get_node_ids(self):
+        return self.grid.get_node_ids()
+
+    def send_and_receive(self, messages, timeout=None):
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        for r in replies:
+            if r.has_content() and "tfresp.privacy" in r.content.config_records:
+                self.extra[r.metadata.src_node_id] = r.content.config_records["tfresp.privacy"]
+        return replies
+
+
 def secure_round(grid, node_jobs: Dict[int, List[Tuple[int, int]]], rnd: int, weights: List[np.ndarray], sa,
-                 timeout: float) -> Tuple[Optional[List[np.ndarray]], List[int], Optional[int]]:
+                 timeout: float, keep_replies: bool = False):
     """One SecAgg+ round over ``node_jobs`` ({node id: [(client, seed)]}).
 
     Returns (the rows-weighted mean update of the nodes whose masked vector entered the sum — None when the
-    protocol halted —, those node ids, the sum of their rows)."""
+    protocol halted —, those node ids, the sum of their rows) and, with ``keep_replies``, each node's plain
+    ``tfresp.privacy`` record."""
+    grid = _Recording(grid)
     params = ndarrays_to_parameters([np.asarray(w) for w in weights])
     fitins = {nid: FitIns(params, {"round": rnd, "clients": ",".join(str(k) for k, _ in jobs),
                                    "seeds": ",".join(str(s) for _, s in jobs), "max_weight": float(sa.max_weight),
@@ -119,11 +138,12 @@ def secure_round(grid, node_jobs: Dict[int, List[Tuple[int, int]]], rnd: int, we
     for failure in flow.state.failures:
         log.warning("federated round %d (SecAgg+): a SuperNode sent no reply: %s", rnd, failure)
     if strategy.aggregate is None:
-        return None, sorted(flow.collected), None
+        return (None, sorted(flow.collected), None) + ((grid.extra,) if keep_replies else ())
     # Σ rows of the summed nodes, from the sum of the quantized weight factors round(rows_j / max_weight · levels)
     rows = None if flow.factor_sum is None else \
         int(round(flow.factor_sum * float(sa.max_weight) / int(sa.quantization_range)))
-    return [np.asarray(u, dtype=np.float64) for u in strategy.aggregate], sorted(flow.collected), rows
+    out = [np.asarray(u, dtype=np.float64) for u in strategy.aggregate], sorted(flow.collected), rows
+    return out + ((grid.extra,) if keep_replies else ())
 
 
 def secure_mod(msg: Message, ctx: Context, call_next) -> Message:
