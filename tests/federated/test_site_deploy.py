@@ -146,3 +146,58 @@ def test_a_site_that_stops_answering_is_named_per_round(tmp_path, identity, file
     assert fed["dropped"] == [{"round": 2, "sites": ["east"]}, {"round": 3, "sites": ["east"]}]
     assert fed["test"]["per_site"]["east"] is None  # it could not evaluate either
     json.dumps(dep["report"])
+
+
+@pytest.mark.slow
+def test_real_deployment_tls_secagg_kill_and_the_server_never_opens_a_site_file(tmp_path, files, monkeypatch):
+    """SuperLink + one SuperNode per site (TLS, authenticated nodes, SecAgg+). The ServerApp process records every
+    file it opens (an audit hook): no site file is among them, and its run config names none. Site "east"'s
+    SuperNode is killed once it has sent its round-1 validation counts: with min_available=2, round 2 completes
+    with north and south (SecAgg+ unmasks their sum) and the report names east as dropped in round 2."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from tfresp.federated.deploy import deploy
+
+    cfg = _fed(files, min_available=2, secure_aggregation={"max_weight": 1000})
+    path = tmp_path / "sites.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    opened = tmp_path / "server-opens.txt"
+    monkeypatch.setenv("TFRESP_SERVER_OPEN_LOG", str(opened))
+    killed = {}
+
+    def kill_east_after_round_1(info):
+        node, log = info["procs"]["supernode-2"], info["tmp"] / "supernode-2.log"
+
+        def watch():
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 600:
+                try:
+                    if "Sending: evaluate message" in log.read_text(errors="replace"):
+                        os.killpg(node.pid, signal.SIGKILL)  # the node and its ClientApp processes
+                        killed["at"] = time.monotonic()
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    logs = tmp_path / "logs"
+    run_dir = deploy(str(path), str(tmp_path / "deployed"), timeout=900, wait=120,
+                     _on_started=kill_east_after_round_1, keep_logs=str(logs))
+    assert "at" in killed
+    rep = json.loads((run_dir / "report.json").read_text())
+    fed = rep["federated"]
+    assert fed["rounds"] == 2 and fed["dropped"] == [{"round": 2, "sites": ["east"]}], fed["dropped"]
+    assert fed["secure_aggregation"]["applied"] is True and "TLS" not in fed["clients_run"]
+    assert fed["test"]["per_site"]["east"] is None and fed["test"]["per_site"]["north"]["rows"] > 0
+    assert "SuperNode authentication is disabled" not in (logs / "superlink.log").read_text()
+    seen = opened.read_text().splitlines()
+    assert any(p.endswith("app-config/config.yaml") for p in seen), seen[:20]  # the hook ran in the ServerApp
+    for name, f in files.items():
+        assert not [p for p in seen if os.path.basename(p) == f.name], name
+    text = (run_dir / "config.yaml").read_text()
+    assert all(str(f) not in text for f in files.values())

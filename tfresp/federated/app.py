@@ -11,6 +11,11 @@ ClientApp: a SuperNode with node config ``partition-id=j num-partitions=M`` host
 and keeps only those rows; it trains the run's Keras model (every loss term of the concerns attached) on one client's
 rows at a time with :func:`tfresp.federated.train.local_fit` — the code the simulation runs.
 
+A SuperNode with node config ``site=NAME site-file=PATH`` is one site of a ``federated.sites`` run
+(:mod:`tfresp.federated.site_node`); the ServerApp then runs :func:`tfresp.federated.sites_run.run_sites` over
+:class:`tfresp.federated.grid_sites.GridSites`. With ``federated.secure_aggregation`` the train handler runs under
+Flower's ``secaggplus_mod`` (:mod:`tfresp.federated.secagg`) and each round is a SecAgg+ round.
+
 Run config keys (``[tool.flwr.app.config]``): ``config`` (the tfresp YAML, an absolute path), ``out`` (run
 directory), ``overwrite``, ``resume``, ``nodes`` (SuperNodes to wait for), ``timeout`` (seconds per wait).
 """

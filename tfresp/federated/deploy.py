@@ -16,6 +16,11 @@ without the CA (or with an unregistered key) cannot join. ``--insecure`` (plaint
 when asked for explicitly. The keys live only as long as the run: a real multi-machine deployment brings its own CA
 and registers its sites' keys (see Flower's documentation).
 
+Sites (``federated.sites``): one SuperNode per site, started with ``--node-config 'site="NAME" site-file="PATH"'``
+(its own file, and no other); the ServerApp's run config points at a copy of the YAML whose site sources read
+``held by site NAME`` (:func:`_server_copy`), so the server process is never told where a site's rows are.
+``federated.secure_aggregation`` makes every round Flower's SecAgg+ protocol (:mod:`tfresp.federated.secagg`).
+
 A SuperNode that exits during the run does not abort it: its clients stop answering, and the ServerApp completes
 each round with the clients that answered or stops resumably (``federated.min_available``).
 
