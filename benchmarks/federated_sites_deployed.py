@@ -98,6 +98,7 @@ def main() -> None:
             row["_weights"] = _weights(run_dir)
             out["runs"][name] = row
             print(name, f"{row['seconds']:.0f}s", json.dumps(row["pooled"]), flush=True)
+            _save(out)  # partial results survive an interrupted benchmark
     runs = out["runs"]
 
     def maxdiff(a, b):
@@ -110,12 +111,18 @@ def main() -> None:
         out["comparison"]["dp_simulation_a_vs_b (noise)"] = _diff(runs["dp_simulation_a"], runs["dp_simulation_b"])
         out["comparison"]["dp_deployed_vs_simulation_a"] = _diff(runs["dp_deployed_secagg"], runs["dp_simulation_a"])
         out["comparison"]["dp_deployed_vs_simulation_b"] = _diff(runs["dp_deployed_secagg"], runs["dp_simulation_b"])
-    for r in runs.values():
-        r.pop("_weights")
-    dest = Path(__file__).resolve().parent / "results" / "federated_sites_deployed.json"
-    dest.write_text(json.dumps(out, indent=1))
+    dest = _save(out)
     print(json.dumps(out["comparison"], indent=1))
     print("wrote", dest)
+
+
+def _save(out: dict) -> Path:
+    plain = {**out, "runs": {n: {k: v for k, v in r.items() if k != "_weights"} for n, r in out["runs"].items()}}
+    dest = Path(__file__).resolve().parent / "results" / "federated_sites_deployed.json"
+    tmp = dest.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(plain, indent=1))
+    os.replace(tmp, dest)
+    return dest
 
 
 if __name__ == "__main__":

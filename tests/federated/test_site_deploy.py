@@ -64,7 +64,7 @@ def _deployed(tmp_path, cfg, out, drop_after=None, monkeypatch=None):
     """The ServerApp's path (server copy of the YAML, GridSites, run_sites) over a SiteGrid."""
     from tfresp.config import load_config
     from tfresp.federated.deploy import _server_copy
-    from tfresp.federated.grid_sites import GridSites, site_nodes
+    from tfresp.federated.grid_sites import GridSites, secure_for, site_nodes
     from tfresp.federated.sites_run import run_sites
 
     src = tmp_path / f"{out}.yaml"
@@ -78,8 +78,7 @@ def _deployed(tmp_path, cfg, out, drop_after=None, monkeypatch=None):
         monkeypatch.setattr(ftrain, "on_round", lambda ev, rnd, w: grid.drop.add(grid.node_ids[drop_after[1]])
                             if (ev, rnd) == ("end", drop_after[0]) else None)
     names = [s.name for s in config.federated.sites]
-    transport = GridSites(grid, site_nodes(grid, names, 10), 60, config.federated.secure_aggregation,
-                          config.privacy is not None)
+    transport = GridSites(grid, site_nodes(grid, names, 10), 60, secure_for(config), config.privacy is not None)
     res = run_sites(config, tmp_path / out, quiet=True, transport=transport)
     return res, server_yaml, files, grid
 
@@ -91,7 +90,7 @@ def files(tmp_path_factory):
 
 def _fed(files, **fed):
     cfg = _config(files)
-    cfg["federated"] = {**cfg["federated"], "rounds": 2, **fed}
+    cfg["federated"] = {**cfg["federated"], "rounds": 2, "secure_aggregation": False, **fed}
     return cfg
 
 
@@ -109,6 +108,16 @@ def test_deployed_sites_match_the_simulation_and_the_server_copy_names_no_file(t
     fed = dep["report"]["federated"]
     assert "one per site" in fed["clients_run"] and fed["dropped"] == []
     assert grid.sent.count("evaluate") == 3 * 3  # validation after 2 rounds + test: one batch of 3 each
+
+
+def test_secure_aggregation_is_on_by_default_for_a_deployed_sites_run(files):
+    from tfresp.config import load_config
+    from tfresp.federated.grid_sites import secure_for
+
+    cfg = _fed(files)
+    cfg["federated"].pop("secure_aggregation")
+    assert secure_for(load_config(cfg)) is not None  # absent: on (Flower's defaults)
+    assert secure_for(load_config(_fed(files))) is None  # `false`: off
 
 
 def test_secure_sites_within_quantization_of_plain(tmp_path, identity, files):

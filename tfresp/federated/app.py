@@ -141,12 +141,13 @@ def main(grid: Grid, context: Context) -> None:
     config = load_config(str(rc["config"]))
     secure = config.federated.secure_aggregation
     if config.federated.sites:  # cross-silo: one SuperNode per site; this process knows the site names only
-        from tfresp.federated.grid_sites import GridSites, site_nodes
+        from tfresp.federated.grid_sites import GridSites, secure_for, site_nodes
         from tfresp.federated.sites_run import run_sites
         from tfresp.run.rundir import resolve_out
 
         names = [s.name for s in config.federated.sites]
-        transport = GridSites(grid, site_nodes(grid, names, timeout), timeout, secure, config.privacy is not None)
+        transport = GridSites(grid, site_nodes(grid, names, timeout), timeout, secure_for(config),
+                              config.privacy is not None)
         run_sites(config, resolve_out(str(rc["out"]), config.name), overwrite=bool(rc["overwrite"]),
                   resume=bool(rc["resume"]), quiet=True, transport=transport)
         return

@@ -44,6 +44,18 @@ def site_nodes(grid, names: List[str], timeout: float) -> Dict[str, int]:
     return {n: found[n] for n in names}
 
 
+def secure_for(config):
+    """The SecAgg+ settings of a deployed sites run: ``federated.secure_aggregation`` as given — ``false`` turns it
+    off —, and Flower's defaults when the key is absent (secure aggregation is on by default for sites
+    deployments)."""
+    from tfresp.federated.config import SecureAggregationConfig
+
+    fed = config.federated
+    if "secure_aggregation" not in fed.model_fields_set:
+        return SecureAggregationConfig()
+    return fed.secure_aggregation
+
+
 def _digest(weights) -> str:
     h = hashlib.sha1()
     for w in weights:
