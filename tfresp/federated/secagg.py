@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import types
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.common import Code, FitIns, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS as RECORD
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server.compat.legacy_context import LegacyContext
 from flwr.server.workflow import SecAggPlusWorkflow
@@ -35,7 +36,6 @@ from flwr.server.workflow.secure_aggregation.secaggplus_workflow import Workflow
 
 log = logging.getLogger("tfresp")
 
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS as RECORD  # noqa: E402
 FITINS = "fitins.parameters"
 
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from typing import List
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 STATE = "tfresp.site"
+log = logging.getLogger("tfresp")
 
 
 @functools.lru_cache(maxsize=2)
@@ -85,6 +87,10 @@ def train(msg: Message, context: Context) -> Message:
                              f"more than max_weight={max_weight:g}. Remedy: raise max_weight to at least the largest "
                              "site's training rows")
         update = [np.asarray(a, np.float64) - np.asarray(b, np.float64) for a, b in zip(local, weights)]
+        peak = max(float(np.max(np.abs(u))) for u in update) * weight / max_weight
+        if peak > clip:
+            log.warning("SecAgg+: site %s's scaled update reaches %.3g, beyond clipping_range=%g: coordinates are "
+                        "clipped before masking", site.name, peak, clip)
         reply = secagg.reply(msg, update, weight)
         if rows is None and site.config.privacy is not None:  # the site's ε (public, with its sampling rate)
             reply.content.config_records["tfresp.privacy"] = ConfigRecord({"privacy": _privacy(site)})
