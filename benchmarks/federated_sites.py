@@ -5,8 +5,9 @@ temporary directory: ``young`` (age < 30), ``middle`` (30-45), ``older`` (> 45).
 (20% test, 10% validation, stratified, seeded) and encodes it with the DECLARED schema only (category lists from
 the public ``adult.names``, numeric ranges from the documented attribute ranges); the server never opens a file.
 
-* ``centralized``: the same model trained by plain Keras on the pooled training rows of the three sites (the
-  oracle a consortium cannot run), with the same optimizer, batch size and number of epochs as the rounds below.
+* ``centralized_sgd`` / ``centralized_adam``: the same model trained by plain Keras on the pooled training rows of
+  the three sites (the oracle a consortium cannot run): with the sites' SGD, batch size and learning rate, epochs =
+  rounds; and with Adam (1e-3, batch 256, same epochs).
 * ``fedavg``: ``federated.sites``, FedAvg weighted by the sites' training rows.
 * ``dp_eps3``: ``federated.sites`` + ``privacy: {target_epsilon: 3}``: DP-SGD at every site (ε per site ≤ 3 over
   the planned rounds), equal site weights.
@@ -15,7 +16,7 @@ All three are evaluated the same way: each site's held-out test rows, counts onl
 accuracy and the sex demographic-parity / equal-opportunity differences. Writes
 benchmarks/results/federated_sites.json.
 
-    python benchmarks/federated_sites.py [--rounds 10]
+    python benchmarks/federated_sites.py [--rounds 10] [--seeds 3]
 """
 from __future__ import annotations
 
@@ -97,13 +98,16 @@ def summary(sec_test: dict) -> dict:
     return {"pooled": one(sec_test["pooled"]), "per_site": {n: one(m) for n, m in sec_test["per_site"].items()}}
 
 
-def centralized(cfg_dict: dict) -> dict:
-    """The oracle: the same model trained on the pooled training rows (which no party of a consortium holds)."""
+def centralized(cfg_dict: dict, optimizer: str = "sgd") -> dict:
+    """The oracle: the same model trained on the pooled training rows (which no party of a consortium holds).
+    ``sgd``: the sites' optimizer, batch and learning rate, epochs = rounds; ``adam``: tfresp's default central
+    training (Adam 1e-3, batch 256, the same epochs)."""
     import tf_keras as keras
 
     from tfresp.config import load_config
-    from tfresp.federated import schema, sites_run
     from tfresp.data.dataset import make_dataset
+    from tfresp.federated import schema, sites_run
+    from tfresp.models.base import ResponsibleModel
 
     cfg = load_config(cfg_dict)
     keras.utils.set_random_seed(cfg.seed)
@@ -111,14 +115,14 @@ def centralized(cfg_dict: dict) -> dict:
     sites = [transport._sites[n] for n in transport.names]  # the benchmark may pool rows; tfresp never does
     x = np.concatenate([s.train.x for s in sites])
     y = np.concatenate([s.train.y for s in sites])
-    from tfresp.models.base import ResponsibleModel
-
     core = schema.build_core(cfg)
     model = ResponsibleModel(core)  # the loss the sites train with (sparse cross-entropy from logits)
-    model.compile(optimizer=keras.optimizers.SGD(cfg.federated.local_learning_rate), weighted_metrics=[])
     fed = cfg.federated
-    model.fit(make_dataset(x, y, {}, fed.local_batch_size, shuffle=True, seed=cfg.seed),
-             epochs=fed.rounds * fed.local_epochs, verbose=0)
+    opt, batch = ((keras.optimizers.SGD(fed.local_learning_rate), fed.local_batch_size) if optimizer == "sgd"
+                  else (keras.optimizers.Adam(1e-3), 256))
+    model.compile(optimizer=opt, weighted_metrics=[])
+    model.fit(make_dataset(x, y, {}, batch, shuffle=True, seed=cfg.seed), epochs=fed.rounds * fed.local_epochs,
+              verbose=0)
     w = core.get_weights()
     test = {n: transport.evaluate(n, w, "test") for n in transport.names}
     classes = schema.classes(cfg)
@@ -126,34 +130,68 @@ def centralized(cfg_dict: dict) -> dict:
             "per_site": {n: sites_run.metrics_from_counts(test[n], classes) for n in transport.names}}
 
 
+def one_seed(paths: dict, tmp: Path, rounds: int, epsilon: float, seed: int) -> dict:
+    runs = {}
+    for name, opt in (("centralized_sgd", "sgd"), ("centralized_adam", "adam")):
+        t0 = time.perf_counter()
+        runs[name] = {**summary(centralized({**config(paths, rounds), "seed": seed}, opt)),
+                      "seconds": time.perf_counter() - t0}
+        print(seed, name, json.dumps(runs[name]["pooled"]))
+    for name, dp in (("fedavg", None), (f"dp_eps{epsilon:g}", epsilon)):
+        t0 = time.perf_counter()
+        r = tfresp.fit({**config(paths, rounds, dp), "seed": seed}, out=tmp / "runs" / name, overwrite=True,
+                       quiet=True)
+        fed = r.report["federated"]
+        row = {**summary(fed["test"]), "seconds": time.perf_counter() - t0, "aggregation": fed["aggregation"],
+               "curve": fed["curve"]}
+        if r.report.get("privacy"):
+            row["privacy"] = {n: {k: p[k] for k in ("epsilon", "delta", "noise_multiplier", "sampling_rate",
+                                                   "steps")} for n, p in r.report["privacy"]["sites"].items()}
+        runs[name] = row
+        print(seed, name, json.dumps(row["pooled"]), json.dumps(row.get("privacy", {})))
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--epsilon", type=float, default=3.0)
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (each: the sites' splits and training)")
     args = ap.parse_args()
     out = {"benchmark": "federated_sites", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
            "rounds": args.rounds, "sites": {n: "age < 30" if n == "young" else "30 <= age <= 45" if n == "middle"
-                                            else "age > 45" for n in SITES}, "runs": {}}
+                                            else "age > 45" for n in SITES},
+           "how": {"centralized_sgd": "plain Keras on the pooled site training rows: the sites' model, SGD, batch "
+                                      "and learning rate, epochs = rounds",
+                   "centralized_adam": "the same pooled rows with Adam 1e-3, batch 256, epochs = rounds",
+                   "fedavg": "federated.sites, FedAvg weighted by training rows",
+                   f"dp_eps{args.epsilon:g}": "federated.sites + privacy: DP-SGD at every site (batch 256, lr 0.5, "
+                                              "clip 1), equal site weights",
+                   "evaluation": "every run: each site's own held-out 20% test rows, counts summed"},
+           "per_seed": {}}
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_sites(Path(tmp))
         out["site_rows"] = {n: sum(1 for _ in open(p)) - 1 for n, p in paths.items()}
-        t0 = time.perf_counter()
-        out["runs"]["centralized"] = {**summary(centralized(config(paths, args.rounds))),
-                                      "seconds": time.perf_counter() - t0,
-                                      "how": "plain Keras on the pooled site training rows, same model/optimizer/"
-                                             "batch, epochs = rounds"}
-        print("centralized", json.dumps(out["runs"]["centralized"]["pooled"]))
-        for name, dp in (("fedavg", None), (f"dp_eps{args.epsilon:g}", args.epsilon)):
-            t0 = time.perf_counter()
-            r = tfresp.fit(config(paths, args.rounds, dp), out=Path(tmp) / "runs" / name, overwrite=True, quiet=True)
-            fed = r.report["federated"]
-            row = {**summary(fed["test"]), "seconds": time.perf_counter() - t0, "aggregation": fed["aggregation"],
-                   "curve": fed["curve"]}
-            if r.report.get("privacy"):
-                row["privacy"] = {n: {k: p[k] for k in ("epsilon", "delta", "noise_multiplier", "sampling_rate",
-                                                       "steps")} for n, p in r.report["privacy"]["sites"].items()}
-            out["runs"][name] = row
-            print(name, json.dumps(row["pooled"]), json.dumps(row.get("privacy", {})))
+        for seed in range(args.seeds):
+            out["per_seed"][seed] = one_seed(paths, Path(tmp), args.rounds, args.epsilon, seed)
+    names = list(out["per_seed"][0])
+    keys = ("accuracy", "sex_demographic_parity_difference", "sex_equal_opportunity_difference")
+
+    def stats(values):
+        return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+
+    out["summary"] = {name: {"pooled": {k: stats([s[name]["pooled"][k] for s in out["per_seed"].values()])
+                                        for k in keys},
+                             "per_site": {site: {k: stats([s[name]["per_site"][site][k]
+                                                           for s in out["per_seed"].values()]) for k in keys}
+                                          for site in SITES},
+                             "seconds_mean": float(np.mean([s[name]["seconds"] for s in out["per_seed"].values()]))}
+                      for name in names}
+    for name in names:
+        p = out["summary"][name]["pooled"]
+        print(f"{name:18s} acc {p['accuracy']['mean']:.4f}±{p['accuracy']['sd'] or 0:.4f}  "
+              f"DP gap {p['sex_demographic_parity_difference']['mean']:.3f}  "
+              f"EO gap {p['sex_equal_opportunity_difference']['mean']:.3f}")
     dest = Path(__file__).resolve().parent / "results" / "federated_sites.json"
     dest.write_text(json.dumps(out, indent=1))
     print("wrote", dest)

@@ -113,8 +113,13 @@ def test_the_server_never_opens_a_site_file_and_holds_no_rows(site_files, tmp_pa
     watched = {str(p.resolve()) for p in site_files.values()}
     opens = []
 
+    names = {Path(p).name for p in watched}
+    active = [True]  # an audit hook cannot be removed: it stops recording when this test ends
+
     def hook(event, args):
-        if event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+        if not active[0] or event != "open" or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        if os.path.basename(os.fsdecode(args[0])) not in names:
             return
         try:
             path = str(Path(os.fsdecode(args[0])).resolve())
@@ -160,8 +165,13 @@ def test_the_server_never_opens_a_site_file_and_holds_no_rows(site_files, tmp_pa
         def privacy(self, name):
             return nodes[name].privacy()
 
-    core = sites_run.schema.build_core(cfg)
-    trained = sites_run.train_sites(cfg, NamesOnly(), core)
+    server_cfg = _config(site_files)  # the server's config names the sites only
+    server_cfg["federated"]["sites"] = [{"name": n} for n in site_files]
+    server_cfg = load_config(server_cfg)
+    with pytest.raises(ConfigError, match="no source"):
+        sites_run.LocalSites(server_cfg)  # a simulation needs the sources; a deployment's server does not
+    core = sites_run.schema.build_core(server_cfg)
+    trained = sites_run.train_sites(server_cfg, NamesOnly(), core)
     server = trained["server"]
     shapes = {tuple(np.shape(w)) for w in server.weights}
     for value in vars(server).values():  # weights, counts and settings only: no frame, no row array
@@ -169,6 +179,7 @@ def test_the_server_never_opens_a_site_file_and_holds_no_rows(site_files, tmp_pa
         if isinstance(value, np.ndarray):
             assert value.shape in shapes
     assert trained["names"] == list(nodes)
+    active[0] = False
 
 
 def _oracle_epsilon(sigma, q, steps, delta):
@@ -206,6 +217,25 @@ def test_dp_sgd_at_every_site_epsilon_per_site_matches_dp_accounting(site_files,
         assert abs(_oracle_epsilon(got["noise_multiplier"] * 0.99, q, steps, delta) - got["epsilon"]) > 1e-3
     assert claim["epsilon"] == max(p["epsilon"] for p in claim["sites"].values())
     assert "equal site weights" in result.report["federated"]["aggregation"]
+    md = (result.run_dir / "report.md").read_text()
+    assert "| north |" in md and f"{claim['sites']['north']['epsilon']:.4g}" in md
+    # the run's config.yaml loads again; commands that re-read a run's data refuse a sites run
+    from tfresp.run.run_data import verify_source
+
+    again = load_config(str(result.run_dir / "config.yaml"))
+    assert again.federated.clients == 2 and again.privacy.audit is False
+    with pytest.raises(DataError, match="sites run"):
+        verify_source(result.run_dir, again, result.report)
+
+
+def test_a_budget_that_cannot_cover_the_planned_rounds_is_refused_before_training(site_files):
+    from tfresp.errors import BudgetExhaustedError
+    from tfresp.federated.site import Site
+
+    cfg = load_config(_config(site_files, privacy={"target_epsilon": 1.0, "noise_multiplier": 2.0}),
+                      overrides=["federated.rounds=5"])
+    with pytest.raises(BudgetExhaustedError, match="allows .* of the .* planned"):
+        Site("north", str(site_files["north"]), cfg)
 
 
 def test_under_dp_a_site_sends_no_row_count(site_files):
@@ -247,3 +277,25 @@ def test_federated_counts_equal_the_pooled_rows(site_files):
     north = Site("north", str(site_files["north"]), cfg)
     assert sec["test"]["per_site"]["north"]["rows"] == len(north.test)
     assert len(sec["curve"]) == 1 and sec["curve"][0]["val_accuracy"] is not None
+
+
+def test_a_site_that_sends_nothing_is_dropped_within_min_available(site_files, tmp_path):
+    from tfresp.federated import schema, sites_run
+
+    cfg = load_config(_config(site_files), overrides=["federated.min_available=1"])
+
+    class Flaky(sites_run.LocalSites):
+        def fit(self, name, weights, rnd):
+            return None if name == "south" else super().fit(name, weights, rnd)
+
+    transport = Flaky(cfg)
+    core = schema.build_core(cfg)
+    trained = sites_run.train_sites(cfg, transport, core)
+    sec = sites_run.report_section(cfg, transport, trained, core)
+    assert sec["dropped"] == [{"round": 1, "sites": ["south"]}]
+    assert sec["participation"] == [{"round": 1, "sites": 1}]
+    strict = load_config(_config(site_files))  # default: every site must answer
+    from tfresp.federated.train import ClientsUnavailableError
+
+    with pytest.raises(ClientsUnavailableError):
+        sites_run.train_sites(strict, Flaky(strict), schema.build_core(strict))

@@ -64,10 +64,13 @@ class SecureAggregationConfig(Section):
 
 
 class SiteConfig(Section):
-    """One site of a cross-silo run: its ``name`` and its file ``source`` (read only by that site's node)."""
+    """One site of a cross-silo run: its ``name`` and its file ``source`` (read only by that site's node).
+
+    ``source`` may be left out in a deployment's config: the server needs the names only, and each node is given
+    its own file (node config); a simulation (every site in one process) needs every source."""
 
     name: str = Field(min_length=1, max_length=100)
-    source: str = Field(min_length=1)
+    source: Optional[str] = Field(None, min_length=1)
 
     @field_validator("name")
     @classmethod
@@ -176,7 +179,7 @@ def sites_problems(config) -> list:
     out = []
     sites = fed.sites
     names = [s.name for s in sites]
-    sources = [s.source for s in sites]
+    sources = [s.source for s in sites if s.source is not None]
     if len(sites) < 2:
         out.append(("federated.sites", names, "a sites run needs at least 2 sites"))
     dup = sorted({n for n in names if names.count(n) > 1})

@@ -60,6 +60,8 @@ class Site:
         self.model = None
         self.dp = None
         self.rounds_fit = 0
+        if config.privacy is not None:
+            self._model()  # the DP-SGD mechanism (σ, budget cap) is checked before any round
 
     # -- data ---------------------------------------------------------------------------------------
     def _load(self, source: str) -> pd.DataFrame:
@@ -154,6 +156,15 @@ class Site:
                             noise_multiplier=pc.noise_multiplier, target_epsilon=pc.target_epsilon,
                             delta=None if pc.delta == "auto" else float(pc.delta), accountant=pc.accountant,
                             sampling=pc.sampling, clipping_mode=pc.clipping)
+            cap = int(self.dp.max_steps.numpy())
+            if cap < self.dp.planned_steps:
+                from tfresp.errors import BudgetExhaustedError
+
+                raise BudgetExhaustedError(
+                    f"`privacy.noise_multiplier`: at site {self.name!r} the budget target_epsilon="
+                    f"{pc.target_epsilon:g} allows {cap} of the {self.dp.planned_steps} planned local DP-SGD steps "
+                    f"({fed.rounds} rounds). Received: noise_multiplier={pc.noise_multiplier}. Remedy: raise the "
+                    "noise multiplier or the budget, leave noise_multiplier out (calibrated), or plan fewer rounds")
             model = self.dp.attach(model)
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=fed.local_learning_rate), weighted_metrics=[])
         self.model = model

@@ -6,7 +6,8 @@ strategy) and sums the sites' evaluation counts. Everything that touches a site'
 :class:`tfresp.federated.site.Site`, reached through a *site transport*: :class:`LocalSites` (simulation: every
 site in this process) or a deployment's (each site on its own node; the server is given the names only).
 
-A transport offers ``names``, ``fit(name, weights, round) -> (weights, rows or None)``,
+A transport offers ``names``, ``description``, ``fit(name, weights, round) -> (weights, rows or None)`` (or None
+when the site sent no update: it is dropped from the round as ``federated.min_available`` allows),
 ``evaluate(name, weights, split) -> counts or None`` and ``privacy(name) -> dict or None``.
 
 The report (``federated`` section): the validation curve per round (pooled and per site), test accuracy and the
@@ -36,6 +37,11 @@ class LocalSites:
     def __init__(self, config):
         from tfresp.federated.site import Site
 
+        missing = [s.name for s in config.federated.sites if s.source is None]
+        if missing:
+            raise ConfigError([("federated.sites", missing, "these sites have no source: a simulation runs every "
+                                "site in this process and needs each site's file (in a deployment each node is "
+                                "given its own). Remedy: give every site its source")])
         self._sites = {s.name: Site(s.name, s.source, config) for s in config.federated.sites}
         self.names = list(self._sites)
         self.description = "sites simulated in-process (each site reads only its own file)"
@@ -145,11 +151,11 @@ def statement(sites: Dict[str, dict], rounds: int, secure: bool = False) -> str:
     return (
         "Each site trained with example-level DP-SGD on its own rows (its own secret Poisson sampling at rate "
         "q = batch/rows, per-example gradient clipping, Gaussian noise, its own accountant composing every local "
-        f"step of every round it joined, {rounds} rounds planned). Per site ({eps}): adding or removing ONE person's "
+        f"step of every round it joined; rounds planned: {rounds}). Per site ({eps}): adding or removing ONE person's "
         "row in that site's file changes the distribution of everything that site sent (its model updates, hence "
         "the global model and every later round) by at most that (ε, δ). A person whose rows are in several sites' "
-        "files is protected by the composition of those sites' guarantees (ε adds up over the sites holding them; "
-        "several rows in one site: group privacy). What the server sees: "
+        "files is protected by the composition of those sites' guarantees (at most the sum of their ε and of their "
+        "δ); several rows of one person in one site: group privacy. What the server sees: "
         + ("only the sum of the sites' DP-noised model updates (secure aggregation, SecAgg+; see "
            "federated.secure_aggregation.statement)" if secure else
            "each site's DP-noised model update (no secure aggregation)")
@@ -258,15 +264,59 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
             pre.save(stage / "preprocessing")
             core.save(stage / "model.keras")
             atomic_write(stage / "report.json", json.dumps(_plain(report), indent=2, allow_nan=False))
+            atomic_write(stage / "report.md", markdown(report))
             final = rundir.commit(stage, target, overwrite)
         except BaseException:
             rundir.discard(stage)
             raise
-    paths = {"report_json": str(final / "report.json"), "model": str(final / "model.keras"),
+    paths = {"report_json": str(final / "report.json"), "report_md": str(final / "report.md"),
+             "model": str(final / "model.keras"),
              "config": str(final / "config.yaml")}
     metrics = dict(sec["test"]["pooled"] or {})
     return {"model": core, "history": {k: hist[k] for k in ("round", "val_loss", "val_accuracy")},
             "metrics": metrics, "report": report, "run_dir": final, "paths": paths}
+
+
+def markdown(report: dict) -> str:
+    """A short human-readable report of a sites run: test metrics pooled and per site, the curve, ε per site."""
+    fed, priv = report["federated"], report.get("privacy")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    lines = [f"# {report['run']['name']}: federated run over {len(fed['sites'])} sites", "",
+             f"{fed['rounds']} of {fed['rounds_planned']} rounds; {fed['aggregation']}; {fed['clients_run']}.",
+             f"Preprocessing: {fed['preprocessing']}.", "", "## Test (each site's held-out rows, counts only)", ""]
+    attrs = list(report["data"]["sensitive"])
+    head = "| | rows | accuracy |" + "".join(f" {a} DP diff | {a} EO diff |" for a in attrs)
+    lines += [head, "|" + "---|" * (3 + 2 * len(attrs))]
+    rows = [("pooled", fed["test"]["pooled"])] + list(fed["test"]["per_site"].items())
+    for name, m in rows:
+        if m is None:
+            lines.append(f"| {name} | 0 | - |" + " - | - |" * len(attrs))
+            continue
+        cells = ""
+        for a in attrs:
+            gaps = ((m.get("fairness") or {}).get(a) or {}).get("gaps") or {}
+            cells += f" {fmt(gaps.get('demographic_parity_difference'))} |" \
+                     f" {fmt(gaps.get('equal_opportunity_difference'))} |"
+        lines.append(f"| {name} | {m['rows']} | {fmt(m['accuracy'])} |{cells}")
+    lines += ["", "## Validation curve (pooled)", "", "| round | val_loss | val_accuracy |", "|---|---|---|"]
+    lines += [f"| {c['round']} | {fmt(c['val_loss'])} | {fmt(c['val_accuracy'])} |" for c in fed["curve"]]
+    if fed.get("dropped"):
+        lines += ["", "Rounds that lacked a site: " + "; ".join(f"round {d['round']}: {', '.join(d['sites'])}"
+                                                               for d in fed["dropped"])]
+    sa = fed.get("secure_aggregation")
+    if sa and sa.get("applied"):
+        lines += ["", "## Secure aggregation", "", sa["statement"]]
+    if priv:
+        lines += ["", "## Privacy (example-level DP-SGD at every site)", "", "| site | ε | δ | σ | q | steps |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {n} | {p['epsilon']:.4g} | {p['delta']:.1e} | {p['noise_multiplier']:.4g} | "
+                  f"{p['sampling_rate']:.4g} | {p['steps']} |" for n, p in priv["sites"].items()]
+        lines += ["", priv["statement"]]
+    lines += ["", "Not run in a sites run: " + ", ".join(fed["not_run"]) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def _plain(obj):
