@@ -210,3 +210,12 @@ def test_real_deployment_tls_secagg_kill_and_the_server_never_opens_a_site_file(
         assert not [p for p in seen if os.path.basename(p) == f.name], name
     text = (run_dir / "config.yaml").read_text()
     assert all(str(f) not in text for f in files.values())
+
+
+def test_too_few_sites_stop_the_run_and_say_it_cannot_resume(tmp_path, identity, files, monkeypatch):
+    """Default min_available (every site): a site that stops answering stops the run; the message says a sites run
+    cannot be resumed (no checkpoints yet) rather than pointing at --resume."""
+    from tfresp.federated.train import ClientsUnavailableError
+
+    with pytest.raises(ClientsUnavailableError, match="cannot be resumed yet.*start the run again"):
+        _deployed(tmp_path, _fed(files, secure_aggregation=True), "stop", drop_after=(1, 0), monkeypatch=monkeypatch)

@@ -318,9 +318,10 @@ def deploy(config: str, out: str, nodes: int = None, overwrite: bool = False, re
             time.sleep(1)
         if not report.exists() or report.stat().st_mtime_ns == before:
             stopped = [ln for ln in _tail(run_log, 400).splitlines() if "`federated.min_available`" in ln]
-            if stopped:  # too few clients answered: the rounds so far are checkpointed
-                raise RuntimeError(f"the deployed run stopped: {stopped[-1].strip()} (python -m "
-                                   f"tfresp.federated.deploy ... --resume)")
+            if stopped:  # too few clients answered: the rounds so far are checkpointed (not for sites yet)
+                how = "start it again: a sites run cannot be resumed yet" if sites else \
+                    "python -m tfresp.federated.deploy ... --resume"
+                raise RuntimeError(f"the deployed run stopped: {stopped[-1].strip()} ({how})")
             raise RuntimeError(f"the deployed run ended without a run directory (flwr run exit code "
                                f"{run.returncode}):\n{_tail(run_log, 60)}")
         return out_path

@@ -104,6 +104,7 @@ def train_sites(config, transport, core) -> dict:
     names = list(transport.names)
     dp = config.privacy is not None
     server = Server(cfg, len(names), [np.array(w) for w in core.get_weights()], config.seed)
+    server.resumable = False
     per_site_curve = {n: [] for n in names}
     for rnd in range(1, cfg.rounds + 1):
         t0 = time.perf_counter()

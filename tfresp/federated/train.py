@@ -125,6 +125,7 @@ class Server:
         self.secret = fdp.SecretRandom() if dpc is not None else None
         self.public = np.random.default_rng(seed)
         self.rounds_done = 0
+        self.resumable = True  # False for a sites run (no round checkpoints yet)
         self.seconds = 0.0
         self.state = {"clients": n_clients, "rounds_planned": cfg.rounds, "sampling_rate": self.q,
                       "partition": cfg.partition}
@@ -192,11 +193,15 @@ class Server:
         need = min(self.cfg.min_available or len(sampled), len(sampled))
         if len(answered) < need:
             done = f"rounds 1..{self.rounds_done} are checkpointed" if self.rounds_done else "no round finished yet"
+            remedy = "run the same command with --resume"
+            if not self.resumable:
+                done, remedy = "a sites run cannot be resumed yet", "start the run again"
+            halted = " (secure aggregation needs at least reconstruction_threshold nodes)" if secure else ""
             raise ClientsUnavailableError(
                 f"`federated.min_available`: round {rnd} needs updates from {need} of its {len(sampled)} sampled "
-                f"clients; only {len(answered)} answered. Received: no update from clients {missing}. The run "
-                f"stopped; {done}. Remedy: restart the missing clients/SuperNodes and run the same command with "
-                f"--resume (or lower federated.min_available)")
+                f"clients; only {len(answered)} answered{halted}. Received: no update from clients {missing}. The "
+                f"run stopped; {done}. Remedy: restart the missing clients/SuperNodes and {remedy} (or lower "
+                f"federated.min_available)")
         if missing:
             log.warning("federated round %d: no update from sampled clients %s; the round uses the %d that answered",
                         rnd, missing, len(answered))
