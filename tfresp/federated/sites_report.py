@@ -34,6 +34,30 @@ def is_sites_report(report) -> bool:
     return isinstance(report, dict) and str(report.get("schema_version", "")).startswith("sites-")
 
 
+#: why a command that needs the run's rows cannot run on a sites run, and what to do instead
+REFUSALS = {
+    "audit": ("the membership-inference, fairness and robustness audits run on rows", "read the per-site and "
+              "pooled evaluation (with the data.sensitive gaps) in report.json's federated section; `tfresp verify "
+              "RUN` re-derives it from the counts the sites sent"),
+    "explain": ("explaining a row of the run's test split needs that row", "explain rows you hold yourself: "
+                "tfresp.explain.lime_explain.TabularLime on tfresp.load(RUN)"),
+    "export": ("a TFLite variant is measured (accuracy, round trip) on the run's test rows and int8 is calibrated "
+               "on training rows", "serve saved_model/ (tfresp.load(RUN)), or convert it yourself with "
+               "tf.lite.TFLiteConverter.from_saved_model (unmeasured)"),
+}
+
+
+def refuse_rows(run_dir, report, command: str) -> None:
+    """A :class:`~tfresp.errors.DataError` (exit 2) when ``report`` is a sites run's: ``command`` needs rows."""
+    from tfresp.errors import DataError
+
+    if not is_sites_report(report):
+        return
+    why, remedy = REFUSALS[command]
+    raise DataError(f"`RUN`: `tfresp {command}` cannot run on a sites run (federated.sites): {why}, and a sites "
+                    f"run's rows stay at the sites. Received: run={str(run_dir)!r}. Remedy: {remedy}")
+
+
 class RecordingSites:
     """A site transport that records the evaluation counts every site sent (and delegates everything)."""
 
@@ -140,7 +164,10 @@ def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dic
 
     stage = Path(stage)
     rc = config.report
+    import datetime as _dt
+
     run = report.setdefault("run", {})
+    run.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     for key in ("intended_use", "out_of_scope", "description", "limitations", "license"):
         run.setdefault(key, getattr(rc, key, None))
     fed = report.get("federated") or {}
