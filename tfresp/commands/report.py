@@ -40,7 +40,9 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
         if check_gates:
             raise DataError("`--gate`: a sites run has no release gates. Received: --gate "
                             f"{list(check_gates)!r}. Remedy: leave out --gate")
-        return sites_report.rerender(run_dir, write=write), None
+        from tfresp.federated.sites_run import markdown
+
+        return sites_report.rerender(run_dir, markdown, write=write), None
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
         raise DataError(f"Invalid value for `run`: report schema_version {report.get('schema_version')!r} is not "

@@ -157,9 +157,9 @@ def serve_probe(path: str, pre, frame: pd.DataFrame):
 
 
 # -- writing --------------------------------------------------------------------------------------------------
-def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dict] = None) -> dict:
-    """Every artifact of a sites run into ``stage`` (see the module docstring); returns the report written."""
-    from tfresp.federated.sites_run import _plain
+def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dict], body) -> dict:
+    """Every artifact of a sites run into ``stage`` (see the module docstring); returns the report written.
+    ``body(report) -> str``: the sites report's Markdown (:func:`tfresp.federated.sites_run.markdown`)."""
     from tfresp.report import manifest
 
     stage = Path(stage)
@@ -181,33 +181,48 @@ def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dic
         fed["not_run"] = [x for x in fed["not_run"] if x != NOT_RUN_EXPORT]
     report["manifest"] = manifest.build(stage)  # every artifact's sha256 (`tfresp verify` hashes them again)
     report = _plain(report)
-    write_report_files(stage, report)
+    write_report_files(stage, report, body)
     return report
 
 
-def write_report_files(run_dir: Path, report: dict) -> None:
+def _plain(obj):
+    """JSON-ready: numpy scalars to Python numbers, non-finite floats to None."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_report_files(run_dir: Path, report: dict, body) -> None:
     """report.json, report.md and (``report.html``, unless the config turns it off) report.html."""
     from tfresp.run.io import atomic_write
 
     run_dir = Path(run_dir)
     atomic_write(run_dir / "report.json", json.dumps(report, indent=2, allow_nan=False))
-    atomic_write(run_dir / "report.md", render_markdown(report))
+    atomic_write(run_dir / "report.md", render_markdown(report, body))
     if (((report.get("run") or {}).get("config") or {}).get("report") or {}).get("html", True):
         from tfresp.report.html import render_html
 
         atomic_write(run_dir / "report.html", render_html(report, run_dir))
 
 
-def render_markdown(report: dict) -> str:
+def render_markdown(report: dict, body) -> str:
     """The model card: its YAML metadata (:func:`tfresp.report.markdown.model_card_header`), the sites report,
     and how to check it."""
     import yaml
 
-    from tfresp.federated.sites_run import markdown
     from tfresp.report.markdown import model_card_header
 
     header = yaml.safe_dump(model_card_header(report), sort_keys=False, allow_unicode=True)
-    body = markdown(report)
+    text = body(report)
     files = ((report.get("manifest") or {}).get("files") or {})
     tail = ["", "## Artifacts", ""]
     if (report.get("export") or {}).get("saved_model"):
@@ -216,11 +231,12 @@ def render_markdown(report: dict) -> str:
     tail.append(f"- manifest: sha256 of {len(files)} artifact file(s) in report.json; `tfresp verify RUN` hashes "
                 "them again, re-derives ε per site with dp-accounting and every pooled / per-site metric from the "
                 "counts the sites sent")
-    return f"---\n{header}---\n\n{body}" + "\n".join(tail) + "\n"
+    return f"---\n{header}---\n\n{text}" + "\n".join(tail) + "\n"
 
 
-def rerender(run_dir, write: bool = True) -> dict:
-    """``tfresp report RUN`` on a sites run: report.md / report.html again from report.json (nothing else)."""
+def rerender(run_dir, body, write: bool = True) -> dict:
+    """``tfresp report RUN`` on a sites run: report.md / report.html again from report.json (nothing else);
+    ``body``: as in :func:`write_run`."""
     from tfresp.errors import DataError
     from tfresp.report.compare import load_report
     from tfresp.run.io import check_writable, is_read_only_error
@@ -232,7 +248,7 @@ def rerender(run_dir, write: bool = True) -> dict:
         from tfresp.run.io import atomic_write
 
         try:
-            atomic_write(run_dir / "report.md", render_markdown(report))
+            atomic_write(run_dir / "report.md", render_markdown(report, body))
             if (((report.get("run") or {}).get("config") or {}).get("report") or {}).get("html", True):
                 from tfresp.report.html import render_html
 

@@ -232,7 +232,7 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
         stage = rundir.staging_dir(target, run_id)
         try:
             # every artifact, the manifest, report.json / .md / .html (tfresp/federated/sites_report.py)
-            report = write_run(stage, config, report, pre, core, transport.counts())
+            report = write_run(stage, config, report, pre, core, transport.counts(), markdown)
             final = rundir.commit(stage, target, overwrite)
         except BaseException:
             rundir.discard(stage)
