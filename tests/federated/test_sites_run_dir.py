@@ -69,6 +69,9 @@ def test_a_sites_run_writes_the_standard_artifacts(sites_run):
     assert "SavedModel serving export" not in on_disk["federated"]["not_run"]
     assert on_disk["federated"]["privacy"]["epsilon"] == on_disk["privacy"]["epsilon"]  # kept as it was
     assert set(on_disk["federated"]["counts"]["test"]) == {"north", "south"}
+    pooled = on_disk["evaluation"]["test"]["fairness"]["sex"]  # the central layout, for html / compare
+    assert on_disk["fairness"]["sex"]["by_group"] == pooled["groups"]
+    assert on_disk["fairness"]["sex"]["equalized_odds_difference"] == pooled["gaps"]["equalized_odds_difference"]
 
 
 def test_load_serves_raw_rows_like_the_sites_encoding(sites_run):
@@ -139,6 +142,8 @@ TAMPER = [
     ("site_gap", _set(["federated", "test", "per_site", "south", "fairness", "sex", "gaps",
                        "demographic_parity_difference"], lambda v: v + 0.05),
      "federated.test.per_site.south.fairness.sex.gaps.demographic_parity_difference"),
+    ("fairness_gap", _set(["fairness", "sex", "equalized_odds_difference"], lambda v: v + 0.05),
+     "fairness.sex.equalized_odds_difference"),
     ("count", _set(["federated", "counts", "test", "north", "confusion", 0, 0], lambda v: v + 5),
      "federated.test.pooled.accuracy"),
     ("curve", _set(["federated", "curve", 0, "val_accuracy"], lambda v: v + 0.1), "federated.curve[0].val_accuracy"),
@@ -195,7 +200,8 @@ def test_sign_report_compare_monitor_on_a_sites_run(sites_run, tmp_path, capsys)
     assert main(["report", str(run), "--check"]) == 0
     capsys.readouterr()
     assert main(["compare", str(sites_run["run"]), str(run), "--out", str(tmp_path / "cmp")]) == 0
-    assert "evaluation.test.accuracy" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "evaluation.test.accuracy" in table and "fairness.sex.equalized_odds_difference" in table
     # monitor: no stored reference profile (it would come from training rows); a public reference file works
     south = str(sites_run["paths"]["south"])
     assert main(["monitor", str(run), south]) == 2

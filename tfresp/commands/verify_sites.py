@@ -190,6 +190,11 @@ def _counts(report: dict, config, found) -> None:
     recorded = fed.get("test") or {}
     _same_section(found, "federated.test.pooled", recorded.get("pooled"), pooled)
     _same_section(found, "evaluation.test", (report.get("evaluation") or {}).get("test"), pooled)
+    from tfresp.federated.sites_report import fairness_section
+
+    fair = fairness_section(pooled)
+    if fair is not None or report.get("fairness") is not None:
+        _same_section(found, "fairness", report.get("fairness"), fair)
     for n, m in per_site.items():
         _same_section(found, f"federated.test.per_site.{n}", (recorded.get("per_site") or {}).get(n), m)
     _curve(report, fed, counts, classes, found)
@@ -212,8 +217,8 @@ def _same_section(found, path, recorded, recomputed) -> None:
         return
     if not isinstance(recorded, dict):
         found.checked += 1
-        found.add(f"{path}: report.json has no metrics; recomputed from the counts: accuracy "
-                  f"{recomputed['accuracy']:.10g}")
+        found.add(f"{path}: report.json has no metrics here; the counts give "
+                  + (f"accuracy {recomputed['accuracy']:.10g}" if "accuracy" in recomputed else "a section"))
         return
     found.compare(path, recorded, recomputed, abs_tol=ABS_TOL)
 

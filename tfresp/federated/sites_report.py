@@ -157,6 +157,18 @@ def serve_probe(path: str, pre, frame: pd.DataFrame):
 
 
 # -- writing --------------------------------------------------------------------------------------------------
+def fairness_section(pooled: Optional[dict]) -> Optional[dict]:
+    """The report's top-level ``fairness`` section (the layout central runs use: gaps per attribute and
+    ``by_group`` rates) from the POOLED test counts, so report.html, the model card and ``tfresp compare`` show
+    the sensitive-group gaps. None without ``data.sensitive`` (or for a multi-class task)."""
+    fair = (pooled or {}).get("fairness")
+    if not isinstance(fair, dict) or not fair:
+        return None
+    return {attr: {**(sec.get("gaps") or {}), "by_group": sec.get("groups") or {},
+                   "computed_from": "the summed test counts of every site (federated.counts.test); no intervals"}
+            for attr, sec in fair.items()}
+
+
 def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dict], body) -> dict:
     """Every artifact of a sites run into ``stage`` (see the module docstring); returns the report written.
     ``body(report) -> str``: the sites report's Markdown (:func:`tfresp.federated.sites_run.markdown`)."""
@@ -177,6 +189,9 @@ def write_run(stage: Path, config, report: dict, pre, core, counts: Optional[dic
     pre.save(stage / "preprocessing")
     core.save(stage / "model.keras")
     report["export"] = {"saved_model": export_saved_model(config, pre, core, stage)}
+    fair = fairness_section((report.get("evaluation") or {}).get("test"))
+    if fair is not None and report.get("fairness") is None:
+        report["fairness"] = fair
     if isinstance(fed.get("not_run"), list):
         fed["not_run"] = [x for x in fed["not_run"] if x != NOT_RUN_EXPORT]
     report["manifest"] = manifest.build(stage)  # every artifact's sha256 (`tfresp verify` hashes them again)
