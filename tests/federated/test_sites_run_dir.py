@@ -248,5 +248,6 @@ def test_overwrite_replaces_a_sites_run_and_never_a_user_directory(sites_run, tm
         tfresp.fit(cfg, out=run, quiet=True)
     result = tfresp.fit(cfg, out=run, overwrite=True, quiet=True)
     assert result.report["privacy"] is None and not (run / "signature.json").exists()
+    assert main(["verify", str(run)]) == 0  # a sites run without DP verifies too
     assert json.loads((run / "report.json").read_text())["manifest"]["files"]["model.keras"] == \
         hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
