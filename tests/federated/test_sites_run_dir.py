@@ -251,3 +251,30 @@ def test_overwrite_replaces_a_sites_run_and_never_a_user_directory(sites_run, tm
     assert main(["verify", str(run)]) == 0  # a sites run without DP verifies too
     assert json.loads((run / "report.json").read_text())["manifest"]["files"]["model.keras"] == \
         hashlib.sha256((run / "model.keras").read_bytes()).hexdigest()
+
+
+def test_the_recorder_notes_the_round_of_a_transport_that_fits_all_sites_at_once():
+    """A deployment's transport may offer ``fit_round`` (every sampled site at once, e.g. secure aggregation): the
+    recorder passes it through and files the validation counts under that round."""
+    from tfresp.federated.sites_report import RecordingSites
+
+    class AllAtOnce:
+        names, description = ["a", "b"], "test"
+
+        def fit_round(self, names, weights, rnd):
+            return {"round": rnd}
+
+        def evaluate(self, name, weights, split):
+            return {"rows": 1, "split": split}
+
+    rec = RecordingSites(AllAtOnce())
+    assert rec.fit_round(["a", "b"], None, 3) == {"round": 3} and rec.names == ["a", "b"]
+    rec.evaluate("a", None, "validation")
+    rec.evaluate("b", None, "test")
+    assert rec.counts()["validation"] == [{"round": 3, "sites": {"a": {"rows": 1, "split": "validation"}}}]
+    assert rec.counts()["test"] == {"b": {"rows": 1, "split": "test"}}
+
+    class OneByOne:
+        names = ["a"]
+
+    assert not hasattr(RecordingSites(OneByOne()), "fit_round")  # the server then calls fit site by site

@@ -334,17 +334,19 @@ def _privacy(report: dict, config, found) -> None:
         if fp:
             tally.same("federated.privacy.epsilon", fp.get("epsilon"), max(derived.values()),
                        "the largest re-derived per-site ε")
-        _statement(priv, derived, fed.rounds, tally, found)
+        secure = bool((((report.get("federated") or {}).get("secure_aggregation")) or {}).get("applied"))
+        _statement(priv, derived, fed.rounds, secure, tally, found)
     found.checked += tally.checked
     found.mismatches.extend(tally.problems)
 
 
-def _statement(priv: dict, derived: dict, rounds: int, tally, found) -> None:
+def _statement(priv: dict, derived: dict, rounds: int, secure: bool, tally, found) -> None:
     from tfresp.federated.sites_run import statement
 
     text = priv.get("statement")
-    try:
-        expected = statement({n: {**p, "epsilon": derived[n]} for n, p in priv["sites"].items()}, rounds)
+    sites = {n: {**p, "epsilon": derived[n]} for n, p in priv["sites"].items()}
+    try:  # under secure aggregation the statement says the server saw only the sum
+        expected = statement(sites, rounds, True) if secure else statement(sites, rounds)
     except (KeyError, TypeError, ValueError):
         found.cannot.append("privacy.statement (the recorded per-site accounts do not regenerate it)")
         return

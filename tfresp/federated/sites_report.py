@@ -70,7 +70,13 @@ class RecordingSites:
     def __getattr__(self, name):  # names, description and any other attribute of the wrapped transport
         if name.startswith("__") or name == "_inner":
             raise AttributeError(name)
-        return getattr(self._inner, name)
+        value = getattr(self._inner, name)
+        if name == "fit_round":  # a deployment fits every sampled site at once: note the round first
+            def fit_round(names, weights, rnd, *args, **kwargs):
+                self._round = int(rnd)
+                return value(names, weights, rnd, *args, **kwargs)
+            return fit_round
+        return value
 
     def fit(self, name, weights, rnd):
         self._round = int(rnd)
