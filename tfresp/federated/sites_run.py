@@ -230,17 +230,18 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
     :class:`LocalSites`. Returns ``{model, history, metrics, report, run_dir, paths}``."""
     from tfresp.report.environment import config_hash, versions
     from tfresp.run import rundir
-    from tfresp.run.io import atomic_write
 
     if resume:
         raise ConfigError([("--resume", True, "a sites run cannot be resumed yet; start it again")])
-    rundir.check_target(target, overwrite, False)
+    rundir.check_target(target, overwrite, False, protect=[s.source for s in config.federated.sites])
     import tf_keras as keras
 
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     with rundir.locked(target) as run_id:
-        transport = transport if transport is not None else LocalSites(config)
+        from tfresp.federated.sites_report import RecordingSites, write_run
+
+        transport = RecordingSites(transport if transport is not None else LocalSites(config))
         pre = schema.preprocessor(config)
         core = schema.build_core(config, pre)
         trained = train_sites(config, transport, core)
@@ -261,18 +262,17 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
                   "federated": sec, "privacy": claim}
         stage = rundir.staging_dir(target, run_id)
         try:
-            (stage / "config.yaml").write_text(config.to_yaml())
-            pre.save(stage / "preprocessing")
-            core.save(stage / "model.keras")
-            atomic_write(stage / "report.json", json.dumps(_plain(report), indent=2, allow_nan=False))
-            atomic_write(stage / "report.md", markdown(report))
+            # every artifact, the manifest, report.json / .md / .html (tfresp/federated/sites_report.py)
+            report = write_run(stage, config, report, pre, core, transport.counts(), markdown)
             final = rundir.commit(stage, target, overwrite)
         except BaseException:
             rundir.discard(stage)
             raise
     paths = {"report_json": str(final / "report.json"), "report_md": str(final / "report.md"),
-             "model": str(final / "model.keras"),
+             "model": str(final / "model.keras"), "saved_model": str(final / "saved_model"),
              "config": str(final / "config.yaml")}
+    if (final / "report.html").is_file():
+        paths["report_html"] = str(final / "report.html")
     metrics = dict(sec["test"]["pooled"] or {})
     return {"model": core, "history": {k: hist[k] for k in ("round", "val_loss", "val_accuracy")},
             "metrics": metrics, "report": report, "run_dir": final, "paths": paths}

@@ -410,6 +410,10 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
 def _reference(run_dir, reference, signature, specs, mapping, run_report, labels, classes) -> dict:
     if reference is None:
         path = run_dir / "monitor" / "reference.json"
+        if not path.is_file() and str(run_report.get("schema_version", "")).startswith("sites-"):
+            raise ConfigError([("--reference", None, "a sites run (federated.sites) has no stored reference "
+                                "profile: it would be computed from training rows, which stay at the sites. "
+                                "Remedy: pass --reference FILE with public reference rows (the raw columns)")])
         if not path.is_file():
             raise ConfigError([("run", str(run_dir), "has no monitor/reference.json (runs before tfresp 0.2, or "
                                                      "non-tabular runs); pass --reference FILE with public reference "
