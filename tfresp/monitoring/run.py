@@ -331,7 +331,7 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
     fair_cfg = run_report.get("fairness") or {}
     min_group = int((fair_cfg.get("config") or {}).get("min_group_size", 30)) if isinstance(fair_cfg, dict) else 30
     if labels is not None:
-        import tfresp.fairness.metrics  # noqa: F401  (start-up: imports fairlearn/scikit-learn once)
+        import tfresp.fairness.metrics  # noqa: F401  (start-up, outside the timed loop; fairlearn stays unloaded)
         import tfresp.report.gates  # noqa: F401
     t0, c0 = time.perf_counter(), time.process_time()
     frame_all, spans = _windows(loaded, window)
