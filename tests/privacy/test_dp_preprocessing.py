@@ -224,3 +224,32 @@ def test_histogram_threshold_delta_is_taken_from_the_run_delta():
     assert problems(report) == []
     report["privacy"]["epsilon"] = b.epsilon(delta=1e-5)  # ε at the full δ would under-state the guarantee
     assert problems(report)
+
+
+def test_verify_accepts_a_numeric_column_dropped_by_its_noisy_histogram(monkeypatch, tmp_path):
+    """A numeric column whose noisy histogram keeps no bin is dropped (constant 0) without a moments draw: verify
+    must require only the histogram spend for it (the noise decides this per run, so a false alarm was flaky),
+    and still flag a deleted histogram spend."""
+    import json
+
+    from tfresp.privacy import verify
+
+    monkeypatch.setattr(dp_stats, "noisy_range", lambda *a, **k: None)  # every numeric histogram keeps no bin
+    df = _frame(n=4000)
+    budget = _budget(monkeypatch)
+    pre, summary = fit_dp(df, COLS, None, {"age": [0, 120]}, budget, 1.0)
+    assert "hours" in summary["dropped_columns"]
+    pre.save(tmp_path)
+    saved = json.loads((tmp_path / "tabular.json").read_text())
+    hours = next(c for c in saved["columns"] if c["name"] == "hours")
+    assert hours["source"] == "dp" and hours["clip"] == [0.0, 0.0]
+    sec = budget.section()
+    assert "preprocessing.numeric_moments" not in {s["source"] for s in sec["spends"]}
+    config = {"data": {"numeric_ranges": {"age": [0, 120]}}}
+    tally = verify.Tally()
+    verify._preprocessing({}, sec, saved, config, tally)
+    assert tally.problems == [] and tally.checked >= 3
+    gone = {**sec, "spends": [s for s in sec["spends"] if s["source"] != "preprocessing.histogram"]}
+    tally = verify.Tally()
+    verify._preprocessing({}, gone, saved, config, tally)
+    assert any("'hours'" in p and "preprocessing.histogram" in p for p in tally.problems)

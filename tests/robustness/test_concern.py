@@ -26,7 +26,11 @@ def test_adult_madry_report_and_frozen_categoricals(tmp_path):
     assert rob["pgd@0.1"]["accuracy"] <= rob["pgd@0.05"]["accuracy"] + 2 / 120
     pre = res.context.data.preprocessor
     assert rob["attackable_dims"] == int(pre.numeric_mask().sum()) < pre.encoded_dim
-    assert rob["training_time"]["step_time_ratio"] > 1.0
+    # the robust step's cost is measured, not asserted: a timing claim fails on a loaded machine (issue 26: speed
+    # lives in benchmarks/); the section must be internally consistent
+    t = rob["training_time"]
+    assert t["step_seconds_clean"] > 0 and t["step_seconds_robust"] > 0
+    assert t["step_time_ratio"] == pytest.approx(t["step_seconds_robust"] / t["step_seconds_clean"])
     assert 0 < rob["training_time"]["fit_cpu_seconds"] == res.report["training"]["timings"]["fit_cpu_seconds"]
     assert set(rob["sanity"]) >= {"vanishes_at_large_epsilon", "white_box_beats_noise", "passed"}
     assert (res.run_dir / rob["plots"][0]).exists()

@@ -54,6 +54,9 @@ def load_run(run_dir, memory=None, data_file=None):
         raise CheckpointError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run "
                               "(expected report.json and config.yaml)")
     report = load_report(run_dir)
+    from tfresp.federated.sites_report import refuse_rows
+
+    refuse_rows(run_dir, report, "audit")  # a sites run's rows stay at the sites
     config = load_config(run_dir / "config.yaml")
     if memory is None:
         from tfresp.run.relocate import locate

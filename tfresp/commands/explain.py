@@ -85,7 +85,10 @@ def run(args) -> int:
                             "the frame to a CSV file and fit with data.source set to it, or explain in Python with "
                             "tfresp.explain.lime_explain.TabularLime on tfresp.load(RUN)")
         report = load_report(root)
+        from tfresp.federated.sites_report import refuse_rows
         from tfresp.run.relocate import locate
+
+        refuse_rows(root, report, "explain")  # a sites run's rows stay at the sites
 
         config = locate(root, config, report, source=getattr(args, "data", None))  # also after the run moved
         verify_source(root, config, report)

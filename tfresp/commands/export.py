@@ -65,6 +65,9 @@ def export_run(run_dir, variants, quiet: bool = False, data=None) -> dict:
     _check_writable_run(run_dir, [run_dir / f"model_{v}.tflite" for v in variants]
                         + [run_dir / f for f in ("report.json", "report.md", "report.html")])
     report = load_report(run_dir)
+    from tfresp.federated.sites_report import refuse_rows
+
+    refuse_rows(run_dir, report, "export")  # a sites run's rows stay at the sites
     config = load_config(run_dir / "config.yaml")
     if config.task != "classification":
         raise ConfigError([("task", config.task, "TFLite export supports classification runs")])

@@ -34,6 +34,15 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
         Gate.parse(g, i)
     check_writable([run_dir / f for f in REPORT_FILES], "run")
     report = load_report(run_dir)
+    from tfresp.federated import sites_report
+
+    if sites_report.is_sites_report(report):  # a sites run: report.md / report.html again, nothing else
+        if check_gates:
+            raise DataError("`--gate`: a sites run has no release gates. Received: --gate "
+                            f"{list(check_gates)!r}. Remedy: leave out --gate")
+        from tfresp.federated.sites_run import markdown
+
+        return sites_report.rerender(run_dir, markdown, write=write), None
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
         raise DataError(f"Invalid value for `run`: report schema_version {report.get('schema_version')!r} is not "

@@ -150,6 +150,12 @@ def verify_run(run_dir, data: Optional[str] = None, gates=(), key: Optional[str]
         raise DataError(f"Invalid value for `RUN`: {str(run_dir)!r} is not a finished tfresp run (expected "
                         "report.json and config.yaml)")
     report = load_report(run_dir)
+    from tfresp.federated.sites_report import is_sites_report
+
+    if is_sites_report(report):  # a cross-silo run: its rows stay at the sites (tfresp/commands/verify_sites.py)
+        from tfresp.commands import verify_sites
+
+        return verify_sites.verify(run_dir, report, Findings(), key, gates, data)
     major = str(report.get("schema_version", "")).split(".")[0]
     if major != "1":
         raise DataError(f"Invalid value for `RUN`: report schema_version {report.get('schema_version')!r} is not "

@@ -40,7 +40,16 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from tfresp.fairness import _fairlearn as fl
+#: calibration bins of the ECE (fairlearn's adapter uses the same number)
+ECE_BINS = 10
+
+
+def _fl():
+    """fairlearn's adapter, imported on first use: the row engines below (Cells, bootstrap_rates, group_rates)
+    need no fairlearn/scikit-learn, and ``tfresp monitor`` starts faster without them (issue 26)."""
+    from tfresp.fairness import _fairlearn
+
+    return _fairlearn
 
 RATE_METRICS = ("selection_rate", "true_positive_rate", "false_positive_rate", "false_negative_rate",
                 "true_negative_rate", "accuracy", "precision")
@@ -106,7 +115,7 @@ def group_rates(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndar
     cells = gidx * 4 + y * 2 + pred
     flat = (cells[idx] + (np.arange(B) * n_groups * 4)[:, None]).ravel()
     c = np.bincount(flat, minlength=B * n_groups * 4).reshape(B, n_groups, 2, 2).astype(np.float64)
-    nb = fl.ECE_BINS
+    nb = ECE_BINS
     bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
     key = (gidx * nb + bins)[idx] + (np.arange(B) * n_groups * nb)[:, None]
     sy = np.bincount(key.ravel(), weights=y[idx].ravel().astype(np.float64), minlength=B * n_groups * nb)
@@ -142,7 +151,7 @@ class Cells:
     sum, variance, min and max of its rows' P(positive). Arrays ``[G, 2, 2, ECE_BINS]``."""
 
     def __init__(self, y: np.ndarray, pred: np.ndarray, prob: np.ndarray, gidx: np.ndarray, n_groups: int):
-        nb = fl.ECE_BINS
+        nb = ECE_BINS
         bins = np.clip((prob * nb).astype(np.int64), 0, nb - 1)
         key = ((gidx * 2 + y) * 2 + pred) * nb + bins
         size = n_groups * 4 * nb
@@ -310,6 +319,7 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
         A report section with ``by_group.<group>.<metric>`` (+ ``_ci``), the gaps (+ ``_ci``),
         ``group_sizes`` and ``suppressed``.
     """
+    fl = _fl()
     y = np.asarray(y).astype(np.int64)
     pred = np.asarray(pred).astype(np.int64)
     prob = np.asarray(prob, dtype=np.float64)

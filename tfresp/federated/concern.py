@@ -30,6 +30,22 @@ def statement(sec: dict) -> str:
         "but a person present in several clients only up to group privacy.")
 
 
+def secure_statement(sa: dict) -> str:
+    return (
+        "Secure aggregation (Flower SecAgg+, semi-honest). The server CAN see: which SuperNodes took part in each "
+        "round and which dropped out; the masked vectors (uniform mod the modulus without the masks) and the "
+        "encrypted key shares it relays; after unmasking, the rows-weighted mean of the participating nodes' updates "
+        "and their total rows. The server CANNOT see one node's update or its row count, as long as it follows the "
+        "protocol and fewer than reconstruction_threshold nodes collude with it (Flower's SecAgg+ has no consistency "
+        "checks against a server that lies about dropouts). A round needs at least reconstruction_threshold (≥ 2) "
+        "nodes, so a sum never holds a single node's update. Each node's update is multiplied by rows / "
+        f"max_weight ({sa['max_weight']:g}), clipped to ±{sa['clipping_range']:g} and stochastically rounded onto "
+        f"{sa['quantization_range']} levels before masking (an unbiased rounding error, measured in "
+        "tests/federated/test_secagg.py). Not covered: the global model after each round is sent to every node in "
+        "the clear over TLS; where SuperNodes host partitions of one dataset (federated.partition) the ServerApp "
+        "itself loaded that dataset, so secure aggregation hides updates but not the rows.")
+
+
 @register
 class Federated(Concern):
     config_key = "federated"
@@ -51,6 +67,12 @@ class Federated(Concern):
         if cfg.robustness is not None and cfg.robustness.train != "none":
             problems.append(("robustness.train", cfg.robustness.train, "adversarial training is not applied in "
                                                                        "federated rounds; evaluate only"))
+        if cfg.federated.secure_aggregation is not None and cfg.federated.dp is not None:
+            problems.append(("federated.secure_aggregation", "on", "client-level DP-FedAvg clips each client's update "
+                             "and adds noise at the server, which secure aggregation hides from it (the server sees "
+                             "only the sum, so it cannot clip one update). Distributed noise (each node clipping and "
+                             "noising its own update) is not implemented. Remedy: drop federated.dp (secure "
+                             "aggregation alone), or drop federated.secure_aggregation (central DP, trusted server)"))
         if problems:
             raise ConfigError(problems)
         spec = cfg.federated.partition
@@ -87,6 +109,8 @@ class Federated(Concern):
                                             hist.get("val_accuracy", []))],
                "seconds": st["seconds"]}
         sec["per_client"] = self._per_client(ctx, st)
+        if cfg.secure_aggregation is not None:
+            sec["secure_aggregation"] = self._secure(cfg, st)
         if cfg.dp is not None:
             # Which clients were sampled is secret (the amplification by sampling in ε rests on it): the ids of
             # sampled clients that sent no update, and each round's count of updates, would reveal some of it.
@@ -112,6 +136,16 @@ class Federated(Concern):
             sec["privacy"] = {k: priv[k] for k in ("epsilon", "delta", "level")}
             ctx.privacy_claim = priv  # the privacy concern is off in a federated run: this is the run's DP
         return sec
+
+    @staticmethod
+    def _secure(cfg, st) -> dict:
+        applied = st.get("secure_aggregation")
+        if applied is None:
+            return {"applied": False, **cfg.secure_aggregation.model_dump(),
+                    "note": "configured, not applied: the clients ran in the server's process (simulation); it "
+                            "applies to deployments (python -m tfresp.federated.deploy)"}
+        return {"applied": True, **applied, "rows_per_round": st.get("secure_rows"),
+                "statement": secure_statement(applied)}
 
     @staticmethod
     def _per_client(ctx, st) -> dict:

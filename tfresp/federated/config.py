@@ -25,6 +25,44 @@ class FederatedDPConfig(NoiseBudget):
     level: Literal["client"] = "client"
 
 
+class SecureAggregationConfig(Section):
+    """Flower's SecAgg+ (``secaggplus_mod`` on every SuperNode, the SecAgg+ workflow in the ServerApp): the server
+    receives each round's masked vectors and unmasks only their sum. Applies to deployments
+    (:mod:`tfresp.federated.deploy`); in-process simulation has no separate server to hide anything from.
+
+    ``num_shares``: the key shares per node (a fraction of the round's nodes, or a count > 2);
+    ``reconstruction_threshold``: shares needed to unmask (a fraction of ``num_shares``, at least 2): a round
+    survives ``nodes - threshold`` dropouts. Each node sends its clients' mean *update* (local − global weights),
+    multiplied by ``rows / max_weight``, clipped to ±``clipping_range`` and stochastically rounded onto
+    ``quantization_range`` integer levels; masks are drawn mod ``modulus_range``. ``max_weight`` must be at least a
+    node's training rows (the ClientApp refuses otherwise).
+    """
+
+    num_shares: Union[int, float] = 1.0
+    reconstruction_threshold: Union[int, float] = 0.66
+    clipping_range: float = Field(8.0, gt=0)
+    quantization_range: int = Field(2**22, ge=2)
+    modulus_range: int = Field(2**32, ge=4, le=2**32)
+    max_weight: float = Field(100_000.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.modulus_range & (self.modulus_range - 1):
+            raise ValueError(f"modulus_range={self.modulus_range} must be a power of 2")
+        if self.modulus_range <= self.quantization_range:
+            raise ValueError("modulus_range must exceed quantization_range")
+        if isinstance(self.num_shares, float) and not 0 < self.num_shares <= 1:
+            raise ValueError("num_shares: a fraction in (0, 1] of the round's nodes, or a count > 2")
+        if isinstance(self.num_shares, int) and self.num_shares < 3:
+            raise ValueError("num_shares: a count > 2 (or a fraction in (0, 1])")
+        t = self.reconstruction_threshold
+        if isinstance(t, float) and not 0 < t <= 1:
+            raise ValueError("reconstruction_threshold: a fraction in (0, 1] of num_shares, or a count ≥ 2")
+        if isinstance(t, int) and t < 2:
+            raise ValueError("reconstruction_threshold: a count ≥ 2 (one share would let any node unmask)")
+        return self
+
+
 class SiteConfig(Section):
     """One site of a cross-silo run: its ``name`` and its file ``source`` (read only by that site's node).
 
@@ -54,6 +92,7 @@ class FederatedConfig(Section):
     that arrived if at least ``min(min_available, sampled)`` did; otherwise the run stops with the last finished
     round checkpointed (``--resume`` continues). Default ``None``: every sampled client must answer (no silent
     dropouts). The report's ``federated.dropped`` lists, per round, the sampled clients that did not answer.
+    ``secure_aggregation``: ``true`` or a :class:`SecureAggregationConfig` (deployments only; see there).
     """
 
     clients: int = Field(10, ge=2, le=100_000)
@@ -67,6 +106,16 @@ class FederatedConfig(Section):
     server_learning_rate: Optional[float] = Field(None, gt=0)
     min_available: Optional[int] = Field(None, ge=1)
     dp: Optional[FederatedDPConfig] = None
+    secure_aggregation: Optional[SecureAggregationConfig] = None
+
+    @field_validator("secure_aggregation", mode="before")
+    @classmethod
+    def _secagg_bool(cls, v):
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
     #: cross-silo: one entry per site (≥ 2), each with its own file; see :mod:`tfresp.federated.sites_run`
     sites: Optional[List[SiteConfig]] = None
 

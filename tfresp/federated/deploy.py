@@ -16,6 +16,11 @@ without the CA (or with an unregistered key) cannot join. ``--insecure`` (plaint
 when asked for explicitly. The keys live only as long as the run: a real multi-machine deployment brings its own CA
 and registers its sites' keys (see Flower's documentation).
 
+Sites (``federated.sites``): one SuperNode per site, started with ``--node-config 'site="NAME" site-file="PATH"'``
+(its own file, and no other); the ServerApp's run config points at a copy of the YAML whose site sources read
+``held by site NAME`` (:func:`_server_copy`), so the server process is never told where a site's rows are.
+``federated.secure_aggregation`` makes every round Flower's SecAgg+ protocol (:mod:`tfresp.federated.secagg`).
+
 A SuperNode that exits during the run does not abort it: its clients stop answering, and the ServerApp completes
 each round with the clients that answered or stops resumably (``federated.min_available``).
 
@@ -207,7 +212,7 @@ def make_certificates(folder: Path, nodes: int, days: int = 2) -> dict:
     return paths
 
 
-def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resume: bool = False,
+def deploy(config: str, out: str, nodes: int = None, overwrite: bool = False, resume: bool = False,
            timeout: float = 900, wait: float = 120, keep_logs: str = None, insecure: bool = False,
            _on_started=None) -> Path:
     """Run ``config`` through a local SuperLink + ``nodes`` SuperNodes; returns the run directory.
@@ -220,6 +225,19 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
     """
     import json
 
+    from tfresp.config import load_config
+
+    cfg = load_config(str(config))  # bad input fails here, before any process starts
+    sites = list(cfg.federated.sites or []) if cfg.federated is not None else []
+    if sites:
+        if nodes not in (None, len(sites)):
+            from tfresp.errors import ConfigError
+
+            raise ConfigError([("--nodes", nodes, f"a sites run starts one SuperNode per site ({len(sites)}). "
+                                "Remedy: leave --nodes out")])
+        nodes = len(sites)
+    elif nodes is None:
+        nodes = 2
     out_path = Path(out).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="tfresp-flwr-"))  # 0700
     procs: List[subprocess.Popen] = []
@@ -233,8 +251,12 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
         security = "insecure = true\n" if insecure else f"root-certificates = {json.dumps(str(certs['ca']))}\n"
         (home / "config.toml").write_text(f'[superlink]\ndefault = "local-tfresp"\n\n[superlink.local-tfresp]\n'
                                           f'address = "127.0.0.1:{link}"\n{security}')
+        run_config = Path(config).resolve()
+        site_files = {}
+        if sites:  # the ServerApp gets the site names only: a copy of the YAML without the sites' paths
+            run_config, site_files = _server_copy(Path(config), tmp / "app-config")
         (app / "pyproject.toml").write_text(PYPROJECT.format(
-            config=json.dumps(str(Path(config).resolve())), out=json.dumps(str(out_path)),
+            config=json.dumps(str(run_config)), out=json.dumps(str(out_path)),
             overwrite=str(bool(overwrite)).lower(), resume=str(bool(resume)).lower(), nodes=int(nodes),
             timeout=float(wait)))
         env = dict(os.environ, FLWR_HOME=str(home))
@@ -266,10 +288,15 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
                 priv, pub = certs["node_keys"][j]
                 _register(pub, env, tmp, wait)
                 node_tls = ["--root-certificates", str(certs["ca"]), "--auth-supernode-private-key", str(priv)]
+            if sites:  # this node, and only this node, is told its site's file
+                name = sites[j].name
+                node_config = f"site={json.dumps(name)} site-file={json.dumps(site_files[name])}"
+            else:
+                node_config = f"partition-id={j} num-partitions={nodes}"
             named[f"supernode-{j}"], _ = start(
                 f"supernode-{j}", [_tool("flower-supernode"), *node_tls, "--superlink", f"127.0.0.1:{link}",
                                    "--port", str(_free_port()), "--max-wait-time", str(wait),
-                                   "--node-config", f"partition-id={j} num-partitions={nodes}"])
+                                   "--node-config", node_config])
         report = out_path / "report.json"
         before = report.stat().st_mtime_ns if report.exists() else None
         run, run_log = start("flwr-run", [_tool("flwr"), "run", str(app), "local-tfresp", "--stream"])
@@ -291,9 +318,10 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
             time.sleep(1)
         if not report.exists() or report.stat().st_mtime_ns == before:
             stopped = [ln for ln in _tail(run_log, 400).splitlines() if "`federated.min_available`" in ln]
-            if stopped:  # too few clients answered: the rounds so far are checkpointed
-                raise RuntimeError(f"the deployed run stopped: {stopped[-1].strip()} (python -m "
-                                   f"tfresp.federated.deploy ... --resume)")
+            if stopped:  # too few clients answered: the rounds so far are checkpointed (not for sites yet)
+                how = "start it again: a sites run cannot be resumed yet" if sites else \
+                    "python -m tfresp.federated.deploy ... --resume"
+                raise RuntimeError(f"the deployed run stopped: {stopped[-1].strip()} ({how})")
             raise RuntimeError(f"the deployed run ended without a run directory (flwr run exit code "
                                f"{run.returncode}):\n{_tail(run_log, 60)}")
         return out_path
@@ -304,6 +332,29 @@ def deploy(config: str, out: str, nodes: int = 2, overwrite: bool = False, resum
             for log in logs:
                 shutil.copy(log, Path(keep_logs) / log.name)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _server_copy(config: Path, folder: Path):
+    """A copy of a sites run's YAML for the ServerApp (and the run config every node also reads) in which each
+    site's ``source`` is replaced by ``held by site NAME``; returns (its path, {site name: absolute file}). The
+    absolute files go to each site's SuperNode alone, in its node config."""
+    import yaml
+
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    files = {}
+    for entry in raw["federated"]["sites"]:
+        path = str(Path(entry["source"]).expanduser().resolve())
+        if '"' in path or "\\" in path:
+            from tfresp.errors import ConfigError
+
+            raise ConfigError([(f"federated.sites.{entry['name']}.source", path, "a path with a quote or a "
+                                "backslash cannot be passed in a Flower node config. Remedy: rename the file")])
+        files[entry["name"]] = path
+        entry["source"] = f"held by site {entry['name']}"
+    folder.mkdir(mode=0o700)
+    copy = folder / "config.yaml"
+    copy.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return copy, files
 
 
 def _register(public_key: Path, env: dict, cwd: Path, wait: float) -> None:
@@ -324,7 +375,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tfresp.federated.deploy", description=__doc__.split("\n\n")[0])
     p.add_argument("config")
     p.add_argument("--out", required=True)
-    p.add_argument("--nodes", type=int, default=2)
+    p.add_argument("--nodes", type=int, default=None,
+                   help="SuperNodes to start (default 2; a sites run starts one per site)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
@@ -333,8 +385,14 @@ def main(argv=None) -> int:
                    help="no TLS and no SuperNode authentication (plaintext on 127.0.0.1); default: TLS with "
                         "certificates generated for this run and authenticated SuperNodes")
     a = p.parse_args(argv)
-    path = deploy(a.config, a.out, a.nodes, a.overwrite, a.resume, a.timeout, keep_logs=a.logs,
-                  insecure=a.insecure)
+    from tfresp.errors import TfrespError
+
+    try:
+        path = deploy(a.config, a.out, a.nodes, a.overwrite, a.resume, a.timeout, keep_logs=a.logs,
+                      insecure=a.insecure)
+    except TfrespError as exc:
+        print(f"tfresp: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     print(f"tfresp: deployed run written to {path}")
     return 0
 

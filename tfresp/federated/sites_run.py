@@ -104,19 +104,13 @@ def train_sites(config, transport, core) -> dict:
     names = list(transport.names)
     dp = config.privacy is not None
     server = Server(cfg, len(names), [np.array(w) for w in core.get_weights()], config.seed)
+    server.resumable = False
     per_site_curve = {n: [] for n in names}
     for rnd in range(1, cfg.rounds + 1):
         t0 = time.perf_counter()
         on_round("start", rnd, server.weights)
         jobs = server.jobs()
-        local = {}
-        for k, _seed in jobs:
-            res = transport.fit(names[k], server.weights, rnd)
-            if res is None:  # the site sent no update (a node that died): federated.min_available decides
-                continue
-            w, rows = res
-            # under DP the sites send no row count: equal weights (a row count would be released outside ε)
-            local[k] = (w, 1 if (dp or rows is None) else int(rows))
+        local = _fit_round(transport, names, jobs, server.weights, rnd, dp)
         weights = server.finish_round(rnd, jobs, local)
         val = {n: transport.evaluate(n, weights, "validation") for n in names}
         pooled = metrics_from_counts(_sum_counts(list(val.values())), schema.classes(config))
@@ -132,7 +126,28 @@ def train_sites(config, transport, core) -> dict:
     return {"server": server, "per_site_curve": per_site_curve, "names": names}
 
 
-def statement(sites: Dict[str, dict], rounds: int) -> str:
+def _fit_round(transport, names, jobs, weights, rnd, dp):
+    """The round's local updates ``{k: (weights, rows)}`` — or, from a securely aggregating transport (a deployment
+    with ``federated.secure_aggregation``), only their sum (:class:`~tfresp.federated.train.SecureSum`)."""
+    from tfresp.federated.train import SecureSum
+
+    if hasattr(transport, "fit_round"):  # every sampled site at once (a deployment)
+        got = transport.fit_round([names[k] for k, _ in jobs], weights, rnd)
+        if isinstance(got, SecureSum):
+            index = {n: i for i, n in enumerate(names)}
+            return SecureSum(got.weights, [index[n] for n in got.clients], got.rows)
+        results = {names.index(n): r for n, r in got.items()}
+    else:
+        results = {}
+        for k, _seed in jobs:
+            res = transport.fit(names[k], weights, rnd)
+            if res is not None:  # None: the site sent no update (a node that died): federated.min_available decides
+                results[k] = res
+    # under DP the sites send no row count: equal weights (a row count would be released outside ε)
+    return {k: (w, 1 if (dp or rows is None) else int(rows)) for k, (w, rows) in results.items()}
+
+
+def statement(sites: Dict[str, dict], rounds: int, secure: bool = False) -> str:
     eps = ", ".join(f"{n}: ε={p['epsilon']:.3g} at δ={p['delta']:.1e}" for n, p in sites.items())
     return (
         "Each site trained with example-level DP-SGD on its own rows (its own secret Poisson sampling at rate "
@@ -141,8 +156,11 @@ def statement(sites: Dict[str, dict], rounds: int) -> str:
         "row in that site's file changes the distribution of everything that site sent (its model updates, hence "
         "the global model and every later round) by at most that (ε, δ). A person whose rows are in several sites' "
         "files is protected by the composition of those sites' guarantees (at most the sum of their ε and of their "
-        "δ); several rows of one person in one site: group privacy. What the server sees: each site's DP-noised model update (no "
-        "secure aggregation in this simulation); the global model and everything computed from the updates are "
+        "δ); several rows of one person in one site: group privacy. What the server sees: "
+        + ("only the sum of the sites' DP-noised model updates (secure aggregation, SecAgg+; see "
+           "federated.secure_aggregation.statement)" if secure else
+           "each site's DP-noised model update (no secure aggregation)")
+        + "; the global model and everything computed from the updates are "
         "post-processing. Not covered by ε (public or held out): the declared schema (data.categories, "
         "data.numeric_ranges: no statistic was fitted on rows); each site's training-row count enters its sampling "
         "rate and step count, which the report gives (treated as public, as in central DP-SGD), although updates "
@@ -166,6 +184,9 @@ def report_section(config, transport, trained: dict, core) -> dict:
                                                           if config.privacy is not None else
                                                           "weighted by each site's training rows"),
            "participation": [{"round": r, "sites": n} for r, n in zip(hist["round"], hist["participants"])],
+           # which sites sent no update, per round: site selection is the server's public choice (every site is
+           # asked every round) and a site's failure is not a function of one person's row, so naming it
+           # reveals nothing the per-site example-level guarantee protects (unlike client-level DP's secret draws)
            "dropped": [{"round": r, "sites": [names[k] for k in d]} for r, d in zip(hist["round"], hist["dropped"])
                        if d],
            "curve": [{"round": r, "val_loss": l, "val_accuracy": a}
@@ -178,6 +199,16 @@ def report_section(config, transport, trained: dict, core) -> dict:
            "preprocessing": "declared schema only (data.categories, data.numeric_ranges); nothing fitted on rows",
            "seconds": server.seconds,
            "not_run": ["membership-inference audit", "monitor reference", "SavedModel serving export"]}
+    if getattr(transport, "secure", None):
+        from tfresp.federated.concern import secure_statement
+
+        sec["secure_aggregation"] = {"applied": True, **transport.secure,
+                                     "rows_per_round": None if config.privacy is not None else
+                                     hist.get("secure_rows"), "statement": secure_statement(transport.secure)}
+        sec["aggregation"] += "; securely aggregated (SecAgg+): the server saw only the sum"
+    elif config.federated.secure_aggregation is not None:
+        sec["secure_aggregation"] = {"applied": False, "note": "configured, not applied: the sites ran in the "
+                                     "server's process (simulation); it applies to deployments"}
     if config.privacy is not None:
         per_site = {n: transport.privacy(n) for n in names}
         priv = {"level": "example (per site)", "mechanism": "DP-SGD at every site (Poisson sampling, per-example "
@@ -187,7 +218,7 @@ def report_section(config, transport, trained: dict, core) -> dict:
                 "delta": max(p["delta"] for p in per_site.values()),
                 "epsilon_is": "the largest per-site ε (each site's guarantee covers its own file)",
                 "target_epsilon": config.privacy.target_epsilon, "accountant": config.privacy.accountant}
-        priv["statement"] = statement(per_site, config.federated.rounds)
+        priv["statement"] = statement(per_site, config.federated.rounds, bool(getattr(transport, "secure", None)))
         sec["privacy"] = {k: priv[k] for k in ("epsilon", "delta", "level")}
         sec["privacy_claim"] = priv
     return sec
@@ -199,17 +230,18 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
     :class:`LocalSites`. Returns ``{model, history, metrics, report, run_dir, paths}``."""
     from tfresp.report.environment import config_hash, versions
     from tfresp.run import rundir
-    from tfresp.run.io import atomic_write
 
     if resume:
         raise ConfigError([("--resume", True, "a sites run cannot be resumed yet; start it again")])
-    rundir.check_target(target, overwrite, False)
+    rundir.check_target(target, overwrite, False, protect=[s.source for s in config.federated.sites])
     import tf_keras as keras
 
     keras.utils.set_random_seed(config.seed)
     t0 = time.perf_counter()
     with rundir.locked(target) as run_id:
-        transport = transport if transport is not None else LocalSites(config)
+        from tfresp.federated.sites_report import RecordingSites, write_run
+
+        transport = RecordingSites(transport if transport is not None else LocalSites(config))
         pre = schema.preprocessor(config)
         core = schema.build_core(config, pre)
         trained = train_sites(config, transport, core)
@@ -230,18 +262,17 @@ def run_sites(config, target: Path, *, overwrite: bool = False, quiet: bool = Fa
                   "federated": sec, "privacy": claim}
         stage = rundir.staging_dir(target, run_id)
         try:
-            (stage / "config.yaml").write_text(config.to_yaml())
-            pre.save(stage / "preprocessing")
-            core.save(stage / "model.keras")
-            atomic_write(stage / "report.json", json.dumps(_plain(report), indent=2, allow_nan=False))
-            atomic_write(stage / "report.md", markdown(report))
+            # every artifact, the manifest, report.json / .md / .html (tfresp/federated/sites_report.py)
+            report = write_run(stage, config, report, pre, core, transport.counts(), markdown)
             final = rundir.commit(stage, target, overwrite)
         except BaseException:
             rundir.discard(stage)
             raise
     paths = {"report_json": str(final / "report.json"), "report_md": str(final / "report.md"),
-             "model": str(final / "model.keras"),
+             "model": str(final / "model.keras"), "saved_model": str(final / "saved_model"),
              "config": str(final / "config.yaml")}
+    if (final / "report.html").is_file():
+        paths["report_html"] = str(final / "report.html")
     metrics = dict(sec["test"]["pooled"] or {})
     return {"model": core, "history": {k: hist[k] for k in ("round", "val_loss", "val_accuracy")},
             "metrics": metrics, "report": report, "run_dir": final, "paths": paths}
@@ -276,6 +307,9 @@ def markdown(report: dict) -> str:
     if fed.get("dropped"):
         lines += ["", "Rounds that lacked a site: " + "; ".join(f"round {d['round']}: {', '.join(d['sites'])}"
                                                                for d in fed["dropped"])]
+    sa = fed.get("secure_aggregation")
+    if sa and sa.get("applied"):
+        lines += ["", "## Secure aggregation", "", sa["statement"]]
     if priv:
         lines += ["", "## Privacy (example-level DP-SGD at every site)", "", "| site | ε | δ | σ | q | steps |",
                   "|---|---|---|---|---|---|"]

@@ -28,7 +28,17 @@ from tfresp.privacy import accounting
 
 log = logging.getLogger("tfresp")
 
-#: ``transport(round, weights, jobs) -> {client: (local_weights, rows)}``; ``jobs``: [(client, shuffle seed)]
+class SecureSum:
+    """What a securely aggregating transport returns instead of per-client weights: the new global weights (global +
+    the rows-weighted mean update of the clients inside the sum), which clients are inside it, and their total rows.
+    The server never holds an individual client's (or node's) update."""
+
+    def __init__(self, weights: Optional[List[np.ndarray]], clients: Sequence[int], rows: Optional[int]):
+        self.weights, self.clients, self.rows = weights, list(clients), rows
+
+
+#: ``transport(round, weights, jobs) -> {client: (local_weights, rows)}`` or a :class:`SecureSum`;
+#: ``jobs``: [(client, shuffle seed)]. A transport function may carry ``.secure`` (a dict for the report).
 Transport = Callable[[int, List[np.ndarray], List[Tuple[int, int]]], Dict[int, Tuple[List[np.ndarray], int]]]
 _TRANSPORT: Optional[Tuple[Transport, str]] = None
 
@@ -115,6 +125,7 @@ class Server:
         self.secret = fdp.SecretRandom() if dpc is not None else None
         self.public = np.random.default_rng(seed)
         self.rounds_done = 0
+        self.resumable = True  # False for a sites run (no round checkpoints yet)
         self.seconds = 0.0
         self.state = {"clients": n_clients, "rounds_planned": cfg.rounds, "sampling_rate": self.q,
                       "partition": cfg.partition}
@@ -174,24 +185,33 @@ class Server:
         which would change the sensitivity). The server must NOT re-sample to fill the gap: a second draw would give
         the remaining clients an inclusion probability above q, which the accountant does not cover.
         """
+        secure = isinstance(local, SecureSum)
+        inside = set(local.clients) if secure and local.weights is not None else set()
         sampled = [k for k, _ in jobs]
-        answered = [k for k in sampled if k in local]
-        missing = [k for k in sampled if k not in local]
+        answered = [k for k in sampled if (k in inside if secure else k in local)]
+        missing = [k for k in sampled if k not in answered]
         need = min(self.cfg.min_available or len(sampled), len(sampled))
         if len(answered) < need:
             done = f"rounds 1..{self.rounds_done} are checkpointed" if self.rounds_done else "no round finished yet"
+            remedy = "run the same command with --resume"
+            if not self.resumable:
+                done, remedy = "a sites run cannot be resumed yet", "start the run again"
+            halted = " (secure aggregation needs at least reconstruction_threshold nodes)" if secure else ""
             raise ClientsUnavailableError(
                 f"`federated.min_available`: round {rnd} needs updates from {need} of its {len(sampled)} sampled "
-                f"clients; only {len(answered)} answered. Received: no update from clients {missing}. The run "
-                f"stopped; {done}. Remedy: restart the missing clients/SuperNodes and run the same command with "
-                f"--resume (or lower federated.min_available)")
+                f"clients; only {len(answered)} answered{halted}. Received: no update from clients {missing}. The "
+                f"run stopped; {done}. Remedy: restart the missing clients/SuperNodes and {remedy} (or lower "
+                f"federated.min_available)")
         if missing:
             log.warning("federated round %d: no update from sampled clients %s; the round uses the %d that answered",
                         rnd, missing, len(answered))
-        jobs = [(k, s) for k, s in jobs if k in local]
+        jobs = [(k, s) for k, s in jobs if k in answered]
         dpc, st = self.dpc, self.state
         results = []
-        if dpc is None:
+        if secure:  # only the sum exists here (no clipping, no noise: federated.dp is refused with it)
+            results = [(local.weights, 1)]
+            self.history.setdefault("secure_rows", []).append(local.rows)
+        elif dpc is None:
             results = [local[k] for k, _ in jobs]
         else:
             updates, norms = [], []
@@ -275,11 +295,13 @@ def fit_federated(ctx) -> None:
     ctx.core.set_weights(server.weights)
     state = server.state
     state.update(rounds=server.rounds_done, seconds=server.seconds, parts=parts, clients_run=where,
+                 secure_aggregation=getattr(transport, "secure", None),
                  resumed_after_round=point.state["global_step"] if point is not None else None)
     if server.dpc is not None:
         state["epsilon"] = server.epsilon(server.rounds_done)
     ctx.own("federated").summary = state
     # per-round lists of dropped clients go to the report's federated section, not to the (numeric) curves
     state["dropped"] = server.history["dropped"]
-    ctx.history = {k: v for k, v in server.history.items() if k != "dropped"}
+    state["secure_rows"] = server.history.get("secure_rows")
+    ctx.history = {k: v for k, v in server.history.items() if k not in ("dropped", "secure_rows")}
     log.info("federated: %d rounds over %d clients (q=%.3g)", server.rounds_done, len(parts), server.q)

@@ -331,7 +331,7 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
     fair_cfg = run_report.get("fairness") or {}
     min_group = int((fair_cfg.get("config") or {}).get("min_group_size", 30)) if isinstance(fair_cfg, dict) else 30
     if labels is not None:
-        import tfresp.fairness.metrics  # noqa: F401  (start-up: imports fairlearn/scikit-learn once)
+        import tfresp.fairness.metrics  # noqa: F401  (start-up, outside the timed loop; fairlearn stays unloaded)
         import tfresp.report.gates  # noqa: F401
     t0, c0 = time.perf_counter(), time.process_time()
     frame_all, spans = _windows(loaded, window)
@@ -410,6 +410,10 @@ def monitor(run_dir, batches: Sequence[Union[str, Path, pd.DataFrame]], *, label
 def _reference(run_dir, reference, signature, specs, mapping, run_report, labels, classes) -> dict:
     if reference is None:
         path = run_dir / "monitor" / "reference.json"
+        if not path.is_file() and str(run_report.get("schema_version", "")).startswith("sites-"):
+            raise ConfigError([("--reference", None, "a sites run (federated.sites) has no stored reference "
+                                "profile: it would be computed from training rows, which stay at the sites. "
+                                "Remedy: pass --reference FILE with public reference rows (the raw columns)")])
         if not path.is_file():
             raise ConfigError([("run", str(run_dir), "has no monitor/reference.json (runs before tfresp 0.2, or "
                                                      "non-tabular runs); pass --reference FILE with public reference "

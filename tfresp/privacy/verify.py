@@ -247,7 +247,11 @@ def _preprocessing(report, budget, preprocessing, config, tally: Tally) -> None:
                 tally.problems.append(f"`preprocessing/tabular.json`: column {name!r} is marked declared but the "
                                       "config declares no categories for it")
             continue
-        need = ["preprocessing.histogram"] if kind == "categorical" else (
+        # a numeric column whose noisy histogram kept no bin is dropped (dp_tabular: constant 0, clip [0, 0]): no
+        # moments were drawn for it, so only the histogram spend covers it
+        dropped = (kind == "numeric" and list(col.get("clip") or []) == [0.0, 0.0] and name not in ranges
+                   and col.get("mean") == 0.0 and col.get("std") == 1.0)
+        need = ["preprocessing.histogram"] if kind == "categorical" or dropped else (
             ["preprocessing.numeric_moments"] + ([] if name in ranges else ["preprocessing.histogram"]))
         for src in need:
             tally.checked += 1
