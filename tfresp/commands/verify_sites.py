@@ -29,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfresp.commands.verify import _signature  # the same signature check as a central run
 from tfresp.errors import DataError
 
 ABS_TOL = 1e-6
@@ -66,17 +67,6 @@ def verify(run_dir: Path, report: dict, found, key: Optional[str] = None, gates=
     _privacy(report, config, found)
     found.cannot.extend(NOT_CHECKED)
     return found
-
-
-def _signature(run_dir: Path, key, found) -> None:
-    from tfresp.report.signing import check
-
-    checked, problems, notes = check(run_dir, key)
-    found.checked += checked
-    found.mismatches.extend(problems)
-    found.notes.extend(notes)
-    if not checked:
-        found.cannot.append("who produced the run (not signed; the producer can run `tfresp sign RUN --key KEY`)")
 
 
 def _manifest(run_dir: Path, report: dict, found) -> None:

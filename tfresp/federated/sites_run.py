@@ -16,7 +16,6 @@ with the statement of what a person's guarantee is and what the server sees.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -319,15 +318,3 @@ def markdown(report: dict) -> str:
     lines += ["", "Not run in a sites run: " + ", ".join(fed["not_run"]) + "."]
     return "\n".join(lines) + "\n"
 
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
