@@ -14,7 +14,7 @@ from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.serving_names import collisions, serving_layout
 from tfresp.data.sources import load_source
-from tfresp.data.stream import plain_index
+from tfresp.data.stream import plain_index, row_gather
 from tfresp.errors import DataError
 
 
@@ -309,10 +309,12 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     pre, extra = _fit_preprocessor(config, parts.train, features, classes, fills, budget, preprocessor)
     index = {c: i for i, c in enumerate(classes)}
 
-    def make(df):
+    def make(df, compact=False):
+        # the training split, the largest, is kept compact (codes + numerics, ~1/10 of the dense matrix for
+        # Adult); batches and audit samples expand the rows they take (tfresp/data/compact.py)
         if df is None:
             return None
-        return Split(x=pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
+        return Split(x=pre.transform_compact(df) if compact else pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
                      frame=plain_index(df),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
@@ -320,7 +322,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     if fills:
         summary["imputation"] = fills
     summary["serving_inputs"] = _serving_names(pre, config)
-    return DataBundle(train=make(parts.train), validation=make(parts.validation), test=make(parts.test),
+    return DataBundle(train=make(parts.train, compact=True), validation=make(parts.validation), test=make(parts.test),
                       classes=classes, feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre,
                       info=info, extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
 
@@ -392,13 +394,12 @@ def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: 
     n = len(y)
     extras = dict(extras)
     extras.setdefault("sample_weight", np.ones(n, dtype=np.float32))
-    data = tf.nest.map_structure(tf.convert_to_tensor, (x, y, extras))
+    gather = row_gather((x, y, extras))  # rows gathered from the arrays: no tensor copy of them (stream.py)
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda idx: tf.nest.map_structure(lambda t: tf.gather(t, idx), data),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if isinstance(x, dict) and "attention_mask" in x:  # text: dynamic padding per batch
         from tfresp.data.text import trim_padding
 
