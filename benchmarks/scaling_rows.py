@@ -115,9 +115,14 @@ def child(args) -> None:
     phases.patch(dataset, "_split", "split")
     phases.patch(dp_tabular, "fit_dp", "dp_statistics")
     phases.patch(preprocess.TabularPreprocessor, "transform_frame", "encode")
+    if hasattr(preprocess.TabularPreprocessor, "transform_compact"):  # the training split, kept compact
+        phases.patch(preprocess.TabularPreprocessor, "transform_compact", "encode_compact")
     phases.patch(builder, "train")
     phases.patch(builder, "_train_dataset", "train_dataset")
-    phases.patch(builder, "predict_all", "predict")
+    from tfresp.run.context import RunContext
+
+    phases.patch(RunContext, "predict_splits", "predict")
+    phases.patch(builder, "post_fit")
     phases.patch(builder, "audit")
     phases.patch(saved_model, "export_saved_model", "export_saved_model")
     phases.patch(tflite, "export_tflite", "export_tflite")

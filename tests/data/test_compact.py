@@ -102,3 +102,22 @@ def test_make_dataset_on_compact_rows_equals_dense(adult):
         np.testing.assert_array_equal(xa.numpy(), xb.numpy())
         np.testing.assert_array_equal(ya.numpy(), yb.numpy())
 
+
+
+def test_compact_rows_convert_to_the_dense_tensor(adult):
+    df, cols = adult
+    pre = TabularPreprocessor.fit(df, cols)
+    rows = pre.transform_compact(df.iloc[:50])
+    np.testing.assert_array_equal(tf.convert_to_tensor(rows).numpy(), _oracle(pre, df.iloc[:50]))
+
+
+def test_predictions_on_compact_rows_equal_dense(adult):
+    import tf_keras as keras
+
+    from tfresp.run.context import predict_logits
+
+    df, cols = adult
+    pre = TabularPreprocessor.fit(df, cols)
+    rows, dense = pre.transform_compact(df), _oracle(pre, df)
+    core = keras.Sequential([keras.layers.Dense(3, input_shape=(dense.shape[1],))])
+    np.testing.assert_array_equal(predict_logits(core, rows, batch_size=256), predict_logits(core, dense, 256))

@@ -59,6 +59,19 @@ def is_text_dtype(s: pd.Series) -> bool:
     return s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)
 
 
+def str_value_counts(s: pd.Series) -> dict:
+    """``s.astype(str).value_counts().to_dict()`` without the string copy of the column for a category column
+    (a chunked CSV read): counts of the present categories only (missing values as ``'nan'``), most first."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s.astype(str).value_counts().to_dict()
+    cnt = np.bincount(s.cat.codes.to_numpy().astype(np.int64) + 1, minlength=len(s.cat.categories) + 1)
+    out = {}
+    for key, n in zip(["nan"] + [str(v) for v in s.cat.categories], cnt):  # code -1 (missing) in slot 0
+        if n:
+            out[key] = out.get(key, 0) + int(n)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def _is_missing_text(v) -> bool:
     return isinstance(v, str) and v.strip() in ("", MISSING)
 
@@ -185,7 +198,7 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
     if n_missing:
         problems.add("data.label", f"column {label!r} has {n_missing} missing labels", None,
                      "drop or label those rows")
-    counts = s.dropna().astype(str).value_counts()
+    counts = pd.Series(str_value_counts(s.dropna()), dtype=np.int64)
     variants = {}
     for value in counts.index:
         variants.setdefault(value.strip().casefold(), []).append(value)
@@ -197,7 +210,7 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
     warnings = []
     if train is not None:
         s = train[label]
-        counts = s.dropna().astype(str).value_counts()
+        counts = pd.Series(str_value_counts(s.dropna()), dtype=np.int64)
     rare = {k: int(n) for k, n in counts.items() if n < min_rows}
     if rare and not dups:
         problems.add("data.label", f"classes with fewer than data.min_class_rows={min_rows} rows in column "
@@ -319,6 +332,8 @@ def id_like_columns(frame: pd.DataFrame, columns: List[str]) -> Dict[str, str]:
         if c in dates:
             continue
         s = frame[c]
+        if s.nunique(dropna=False) != n:  # first: cheap, and most columns stop here (no per-value pass)
+            continue
         text = (is_text_dtype(s) and all(isinstance(v, str) for v in s)
                 and not s.str.strip().str.match(_NUMBER).all())  # numbers written as text are parsed, not IDs
         whole = pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)

@@ -33,6 +33,9 @@ class CompactRows:
             one-hot blocks in column order), or ``None`` when that already is the dense order.
     """
 
+    #: duck-typed marker for code below tfresp.data (take rows, predict a block at a time)
+    expands_rows = True
+
     def __init__(self, numeric: np.ndarray, codes: np.ndarray, depths: List[int], order=None):
         self.numeric = np.ascontiguousarray(numeric, np.float32)
         self.codes = np.ascontiguousarray(codes)
@@ -98,3 +101,19 @@ class CompactRows:
             total += self[start:start + _BLOCK].sum(axis=0, dtype=np.float64)
         col = total / max(len(self), 1)
         return col if axis == 0 else float(col.mean())
+
+
+def _to_tensor(value, dtype=None, name=None, as_ref=False):
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(np.asarray(value), dtype=dtype, name=name)
+
+
+def _register() -> None:
+    """``tf.convert_to_tensor(rows)`` (a Keras model called on them) gives the dense matrix."""
+    import tensorflow as tf
+
+    tf.register_tensor_conversion_function(CompactRows, _to_tensor)
+
+
+_register()

@@ -14,7 +14,7 @@ from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.serving_names import collisions, serving_layout
 from tfresp.data.sources import load_source
-from tfresp.data.stream import plain_index, row_gather
+from tfresp.data.stream import plain_index, release_memory, row_gather
 from tfresp.errors import DataError
 
 
@@ -270,7 +270,7 @@ def _fit_preprocessor(config, train_df, features, classes, fills, budget, prepro
     return pre, extra
 
 
-def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
+def prepare(config, memory=None, budget=None, preprocessor=None, compact: bool = False) -> DataBundle:
     """Load, de-identify, split, validate and encode the data described by ``config.data``.
 
     Every problem found in the data is collected and raised as one :class:`DataError` before
@@ -282,6 +282,8 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     ``preprocessor``: a finished run's saved preprocessing (:func:`saved_preprocessor`), used as is instead of
     fitting one (commands on a finished run must encode exactly as the run did, and must not re-fit on the
     private rows what a DP run released only through its budget).
+    ``compact`` (the run builder): a tabular split's ``x`` is a :class:`~tfresp.data.compact.CompactRows`
+    (codes + numerics, expanded per batch or block of rows) instead of the dense matrix.
     """
     dc = config.data
     frames, info, split_mode = _load(config, memory)
@@ -309,11 +311,12 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     pre, extra = _fit_preprocessor(config, parts.train, features, classes, fills, budget, preprocessor)
     index = {c: i for i, c in enumerate(classes)}
 
-    def make(df, compact=False):
-        # the training split, the largest, is kept compact (codes + numerics, ~1/10 of the dense matrix for
-        # Adult); batches and audit samples expand the rows they take (tfresp/data/compact.py)
+    def make(df):
+        # in a run the splits are kept compact (codes + numerics, ~1/10 of the dense matrix for Adult); batches,
+        # predictions and audit samples expand the rows they take (tfresp/data/compact.py)
         if df is None:
             return None
+        release_memory()  # the temporaries of the steps before (whole-column copies) go back to the system
         return Split(x=pre.transform_compact(df) if compact else pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
                      frame=plain_index(df),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
@@ -322,7 +325,7 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     if fills:
         summary["imputation"] = fills
     summary["serving_inputs"] = _serving_names(pre, config)
-    return DataBundle(train=make(parts.train, compact=True), validation=make(parts.validation), test=make(parts.test),
+    return DataBundle(train=make(parts.train), validation=make(parts.validation), test=make(parts.test),
                       classes=classes, feature_columns=features, sensitive=list(dc.sensitive), preprocessor=pre,
                       info=info, extra={**extra, "summary": {**summary, **extra.get("summary", {})}})
 

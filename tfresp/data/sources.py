@@ -189,7 +189,7 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
             blank = [p.isna().all() for p in pieces]  # a chunk where a text column is empty reads as float NaN
             if not all(cat or b for cat, b in zip(cats, blank)):
                 return None  # text in some chunks, numbers in others: the whole-file reader decides
-            pieces = [p if cat else pd.Series(pd.Categorical([np.nan] * len(p)), name=c)
+            pieces = [p if cat else pd.Series(pd.Categorical([np.nan] * len(p), pd.Index([], dtype=object)), name=c)
                       for p, cat in zip(pieces, cats)]
             columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
         else:

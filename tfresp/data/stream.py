@@ -111,3 +111,20 @@ def row_gather(structure):
         return tf.nest.pack_sequence_as(structure, out)
 
     return gather
+
+
+def release_memory() -> None:
+    """Return the allocator's free pages to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    A whole-column temporary of a large table (a string copy, a float64 copy) is freed when the step ends, but
+    glibc keeps the pages of the heap it came from: without this the resident memory of a run keeps the high
+    water mark of every step before, and the next step's temporaries come on top of it.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
