@@ -213,6 +213,8 @@ def main():
                     help="result files (names in benchmarks/results) whose rows join the table (e.g. the 10M run)")
     ap.add_argument("--before", default="scaling_rows_final",
                     help="result file of the code before this change: its peak RSS per row count joins the table")
+    ap.add_argument("--merge", action="store_true",
+                    help="run nothing: rebuild the table of --name from its results and --include")
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -220,12 +222,15 @@ def main():
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="scaling_rows_"))
     data_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    if args.merge:
+        prev = json.loads((REPO / "benchmarks" / "results" / f"{args.name}.json").read_text())
+        results, args.rows, args.epochs = [r for r in prev["results"] if "from" not in r], [], prev["epochs"]
     for rows in args.rows:
         res = run_one(rows, tree, data_dir, args.epochs, args.timeout)
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "phases"}))
     for r in results:
-        r["epochs"] = args.epochs
+        r.setdefault("epochs", args.epochs)
     for name in args.include:
         other = json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
         for r in other["results"]:
