@@ -25,6 +25,7 @@ ratios and the ratio of the best rounds, which a loaded machine disturbs less. J
 Usage:
     .venv/bin/python benchmarks/dp_overhead.py                     # batch 64, 21 rounds x 5 steps
     .venv/bin/python benchmarks/dp_overhead.py --tag gpu --batch 256
+    .venv/bin/python benchmarks/dp_overhead.py --models adult_mlp --rounds 31 --steps 20 --ablate-noise --tag adult_after
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 import tfresp  # noqa: E402,F401
-from tfresp.models.base import TfrespModel  # noqa: E402
+from tfresp.models.base import ResponsibleModel as TfrespModel  # noqa: E402
 from tfresp.models.mlp import build_mlp  # noqa: E402
 from tfresp.privacy import clipping  # noqa: E402
 
@@ -88,18 +89,41 @@ def build(kind, make_core, tfp):
         return m, None
     m = TfrespModel(make_core())
     info = None
-    if kind == "tfresp_dp":
+    if kind in ("tfresp_dp", "tfresp_dp_nonoise"):
         info = clipping.select_clipping(m, build.clip_mode)
         seed = tf.Variable(1234, dtype=tf.int64, trainable=False)
-        m.gradient_fn = clipping.make_gradient_fn(info[0], 1.0, 1.0, expected_batch_size=float(build.batch),
-                                                  seed=seed)
+        counter = tf.Variable(0, dtype=tf.int64, trainable=False)  # as DPSGD: noise keyed on its own counter
+        sigma = 0.0 if kind == "tfresp_dp_nonoise" else 1.0  # σ = 0: a timing ablation only (never a DP run)
+        m.gradient_fn = clipping.make_gradient_fn(info[0], 1.0, sigma, expected_batch_size=float(build.batch),
+                                                  seed=seed, counter=counter)
     m.compile(keras.optimizers.SGD(0.01))
     return m, info
 
 
+def noise_draw_seconds(params, rounds, draws=100):
+    """Median time of one ``stateless_normal([params])`` Philox draw (the DP noise of one step), alone in a loop."""
+    @tf.function
+    def loop(seed):
+        def body(i, acc):
+            return i + 1, acc + tf.random.stateless_normal([params], seed=tf.stack([seed, tf.cast(i, tf.int64)]),
+                                                           alg=clipping.NOISE_ALG)
+        return tf.while_loop(lambda i, a: i < draws, body, (0, tf.zeros([params])))[1]
+
+    seed = tf.constant(7, tf.int64)
+    loop(seed)
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        loop(seed).numpy()
+        times.append((time.perf_counter() - t) / draws)
+    return statistics.median(times)
+
+
 def bench(name, make_core, x, y, batch, rounds, steps, tfp, clip_mode):
     build.clip_mode, build.batch = clip_mode, batch
-    kinds = ["nonprivate", "tfresp_dp"] + (["tfp_dpmodel"] if tfp else [])
+    build.ablate = getattr(build, "ablate", False)
+    kinds = ["nonprivate", "tfresp_dp"] + (["tfp_dpmodel"] if tfp else []) + \
+        (["tfresp_dp_nonoise"] if build.ablate else [])
     models, iters, info = {}, {}, None
     for kind in kinds:
         m, i = build(kind, make_core, tfp)
@@ -137,6 +161,10 @@ def bench(name, make_core, x, y, batch, rounds, steps, tfp, clip_mode):
            "best_ratio_dp_over_nonprivate": best["tfresp_dp"] / best["nonprivate"],
            "best_ratio_dp_over_tfp": best["tfresp_dp"] / best["tfp_dpmodel"] if tfp else None,
            "params": int(sum(np.prod(v.shape) for v in models["nonprivate"].core.trainable_variables))}
+    if build.ablate:
+        res["ratio_dp_nonoise_over_nonprivate"] = med["tfresp_dp_nonoise"] / med["nonprivate"]
+        res["ratio_dp_nonoise_over_tfp"] = med["tfresp_dp_nonoise"] / med["tfp_dpmodel"] if tfp else None
+        res["noise_draw_seconds"] = noise_draw_seconds(res["params"], rounds)
     peer = (f"tfp {med['tfp_dpmodel'] * 1e3:7.2f} ms  dp/tfp = {res['ratio_dp_over_tfp']:.2f} "
             f"(paired {res['paired_ratio_dp_over_tfp']:.2f}, best {res['best_ratio_dp_over_tfp']:.2f})" if tfp
             else "tfp skipped")
@@ -158,7 +186,10 @@ def main(argv=None):
     ap.add_argument("--no-tfp", action="store_true", help="skip the tensorflow-privacy peer")
     ap.add_argument("--tag", default="")
     ap.add_argument("--models", default="transformer,adult_mlp")
+    ap.add_argument("--ablate-noise", action="store_true",
+                    help="also time tfresp's step with σ = 0 (clipping only) and one noise draw alone")
     args = ap.parse_args(argv)
+    build.ablate = args.ablate_noise
     tfp, note = (None, "skipped by --no-tfp") if args.no_tfp else import_tfp(args.tfp_path)
     if note:
         print(note, flush=True)

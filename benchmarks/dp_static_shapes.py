@@ -17,6 +17,12 @@ Goal (issue 26): ``static_xla`` <= 1.0x ``dynamic_eager``. On CPU the XLA compil
 a non-private step) is paid once, so the whole-fit ratio depends on the fit's length; the later-epochs ratio is
 the per-step cost. Numbers on a shared CPU are noisy: compare the ratios of one run.
 
+Why the goal is not reached on CPU (``benchmarks/dp_xla_cpu.py`` times the pieces): the compilation takes seconds
+(8-18 s on the loaded 2-core machine, the non-private step alike), and per step XLA's CPU code is not faster than TF's
+kernels for this small graph (non-private 1.07x, clipping only 1.17x, DP 1.21x eager). The noise was the worst part:
+``auto_select`` is ThreeFry under XLA (DP step 1.9x eager); tfresp now names Philox (results in
+``dp_static_shapes_philox.json``: whole fit 4.24x, later epochs 1.56x, against 4.34x / 1.88x before).
+
 Usage:
     .venv/bin/python benchmarks/dp_static_shapes.py --rounds 3 --epochs 2
 """
@@ -66,6 +72,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--dynamic-xla", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result file (dp_static_shapes_TAG.json)")
     args = ap.parse_args()
     from tfresp.config import load_config
     from tfresp.data.dataset import prepare
@@ -98,7 +105,7 @@ def main():
     }
     payload["ratios"]["static_xla/static_eager"] = med["static_xla"] / med["static_eager"]
     print(payload["median_wall_s"], payload["ratios"])
-    write_result("dp_static_shapes", payload)
+    write_result("dp_static_shapes" + (f"_{args.tag}" if args.tag else ""), payload)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def main():
     if path.is_file():  # keep the part not re-measured
         old = json.loads(path.read_text())
         out.update({k: v for k, v in old.items() if k in ("scenarios", "scenarios_dp", "speed")})
-    run, dp_run = Path(args.run), Path(args.dp_run)
+    run, dp_run = Path(args.run).resolve(), Path(args.dp_run).resolve()  # the monitor subprocess runs in /tmp
     fit_run(run, NONPRIVATE)
     if args.evidence:
         out["scenarios"] = scenarios(run, test, "nonprivate")

@@ -235,6 +235,15 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _cross(self):
+        from tfresp.federated.config import sites_problems
+
+        problems = sites_problems(self)  # a sites run: checked before the label default below applies
+        if problems:
+            raise ConfigError(problems)  # not a ValueError: pydantic passes it through, one message, exit 2
+        if self.federated is not None and self.federated.sites:
+            object.__setattr__(self.federated, "clients", len(self.federated.sites))  # one client per site
+            if self.privacy is not None and "audit" not in self.privacy.model_fields_set:
+                object.__setattr__(self.privacy, "audit", False)  # no MIA audit without central rows
         if self.task == "classification" and self.data.source == "adult" and self.data.label is None:
             self.data.label = "income"
         if self.task == "classification" and not self.data.label:

@@ -139,7 +139,7 @@ def test_cli_exit_codes_outputs_and_no_clobber(run_dir, test_rows, tmp_path, cap
     m = json.loads((out / "monitor.json").read_text())
     assert m["schema_version"] == "1.0" and m["summary"]["windows"] == 1 and m["throughput"]["rows_per_second"] > 0
     html = (out / "monitor.html").read_text()
-    assert "Content-Security-Policy" in html and "<script" not in html.lower() and "data:image/png;base64" in html
+    assert "Content-Security-Policy" in html and "<script" not in html.lower() and "data:image/svg+xml;base64" in html
     # a gate that cannot hold: exit 1 (what a scheduler alerts on)
     assert main(["monitor", str(run_dir), str(batch), "--labels", "income", "--out", str(out),
                  "--gate", "accuracy >= 0.995"]) == 1

@@ -154,6 +154,39 @@ def test_noise_std_is_sigma_c_over_expected_batch():
     assert abs(samples.mean()) < 0.03
 
 
+def test_seeded_noise_is_philox_keyed_on_seed_and_step_eager_and_under_xla():
+    """The seeded noise of step t is Philox ``stateless_normal((seed*1009, t))`` (oracle, eager); under XLA
+    (jit_compile, where ``auto_select`` would be ThreeFry) it is still keyed on (seed, t): fresh every step,
+    replayed only from the same counter value, different for another seed, std σC/denom."""
+    model = ResponsibleModel(mlp_core())
+    x, y, _ = batch(n=5)
+    zero_w = {"sample_weight": tf.zeros(5)}  # zero loss -> the gradient is pure noise
+    sizes = [int(np.prod(v.shape)) for v in model.core.trainable_variables]
+
+    def noise_fn(seed_value, jit):
+        seed = tf.Variable(seed_value, dtype=tf.int64)
+        counter = tf.Variable(0, dtype=tf.int64)
+        gfn = clipping.make_gradient_fn("ghost", 2.0, 1.5, expected_batch_size=4.0, seed=seed, counter=counter)
+        fn = tf.function(lambda *a: tf.concat([tf.reshape(g, [-1]) for g in gfn(model, *a)[1]], 0),
+                         jit_compile=jit)
+        return fn, counter
+
+    fn, counter = noise_fn(77, False)
+    for step in range(2):
+        oracle = tf.random.stateless_normal([sum(sizes)], seed=[77 * 1009, step], alg="philox") * 1.5 * 2.0 / 4.0
+        np.testing.assert_allclose(fn(x, y, zero_w).numpy(), oracle.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(counter.numpy()) == 2
+    fn, counter = noise_fn(77, True)
+    draws = [fn(x, y, zero_w).numpy() for _ in range(30)]
+    counter.assign(0)
+    again = fn(x, y, zero_w).numpy()
+    other = noise_fn(78, True)[0](x, y, zero_w).numpy()
+    np.testing.assert_array_equal(again, draws[0])  # keyed on the counter: a resume draws the same noise
+    assert not np.allclose(draws[0], draws[1]) and not np.allclose(draws[0], other)
+    samples = np.concatenate(draws)
+    assert abs(samples.std() - 1.5 * 2.0 / 4.0) < 0.04 * 0.75 and abs(samples.mean()) < 0.03
+
+
 def test_selection_and_model_checks():
     assert clipping.select_clipping(ResponsibleModel(mlp_core()))[0] == "ghost"
     mode, reason = clipping.select_clipping(ResponsibleModel(mlp_core(dropout=True)))

@@ -436,3 +436,19 @@ def headline_gaps(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, min_group
         for k in ("demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference"):
             out[k] = float(gaps[k][0])
     return out
+
+
+def gaps_from_counts(cells: Dict[str, Sequence[Sequence[float]]]) -> dict:
+    """Group rates and between-group gaps from confusion counts alone (federated evaluation: each site sends its
+    counts, the server sums them): ``cells[group] = [[tn, fp], [fn, tp]]`` (label x decision, positive = 1).
+    Returns ``{"groups": {group: {rate: value, "count": n}}, "gaps": {name: value}}``; the calibration error is
+    not available from counts and is left out."""
+    names = sorted(cells)
+    c = np.asarray([cells[g] for g in names], np.float64)[None]
+    rates = _rates(c, np.zeros(c.shape[:2]))
+    gaps = gap_stats(rates)
+    keep = ("selection_rate", "true_positive_rate", "false_positive_rate", "accuracy", "count")
+    groups = {g: {k: _num(rates[k][0, i]) for k in keep} for i, g in enumerate(names)}
+    names_gap = ("demographic_parity_difference", "demographic_parity_ratio", "equal_opportunity_difference",
+                 "equalized_odds_difference", "accuracy_difference")
+    return {"groups": groups, "gaps": {k: _num(gaps[k][0]) for k in names_gap}}

@@ -1,12 +1,10 @@
-"""``monitor.json`` and a self-contained ``monitor.html`` (inline CSS and PNG plots, no scripts, strict CSP).
+"""``monitor.json`` and a self-contained ``monitor.html`` (inline CSS and SVG plots, no scripts, strict CSP).
 
 Files are written with :mod:`tfresp.run.io` (atomic, never through a symlink); an existing ``monitor.json`` or
 ``monitor.html`` is replaced only if tfresp wrote it (its generator marker).
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 from pathlib import Path
 
@@ -49,50 +47,29 @@ gates: {% for g in m.settings.gates %}<code>{{ g }}</code> {% endfor %}</p>
 """
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
 def plots(m: dict) -> list:
-    from tfresp.report import plots as _plots  # noqa: F401  (Agg backend)
-    import matplotlib.pyplot as plt
+    """``[(title, data URI)]``: input drift, accuracy with its Wilson CI, fairness gaps, per window (inline SVG,
+    :mod:`tfresp.monitoring.svgplot`)."""
+    from tfresp.monitoring.svgplot import line_chart
 
     ws = m["windows"]
     idx = [w["index"] for w in ws]
-    out = []
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    ax.plot(idx, [w["drift"]["overall"]["max_psi"] for w in ws], marker="o", label="max PSI over features")
-    ax.plot(idx, [w["drift"]["overall"]["share_drifted"] for w in ws], marker="s", label="share of features drifted")
-    ax.axhline(m["settings"]["min_psi"], color="#b8474d", linestyle="--", label="PSI alarm floor")
-    ax.set_xlabel("window")
-    ax.legend(fontsize=8)
-    out.append(("Input drift per window", _png(fig)))
+    out = [("Input drift per window", line_chart(
+        idx, [("max PSI over features", [w["drift"]["overall"]["max_psi"] for w in ws], "solid"),
+              ("share of features drifted", [w["drift"]["overall"]["share_drifted"] for w in ws], "solid")],
+        hline=("PSI alarm floor", m["settings"]["min_psi"])))]
     if any(w.get("performance") for w in ws):
-        fig, ax = plt.subplots(figsize=(7, 2.8))
-        acc = [w["performance"]["accuracy"] for w in ws]
-        lo = [w["performance"]["accuracy_ci"][0] for w in ws]
-        hi = [w["performance"]["accuracy_ci"][1] for w in ws]
-        ax.plot(idx, acc, marker="o", label="accuracy (served model)")
-        ax.fill_between(idx, lo, hi, alpha=0.2, label="95% Wilson CI")
-        ax.set_xlabel("window")
-        ax.legend(fontsize=8)
-        out.append(("Accuracy per window", _png(fig)))
+        perf = [w.get("performance") or {} for w in ws]
+        ci = [p.get("accuracy_ci") or [None, None] for p in perf]
+        out.append(("Accuracy per window", line_chart(
+            idx, [("accuracy (served model)", [p.get("accuracy") for p in perf], "solid")],
+            band=("95% Wilson CI", [c[0] for c in ci], [c[1] for c in ci]))))
         attrs = sorted({a for w in ws for a in (w.get("fairness") or {})})
         if attrs:
-            fig, ax = plt.subplots(figsize=(7, 2.8))
-            for a in attrs:
-                for key, style in (("equalized_odds_difference", "-o"), ("demographic_parity_difference", "--s")):
-                    vals = [((w.get("fairness") or {}).get(a) or {}).get(key) for w in ws]
-                    ax.plot(idx, [v if v is not None else float("nan") for v in vals], style, label=f"{a} {key}")
-            ax.set_xlabel("window")
-            ax.legend(fontsize=7)
-            out.append(("Fairness gaps per window", _png(fig)))
+            series = [(f"{a} {key}", [((w.get("fairness") or {}).get(a) or {}).get(key) for w in ws], style)
+                      for a in attrs for key, style in (("equalized_odds_difference", "solid"),
+                                                        ("demographic_parity_difference", "dashed"))]
+            out.append(("Fairness gaps per window", line_chart(idx, series)))
     return out
 
 

@@ -211,6 +211,14 @@ def build_and_run(config, *, out=None, overwrite: bool = False, quiet: bool = Fa
     the checkpoints ``--resume`` needs (see :func:`tfresp.run.checkpointing.after_failure`).
     """
     target = rundir.resolve_out(out if out is not None else config.out, config.name)
+    if config.federated is not None and config.federated.sites:  # cross-silo: no central data at all
+        from tfresp.federated.sites_run import run_sites
+
+        if memory is not None or model is not None:
+            raise ConfigError([("data" if memory is not None else "model", "given", "a sites run reads only the "
+                                "sites' files (federated.sites) and builds the model from the declared schema. "
+                                "Remedy: pass neither data= nor model=")])
+        return RunResult(**run_sites(config, target, overwrite=overwrite, quiet=quiet, resume=resume))
     with rundir.locked(target) as run_id:
         before = checkpointing.latest_marker(target)
         try:

@@ -76,6 +76,11 @@ def verify_source(run_dir, config, report: dict, memory=None) -> None:
     """Before re-preparing a run's data: refuse a changed file, or an in-memory run without its frame."""
     from tfresp.run.io import is_regular_file
 
+    fed = getattr(config, "federated", None)
+    if fed is not None and getattr(fed, "sites", None):
+        raise DataError(f"`federated.sites`: this is a sites run: its rows stay at the sites, and no command re-reads "
+                        f"them centrally. Received: run={str(run_dir)!r}. Remedy: use the run's report.json (its "
+                        "federated section holds the per-site and pooled evaluation), or fit again")
     recorded = ((report.get("data") or {}).get("source") or {}).get("files") or {}
     source = config.data.source
     if source == "memory" or memory is not None:
