@@ -18,8 +18,11 @@ test fraction of 0.2. Each run records:
 ``--tree PATH`` runs the children on another checkout's package (e.g. the main branch, for a before/after
 table measured the same way); ``--rows 10000000`` is the 10M-row run (many minutes on 2 cores).
 
+The 10M-row run is its own invocation (1 epoch: ~27k DP steps on 2 cores) whose file joins the table:
+
 Usage:
-    .venv/bin/python benchmarks/scaling_rows.py                         # 50k, 200k, 800k
+    .venv/bin/python benchmarks/scaling_rows.py --rows 10000000 --epochs 1 --name scaling_rows_10m --data-dir /tmp/x
+    .venv/bin/python benchmarks/scaling_rows.py --include scaling_rows_10m --data-dir /tmp/x   # 50k, 200k, 800k
     .venv/bin/python benchmarks/scaling_rows.py --rows 50000 800000 --tree ../main --name scaling_rows_main
 Writes benchmarks/results/scaling_rows.json (or ``--name``).
 """
@@ -112,9 +115,14 @@ def child(args) -> None:
     phases.patch(dataset, "_split", "split")
     phases.patch(dp_tabular, "fit_dp", "dp_statistics")
     phases.patch(preprocess.TabularPreprocessor, "transform_frame", "encode")
+    if hasattr(preprocess.TabularPreprocessor, "transform_compact"):  # the training split, kept compact
+        phases.patch(preprocess.TabularPreprocessor, "transform_compact", "encode_compact")
     phases.patch(builder, "train")
     phases.patch(builder, "_train_dataset", "train_dataset")
-    phases.patch(builder, "predict_all", "predict")
+    from tfresp.run.context import RunContext
+
+    phases.patch(RunContext, "predict_splits", "predict")
+    phases.patch(builder, "post_fit")
     phases.patch(builder, "audit")
     phases.patch(saved_model, "export_saved_model", "export_saved_model")
     phases.patch(tflite, "export_tflite", "export_tflite")
@@ -201,6 +209,12 @@ def main():
     ap.add_argument("--data-dir", default=None, help="where the resampled CSV files are kept (default: a temp dir)")
     ap.add_argument("--timeout", type=float, default=7200)
     ap.add_argument("--name", default="scaling_rows")
+    ap.add_argument("--include", nargs="*", default=[],
+                    help="result files (names in benchmarks/results) whose rows join the table (e.g. the 10M run)")
+    ap.add_argument("--before", default="scaling_rows_final",
+                    help="result file of the code before this change: its peak RSS per row count joins the table")
+    ap.add_argument("--merge", action="store_true",
+                    help="run nothing: rebuild the table of --name from its results and --include")
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -208,18 +222,57 @@ def main():
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="scaling_rows_"))
     data_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    if args.merge:
+        prev = json.loads((REPO / "benchmarks" / "results" / f"{args.name}.json").read_text())
+        results, args.rows, args.epochs = [r for r in prev["results"] if "from" not in r], [], prev["epochs"]
     for rows in args.rows:
         res = run_one(rows, tree, data_dir, args.epochs, args.timeout)
         results.append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "phases"}))
-    base = next((r for r in results if r["rows"] == min(args.rows) and "peak_rss_mb" in r), None)
-    summary = {r["rows"]: {"wall_seconds": r.get("wall_seconds"), "peak_rss_mb": r.get("peak_rss_mb"),
-                           "above_smallest_mb": (round(r["peak_rss_mb"] - base["peak_rss_mb"], 1)
-                                                 if base and "peak_rss_mb" in r else None),
-                           "accuracy": r.get("accuracy"), "epsilon": r.get("epsilon")} for r in results}
+    for r in results:
+        r.setdefault("epochs", args.epochs)
+    for name in args.include:
+        other = json.loads((REPO / "benchmarks" / "results" / f"{name}.json").read_text())
+        for r in other["results"]:
+            r.setdefault("epochs", other.get("epochs"))
+            r["from"] = name
+            results = [x for x in results if x["rows"] != r["rows"]] + [r]
+    results.sort(key=lambda r: r["rows"])
+    before = {}
+    before_path = REPO / "benchmarks" / "results" / f"{args.before}.json"
+    if args.before and before_path.exists():
+        before = {int(k): v for k, v in json.loads(before_path.read_text())["summary"].items()}
     write_result(args.name, {"config": "configs/quickstart.yaml on Adult resampled to N rows, test 0.2",
                              "tree": "this checkout" if tree == str(REPO) else "another checkout (--tree)",
-                             "epochs": args.epochs, "summary": summary, "results": results})
+                             "epochs": args.epochs, "before": args.before if before else None,
+                             "summary": summarize(results, before), "results": results})
+
+
+def summarize(results, before=None) -> dict:
+    """The table: per row count wall, peak RSS (and above the smallest run), the top-level phase timings,
+    accuracy, epsilon, and the peak RSS of the code before (``before``: an earlier result's summary)."""
+    before = before or {}
+    ok = [r for r in results if "peak_rss_mb" in r]
+    base = min(ok, key=lambda r: r["rows"]) if ok else None
+    out = {}
+    for r in results:
+        row = {"epochs": r.get("epochs"), "wall_seconds": r.get("wall_seconds"), "peak_rss_mb": r.get("peak_rss_mb"),
+               "above_smallest_mb": (round(r["peak_rss_mb"] - base["peak_rss_mb"], 1)
+                                     if base and "peak_rss_mb" in r else None),
+               "phase_seconds": {p["phase"]: p["seconds"] for p in r.get("phases", [])
+                                 if p["depth"] == 0 or p["phase"] in ("read", "train_dataset")},
+               "phase_peak_rss_mb": {p["phase"]: p["peak_rss_mb"] for p in r.get("phases", [])
+                                     if p["depth"] == 0 or p["phase"] in ("read", "train_dataset")},
+               "accuracy": r.get("accuracy"), "epsilon": r.get("epsilon")}
+        if "error" in r:
+            row["error"] = r["error"][-300:]
+        b = before.get(r["rows"])
+        if b:
+            row["before"] = {"peak_rss_mb": b.get("peak_rss_mb"), "above_smallest_mb": b.get("above_smallest_mb"),
+                             "wall_seconds": b.get("wall_seconds"), "accuracy": b.get("accuracy"),
+                             "epsilon": b.get("epsilon")}
+        out[r["rows"]] = row
+    return out
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def scores(y_true: np.ndarray, proba: np.ndarray, groups: Dict[str, np.ndarray],
 def take_rows(x, idx):
     if isinstance(x, dict):
         return {k: np.asarray(v)[idx] for k, v in x.items()}
-    return np.asarray(x)[idx]
+    return x[idx] if getattr(x, "expands_rows", False) else np.asarray(x)[idx]  # CompactRows: expand only those rows
 
 
 def num_rows(x) -> int:

@@ -12,7 +12,10 @@ from tfresp.errors import DataError
 
 @dataclasses.dataclass
 class Split:
-    """One split: encoded model inputs ``x``, integer labels ``y``, raw ``frame``, sensitive ``groups``."""
+    """One split: encoded model inputs ``x``, integer labels ``y``, raw ``frame``, sensitive ``groups``.
+
+    In a run a tabular ``x`` is a :class:`~tfresp.data.compact.CompactRows` (array-like; ``x[idx]`` gives the
+    dense encoded rows), elsewhere a numpy array (or a dict of arrays for text)."""
 
     x: np.ndarray
     y: np.ndarray

@@ -54,13 +54,31 @@ def _short(values: Iterable, n: int = 5) -> list:
     return values[:n] + (["…"] if len(values) > n else [])
 
 
+def is_text_dtype(s: pd.Series) -> bool:
+    """Object columns, and the category columns of a CSV file read in chunks (same values, one code a cell)."""
+    return s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)
+
+
+def str_value_counts(s: pd.Series) -> dict:
+    """``s.astype(str).value_counts().to_dict()`` without the string copy of the column for a category column
+    (a chunked CSV read): counts of the present categories only (missing values as ``'nan'``), most first."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s.astype(str).value_counts().to_dict()
+    cnt = np.bincount(s.cat.codes.to_numpy().astype(np.int64) + 1, minlength=len(s.cat.categories) + 1)
+    out = {}
+    for key, n in zip(["nan"] + [str(v) for v in s.cat.categories], cnt):  # code -1 (missing) in slot 0
+        if n:
+            out[key] = out.get(key, 0) + int(n)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def _is_missing_text(v) -> bool:
     return isinstance(v, str) and v.strip() in ("", MISSING)
 
 
 def missing_mask(s: pd.Series) -> np.ndarray:
     mask = s.isna().to_numpy()
-    if s.dtype == object:
+    if is_text_dtype(s):
         try:  # each distinct value once (columns repeat few values; a per-row map was most of the checks' time)
             codes, uniques = pd.factorize(s)
         except TypeError:  # unhashable cells: row by row
@@ -115,7 +133,7 @@ def check_types(frame: pd.DataFrame, columns: List[str], problems: Problems) -> 
     bad = {}
     for c in columns:
         s = frame[c]
-        if s.dtype != object:
+        if not is_text_dtype(s):
             continue
         sample = s.dropna()
         kinds = {type(v).__name__ for v in sample.iloc[:1000]
@@ -138,7 +156,7 @@ def parse_numeric_text(frame: pd.DataFrame, columns: List[str], problems: Proble
     parsed = {}
     for c in columns:
         s = frame[c]
-        if s.dtype != object:
+        if not is_text_dtype(s):
             continue
         present = s[~missing_mask(s)]
         if len(present) == 0 or not all(isinstance(v, str) for v in present.iloc[:1000]):
@@ -180,7 +198,7 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
     if n_missing:
         problems.add("data.label", f"column {label!r} has {n_missing} missing labels", None,
                      "drop or label those rows")
-    counts = s.dropna().astype(str).value_counts()
+    counts = pd.Series(str_value_counts(s.dropna()), dtype=np.int64)
     variants = {}
     for value in counts.index:
         variants.setdefault(value.strip().casefold(), []).append(value)
@@ -192,7 +210,7 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
     warnings = []
     if train is not None:
         s = train[label]
-        counts = s.dropna().astype(str).value_counts()
+        counts = pd.Series(str_value_counts(s.dropna()), dtype=np.int64)
     rare = {k: int(n) for k, n in counts.items() if n < min_rows}
     if rare and not dups:
         problems.add("data.label", f"classes with fewer than data.min_class_rows={min_rows} rows in column "
@@ -277,7 +295,7 @@ def datetime_columns(frame: pd.DataFrame, columns: List[str]) -> List[str]:
         if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
             out.append(c)
             continue
-        if s.dtype != object:
+        if not is_text_dtype(s):
             continue
         present = s[~missing_mask(s)].iloc[:2000]
         if len(present) and all(isinstance(v, str) and _DATE.match(v.strip()) for v in present):
@@ -314,7 +332,9 @@ def id_like_columns(frame: pd.DataFrame, columns: List[str]) -> Dict[str, str]:
         if c in dates:
             continue
         s = frame[c]
-        text = (s.dtype == object and all(isinstance(v, str) for v in s)
+        if s.nunique(dropna=False) != n:  # first: cheap, and most columns stop here (no per-value pass)
+            continue
+        text = (is_text_dtype(s) and all(isinstance(v, str) for v in s)
                 and not s.str.strip().str.match(_NUMBER).all())  # numbers written as text are parsed, not IDs
         whole = pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)
         if not (text or whole) or s.isna().any() or s.nunique(dropna=False) != n:
@@ -363,7 +383,7 @@ def high_cardinality(frame: pd.DataFrame, features: List[str], declared) -> List
     n = len(frame)
     for c in features:
         s = frame[c]
-        if s.dtype != object or c in (declared or {}):
+        if not is_text_dtype(s) or c in (declared or {}):
             continue
         k = int(s.nunique(dropna=True)) if all(isinstance(v, str) for v in s.dropna().iloc[:1000]) else 0
         if k >= HIGH_CARDINALITY_MIN and k >= HIGH_CARDINALITY_SHARE * n:

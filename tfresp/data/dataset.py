@@ -14,7 +14,7 @@ from tfresp.data.labels import order_classes
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.serving_names import collisions, serving_layout
 from tfresp.data.sources import load_source
-from tfresp.data.stream import plain_index
+from tfresp.data.stream import plain_index, release_memory, row_gather
 from tfresp.errors import DataError
 
 
@@ -270,7 +270,7 @@ def _fit_preprocessor(config, train_df, features, classes, fills, budget, prepro
     return pre, extra
 
 
-def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
+def prepare(config, memory=None, budget=None, preprocessor=None, compact: bool = False) -> DataBundle:
     """Load, de-identify, split, validate and encode the data described by ``config.data``.
 
     Every problem found in the data is collected and raised as one :class:`DataError` before
@@ -282,6 +282,8 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     ``preprocessor``: a finished run's saved preprocessing (:func:`saved_preprocessor`), used as is instead of
     fitting one (commands on a finished run must encode exactly as the run did, and must not re-fit on the
     private rows what a DP run released only through its budget).
+    ``compact`` (the run builder): a tabular split's ``x`` is a :class:`~tfresp.data.compact.CompactRows`
+    (codes + numerics, expanded per batch or block of rows) instead of the dense matrix.
     """
     dc = config.data
     frames, info, split_mode = _load(config, memory)
@@ -310,9 +312,12 @@ def prepare(config, memory=None, budget=None, preprocessor=None) -> DataBundle:
     index = {c: i for i, c in enumerate(classes)}
 
     def make(df):
+        # in a run the splits are kept compact (codes + numerics, ~1/10 of the dense matrix for Adult); batches,
+        # predictions and audit samples expand the rows they take (tfresp/data/compact.py)
         if df is None:
             return None
-        return Split(x=pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
+        release_memory()  # the temporaries of the steps before (whole-column copies) go back to the system
+        return Split(x=pre.transform_compact(df) if compact else pre.transform_frame(df), y=df[label].astype(str).map(index).to_numpy(np.int64),
                      frame=plain_index(df),
                      groups={a: df[a].astype(str).to_numpy() for a in dc.sensitive})
 
@@ -392,13 +397,12 @@ def make_dataset(x, y, extras: Dict[str, np.ndarray], batch_size: int, shuffle: 
     n = len(y)
     extras = dict(extras)
     extras.setdefault("sample_weight", np.ones(n, dtype=np.float32))
-    data = tf.nest.map_structure(tf.convert_to_tensor, (x, y, extras))
+    gather = row_gather((x, y, extras))  # rows gathered from the arrays: no tensor copy of them (stream.py)
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda idx: tf.nest.map_structure(lambda t: tf.gather(t, idx), data),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if isinstance(x, dict) and "attention_mask" in x:  # text: dynamic padding per batch
         from tfresp.data.text import trim_padding
 

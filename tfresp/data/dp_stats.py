@@ -38,6 +38,8 @@ from tfresp.privacy import accounting
 
 #: Largest power of two in the numeric grid: |x| >= 2**MAX_EXP falls in the outermost bin.
 MAX_EXP = 64
+#: rows per block of the streamed histogram and sums (the result does not depend on it but for float rounding)
+BLOCK = 1 << 20
 
 
 def gaussian_noise_multiplier(epsilon: float, delta: float) -> float:
@@ -111,9 +113,10 @@ def noisy_range(x: np.ndarray, sigma: float, tau: float, rng: np.random.Generato
     ``None`` when no bin passes. Every grid bin gets noise (empty ones too), so the output depends on the
     rows only through the noisy histogram."""
     grid = np.arange(-(MAX_EXP + 1), MAX_EXP + 1)
-    idx, cnt = np.unique(bin_index(x), return_counts=True)
     counts = np.zeros(len(grid))
-    counts[idx + MAX_EXP + 1] = cnt
+    for start in range(0, len(x), BLOCK):  # the histogram a block of rows at a time (bounded temporaries)
+        counts += np.bincount(bin_index(np.asarray(x[start:start + BLOCK], np.float64)) + MAX_EXP + 1,
+                              minlength=len(grid))
     passed = grid[counts + rng.normal(0.0, sigma, len(grid)) > tau]
     if len(passed) == 0:
         return None
@@ -130,9 +133,13 @@ def noisy_moments(columns: Sequence[np.ndarray], ranges: Sequence[Tuple[float, f
     out = []
     for x, (lo, hi) in zip(columns, ranges):
         c, h = (lo + hi) / 2.0, (hi - lo) / 2.0
-        z = (np.clip(np.asarray(x, np.float64), lo, hi) - c) / h
-        m1 = float(np.clip((z.sum() + rng.normal(0.0, sigma)) / n, -1.0, 1.0))
-        m2 = (float((z * z).sum()) + rng.normal(0.0, sigma)) / n
+        s1 = s2 = 0.0
+        for start in range(0, len(x), BLOCK):  # the sums a block of rows at a time (bounded temporaries)
+            z = (np.clip(np.asarray(x[start:start + BLOCK], np.float64), lo, hi) - c) / h
+            s1 += float(z.sum())
+            s2 += float((z * z).sum())
+        m1 = float(np.clip((s1 + rng.normal(0.0, sigma)) / n, -1.0, 1.0))
+        m2 = (s2 + rng.normal(0.0, sigma)) / n
         # Post-processing guard: noise can make the variance estimate (near) zero or negative on tiny data.
         var = max(m2 - m1 * m1, 1e-4)
         out.append((c + h * m1, h * math.sqrt(var)))

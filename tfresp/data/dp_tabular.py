@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tfresp.data import dp_stats
+from tfresp.data.checks import str_value_counts
 from tfresp.data.preprocess import TabularPreprocessor, column_kind, declared_categorical, declared_numeric
 from tfresp.errors import DataError
 
@@ -39,6 +40,12 @@ def preprocessing_epsilon(privacy_config) -> float:
         target = privacy_config.target_epsilon
         return 0.05 * float(target) if target is not None else 0.1
     return float(value)
+
+
+def _values(s: pd.Series) -> np.ndarray:
+    """The column's numbers without a float64 copy when its dtype is a numpy one (blocks convert themselves)."""
+    v = s.to_numpy()
+    return v if v.dtype.kind in "iuf" else s.astype("float64").to_numpy()
 
 
 def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ranges: Optional[dict], budget,
@@ -85,7 +92,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
                      + [f"preprocessing.numeric_range.{c}" for c in num_cols])
         summary.update(noise_std=sigma, threshold=tau, threshold_delta=delta_thr)
         for c in cat_cols:
-            counts = df[c].astype(str).value_counts().to_dict()
+            counts = str_value_counts(df[c])
             vocab, noisy = dp_stats.kept_keys(counts, sigma, tau, rngs[c])
             if c == label:
                 summary.update(classes=vocab, class_counts=noisy)
@@ -96,7 +103,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
                 summary["dropped_columns"].append(c)
         bounds = {}
         for c in num_cols:
-            r = dp_stats.noisy_range(df[c].astype("float64").to_numpy(), sigma, tau, rngs[c])
+            r = dp_stats.noisy_range(_values(df[c]), sigma, tau, rngs[c])
             if r is None:  # no bin has enough rows: the column is constant 0 for the model
                 spec[c] = {"name": c, "kind": "numeric", "mean": 0.0, "std": 1.0, "clip": [0.0, 0.0], "source": "dp"}
                 summary["dropped_columns"].append(c)
@@ -110,7 +117,7 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
                          params={"noise_multiplier": mu_mom, "sensitivity": sens_mom, "std": mu_mom * sens_mom,
                                  "columns": names},
                          covers=[f"preprocessing.numeric.{c}" for c in names])
-            moments = dp_stats.noisy_moments([df[c].astype("float64").to_numpy() for c in names],
+            moments = dp_stats.noisy_moments([_values(df[c]) for c in names],
                                              [bounds[c] for c in names], mu_mom * sens_mom, rngs["<moments>"])
             for c, (mean, std) in zip(names, moments):
                 spec[c] = {"name": c, "kind": "numeric", "mean": mean, "std": std, "clip": list(bounds[c]),

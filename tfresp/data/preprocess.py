@@ -264,6 +264,52 @@ class TabularPreprocessor(tf.Module):
 
         return transform_in_blocks(self._transform_block, df, self.encoded_dim)
 
+    def transform_compact(self, df: pd.DataFrame):
+        """Raw rows -> :class:`~tfresp.data.compact.CompactRows`: the encoding of :meth:`transform_frame` kept as
+        standardized numeric values + one category code per categorical column (``rows[idx]`` expands rows to
+        exactly the dense encoding). The distinct values of each column go through the same TF transform
+        (strip, imputation, vocabulary lookup), so the codes match the serving graph's one-hots."""
+        from tfresp.data.compact import CompactRows
+
+        missing = [c["name"] for c in self.spec if c["name"] not in df.columns]
+        if missing:
+            raise DataError(f"Invalid value for `data`: column(s) {missing[:20]} are missing from the rows to encode")
+        numeric = np.empty((len(df), len(self._numeric)), np.float32)
+        for start in range(0, len(df), 1 << 16):
+            block = tf.constant(self.numeric_block(df.iloc[start:start + (1 << 16)]))
+            numeric[start:start + len(block)] = self._numeric_values(block).numpy()
+        cats = [c for c in self.spec if c["kind"] != "numeric" and c["vocab"]]
+        depth = max([len(c["vocab"]) for c in cats] + [1])
+        dtype = np.int8 if depth < 127 else np.int16 if depth < 32_000 else np.int32
+        codes = np.empty((len(df), len(cats)), dtype)
+        for j, c in enumerate(cats):
+            codes[:, j] = self._codes(c, df[c["name"]]).astype(dtype)
+        return CompactRows(numeric, codes, [len(c["vocab"]) for c in cats], self._order)
+
+    def _numeric_values(self, x):
+        x = tf.cast(x, tf.float32)
+        if self._fill_mask.any():
+            x = tf.where(tf.math.is_nan(x) & self._fill_mask, self._fill, x)
+        if self._clip:
+            x = tf.clip_by_value(x, self._lo, self._hi)
+        return (x - self._mean) / self._std
+
+    def _codes(self, col: dict, series: pd.Series) -> np.ndarray:
+        """Each row's vocabulary index (-1: not in it) via the serving lookup applied to the distinct values."""
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            codes = series.cat.codes.to_numpy().astype(np.int64)
+            uniques = [str(v) for v in series.cat.categories] + ["nan"]  # code -1 (missing) -> str(NaN)
+            codes = np.where(codes < 0, len(uniques) - 1, codes)
+        else:
+            codes, uniques = pd.factorize(series.astype(str).fillna(MISSING), use_na_sentinel=False)
+            uniques = [str(v) for v in uniques]
+        x = tf.strings.strip(tf.constant(uniques or [""], tf.string))
+        if "impute" in col:
+            x = tf.where(tf.reduce_any(tf.equal(x[:, None], tf.constant(["", MISSING, "nan"])), axis=1),
+                         tf.constant(str(col["impute"])), x)
+        lut = self._tables[col["name"]].lookup(x).numpy()
+        return lut[codes] if len(codes) else np.zeros(0, np.int64)
+
     def _transform_block(self, df: pd.DataFrame) -> np.ndarray:
         inputs = {k: tf.constant(v) for k, v in self.frame_to_inputs(df, numeric=False).items()}
         return self.transform_packed(tf.constant(self.numeric_block(df)), inputs).numpy()

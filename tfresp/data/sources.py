@@ -90,10 +90,18 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
                 else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
         raise DataError(f"`{field}`: is {kind}, not a regular file (reading it could hang or never end). "
                         f"Received: source={source!r}. Remedy: write the data to a file first")
+    kind = _infer_format(path, fmt, field)
+    if kind == "csv" and _compression(path) is None and path.stat().st_size >= STREAM_BYTES:
+        streamed = _stream_csv(path, field, source, delimiter, encoding)
+        if streamed is not None:  # None: a file the chunked reader leaves to the whole-file one (below)
+            df, read_notes, digest = streamed
+            _check_columns(df, field, raw_header=read_notes.pop("header", None))
+            info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: digest},
+                    **read_notes}
+            return {"train": df}, info
     raw = path.read_bytes()
     if len(raw) == 0:
         raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
-    kind = _infer_format(path, fmt, field)
     read_notes = {}
     try:
         if kind == "csv":
@@ -114,6 +122,90 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
     info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)},
             **read_notes}
     return {"train": df}, info
+
+
+#: CSV files at least this large are read in chunks of CHUNK_ROWS rows (memory bounded by the parsed table, not
+#: by the text): text columns are kept as pandas categories (one small code a cell, the distinct strings once)
+STREAM_BYTES = 32 << 20
+CHUNK_ROWS = 250_000
+
+
+def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
+    """``(frame, notes, sha256)`` of a large uncompressed UTF-8 CSV file read in chunks, or ``None`` for a file
+    the whole-file reader (:func:`read_csv_bytes`) handles instead: another encoding, a ``;`` delimiter (decimal
+    commas are detected on text columns), a column that is text in some chunks and numbers in others.
+
+    The result equals the whole-file read but for the dtype of text columns (``category`` instead of ``object``,
+    same values; tests/data/test_stream.py compares them).
+    """
+    import codecs
+    import csv
+
+    if encoding is not None and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
+        return None
+    h, decoder, head = hashlib.sha256(), codecs.getincrementaldecoder("utf-8-sig")(), ""
+    try:
+        with open(path, "rb") as fh:  # one pass: the digest and a UTF-8 check, 4 MiB at a time
+            for block in iter(lambda: fh.read(4 << 20), b""):
+                h.update(block)
+                text = decoder.decode(block)
+                if len(head) < 65536:
+                    head += text[:65536]
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return None
+    if "\n" not in head:
+        return None
+    notes = {}
+    sep = delimiter or _sniff_delimiter(head)
+    if sep == ";":
+        return None
+    if sep != ",":
+        notes["delimiter"] = sep
+    try:
+        header = next(csv.reader(io.StringIO(head), delimiter=sep))
+    except (StopIteration, csv.Error):
+        header = None
+    parts = {}
+    try:
+        for chunk in pd.read_csv(path, sep=sep, encoding="utf-8-sig", chunksize=CHUNK_ROWS):
+            for c in chunk.columns:
+                col = chunk[c]
+                if col.dtype == object:
+                    col = col.astype("category")
+                parts.setdefault(c, []).append(col)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+        raise DataError(f"Invalid value for `{field}`: cannot read csv file ({first}). "
+                        f"Received: source={source!r}") from None
+    columns = {}
+    for c, pieces in parts.items():
+        cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
+        if all(cats):
+            columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
+        elif any(cats):
+            blank = [p.isna().all() for p in pieces]  # a chunk where a text column is empty reads as float NaN
+            if not all(cat or b for cat, b in zip(cats, blank)):
+                return None  # text in some chunks, numbers in others: the whole-file reader decides
+            pieces = [p if cat else pd.Series(pd.Categorical([np.nan] * len(p), pd.Index([], dtype=object)), name=c)
+                      for p, cat in zip(pieces, cats)]
+            columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
+        else:
+            columns[c] = pd.concat(pieces, ignore_index=True)
+        parts[c] = None
+    df = pd.DataFrame(columns, copy=False)
+    del columns
+    if header is not None and len(header) == len(df.columns):
+        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
+        if empty:
+            df = df.drop(columns=[df.columns[i] for i in empty])
+            header = [h for i, h in enumerate(header) if i not in empty]
+            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
+                                                    "the end of the lines)")
+    notes["header"] = header
+    return df, notes, h.hexdigest()
 
 
 def _compression(path: Path):

@@ -47,7 +47,7 @@ def stratified_split(df: pd.DataFrame, label: str, frac: float, seed: int):
     """``(kept, held)``: ``round(frac * n_c)`` rows of every class ``c`` held out, seeded; row order kept."""
     rng = np.random.default_rng(seed)
     held = []
-    for _, idx in df.groupby(label, sort=True).indices.items():
+    for _, idx in df.groupby(label, sort=True, observed=True).indices.items():
         idx = np.array(idx)
         rng.shuffle(idx)
         n = int(round(len(idx) * frac))

@@ -14,7 +14,11 @@ resident memory that grew with the rows came from whole-table temporaries rather
 * the evaluation audit's row hashes (test rows seen in training, duplicates) turned the whole training frame
   into text at once: :func:`row_hashes` hashes a block of rows at a time (same hashes);
 * the raw frame of each split was copied again (``reset_index``) for :class:`~tfresp.data.bundle.Split`:
-  :func:`plain_index` keeps a frame whose index is already ``0..n-1``.
+  :func:`plain_index` keeps a frame whose index is already ``0..n-1``;
+* batches: ``tf.data`` pipelines that captured the training arrays as tensors (``tf.convert_to_tensor``, then a
+  graph constant in the ``map`` function) held two more copies of the feature matrix: :func:`row_gather`
+  gathers each batch's rows from the numpy arrays (or :class:`~tfresp.data.compact.CompactRows`) in a
+  ``tf.numpy_function``, so only the batch is ever a tensor.
 
 The functions return exactly what the whole-table code returned (tests/data/test_stream.py compares them).
 """
@@ -26,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 #: rows encoded at once: ~64k rows x a few hundred one-hot dims keeps the temporaries at tens of MB
 BLOCK_ROWS = 65_536
@@ -70,3 +75,56 @@ def row_hashes(frame: pd.DataFrame, columns, rows: int = BLOCK_ROWS) -> np.ndarr
         block = frame.iloc[start:start + rows][cols].astype(str)
         out[start:start + len(block)] = pd.util.hash_pandas_object(block, index=False).to_numpy()
     return out
+
+
+def row_gather(structure):
+    """``fn(idx) -> structure`` of the rows ``idx`` (an int64 tensor ``[k]``) of every array in ``structure`` (a
+    nest of arrays with the same rows), for ``tf.data.Dataset.map``: numeric arrays and
+    :class:`~tfresp.data.compact.CompactRows` are gathered in numpy (no tensor copy of the whole arrays),
+    other leaves (strings) with ``tf.gather`` on a tensor. Same values and dtypes as
+    ``tf.gather(tf.convert_to_tensor(a), idx)``."""
+    from tfresp.data.compact import CompactRows
+
+    leaves = tf.nest.flatten(structure)
+    host, dtypes, tensors = [], [], {}
+    for i, a in enumerate(leaves):
+        if not isinstance(a, CompactRows):
+            a = np.asarray(a)
+        if isinstance(a, CompactRows) or a.dtype.kind in "biuf":
+            host.append((i, a))
+            dtypes.append(tf.as_dtype(a.dtype))
+        else:
+            tensors[i] = tf.convert_to_tensor(a)
+
+    def take(idx):
+        return [a[idx] if isinstance(a, CompactRows) else np.take(a, idx, axis=0) for _, a in host]
+
+    def gather(idx):
+        out = [None] * len(leaves)
+        if host:
+            got = tf.numpy_function(take, [idx], dtypes, stateful=False)
+            for (i, a), t in zip(host, got):
+                t.set_shape(idx.shape[:1].concatenate(a.shape[1:]))
+                out[i] = t
+        for i, t in tensors.items():
+            out[i] = tf.gather(t, idx)
+        return tf.nest.pack_sequence_as(structure, out)
+
+    return gather
+
+
+def release_memory() -> None:
+    """Return the allocator's free pages to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    A whole-column temporary of a large table (a string copy, a float64 copy) is freed when the step ends, but
+    glibc keeps the pages of the heap it came from: without this the resident memory of a run keeps the high
+    water mark of every step before, and the next step's temporaries come on top of it.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

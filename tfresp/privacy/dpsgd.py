@@ -48,6 +48,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import stats
 
+from tfresp.data.stream import row_gather
 from tfresp.errors import BudgetExhaustedError, ConfigError, DataError, IncompatibleModelError
 from tfresp.privacy import accounting
 from tfresp.run.training import steps_per_epoch
@@ -400,11 +401,13 @@ class DPSGD:
         stream = self.datasets_issued - 1 if (resume and self.datasets_issued > 0) else self.datasets_issued
         self.datasets_issued = max(self.datasets_issued, stream + 1)
         seed = _derive(int(self.noise_seed.numpy()), 0x5EED, stream)
-        data = tf.nest.map_structure(tf.convert_to_tensor, (x, y, extras))
+        # the rows of each batch are gathered from the arrays on the host (no tensor copy of the whole arrays;
+        # the draw of the indices below is unchanged: secret seeds, TF stateless randomness)
+        gather = row_gather((x, y, extras))
         if self.sampling == "poisson":
-            ds = self._poisson(data, n, seed)
+            ds = self._poisson(gather, n, seed)
         else:
-            ds = self._shuffled(data, n, seed)
+            ds = self._shuffled(gather, n, seed)
         ds = ds.apply(tf.data.experimental.assert_cardinality(self.steps_per_epoch))
         return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -419,7 +422,7 @@ class DPSGD:
 
         return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec([], tf.int64))
 
-    def _poisson(self, data, n: int, seed: int) -> tf.data.Dataset:
+    def _poisson(self, gather, n: int, seed: int) -> tf.data.Dataset:
         q = tf.constant(self.sample_rate, tf.float32)
         bmax = self.batch_max
 
@@ -436,7 +439,7 @@ class DPSGD:
                 mask = tf.ensure_shape(mask, [bmax])
             else:
                 mask = tf.ones(tf.shape(idx)[:1])
-            x, y, extras = tf.nest.map_structure(lambda t: tf.gather(t, idx), data)
+            x, y, extras = gather(idx)
             extras = dict(extras)
             extras[MASK_KEY] = mask
             extras[TAG_KEY] = tf.fill(tf.shape(mask), tag)
@@ -445,19 +448,21 @@ class DPSGD:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(self.steps_per_epoch)
         return tf.data.Dataset.zip((seeds, self._tags())).map(draw)
 
-    def _shuffled(self, data, n: int, seed: int) -> tf.data.Dataset:
+    def _shuffled(self, gather, n: int, seed: int) -> tf.data.Dataset:
         batch = self.batch_size
 
-        def add(x, y, extras, tag):
+        def add(idx, tag):
+            x, y, extras = gather(idx)
             extras = dict(extras)
             size = tf.shape(y)[:1]
             extras[MASK_KEY] = tf.ones(size)
             extras[TAG_KEY] = tf.fill(size, tag)
             return x, y, extras
 
-        rows = tf.data.Dataset.from_tensor_slices(data).shuffle(n, seed=seed % (2 ** 31),
-                                                                 reshuffle_each_iteration=True).batch(batch)
-        return tf.data.Dataset.zip((rows, self._tags())).map(lambda d, t: add(*d, t))
+        # a shuffle of the row indices: the same secret order as shuffling the rows themselves (the order depends
+        # only on the seed and n), without a tensor copy of the rows
+        rows = tf.data.Dataset.range(n).shuffle(n, seed=seed % (2 ** 31), reshuffle_each_iteration=True).batch(batch)
+        return tf.data.Dataset.zip((rows, self._tags())).map(add)
 
     # -- accounting -----------------------------------------------------------------------------------
     @property

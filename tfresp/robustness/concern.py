@@ -39,7 +39,6 @@ def attack_space(data, cfg) -> AttackSpace:
         lo, hi = getattr(data.preprocessor, "valid_range", (0.0, 1.0))
         return AttackSpace(None, float(lo), float(hi), "pixel intensity (inputs scaled to [0, 1])")
     if data.kind == "tabular":
-        x = np.asarray(data.train.x, np.float32)
         mask = np.asarray(data.preprocessor.numeric_mask(), np.float32)
         if cfg.attack_categorical:
             mask = np.ones_like(mask)
@@ -49,7 +48,11 @@ def attack_space(data, cfg) -> AttackSpace:
         # Declared/DP clip ranges when the preprocessing has them (always under DP: train min/max would
         # publish private extremes through the attack results); otherwise the train min/max.
         bounds = data.preprocessor.encoded_bounds()
-        lo, hi = bounds if bounds is not None else (x.min(axis=0), x.max(axis=0))
+        if bounds is not None:
+            lo, hi = bounds
+        else:  # the dense rows only here (compact training rows are expanded once, not under DP)
+            x = np.asarray(data.train.x, np.float32)
+            lo, hi = x.min(axis=0), x.max(axis=0)
         return AttackSpace(mask[None, :], lo[None, :], hi[None, :], units)
     return AttackSpace(None, None, None, "input-embedding space (L2 over each sequence)")
 

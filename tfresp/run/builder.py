@@ -252,7 +252,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
 
         restored = dp_resume.restore(resume_point, budget)
     data = prepare(config, memory=memory, budget=None if restored else budget,
-                   preprocessor=restored[0] if restored else None)
+                   preprocessor=restored[0] if restored else None, compact=True)
     if restored:
         data.extra.update(restored[1])
     from tfresp.tasks import recipe  # train.recipe: auto (text fine-tuning): size-based defaults, into config

@@ -20,6 +20,9 @@ from tfresp.run.training import steps_per_epoch
 
 def predict_logits(core, x, batch_size: int = 2048) -> np.ndarray:
     """Logits of a Keras core or of a restored SavedModel core (no ``predict``: called in batches)."""
+    if getattr(x, "expands_rows", False) and len(x):  # CompactRows: dense a block at a time (whole batches)
+        block = batch_size * max(1, 65_536 // batch_size)
+        return np.concatenate([predict_logits(core, x[i:i + block], batch_size) for i in range(0, len(x), block)])
     if hasattr(core, "predict"):
         return core.predict(x, batch_size=batch_size, verbose=0)
     n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)

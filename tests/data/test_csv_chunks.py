@@ -1,0 +1,106 @@
+"""tfresp/data/sources.py: a large CSV file read in chunks (text columns as categories) equals the whole-file read;
+the data checks see category columns as the text they hold."""
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfresp.data import checks, sources
+
+
+def _write(path, text: str, encoding="utf-8"):
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def _both(path, monkeypatch, **kw):
+    monkeypatch.setattr(sources, "STREAM_BYTES", 1 << 40)
+    whole, info_w = sources.load_file(str(path), **kw)
+    monkeypatch.setattr(sources, "STREAM_BYTES", 0)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 7)
+    chunked, info_c = sources.load_file(str(path), **kw)
+    return whole["train"], info_w, chunked["train"], info_c
+
+
+def _same_values(a: pd.DataFrame, b: pd.DataFrame):
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for c in a.columns:
+        x, y = a[c], b[c]
+        if isinstance(y.dtype, pd.CategoricalDtype):
+            y = y.astype(object).where(y.notna(), np.nan)
+        pd.testing.assert_series_equal(x.astype(object), y.astype(object), check_names=False)
+
+
+def test_chunked_read_equals_the_whole_file(tmp_path, monkeypatch):
+    rows = ["id,city,score,note,count"]
+    for i in range(40):
+        city = ["Paris", "Lyon", "", "Nice"][i % 4]
+        note = "" if i < 10 else f"n{i % 3}"  # empty in the whole first chunk, then text
+        count = "" if i == 33 else str(i)     # int until a later chunk holds a missing value
+        rows.append(f"{i},{city},{i * 0.5},{note},{count}")
+    path = _write(tmp_path / "d.csv", "\ufeff" + "\n".join(rows) + "\n")
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert isinstance(chunked["city"].dtype, pd.CategoricalDtype)
+    assert isinstance(chunked["note"].dtype, pd.CategoricalDtype)
+    assert list(chunked["city"].cat.categories) == sorted(chunked["city"].dropna().unique())
+    assert chunked["count"].dtype == whole["count"].dtype == np.float64
+    _same_values(whole, chunked)
+    assert info_c == info_w
+    assert info_c["files"]["d.csv"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_chunked_read_gives_way_to_the_whole_file_reader(tmp_path, monkeypatch):
+    # text in one chunk, numbers in the others: the whole-file reader decides the column's type
+    mixed = _write(tmp_path / "m.csv", "a,b\n" + "\n".join(f"{i},{'x' if i == 20 else i}" for i in range(30)))
+    whole, _, chunked, _ = _both(mixed, monkeypatch)
+    pd.testing.assert_frame_equal(whole, chunked)
+    # a `;` file with decimal commas
+    semi = _write(tmp_path / "s.csv", "a;b\n" + "\n".join(f"{i};{i},5" for i in range(30)))
+    whole, info_w, chunked, info_c = _both(semi, monkeypatch)
+    pd.testing.assert_frame_equal(whole, chunked)
+    assert info_c == info_w and info_c["decimal_comma"] == ["b"]
+    # a file that is not UTF-8
+    latin = _write(tmp_path / "l.csv", "a,b\n" + "\n".join(f"{i},caf\u00e9" for i in range(30)), "cp1252")
+    whole, info_w, chunked, info_c = _both(latin, monkeypatch)
+    pd.testing.assert_frame_equal(whole, chunked)
+    assert info_c == info_w
+
+
+def test_checks_treat_category_columns_as_text():
+    s = pd.Series(["a", "", "<missing>", None, " b "], dtype=object)
+    np.testing.assert_array_equal(checks.missing_mask(s.astype("category")), checks.missing_mask(s))
+    assert checks.missing_mask(s).tolist() == [False, True, True, True, False]
+    money = pd.DataFrame({"m": pd.Series(["$1,200", "$3", "$40,000"] * 5).astype("category")})
+    problems = checks.Problems()
+    assert "m" in checks.parse_numeric_text(money, ["m"], problems)
+    assert money["m"].tolist()[:3] == [1200.0, 3.0, 40000.0]
+
+
+@pytest.mark.parametrize("as_category", [False, True])
+def test_high_cardinality_sees_category_columns(as_category):
+    s = pd.Series([f"z{i}" for i in range(100)])
+    frame = pd.DataFrame({"zip": s.astype("category") if as_category else s})
+    assert len(checks.high_cardinality(frame, ["zip"], None)) == 1
+
+
+def test_str_value_counts_of_category_columns_equal_the_string_counts():
+    s = pd.Series(["b", "a", np.nan, "b", "c", "a", "b"], dtype=object)  # a CSV read: NaN
+    cat = s.astype("category").cat.add_categories(["unseen"])  # an unobserved category is not counted
+    assert checks.str_value_counts(cat) == checks.str_value_counts(s) == s.astype(str).value_counts().to_dict()
+    assert "unseen" not in checks.str_value_counts(cat)
+
+
+def test_streamed_dp_statistics_equal_the_whole_column(monkeypatch):
+    from tfresp.data import dp_stats
+
+    x = np.random.default_rng(1).normal(50, 30, 10_001)
+    want_idx, want_cnt = np.unique(dp_stats.bin_index(x), return_counts=True)
+    monkeypatch.setattr(dp_stats, "BLOCK", 1000)
+    # zero noise + threshold 0: the range is the span of the occupied bins; the moments the clipped mean/std
+    lo, hi = dp_stats.noisy_range(x, 1e-12, 0.5, np.random.default_rng(0))
+    assert (lo, hi) == (dp_stats.bin_edges(int(want_idx.min()))[0], dp_stats.bin_edges(int(want_idx.max()))[1])
+    (mean, std), = dp_stats.noisy_moments([x], [(0.0, 100.0)], 1e-12, np.random.default_rng(0))
+    clipped = np.clip(x, 0.0, 100.0)
+    assert mean == pytest.approx(clipped.mean(), rel=1e-9) and std == pytest.approx(clipped.std(), rel=1e-6)
+    assert want_cnt.sum() == len(x)
