@@ -190,3 +190,9 @@ def test_intersectional_labels_and_report():
     keep = np.isin(inter, [k for k, v in sizes.items() if v >= 60])
     assert abs(rep["equalized_odds_difference"]
                - flm.equalized_odds_difference(y[keep], pred[keep], sensitive_features=inter[keep])) < TOL
+
+
+def test_the_row_engine_and_fairlearns_adapter_use_the_same_calibration_bins():
+    from tfresp.fairness import _fairlearn, metrics
+
+    assert metrics.ECE_BINS == _fairlearn.ECE_BINS

@@ -332,7 +332,10 @@ def id_like_columns(frame: pd.DataFrame, columns: List[str]) -> Dict[str, str]:
         if c in dates:
             continue
         s = frame[c]
-        if s.nunique(dropna=False) != n:  # first: cheap, and most columns stop here (no per-value pass)
+        try:
+            if s.nunique(dropna=False) != n:  # first: cheap, and most columns stop here (no per-value pass)
+                continue
+        except TypeError:  # unhashable cells (lists, arrays): the nested-column check refuses them by name
             continue
         text = (is_text_dtype(s) and all(isinstance(v, str) for v in s)
                 and not s.str.strip().str.match(_NUMBER).all())  # numbers written as text are parsed, not IDs

@@ -40,7 +40,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-#: calibration bins of the ECE (fairlearn's adapter uses the same number)
+#: calibration bins of the ECE; _fairlearn.ECE_BINS is the same number (not imported from there: importing it loads
+#: fairlearn and scikit-learn; tests/fairness/test_metrics.py checks they agree)
 ECE_BINS = 10
 
 
