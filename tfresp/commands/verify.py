@@ -181,14 +181,9 @@ def verify_run(run_dir, data: Optional[str] = None, gates=(), key: Optional[str]
 
 
 def _signature(run_dir: Path, key: Optional[str], found: Findings) -> None:
-    from tfresp.report.signing import check
+    from tfresp.report.signing import record
 
-    checked, problems, notes = check(run_dir, key)
-    found.checked += checked
-    found.mismatches.extend(problems)
-    found.notes.extend(notes)
-    if not checked:
-        found.cannot.append("who produced the run (not signed; the producer can run `tfresp sign RUN --key KEY`)")
+    record(run_dir, key, found)
 
 
 def _manifest(run_dir: Path, report: dict, found: Findings) -> None:

@@ -29,7 +29,6 @@ from typing import Optional
 
 import numpy as np
 
-from tfresp.commands.verify import _signature  # the same signature check as a central run
 from tfresp.errors import DataError
 
 ABS_TOL = 1e-6
@@ -53,7 +52,9 @@ def verify(run_dir: Path, report: dict, found, key: Optional[str] = None, gates=
         raise DataError("`--data`: a sites run's rows stay at the sites; verify reads only the run directory. "
                         f"Received: --data={data!r}. Remedy: leave out --data")
     run_dir = Path(run_dir)
-    _signature(run_dir, key, found)
+    from tfresp.report.signing import record
+
+    record(run_dir, key, found)  # the same signature check as a central run
     _manifest(run_dir, report, found)
     _config(run_dir, report, found)
     try:

@@ -112,3 +112,14 @@ def check(run_dir, public_key_path: Optional[str]) -> Tuple[int, List[str], List
             f" (= --key {public_key_path})" if trusted is not None else
             "; pass --key PUB to check that this is the producer's key"))
     return 2 if trusted is not None else 1, problems, notes
+
+
+def record(run_dir, key, found) -> None:
+    """:func:`check` into ``found`` (``tfresp verify``'s findings: ``checked``, ``mismatches``, ``notes``,
+    ``cannot``), for central and cross-silo runs alike."""
+    checked, problems, notes = check(run_dir, key)
+    found.checked += checked
+    found.mismatches.extend(problems)
+    found.notes.extend(notes)
+    if not checked:
+        found.cannot.append("who produced the run (not signed; the producer can run `tfresp sign RUN --key KEY`)")
