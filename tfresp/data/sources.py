@@ -197,13 +197,7 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
         parts[c] = None
     df = pd.DataFrame(columns, copy=False)
     del columns
-    if header is not None and len(header) == len(df.columns):
-        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
-        if empty:
-            df = df.drop(columns=[df.columns[i] for i in empty])
-            header = [h for i, h in enumerate(header) if i not in empty]
-            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
-                                                    "the end of the lines)")
+    df, header = _drop_trailing_empty(df, header, notes)
     notes["header"] = header
     return df, notes, h.hexdigest()
 
@@ -295,14 +289,7 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
     except (StopIteration, csv.Error):
         header = None
     df = pd.read_csv(io.StringIO(text), sep=sep)
-    if header is not None and len(header) == len(df.columns):
-        # a trailing delimiter on every line makes an unnamed, empty last column: not data
-        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
-        if empty:
-            df = df.drop(columns=[df.columns[i] for i in empty])
-            header = [h for i, h in enumerate(header) if i not in empty]
-            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
-                                                    "the end of the lines)")
+    df, header = _drop_trailing_empty(df, header, notes)
     if sep == ";":
         decimal = _decimal_comma(df)
         if decimal:
@@ -476,3 +463,15 @@ def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, enc
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
     return load_file(source, fmt, delimiter=delimiter, encoding=encoding)
+
+
+def _drop_trailing_empty(df: pd.DataFrame, header, notes: dict):
+    """A trailing delimiter on every line makes an unnamed, empty last column: not data; drop it (with a warning)."""
+    if header is not None and len(header) == len(df.columns):
+        empty = [i for i, h in enumerate(header) if not h.strip() and df.iloc[:, i].isna().all()]
+        if empty:
+            df = df.drop(columns=[df.columns[i] for i in empty])
+            header = [h for i, h in enumerate(header) if i not in empty]
+            notes.setdefault("warnings", []).append(f"dropped {len(empty)} unnamed empty column(s) (a delimiter at "
+                                                    "the end of the lines)")
+    return df, header
