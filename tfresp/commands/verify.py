@@ -187,17 +187,11 @@ def _signature(run_dir: Path, key: Optional[str], found: Findings) -> None:
 
 
 def _manifest(run_dir: Path, report: dict, found: Findings) -> None:
-    from tfresp.report.manifest import check
+    from tfresp.report.manifest import record
 
-    checked, problems, unlisted = check(run_dir, report.get("manifest"))
-    if unlisted is None:
+    if not record(run_dir, report.get("manifest"), found):
         found.cannot.append("manifest: report.json has no manifest of the artifacts (a run written before "
                             "manifests, or the manifest was removed): the artifacts' bytes are not checked")
-        return
-    found.checked += checked
-    found.mismatches.extend(problems)
-    if unlisted:
-        found.notes.append(f"files added after the run (not in the manifest, not evidence): {unlisted}")
 
 
 def _config(run_dir: Path, report: dict, found: Findings) -> None:

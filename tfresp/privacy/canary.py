@@ -40,8 +40,8 @@ def problems(ctx) -> List[Tuple[str, object, str]]:
     x = ctx.data.train.x
     # a numpy matrix, or a run's compact rows (tfresp.data.compact.CompactRows: numerics + category codes that
     # expand to the same float matrix, measured by its ndim/dtype)
-    dense_like = isinstance(x, np.ndarray) or hasattr(x, "__array__")
-    if not (dense_like and getattr(x, "ndim", 0) == 2 and np.issubdtype(np.dtype(x.dtype), np.floating)):
+    dense = hasattr(x, "__array__") and getattr(x, "ndim", 0) == 2
+    if not (dense and np.issubdtype(np.dtype(x.dtype), np.floating)):
         out.append(("privacy.canaries", m, "canaries need numeric tabular inputs (a 2-D float matrix); set 0 for "
                                            "text or image data"))
     if m < 20:

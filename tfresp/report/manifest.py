@@ -88,3 +88,17 @@ def check(run_dir, manifest) -> tuple:
                             "artifact; a changed model is not the model the report describes")
     unlisted = [rel for rel in _listed(run_dir) if rel not in manifest["files"]]
     return checked, problems, unlisted
+
+
+def record(run_dir, manifest, found) -> bool:
+    """:func:`check` into ``found`` (``tfresp verify``'s findings: ``checked``, ``mismatches``, ``notes``), for
+    central and cross-silo runs alike. Returns False when the report has no manifest: the caller says what that
+    means for its kind of run."""
+    checked, problems, unlisted = check(run_dir, manifest)
+    if unlisted is None:
+        return False
+    found.checked += checked
+    found.mismatches.extend(problems)
+    if unlisted:
+        found.notes.append(f"files added after the run (not in the manifest, not evidence): {unlisted}")
+    return True
