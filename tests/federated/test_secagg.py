@@ -58,15 +58,6 @@ class SecureGrid:
         return replies
 
 
-@pytest.fixture
-def identity(monkeypatch):
-    from flwr.supercore.task_identity import TaskIdentity
-
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-
-
 def _write(tmp_path, cfg, name="fed.yaml"):
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))

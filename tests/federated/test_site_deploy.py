@@ -51,15 +51,6 @@ class SiteGrid:
         return replies
 
 
-@pytest.fixture
-def identity(monkeypatch):
-    from flwr.supercore.task_identity import TaskIdentity
-
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-
-
 def _deployed(tmp_path, cfg, out, drop_after=None, monkeypatch=None):
     """The ServerApp's path (server copy of the YAML, GridSites, run_sites) over a SiteGrid."""
     from tfresp.config import load_config
