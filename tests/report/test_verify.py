@@ -115,6 +115,9 @@ def _set_sgd(report, key, value):
 
 FORGERIES = {
     "evaluation.test.accuracy": lambda r: r["evaluation"]["test"].__setitem__("accuracy", 0.95),
+    # ROC-AUC is checked against a range (near-tied scores may swap under float noise), not waved through
+    "evaluation.test.roc_auc": lambda r: r["evaluation"]["test"].__setitem__(
+        "roc_auc", r["evaluation"]["test"]["roc_auc"] + 0.01),
     "gates.results[1].passed": lambda r: r["gates"]["results"][1].__setitem__("passed", False),
     "gates.results[1].value": lambda r: r["gates"]["results"][1].__setitem__("value", 0.99),
     "privacy.budget.spends[privacy.dp_sgd].noise_multiplier": lambda r: _set_sgd(r, "noise_multiplier", 3.0),

@@ -40,6 +40,9 @@ from tfresp.errors import DataError, TfrespError
 ABS_TOL = 1e-6
 REL_TOL = 1e-6
 #: keys never compared: wall-clock measurements and text
+#: how far a served probability may move between machines and between the SavedModel and the Keras model the run
+#: evaluated; rank metrics (ROC-AUC) are compared against the range this allows (metrics.roc_auc_interval)
+SCORE_TOL = 1e-5
 SKIP_KEYS = {"latency_ms_p50", "latency_ms_p95", "latency_runs", "audited_by", "plots", "plot", "timings"}
 
 NOT_CHECKED = [
@@ -51,6 +54,13 @@ NOT_CHECKED = [
     "training.timings and latencies (wall-clock measurements)",
     "compression.keras.bytes / gzip_bytes of the in-memory Keras model",
 ]
+
+
+class Interval:
+    """A recomputed number known only to lie in [lo, hi] (a rank metric under float differences of the scores)."""
+
+    def __init__(self, lo: float, hi: float, why: str):
+        self.lo, self.hi, self.why = lo, hi, why
 
 
 class Findings:
@@ -78,6 +88,14 @@ class Findings:
                 if key in SKIP_KEYS or key not in recorded:
                     continue
                 self.compare(f"{path}.{key}", recorded[key], value, abs_tol, rel_tol)
+            return
+        if isinstance(recomputed, Interval):
+            self.checked += 1
+            ok = isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and (
+                recomputed.lo - abs_tol <= float(recorded) <= recomputed.hi + abs_tol)
+            if not ok:
+                self.add(f"{path}: report.json {_short(recorded)}; recomputed [{recomputed.lo:.10g}, "
+                         f"{recomputed.hi:.10g}] ({recomputed.why})")
             return
         if isinstance(recomputed, (list, tuple)):
             if not any(_has_number(v) for v in recomputed) and all(isinstance(v, str) for v in recomputed):
@@ -356,7 +374,7 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
                 found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
                           f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
     add_metric_cis(ev)
-    found.compare("evaluation", report.get("evaluation"), ev)
+    found.compare("evaluation", report.get("evaluation"), _with_auc_intervals(ev, data, predictions))
     if "fairness" in out:
         found.compare("fairness", report.get("fairness"), out["fairness"])
     from tfresp.report.scorecard import per_example_stats
@@ -380,6 +398,24 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
             rec["roundtrip_class_id_mismatches"] = int(np.sum(class_id[:n] != np.asarray(
                 ctx.serving.served_class_id_test)[:n]))
         found.compare("export.saved_model", export, rec, abs_tol=1e-5)
+    return out
+
+
+def _with_auc_intervals(ev: dict, data, predictions: dict) -> dict:
+    """A copy of ``ev`` whose ROC-AUCs are the ranges that scores within SCORE_TOL of the recomputed ones allow."""
+    from tfresp.evaluation.metrics import roc_auc_interval
+
+    out = copy.deepcopy(ev)
+    for split, section in out.items():
+        if not isinstance(section, dict) or not isinstance(section.get("roc_auc"), float):
+            continue
+        part, proba = (data.validation, predictions.get("validation")) if split == "validation" else (
+            data.test, predictions["test"])
+        if proba is None or getattr(proba, "ndim", 0) != 2:
+            continue
+        bounds = roc_auc_interval(part.y, proba, SCORE_TOL)
+        if bounds is not None:
+            section["roc_auc"] = Interval(*bounds, why=f"every score within {SCORE_TOL:g} of the SavedModel's")
     return out
 
 

@@ -41,3 +41,29 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes, thres
     if n_classes == 2:
         out["threshold"] = float(threshold)
     return out
+
+
+def roc_auc_interval(y_true: np.ndarray, proba: np.ndarray, delta: float) -> tuple[float, float] | None:
+    """The range ROC-AUC can take over every score vector within ``delta`` of ``proba`` (elementwise).
+
+    ROC-AUC counts ordered (positive, negative) pairs, so a float difference far below any tolerance on the
+    probabilities (the SavedModel and the in-memory Keras model differ by ~1e-7) can swap two near-tied scores and
+    move the AUC by 1/(P·N). A pair whose scores differ by more than ``2·delta`` keeps its order under any such
+    perturbation; a closer pair may count 0, ½ or 1. Lower bound: only the sure wins; upper bound: sure wins plus
+    every close pair. Multi-class: the one-vs-rest macro average of the per-class bounds. None when ROC-AUC is
+    undefined (a class absent from ``y_true``).
+    """
+    y_true = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    columns = [1] if proba.shape[1] == 2 else range(proba.shape[1])
+    los, his = [], []
+    for k in columns:
+        pos, neg = np.sort(proba[y_true == k, k]), np.sort(proba[y_true != k, k])
+        if not len(pos) or not len(neg):
+            return None
+        pairs = float(len(pos)) * len(neg)
+        sure = np.searchsorted(neg, pos - 2 * delta, side="left").sum()  # negatives surely below each positive
+        close = np.searchsorted(neg, pos + 2 * delta, side="right").sum() - sure
+        los.append(sure / pairs)
+        his.append((sure + close) / pairs)
+    return float(np.mean(los)), float(np.mean(his))
