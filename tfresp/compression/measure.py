@@ -25,6 +25,11 @@ def group_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: Dict[str, np.ndar
 
     Binary tasks use the positive class (label index 1); multiclass tasks report the largest
     one-vs-rest difference over classes.
+
+    fairlearn gets the rows compressed to weighted cells (group, label, decision) with their row counts as
+    ``sample_weight``: a selection rate is then ``sum(count of selected cells) / sum(counts)``, the same integers
+    in float64 as the row-by-row ``dot(selected, ones) / n``, so the value is the same (tests/compression) while
+    no per-row pandas frame of the test split is built.
     """
     from fairlearn.metrics import demographic_parity_difference
 
@@ -32,14 +37,36 @@ def group_gaps(y_true: np.ndarray, y_pred: np.ndarray, groups: Dict[str, np.ndar
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     for attr, g in groups.items():
-        g = np.asarray(g)
         if num_classes == 2:
-            out[attr] = float(demographic_parity_difference(y_true, y_pred, sensitive_features=g))
+            out[attr] = float(_dpd(demographic_parity_difference, y_true, y_pred, g))
         else:
-            out[attr] = float(max(demographic_parity_difference((y_true == c).astype(int), (y_pred == c).astype(int),
-                                                                sensitive_features=g)
-                                  for c in range(num_classes)))
+            out[attr] = float(max(_dpd(demographic_parity_difference, (y_true == c).astype(int),
+                                       (y_pred == c).astype(int), g) for c in range(num_classes)))
     return out
+
+
+def _dpd(dpd, y_true, y_pred, groups) -> float:
+    yt, yp, kw = _cells(y_true, y_pred, groups)
+    return dpd(yt, yp, **kw)
+
+
+def _cells(y_true: np.ndarray, y_pred: np.ndarray, groups):
+    """``(y_true, y_pred, sensitive_features=..., sample_weight=...)`` arguments of one row per non-empty
+    (group, label, decision) cell, weighted by its row count (integer labels; other labels: the rows as they are)."""
+    if y_true.dtype.kind not in "biu" or y_pred.dtype.kind not in "biu" or not len(y_true):
+        return y_true, y_pred, {"sensitive_features": np.asarray(groups)}
+    from tfresp.data.labels_compact import codes_of
+
+    names, gidx = codes_of(groups)
+    yt, it = np.unique(y_true, return_inverse=True)
+    yp, ip = np.unique(y_pred, return_inverse=True)
+    key = (gidx * len(yt) + it.ravel()) * len(yp) + ip.ravel()
+    counts = np.bincount(key, minlength=len(names) * len(yt) * len(yp))
+    cell = np.flatnonzero(counts)
+    g, rest = np.divmod(cell, len(yt) * len(yp))
+    t, p = np.divmod(rest, len(yp))
+    return yt[t], yp[p], {"sensitive_features": np.asarray(names, dtype=object)[g],
+                          "sample_weight": counts[cell].astype(np.float64)}
 
 
 def latency_ms(fn: Callable[[object], object], example, runs: int = 200, warmup: int = 10) -> Dict[str, float]:

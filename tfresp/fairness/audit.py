@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfresp.data.labels_compact import str_labels
 from tfresp.fairness import metrics as fm
 
 ENGINE = "fairlearn.metrics.MetricFrame (point estimates); vectorized bias-corrected bootstrap (CIs)"
@@ -52,13 +53,13 @@ def group_reports(y, decisions, prob, groups: Mapping[str, np.ndarray], attribut
     kw = dict(metrics=metrics, min_group_size=min_group_size, bootstrap=bootstrap, confidence=confidence, seed=seed)
     reports = {}
     for attr in attributes:
-        g = np.asarray(groups[attr]).astype(str)
+        g = str_labels(groups[attr])
         rep = fm.group_report(y, decisions, prob, g, privileged=(privileged or {}).get(attr), **kw)
         rep["threshold_sweep"] = fm.threshold_sweep(y, prob, g, thresholds, min_group_size)
         reports[attr] = rep
     if intersectional and len(attributes) >= 2:
         attrs = list(attributes[:2])
-        g = fm.intersect({a: np.asarray(groups[a]).astype(str) for a in attrs}, attrs)
+        g = fm.intersect({a: groups[a] for a in attrs}, attrs)
         rep = fm.group_report(y, decisions, prob, g, **kw)
         rep["attributes"] = attrs
         rep["threshold_sweep"] = fm.threshold_sweep(y, prob, g, thresholds, min_group_size)

@@ -40,6 +40,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from tfresp.data.labels_compact import joined_labels, str_labels
+
 #: calibration bins of the ECE; _fairlearn.ECE_BINS is the same number (not imported from there: importing it loads
 #: fairlearn and scikit-learn; tests/fairness/test_metrics.py checks they agree)
 ECE_BINS = 10
@@ -61,12 +63,9 @@ INTERSECTION_SEP = "_x_"
 
 # ----------------------------------------------------------------------------- groups ----
 def intersect(groups: Dict[str, np.ndarray], attributes: Sequence[str]) -> np.ndarray:
-    """Intersectional group labels, e.g. ``Female_x_Black`` for ``[sex, race]``."""
-    arrays = [np.asarray(groups[a]).astype(str) for a in attributes]
-    out = arrays[0].astype(object)
-    for arr in arrays[1:]:
-        out = out + INTERSECTION_SEP + arr.astype(object)
-    return out.astype(str)
+    """Intersectional group labels, e.g. ``Female_x_Black`` for ``[sex, race]`` (an object array of shared strings:
+    :func:`tfresp.data.labels_compact.joined_labels`)."""
+    return joined_labels([groups[a] for a in attributes], INTERSECTION_SEP)
 
 
 def group_codes(groups: np.ndarray):
@@ -324,7 +323,7 @@ def group_report(y: np.ndarray, pred: np.ndarray, prob: np.ndarray, groups: np.n
     y = np.asarray(y).astype(np.int64)
     pred = np.asarray(pred).astype(np.int64)
     prob = np.asarray(prob, dtype=np.float64)
-    groups = np.asarray(groups).astype(str)
+    groups = str_labels(groups)
     metrics = list(metrics or ALL_METRICS)
     kept, sizes, suppressed = split_by_size(groups, min_group_size)
     y, pred, prob, groups = y[kept], pred[kept], prob[kept], groups[kept]
@@ -413,7 +412,7 @@ def threshold_sweep(y: np.ndarray, prob: np.ndarray, groups: np.ndarray, thresho
     """
     y = np.asarray(y).astype(np.int64)
     prob = np.asarray(prob, dtype=np.float64)
-    groups = np.asarray(groups).astype(str)
+    groups = str_labels(groups)
     kept, _, _ = split_by_size(groups, min_group_size)
     y, prob, groups = y[kept], prob[kept], groups[kept]
     rows = []
@@ -438,7 +437,7 @@ def headline_gaps(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, min_group
     """Accuracy and the three main gaps of one set of decisions (count engine, no CIs)."""
     y = np.asarray(y).astype(np.int64)
     pred = np.asarray(pred).astype(np.int64)
-    groups = np.asarray(groups).astype(str)
+    groups = str_labels(groups)
     kept, _, _ = split_by_size(groups, min_group_size)
     out = {"accuracy": float(np.mean(pred == y))}
     names, gidx = group_codes(groups[kept])

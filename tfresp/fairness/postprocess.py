@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.base import BaseEstimator
 
+from tfresp.data.labels_compact import joined_labels, str_labels
 from tfresp.fairness.metrics import INTERSECTION_SEP
 
 FAIRLEARN_CONSTRAINT = {"equalized_odds": "equalized_odds", "demographic_parity": "demographic_parity",
@@ -65,7 +66,7 @@ def _rule_of(bunch) -> dict:
 def positive_probability(score: np.ndarray, keys: np.ndarray, fitted: dict) -> np.ndarray:
     """P(positive decision) of each row under the fitted rules (unfitted groups: ``score >= default``)."""
     score = np.asarray(score, np.float64)
-    keys = np.asarray(keys).astype(str)
+    keys = str_labels(keys)
     out = (score >= fitted["default"]).astype(np.float64)
     for g, r in fitted["rules"].items():
         m = keys == g
@@ -121,7 +122,7 @@ def fit_group_thresholds(y: np.ndarray, score: np.ndarray, keys: np.ndarray, con
 
     y = np.asarray(y).astype(np.int64)
     score = np.asarray(score, np.float64)
-    keys = np.asarray(keys).astype(str)
+    keys = str_labels(keys)
     names, counts = np.unique(keys, return_counts=True)
     defaulted = {}
     for g, n in zip(names, counts):
@@ -164,7 +165,7 @@ def fit_group_thresholds(y: np.ndarray, score: np.ndarray, keys: np.ndarray, con
 def expected_gap(y: np.ndarray, prob: np.ndarray, keys: np.ndarray, constraint: str, min_group_size: int) -> float:
     """The constraint's gap of *expected* decisions (P(positive) per row) over groups >= ``min_group_size``."""
     y = np.asarray(y).astype(np.int64)
-    keys = np.asarray(keys).astype(str)
+    keys = str_labels(keys)
     names, counts = np.unique(keys, return_counts=True)
     rates = []
     for g in names[counts >= min_group_size]:
@@ -185,11 +186,7 @@ def expected_gap(y: np.ndarray, prob: np.ndarray, keys: np.ndarray, constraint: 
 
 
 def group_keys(groups_by_attr: Dict[str, np.ndarray], attributes: Sequence[str]) -> np.ndarray:
-    arrays = [np.asarray(groups_by_attr[a]).astype(str).astype(object) for a in attributes]
-    out = arrays[0]
-    for a in arrays[1:]:
-        out = out + INTERSECTION_SEP + a
-    return out.astype(str)
+    return joined_labels([groups_by_attr[a] for a in attributes], INTERSECTION_SEP)
 
 
 def save(fitted: dict, attributes: List[str], directory: Path) -> Path:

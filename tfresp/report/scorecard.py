@@ -145,10 +145,12 @@ def per_example_stats(y: np.ndarray, proba: np.ndarray, groups: Optional[dict] =
            "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()) if n else None,
            "group_balanced_correct": {}, "worst_group_correct": {}}
     for attr, g in (groups or {}).items():
-        g = np.asarray(g).astype(str)
         if len(g) != n or n == 0:
             continue
-        names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        from tfresp.data.labels_compact import codes_of  # np.unique of astype(str), without a str per row
+
+        names, inverse = codes_of(g)
+        counts = np.bincount(inverse, minlength=len(names))
         weights = 1.0 / (len(names) * counts[inverse])          # α_ij = 1 / (G · n_g(i)); Σ_i α_ij = 1
         out["group_balanced_correct"][str(attr)] = float((weights * correct).sum())
         out["worst_group_correct"][str(attr)] = float(min(correct[inverse == j].mean() for j in range(len(names))))

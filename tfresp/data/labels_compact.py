@@ -1,0 +1,54 @@
+"""Per-row label arrays (sensitive groups, intersections, class names) without one ``str`` object per row.
+
+``series.astype(str).to_numpy()`` makes a new ``str`` for every row (~55-70 bytes each, plus the 8-byte pointer),
+and ``np.asarray(labels).astype(str)`` a numpy unicode array of ``4 x longest label`` bytes a row (72 for Adult's
+``race``, ~120 for a ``sex_x_race`` intersection). Measured with ``benchmarks/scaling_rows.py`` (10M rows, DP
+quickstart), the two sensitive-group arrays of the splits held ~1.3 GB that way, and the fairness audit's
+intersections and group codes added ~1 GB of temporaries. Here every row points at one shared ``str`` per distinct
+value (8 bytes a row); the values are exactly those of ``astype(str)`` (tests/data/test_labels_compact.py).
+
+Only numpy and pandas are imported (the fairness metrics and ``tfresp monitor`` use this without TensorFlow).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+
+def str_labels(values) -> np.ndarray:
+    """``values.astype(str)`` (a Series) or ``np.asarray(values).astype(str)`` as an object array of ``str`` in which
+    equal values share one object. Same values, row for row; dtype ``object``."""
+    series = isinstance(values, pd.Series)
+    arr = values if series else np.asarray(values)
+    if not series and arr.ndim != 1:
+        return arr.astype(str)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=False)
+    if len(uniques) and bool(np.any(pd.isna(np.asarray(uniques, dtype=object)))):  # NaN/None: astype(str) itself
+        out = (values.astype(str).to_numpy() if series else arr.astype(str))
+        return np.asarray(out, dtype=object)
+    if series:
+        names = pd.Series(uniques, dtype=values.dtype).astype(str).to_numpy()
+    else:
+        names = np.asarray(uniques, dtype=arr.dtype if arr.dtype != object else object).astype(str)
+    names = np.asarray([str(v) for v in names], dtype=object)
+    return names[codes]
+
+
+def codes_of(labels) -> Tuple[list, np.ndarray]:
+    """``(names, codes)``: the sorted distinct labels (as ``str``) and each row's int64 index into them."""
+    codes, uniques = pd.factorize(str_labels(labels), sort=True)
+    return [str(g) for g in uniques], codes.astype(np.int64)
+
+
+def joined_labels(arrays: Sequence, sep: str) -> np.ndarray:
+    """Row-wise ``a + sep + b + ...`` of the labels (``astype(str)``) of ``arrays``, shared per distinct value:
+    equal to ``(a.astype(str).astype(object) + sep + b.astype(str).astype(object) ...).astype(str)`` row for row."""
+    names, codes = codes_of(arrays[0])
+    names = np.asarray(names, dtype=object)
+    for arr in arrays[1:]:
+        other, oc = codes_of(arr)
+        names = np.asarray([f"{a}{sep}{b}" for a in names for b in other], dtype=object)
+        codes = codes * len(other) + oc
+    return np.asarray([str(v) for v in names], dtype=object)[codes]
