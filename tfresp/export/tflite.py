@@ -186,12 +186,15 @@ class TFLiteModel:
         return {self._inputs[0]: np.asarray(x)}
 
     def predict_logits(self, x, batch_size: int = 256) -> np.ndarray:
-        outs = []
         n = num_rows(x)
+        out = None  # one preallocated result (not a list of thousands of small batch arrays)
         for start in range(0, n, batch_size):
             rows = take_rows(x, slice(start, min(start + batch_size, n)))
-            outs.append(np.asarray(self.runner(**self._feed(rows))["logits"], np.float32))
-        return np.concatenate(outs, axis=0)
+            logits = np.asarray(self.runner(**self._feed(rows))["logits"], np.float32)
+            if out is None:
+                out = np.empty((n,) + logits.shape[1:], np.float32)
+            out[start:start + len(logits)] = logits
+        return out if out is not None else np.concatenate([], axis=0)  # no rows: the error it always raised
 
 
 def _softmax(z):

@@ -27,6 +27,7 @@ from tfresp import concerns as concern_registry
 from tfresp.concerns import Contribution
 from tfresp.run.context import RunContext, ServingPlan, TextParts, compose, provide  # noqa: F401  (RunContext's home was here)
 from tfresp.data.dataset import make_dataset, prepare
+from tfresp.data.stream import release_memory
 from tfresp.run.distribute import pick_strategy
 from tfresp.errors import ConfigError
 from tfresp.models.base import ResponsibleModel
@@ -188,6 +189,7 @@ def post_fit(ctx: RunContext, active) -> None:
 
         progress(ctx.quiet, f"export TFLite ({', '.join(ctx.config.export.tflite)}) ...")
         export_tflite(ctx, ctx.config.export.tflite)
+    release_memory()  # the stage's whole-split temporaries go back to the system before the audits add theirs
     ctx.timings["post_fit_seconds"] = time.perf_counter() - t0
 
 
@@ -196,6 +198,7 @@ def audit(ctx: RunContext, active) -> None:
         progress(ctx.quiet, f"audit {c.config_key} ...")
         t0 = time.perf_counter()
         section = c.audit(ctx)
+        release_memory()  # each audit's temporaries go back to the system: the next one starts from the same floor
         ctx.timings[f"audit_{c.config_key}_seconds"] = time.perf_counter() - t0
         if section is not None:
             ctx.report[c.report_key or c.config_key] = section
@@ -279,6 +282,7 @@ def _build_and_run(config, target, run_id, *, overwrite, quiet, memory, resume, 
             ctx.model = make_model(ctx)
             active = plan(ctx)
             train(ctx)
+        release_memory()  # training's temporaries (batches, the pipeline) go back to the system
         if config.task == "classification":
             ctx.predict_splits()
         post_fit(ctx, active)
