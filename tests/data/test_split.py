@@ -141,3 +141,38 @@ def test_a_user_test_file_is_de_identified_like_the_source(tmp_path):
                     "deidentify": {"drop": ["ssn"]}}, "model": {"kind": "mlp", "hidden": [4]}}
     b = prepare(load_config(cfg), memory=df)
     assert len(b.test) == 30 and "ssn" not in b.test.frame.columns and "ssn" not in b.train.frame.columns
+
+
+def _old_two_step(df, label, frac, validation, seed):
+    """The split before issue 26's one-copy path (the oracle): test split, then validation from the kept frame."""
+    def strat(d, f, s):
+        rng = np.random.default_rng(s)
+        held = []
+        for _, idx in d.groupby(label, sort=True, observed=True).indices.items():
+            idx = np.array(idx)
+            rng.shuffle(idx)
+            held.extend(idx[:int(round(len(idx) * f))].tolist())
+        mask = np.zeros(len(d), dtype=bool)
+        mask[held] = True
+        return d[~mask].reset_index(drop=True), d[mask].reset_index(drop=True)
+
+    def rand(d, f, s):
+        idx = np.random.default_rng(s).permutation(len(d))
+        n = int(round(len(d) * f))
+        return d.iloc[idx[n:]].reset_index(drop=True), d.iloc[idx[:n]].reset_index(drop=True)
+
+    cut = rand if label is None else strat
+    train, test = cut(df, frac, seed)
+    train, val = cut(train, validation, seed + 1)
+    return train, val, test
+
+
+@pytest.mark.parametrize("label", ["y", None])
+def test_one_copy_split_equals_the_two_step_split(label):
+    df = frame(997, seed=5)
+    df["y"] = df["y"].astype("category")
+    parts = split.split_frames({"train": df}, label, 0.2, validation=0.1, max_rows=None, seed=3)
+    for got, want in zip((parts.train, parts.validation, parts.test), _old_two_step(df, label, 0.2, 0.1, 3)):
+        pd.testing.assert_frame_equal(got, want)
+    other = split.split_frames({"train": df}, label, 0.2, validation=0.1, max_rows=None, seed=4)
+    assert not other.test["id"].equals(parts.test["id"])  # the comparison can fail: another seed, other rows
