@@ -223,6 +223,23 @@ def check_label(frame: pd.DataFrame, label: str, min_rows: int, problems: Proble
     return warnings
 
 
+#: rows of the numeric columns converted to float64 at once by the missing/extreme checks
+CHECK_BLOCK_ROWS = 65_536
+
+
+def _numeric_columns(frame: pd.DataFrame, features: List[str]):
+    """``frame[features].select_dtypes(include="number", exclude="bool").columns``, read from a zero-row view (no
+    copy of the feature columns)."""
+    return frame.iloc[:0][features].select_dtypes(include="number", exclude="bool").columns
+
+
+def _float_blocks(frame: pd.DataFrame, columns):
+    """``frame[columns].to_numpy(np.float64, na_value=np.nan)`` in blocks of :data:`CHECK_BLOCK_ROWS` rows (per-column
+    counts summed over blocks are those of the whole array; the whole float64 copy was 8 bytes a row a column)."""
+    for start in range(0, len(frame), CHECK_BLOCK_ROWS):
+        yield frame.iloc[start:start + CHECK_BLOCK_ROWS][list(columns)].to_numpy(np.float64, na_value=np.nan)
+
+
 def check_missing(frames: List[pd.DataFrame], features: List[str], mode: str, problems: Problems) -> Dict[str, int]:
     """Missing numeric values (error unless ``data.missing: impute``) and infinite values (always an error).
 
@@ -230,11 +247,14 @@ def check_missing(frames: List[pd.DataFrame], features: List[str], mode: str, pr
     """
     nan_counts, inf_counts = {}, {}
     for frame in frames:
-        numeric = frame[features].select_dtypes(include="number", exclude="bool").columns
+        numeric = _numeric_columns(frame, features)
         if len(numeric) == 0:
             continue
-        v = frame[numeric].to_numpy(np.float64, na_value=np.nan)  # one array: per-column loops are slow on wide data
-        for name, counts in ((nan_counts, np.isnan(v).sum(axis=0)), (inf_counts, np.isinf(v).sum(axis=0))):
+        nans, infs = np.zeros(len(numeric), np.int64), np.zeros(len(numeric), np.int64)
+        for v in _float_blocks(frame, numeric):  # one array per block: per-column loops are slow on wide data
+            nans += np.isnan(v).sum(axis=0)
+            infs += np.isinf(v).sum(axis=0)
+        for name, counts in ((nan_counts, nans), (inf_counts, infs)):
             for c in np.flatnonzero(counts):
                 name[numeric[c]] = name.get(numeric[c], 0) + int(counts[c])
     if nan_counts and mode != "impute":
@@ -359,13 +379,14 @@ def check_extreme(frames: List[pd.DataFrame], features: List[str], declared_rang
     """Finite values too large to standardise or to hold in float32 (refused unless the range is declared)."""
     big = {}
     for frame in frames:
-        numeric = [c for c in frame[features].select_dtypes(include="number", exclude="bool").columns
-                   if c not in (declared_ranges or {})]
+        numeric = [c for c in _numeric_columns(frame, features) if c not in (declared_ranges or {})]
         if not numeric:
             continue
+        counts = np.zeros(len(numeric), np.int64)
         with np.errstate(invalid="ignore"):
-            v = np.abs(frame[numeric].to_numpy(np.float64, na_value=np.nan))
-            counts = (np.isfinite(v) & (v > EXTREME)).sum(axis=0)
+            for v in _float_blocks(frame, numeric):
+                v = np.abs(v)
+                counts += (np.isfinite(v) & (v > EXTREME)).sum(axis=0)
         for i in np.flatnonzero(counts):
             big[numeric[i]] = big.get(numeric[i], 0) + int(counts[i])
     if big:
