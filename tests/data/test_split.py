@@ -176,3 +176,27 @@ def test_one_copy_split_equals_the_two_step_split(label):
         pd.testing.assert_frame_equal(got, want)
     other = split.split_frames({"train": df}, label, 0.2, validation=0.1, max_rows=None, seed=4)
     assert not other.test["id"].equals(parts.test["id"])  # the comparison can fail: another seed, other rows
+
+
+def test_attach_test_file_copies_only_frames_the_run_does_not_own():
+    from tfresp.data.sources import reads_file
+
+    df = frame(50)
+    keep, _, _ = split.attach_test_file({"train": df}, {}, 0.2)
+    assert keep["train"] is not df and keep["train"].equals(df)  # the user's (or a cached) frame: copied
+    keep, _, _ = split.attach_test_file({"train": df}, {}, 0.2, owned=True)
+    assert keep["train"] is df  # just read from a file for this run: not copied
+    assert reads_file("rows.csv") and not reads_file("rows.csv", memory=df)
+    assert not reads_file("adult") and not reads_file("tfds:mnist") and not reads_file("digits:8")
+
+
+def test_prepare_leaves_the_callers_frame_untouched():
+    df = frame(300)
+    df["g"] = np.where(np.arange(300) % 2, "p", "q").astype(object)
+    df.loc[3, "g"] = None  # repaired in place (the group <missing>) on the run's frames
+    df["n"] = ["1,5"] * 300  # numbers as text: parsed in place
+    before = df.copy()
+    cfg = load_config({"data": {"source": "memory", "label": "y", "features": ["x", "n"], "sensitive": ["g"],
+                                "split": {"test": 0.2, "validation": 0.1}}})
+    prepare(cfg, memory=df)
+    pd.testing.assert_frame_equal(df, before)

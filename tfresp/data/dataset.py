@@ -14,7 +14,7 @@ from tfresp.data.labels import order_classes
 from tfresp.data.labels_compact import str_labels
 from tfresp.data.preprocess import TabularPreprocessor, column_kind
 from tfresp.data.serving_names import collisions, serving_layout
-from tfresp.data.sources import load_source
+from tfresp.data.sources import load_source, reads_file
 from tfresp.data.stream import plain_index, release_memory, row_gather
 from tfresp.errors import DataError
 
@@ -160,7 +160,8 @@ def _load(config, memory):
     dc = config.data
     frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding)
     # a user test file is attached first, so de-identification applies to it as to the source
-    frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format)
+    frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format,
+                                                      owned=reads_file(dc.source, memory))
     if dc.deidentify is not None:
         from tfresp.privacy.deid import deidentify_frames
 
@@ -216,7 +217,8 @@ def _check_split_features(config, parts: split.Frames, features: List[str]) -> N
 def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str]:
     """Step 5: the classes (declared or seen in training); every split's labels and groups are checked."""
     dc, label, train_df = config.data, config.data.label, parts.train
-    classes = order_classes(sorted(train_df[label].astype(str).unique().tolist()), dc.positive_class)
+    # str_labels: the values of astype(str) without a str object per row (labels_compact.py)
+    classes = order_classes(sorted(pd.unique(str_labels(train_df[label])).tolist()), dc.positive_class)
     declared_classes = (dc.categories or {}).get(label)
     if declared_classes is not None:
         unknown = sorted(set(classes) - {str(v) for v in declared_classes})
@@ -230,12 +232,12 @@ def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str
     for name, df in (("test", parts.test), ("validation", parts.validation)):
         if df is None:
             continue
-        unseen = sorted(set(df[label].astype(str)) - set(classes))
+        unseen = sorted(set(pd.unique(str_labels(df[label])).tolist()) - set(classes))
         if unseen:
             problems.add("data.label", f"the {name} split has labels {unseen[:5]} never seen in training "
                          f"(training classes: {classes[:10]})", None, "make every class appear in training")
     for attr in dc.sensitive:
-        groups = train_df[attr].astype(str).unique()
+        groups = pd.unique(str_labels(train_df[attr]))
         if len(groups) < 2:
             problems.add("data.sensitive", f"attribute {attr!r} has a single group {groups.tolist()} in the "
                          "training split; group metrics need at least two", None, "audit another attribute")

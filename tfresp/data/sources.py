@@ -451,6 +451,13 @@ def load_tfds(name: str):
     return frames, {"name": name, "kind": "tfds", "version": str(builder.info.version), "files": {}}
 
 
+def reads_file(source: str, memory=None) -> bool:
+    """:func:`load_source` reads the rows from a file for this call (fresh frames nobody else holds), not from
+    the caller's memory, an embedded or cached dataset."""
+    return memory is None and source != "adult" and source.split(":", 1)[0] != "digits" and \
+        not source.startswith("tfds:")
+
+
 def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None):
     if memory is not None:
         return load_memory(memory)

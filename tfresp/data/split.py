@@ -131,22 +131,26 @@ def select_rows(df: pd.DataFrame, n: Optional[int], seed: int, label: Optional[s
     return df.iloc[np.sort(np.asarray(kept, dtype=np.int64))].reset_index(drop=True)
 
 
-def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto"
-                     ) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
+def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto",
+                     owned: bool = False) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
     """Resolve ``data.split.test``: returns ``(frames, info, mode)``, ``mode`` ``"official"`` or a fraction.
 
     A path: the file becomes ``frames["test"]`` (``info.test_file`` has its provenance and sha256) and the
     mode is ``official``. A fraction drops the source's own test split. Frames are copies: the data checks
-    repair them in place.
+    repair them in place. ``owned``: the frames were just read from a file for this run and nobody else holds
+    them, so they are kept as they are (a copy doubled the table in memory: 1.1 GB at 10M Adult rows).
     """
+    test_file = False
     if isinstance(test, str) and test != "official":
         from tfresp.data.sources import load_file
 
+        test_file = True  # read here: a fresh frame
         test_frames, test_info = load_file(test, fmt, "data.split.test")
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         test = "official"
-    keep = {k: v.copy() for k, v in frames.items() if k == "train" or (k == "test" and test == "official")}
+    keep = {k: v if owned or k == "test" and test_file else v.copy() for k, v in frames.items()
+            if k == "train" or (k == "test" and test == "official")}
     return keep, info, test
 
 
