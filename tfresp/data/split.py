@@ -131,6 +131,21 @@ def select_rows(df: pd.DataFrame, n: Optional[int], seed: int, label: Optional[s
     return df.iloc[np.sort(np.asarray(kept, dtype=np.int64))].reset_index(drop=True)
 
 
+def _consolidated(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its columns of one numpy dtype in one block, as ``df.copy()`` leaves them, without copying the
+    category columns. A chunked CSV read leaves one block per column, and row selections (the splits) on such a
+    frame consolidate a copy internally: at 4M Adult rows the split's peak was 1.69 GB unconsolidated, 1.45 GB
+    consolidated (``benchmarks/scaling_rows.py``). pandas has no public in-place form: without one, a copy."""
+    consolidate = getattr(df, "_consolidate_inplace", None)
+    if consolidate is None:
+        return df.copy()
+    consolidate()
+    from tfresp.data.stream import release_memory  # the per-column arrays go back to the system
+
+    release_memory()
+    return df
+
+
 def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto",
                      owned: bool = False) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
     """Resolve ``data.split.test``: returns ``(frames, info, mode)``, ``mode`` ``"official"`` or a fraction.
@@ -138,7 +153,8 @@ def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[fl
     A path: the file becomes ``frames["test"]`` (``info.test_file`` has its provenance and sha256) and the
     mode is ``official``. A fraction drops the source's own test split. Frames are copies: the data checks
     repair them in place. ``owned``: the frames were just read from a file for this run and nobody else holds
-    them, so they are kept as they are (a copy doubled the table in memory: 1.1 GB at 10M Adult rows).
+    them, so they are not copied (a copy doubled the table in memory: ~1 GB at 10M Adult rows), only consolidated
+    (:func:`_consolidated`).
     """
     test_file = False
     if isinstance(test, str) and test != "official":
@@ -149,7 +165,7 @@ def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[fl
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         test = "official"
-    keep = {k: v if owned or k == "test" and test_file else v.copy() for k, v in frames.items()
+    keep = {k: _consolidated(v) if owned or k == "test" and test_file else v.copy() for k, v in frames.items()
             if k == "train" or (k == "test" and test == "official")}
     return keep, info, test
 
