@@ -7,6 +7,13 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("TFRESP_TEST_WORKER_THREADS", "1") != "0":
+    # Under pytest-xdist (`make test`: 2 workers on 2 cores) each worker's TensorFlow would size its op pools to
+    # every core. TFRESP_TEST_WORKER_THREADS=0 keeps TensorFlow's defaults. The variables reach the CLI and
+    # notebook subprocesses the tests start; a value set outside the tests is kept.
+    _threads = os.environ.get("TFRESP_TEST_WORKER_THREADS", "1")
+    for _var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
 
 import tfresp  # noqa: E402,F401  (environment switches before TF is imported)
 
