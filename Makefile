@@ -44,6 +44,8 @@ test: $(STAMP)
 	$(BIN)/python -m pip check
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_XDIST) $(TESTS)
 
+# test-all stays in one process: the slow Flower deployments (real SuperLink/SuperNode processes) were not checked
+# under xdist.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(TESTS)
 
