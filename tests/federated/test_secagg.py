@@ -89,7 +89,8 @@ def _record_plain(monkeypatch, grid):
 
 def _visible(grid, sa):
     """(the best correlation between anything array-like the server received and any node's quantized plain update
-    — ~1 if an update is in the clear, ~0 if every one is masked —, how many candidates had the update's size)."""
+    — ~1 if an update is in the clear, ~0 if every one is masked —, how many candidates had the update's size,
+    the update's size d: a masked vector's correlation is ~N(0, 1/√d))."""
     from flwr.common import bytes_to_ndarray
 
     def decode(item):
@@ -111,9 +112,10 @@ def _visible(grid, sa):
                 if arrays:
                     received.append(arrays)  # a list of arrays (Flower sends one masked array per layer)
                     received.extend([a] for a in arrays)
-    best, compared = 0.0, 0
+    best, compared, size = 0.0, 0, 1
     for update, rows in grid.plain:
         flat = np.concatenate([u.ravel() for u in update]) * rows / sa.max_weight
+        size = flat.size
         for arrays in received:
             a = np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in arrays]) if arrays else np.zeros(0)
             if a.size == flat.size + 1:  # Flower prepends the weight factor
@@ -122,7 +124,7 @@ def _visible(grid, sa):
                 compared += 1
                 if np.std(a) > 0:
                     best = max(best, abs(float(np.corrcoef(a, flat)[0, 1])))
-    return best, compared
+    return best, compared, size
 
 
 def test_secure_round_hides_updates_and_matches_fedavg(tmp_path, identity, monkeypatch):
@@ -146,8 +148,9 @@ def test_secure_round_hides_updates_and_matches_fedavg(tmp_path, identity, monke
     for reply in grid.inbox:  # no plain row count beside the masked vector
         rec = reply.content.metric_records.get("fitres.num_examples")
         assert rec is None or rec["num_examples"] == 0
-    corr, compared = _visible(grid, sa)
-    assert compared >= 6 and corr < 0.1, (corr, compared)  # every masked vector was looked at; none shows
+    corr, compared, d = _visible(grid, sa)
+    # every masked vector was looked at; none shows (6/√d: six standard deviations of a masked vector's correlation)
+    assert compared >= 6 and corr < 6 / np.sqrt(d), (corr, compared, d)
     # the same rounds through plain FedAvg (same seeds, same local training): equal up to the quantization error
     ref = _run(plain, tmp_path / "plain", SecureGrid(plain, [11, 22, 33]), secure=False)
     assert len(ends) == 2  # round 1's global weights: secure, then plain
@@ -183,7 +186,7 @@ def test_the_detector_sees_updates_when_masks_are_off(tmp_path, identity, monkey
     grid = SecureGrid(sec, [11, 22, 33])
     _record_plain(monkeypatch, grid)
     _run(sec, tmp_path / "sec", grid, secure=True)
-    corr, compared = _visible(grid, load_config(str(sec)).federated.secure_aggregation)
+    corr, compared, _ = _visible(grid, load_config(str(sec)).federated.secure_aggregation)
     assert compared >= 3 and corr > 0.99, (corr, compared)
 
 

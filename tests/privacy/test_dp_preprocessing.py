@@ -146,7 +146,9 @@ def adult_dp():
     cfg = RunConfig.model_validate({"data": {"source": "adult", "label": "income", "sensitive": ["sex", "race"]},
                                     "privacy": {"target_epsilon": 3.0}})
     budget = PrivacyBudget(3.0, float("nan"))
-    data = prepare(cfg, budget=budget)
+    with pytest.MonkeyPatch.context() as mp:  # a seeded draw: unseeded, ~0.7% of draws put a std ratio past 1.5
+        _budget(mp)
+        data = prepare(cfg, budget=budget)
     base = prepare(RunConfig.model_validate({"data": {"source": "adult", "label": "income",
                                                       "sensitive": ["sex", "race"]}}))
     return data, base, budget

@@ -74,7 +74,11 @@ def test_reweigh_noise_is_secret_and_only_noisy_counts_are_published(reweigh_run
         elif isinstance(node, (int, float)) and not isinstance(node, bool):
             numbers.append(float(node))
 
-    walk(json.loads(text)["fairness"])
+    fairness = json.loads(text)["fairness"]
+    # the noisy counts themselves are checked above; rounded to 2 decimals, one equals its exact count whenever
+    # |Laplace(2)| < 0.005 (0.25% a cell), which is noise, not a leak
+    fairness["mitigation"].pop("noisy_group_label_counts")
+    walk(fairness)
     assert not set(exact.ravel().astype(float).tolist()) & set(numbers)
     # the weights are a function of the noisy counts only (their own total, not the true n)
     table = np.array([[mit["weights"][g][str(c)] for c in classes] for g in names])

@@ -48,3 +48,20 @@ def test_no_close_pairs_gives_sklearns_value_exactly():
 def test_a_class_missing_from_the_labels_gives_none():
     p = np.full((5, 2), 0.5)
     assert roc_auc_interval(np.zeros(5, int), p, 1e-6) is None
+
+
+def test_verify_gates_read_a_recorded_auc_inside_its_range_and_flag_one_outside():
+    """The CI failure this range fixes: report 0.5914316931, SavedModel 0.59142892. A gate `roc_auc >= 0.59143`
+    re-derived from the recomputed value would flip; inside the range the recorded value is kept for the gates."""
+    from tfresp.commands.verify import Findings, Interval, _adopt_consistent_aucs
+
+    ev = {"test": {"roc_auc": 0.59142892}, "validation": {"roc_auc": 0.7}}
+    bounded = {"test": {"roc_auc": Interval(0.5914250, 0.5914330, "noise")},
+               "validation": {"roc_auc": Interval(0.69, 0.71, "noise")}}
+    recorded = {"test": {"roc_auc": 0.5914316931}, "validation": {"roc_auc": 0.75}}
+    found = Findings()
+    found.compare("evaluation", recorded, bounded)
+    _adopt_consistent_aucs(ev, bounded, recorded)
+    assert ev["test"]["roc_auc"] == 0.5914316931  # consistent: the gates see the recorded number
+    assert ev["validation"]["roc_auc"] == 0.7  # inconsistent: stays recomputed, and is a mismatch
+    assert len(found.mismatches) == 1 and "evaluation.validation.roc_auc" in found.mismatches[0]

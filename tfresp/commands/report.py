@@ -21,7 +21,7 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
 
     ``write=False`` only recomputes (``report --check`` on a read-only run directory).
     """
-    from tfresp.run.io import check_writable, is_read_only_error
+    from tfresp.run.io import check_writable, refuse_read_only_rerender
     from tfresp.report.compare import load_report
     from tfresp.report.derive import derive
     from tfresp.report.gates import Gate, evaluate
@@ -64,11 +64,7 @@ def rerender(run_dir, check_gates=(), write: bool = True) -> tuple[dict, dict | 
         if write:
             write_files(run_dir, report)
     except OSError as exc:
-        if not is_read_only_error(exc):
-            raise
-        raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
-                        f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp report RUN --check` "
-                        "(reads only) or copy the run to a writable place") from None
+        refuse_read_only_rerender(exc, run_dir, "tfresp report RUN --check")
     gates = report.get("gates")
     if check_gates:
         cfg_gates = list(((report.get("run") or {}).get("config") or {}).get("gates") or [])

@@ -374,7 +374,9 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
                 found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
                           f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
     add_metric_cis(ev)
-    found.compare("evaluation", report.get("evaluation"), _with_auc_intervals(ev, data, predictions))
+    bounded = _with_auc_intervals(ev, data, predictions)
+    found.compare("evaluation", report.get("evaluation"), bounded)
+    _adopt_consistent_aucs(ev, bounded, report.get("evaluation"))
     if "fairness" in out:
         found.compare("fairness", report.get("fairness"), out["fairness"])
     from tfresp.report.scorecard import per_example_stats
@@ -417,6 +419,19 @@ def _with_auc_intervals(ev: dict, data, predictions: dict) -> dict:
         if bounds is not None:
             section["roc_auc"] = Interval(*bounds, why=f"every score within {SCORE_TOL:g} of the SavedModel's")
     return out
+
+
+def _adopt_consistent_aucs(ev: dict, bounded: dict, recorded) -> None:
+    """Where a recorded ROC-AUC lies in its recomputed range, the gates and scorecard are re-derived from the
+    recorded value (a gate such as ``roc_auc >= 0.6`` must not flip on float noise); outside it stays recomputed
+    (and is already a mismatch)."""
+    for split, section in bounded.items():
+        mine = recorded.get(split) if isinstance(recorded, dict) else None
+        value = mine.get("roc_auc") if isinstance(mine, dict) else None
+        got = section.get("roc_auc") if isinstance(section, dict) else None
+        if isinstance(got, Interval) and isinstance(value, float) and (
+                got.lo - ABS_TOL <= value <= got.hi + ABS_TOL):
+            ev[split]["roc_auc"] = value
 
 
 def _fairness_post_fit(ctx, run_dir: Path, report: dict):

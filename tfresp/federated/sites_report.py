@@ -258,9 +258,8 @@ def render_markdown(report: dict, body) -> str:
 def rerender(run_dir, body, write: bool = True) -> dict:
     """``tfresp report RUN`` on a sites run: report.md / report.html again from report.json (nothing else);
     ``body``: as in :func:`write_run`."""
-    from tfresp.errors import DataError
     from tfresp.report.compare import load_report
-    from tfresp.run.io import check_writable, is_read_only_error
+    from tfresp.run.io import check_writable, refuse_read_only_rerender
 
     run_dir = Path(run_dir)
     check_writable([run_dir / f for f in ("report.md", "report.html")], "run")
@@ -275,9 +274,5 @@ def rerender(run_dir, body, write: bool = True) -> dict:
 
                 atomic_write(run_dir / "report.html", render_html(report, run_dir))
         except OSError as exc:
-            if not is_read_only_error(exc):
-                raise
-            raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not "
-                            f"re-rendered. Received: run={str(run_dir)!r}. Remedy: use `tfresp verify RUN` (reads "
-                            "only) or copy the run to a writable place") from None
+            refuse_read_only_rerender(exc, run_dir, "tfresp verify RUN")
     return report

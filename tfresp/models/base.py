@@ -243,6 +243,12 @@ class ResponsibleModel(keras.Model):
 
     def _update_metrics(self, y, logits, extras):
         if self._user_metrics:
+            mask = extras.get("dp_mask") if isinstance(extras, dict) else None
+            if mask is not None and tf.is_tensor(logits):
+                # the padding rows of a static-shape DP batch carry weight 0, but Keras' plain `metrics` ignore
+                # sample weights: a Keras mask on the predictions is the one weight every compiled metric applies
+                logits = tf.identity(logits)
+                logits._keras_mask = tf.cast(mask, tf.bool)
             self.compiled_metrics.update_state(y, logits, extras.get("sample_weight"))
         elif self._loss_fn is None:
             mask = extras.get("dp_mask") if isinstance(extras, dict) else None

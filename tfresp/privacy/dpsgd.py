@@ -423,13 +423,14 @@ class DPSGD:
         return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec([], tf.int64))
 
     def _poisson(self, gather, n: int, seed: int) -> tf.data.Dataset:
-        q = tf.constant(self.sample_rate, tf.float32)
+        from tfresp.privacy.sampling import poisson_indices
+
+        q = float(self.sample_rate)
         bmax = self.batch_max
 
         @tf.autograph.experimental.do_not_convert
         def draw(s, tag):
-            u = tf.random.stateless_uniform([n], seed=tf.stack([s, tf.constant(seed, tf.int64)]))
-            idx = tf.where(u < q)[:, 0]
+            idx = poisson_indices(n, q, tf.stack([s, tf.constant(seed, tf.int64)]))
             if bmax is not None:  # truncate (accounted: see the module docstring) and pad with dummy rows
                 idx = idx[:bmax]
                 k = tf.shape(idx)[0]

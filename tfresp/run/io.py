@@ -80,6 +80,17 @@ def is_read_only_error(exc: OSError) -> bool:
     return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
+def refuse_read_only_rerender(exc: OSError, run_dir, check_command: str):
+    """Re-raise ``exc``, or the one message for a report that could not be re-rendered on a read-only run dir."""
+    from tfresp.errors import DataError
+
+    if not is_read_only_error(exc):
+        raise exc
+    raise DataError(f"`run`: the run directory is read-only ({exc.strerror}); the report was not re-rendered. "
+                    f"Received: run={str(run_dir)!r}. Remedy: use `{check_command}` (reads only) or copy the run to "
+                    "a writable place") from None
+
+
 def probe_writable(directory) -> bool:
     """True when a file can be created in ``directory`` (tried and undone: ``os.access`` says yes to root even
     on a read-only mount); False on a read-only mount or missing permission."""
