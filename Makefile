@@ -18,6 +18,10 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.tfresp-installed
 TESTS ?=
 CONSTRAINTS ?= constraints.txt
+# `make test` runs the suite on 2 pytest-xdist workers (CI has 2 cores; one process used one core). --dist loadfile
+# keeps every test file on one worker, so a module's fitted fixtures are built once. Plain `pytest` (one file, -x,
+# --pdb) stays in one process; `make test PYTEST_XDIST=` does the same here, PYTEST_XDIST="-n 4 --dist loadfile" more.
+PYTEST_XDIST ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-all bench install check-python clean
 
@@ -38,8 +42,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pip check
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(TESTS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_XDIST) $(TESTS)
 
+# test-all stays in one process: the slow Flower deployments (real SuperLink/SuperNode processes) were not checked
+# under xdist.
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(TESTS)
 

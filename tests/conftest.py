@@ -7,6 +7,12 @@ import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("TFRESP_TEST_WORKER_THREADS"):
+    # Opt-in: TFRESP_TEST_WORKER_THREADS=N caps TensorFlow's intra-op pool (and OpenMP) in each pytest-xdist worker
+    # and in the CLI / notebook subprocesses its tests start. Off by default: on the shared 2-core machine it made
+    # no measurable difference (benchmarks/results/test_suite_time.json, "xdist.threads_probe").
+    for _var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_var, os.environ["TFRESP_TEST_WORKER_THREADS"])
 
 import tfresp  # noqa: E402,F401  (environment switches before TF is imported)
 

@@ -34,19 +34,20 @@ def execute(name: str, params: dict, timeout: int = 900):
     injected = nbformat.v4.new_code_cell(src)
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(idx + 1, injected)
-    env_before = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    # the kernel inherits these; both are put back after (the tests after this one in the process see no change)
+    env_before = {k: os.environ.get(k) for k in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    os.environ.update(TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     t0 = time.perf_counter()
     try:
         client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                          resources={"metadata": {"path": str(NB)}})
         client.execute()
     finally:
-        if env_before is None:
-            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
-        else:
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = time.perf_counter() - t0
     print(f"{name}: executed in {seconds:.1f} s")
     out = os.environ.get("TFRESP_NB_TIMES")
