@@ -14,6 +14,8 @@ from tfresp.fairness import postprocess
     pd.Series(pd.Categorical([1, 2, 1])),
     pd.Series(["a", "b", "a"], dtype=object),
     pd.Series([1.5, 2.0, 1.5]),
+    pd.Series(np.array([b"abc", b"de", b"abc"], dtype="S3")),  # bytes labels from a tf.data source (CI failure)
+    pd.Series(pd.Categorical(["b", "a", "b"], categories=["z", "a", "b"])),  # an unobserved category
     pd.Series(["a", None, np.nan], dtype=object),  # missing values: 'None' / 'nan' exactly as astype(str)
 ])
 def test_series_labels_equal_astype_str(values):
@@ -23,7 +25,7 @@ def test_series_labels_equal_astype_str(values):
 
 
 @pytest.mark.parametrize("values", [
-    np.array([1, 2, 1]), np.array([1.5, 2.0, 0.1 + 0.2]), np.array(["x", "yy", "x"]), np.array([True, False, True]),
+    np.array([1, 2, 1]), np.array([1.5, 2.0, 0.1 + 0.2]), np.array([b"x", b"yy", b"x"]), np.array(["x", "yy", "x"]), np.array([True, False, True]),
     np.array([1, "1", 2.0], dtype=object), np.array(["a", np.nan, None], dtype=object), ["p", "q", "p"],
 ])
 def test_array_labels_equal_astype_str(values):

@@ -61,7 +61,9 @@ class ImagePreprocessor(tf.Module):
 
     def transform(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """Raw images (0..scale) -> float32 ``[batch, H, W, C]`` in ``[0, 1]``."""
-        x = tf.cast(inputs[self.column], tf.float32) / self.scale
+        # times the float32 reciprocal, not "/ scale": the graph optimizer rewrites a division by a constant into
+        # this, so eager (training, report) and the serving graph would differ by an ulp (see preprocess.py)
+        x = tf.cast(inputs[self.column], tf.float32) * np.float32(1.0 / np.float32(self.scale))
         x = tf.reshape(x, [-1, self.height, self.width, self.channels])
         return tf.clip_by_value(x, 0.0, 1.0)
 

@@ -28,11 +28,12 @@ def str_labels(values) -> np.ndarray:
     if len(uniques) and bool(np.any(pd.isna(np.asarray(uniques, dtype=object)))):  # NaN/None: astype(str) itself
         out = (values.astype(str).to_numpy() if series else arr.astype(str))
         return np.asarray(out, dtype=object)
-    if series:
-        names = pd.Series(uniques, dtype=values.dtype).astype(str).to_numpy()
-    else:
-        names = np.asarray(uniques, dtype=arr.dtype if arr.dtype != object else object).astype(str)
-    names = np.asarray([str(v) for v in names], dtype=object)
+    # astype(str) of one row per distinct value (its first), on the original container and dtype: the same
+    # conversion as the whole column gets (bytes, categoricals, numbers), row for row
+    present, first = np.unique(codes, return_index=True)
+    converted = values.iloc[first].astype(str).to_numpy() if series else arr[first].astype(str)
+    names = np.empty(len(uniques), dtype=object)
+    names[present] = [str(v) for v in converted]
     return names[codes]
 
 

@@ -98,6 +98,12 @@ class TabularPreprocessor(tf.Module):
         self._numeric_pos = self._no_dependency({n: i for i, n in enumerate(self._numeric)})
         self._mean = np.asarray([c["mean"] for c in num], np.float32)
         self._std = np.asarray([c["std"] for c in num], np.float32)
+        # standardize as (x - mean) * (1 / std), never "/ std": TensorFlow's graph optimizer (grappler) rewrites a
+        # division by a constant into a multiplication by its reciprocal, so the serving graph and the eager
+        # encoding of training/evaluation rows differed by an ulp (scores by ~1e-7; near-tied ROC-AUC pairs and
+        # threshold decisions could then differ between the report and the SavedModel). A multiplication is left
+        # as it is: the encodings are bit-identical (tests/data/test_preprocess_graph.py).
+        self._inv_std = (np.float32(1.0) / self._std).astype(np.float32)
         self._fill = np.asarray([c.get("impute", 0.0) for c in num], np.float32)
         self._fill_mask = np.asarray(["impute" in c for c in num], bool)
         # declared/DP clip ranges (DP runs: inputs are clipped to the released range, training and serving)
@@ -225,7 +231,7 @@ class TabularPreprocessor(tf.Module):
                 x = tf.where(tf.math.is_nan(x) & self._fill_mask, self._fill, x)
             if self._clip:
                 x = tf.clip_by_value(x, self._lo, self._hi)
-            parts.append((x - self._mean) / self._std)
+            parts.append((x - self._mean) * self._inv_std)
         for c in self.spec:
             if c["kind"] == "numeric" or not c["vocab"]:  # an empty (DP-thresholded) vocabulary adds no input
                 continue
@@ -292,7 +298,7 @@ class TabularPreprocessor(tf.Module):
             x = tf.where(tf.math.is_nan(x) & self._fill_mask, self._fill, x)
         if self._clip:
             x = tf.clip_by_value(x, self._lo, self._hi)
-        return (x - self._mean) / self._std
+        return (x - self._mean) * self._inv_std
 
     def _codes(self, col: dict, series: pd.Series) -> np.ndarray:
         """Each row's vocabulary index (-1: not in it) via the serving lookup applied to the distinct values."""
