@@ -44,7 +44,8 @@ class Frames:
 
 
 def stratified_positions(df: pd.DataFrame, label: str, frac: float, seed: int):
-    """``(kept, held)`` row positions of :func:`stratified_split` (each in row order). Only ``df[label]`` is read."""
+    """``(kept, held)`` row positions (each in row order): ``round(frac * n_c)`` rows of every class ``c`` held out,
+    seeded. Only ``df[label]`` is read."""
     rng = np.random.default_rng(seed)
     held = []
     for _, idx in df.groupby(label, sort=True, observed=True).indices.items():
@@ -58,33 +59,22 @@ def stratified_positions(df: pd.DataFrame, label: str, frac: float, seed: int):
 
 
 def random_positions(n_rows: int, frac: float, seed: int):
-    """``(kept, held)`` row positions of :func:`random_split`."""
+    """``(kept, held)`` row positions: ``round(frac * n)`` rows held out uniformly at random, seeded."""
     rng = np.random.default_rng(seed)
     idx = rng.permutation(n_rows)
     n = int(round(n_rows * frac))
     return idx[n:], idx[:n]
 
 
-def stratified_split(df: pd.DataFrame, label: str, frac: float, seed: int):
-    """``(kept, held)``: ``round(frac * n_c)`` rows of every class ``c`` held out, seeded; row order kept."""
-    kept, held = stratified_positions(df, label, frac, seed)
-    return df.iloc[kept].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
-
-
-def random_split(df: pd.DataFrame, frac: float, seed: int):
-    """``(kept, held)``: ``round(frac * n)`` rows held out uniformly at random, seeded."""
-    kept, held = random_positions(len(df), frac, seed)
-    return df.iloc[kept].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
-
-
-def split(df: pd.DataFrame, label: Optional[str], frac: float, seed: int):
-    """Stratified by ``label`` when there is one, else uniform random."""
-    return random_split(df, frac, seed) if label is None else stratified_split(df, label, frac, seed)
-
-
 def positions(df: pd.DataFrame, label: Optional[str], frac: float, seed: int):
     """``(kept, held)`` row positions of :func:`split` (``df`` may hold only the label column)."""
     return random_positions(len(df), frac, seed) if label is None else stratified_positions(df, label, frac, seed)
+
+
+def split(df: pd.DataFrame, label: Optional[str], frac: float, seed: int):
+    """``(kept, held)`` frames: stratified by ``label`` (row order kept), or random without one; seeded."""
+    kept, held = positions(df, label, frac, seed)
+    return df.iloc[kept].reset_index(drop=True), df.iloc[held].reset_index(drop=True)
 
 
 def _test_then_validation(df: pd.DataFrame, label: Optional[str], frac: float, validation: float, seed: int):
@@ -178,17 +168,15 @@ def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Un
     whole = max_rows if max_rows_of == "source" else None
     train = select_rows(frames["train"], whole, seed, label)
     note = None
-    if not ("test" in frames and mode == "official") and validation > 0 and max_rows_of == "source":
-        frac = DEFAULT_TEST_FRACTION if mode == "official" else float(mode)
-        train, val, test = _test_then_validation(train, label, frac, validation, seed)
-        note = f"{'random' if label is None else 'stratified'} {frac:.0%} of the source (seed {seed})"
-        return Frames(train=train, validation=val, test=test, test_split=note)
     if "test" in frames and mode == "official":
         test = select_rows(frames["test"], whole, seed, label)
     else:
         frac = DEFAULT_TEST_FRACTION if mode == "official" else float(mode)
-        train, test = split(train, label, frac, seed)
         note = f"{'random' if label is None else 'stratified'} {frac:.0%} of the source (seed {seed})"
+        if validation > 0 and max_rows_of == "source":  # both splits at once, each copied once from the source
+            train, val, test = _test_then_validation(train, label, frac, validation, seed)
+            return Frames(train=train, validation=val, test=test, test_split=note)
+        train, test = split(train, label, frac, seed)
     val = None
     if validation > 0:
         train, val = split(train, label, validation, seed + 1)
