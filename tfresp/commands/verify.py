@@ -39,10 +39,10 @@ from tfresp.errors import DataError, TfrespError
 #: agree to ~1e-7 in probability; counts and rates computed from the same decisions are equal)
 ABS_TOL = 1e-6
 REL_TOL = 1e-6
-#: keys never compared: wall-clock measurements and text
-#: how far a served probability may move between machines and between the SavedModel and the Keras model the run
-#: evaluated; rank metrics (ROC-AUC) are compared against the range this allows (metrics.roc_auc_interval)
+#: how far a served probability may move between machines (the SavedModel and the run's scores are bit-identical on
+#: one machine); rank metrics (ROC-AUC) are compared against the range this allows (metrics.roc_auc_interval)
 SCORE_TOL = 1e-5
+#: keys never compared: wall-clock measurements and text
 SKIP_KEYS = {"latency_ms_p50", "latency_ms_p95", "latency_runs", "audited_by", "plots", "plot", "timings"}
 
 NOT_CHECKED = [
@@ -61,6 +61,11 @@ class Interval:
 
     def __init__(self, lo: float, hi: float, why: str):
         self.lo, self.hi, self.why = lo, hi, why
+
+    def holds(self, recorded, tol: float = ABS_TOL) -> bool:
+        """True when ``recorded`` is a number within ``tol`` of the range."""
+        return isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and (
+            self.lo - tol <= float(recorded) <= self.hi + tol)
 
 
 class Findings:
@@ -91,9 +96,7 @@ class Findings:
             return
         if isinstance(recomputed, Interval):
             self.checked += 1
-            ok = isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and (
-                recomputed.lo - abs_tol <= float(recorded) <= recomputed.hi + abs_tol)
-            if not ok:
+            if not recomputed.holds(recorded, abs_tol):
                 self.add(f"{path}: report.json {_short(recorded)}; recomputed [{recomputed.lo:.10g}, "
                          f"{recomputed.hi:.10g}] ({recomputed.why})")
             return
@@ -429,8 +432,7 @@ def _adopt_consistent_aucs(ev: dict, bounded: dict, recorded) -> None:
         mine = recorded.get(split) if isinstance(recorded, dict) else None
         value = mine.get("roc_auc") if isinstance(mine, dict) else None
         got = section.get("roc_auc") if isinstance(section, dict) else None
-        if isinstance(got, Interval) and isinstance(value, float) and (
-                got.lo - ABS_TOL <= value <= got.hi + ABS_TOL):
+        if isinstance(got, Interval) and got.holds(value):
             ev[split]["roc_auc"] = value
 
 

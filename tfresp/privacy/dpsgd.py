@@ -51,6 +51,7 @@ from scipy import stats
 from tfresp.data.stream import row_gather
 from tfresp.errors import BudgetExhaustedError, ConfigError, DataError, IncompatibleModelError
 from tfresp.privacy import accounting
+from tfresp.privacy.sampling import poisson_indices
 from tfresp.run.training import steps_per_epoch
 
 #: extras keys of every batch the DP dataset yields (per row): 1/0 real/dummy row, and the draw tag
@@ -423,8 +424,6 @@ class DPSGD:
         return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec([], tf.int64))
 
     def _poisson(self, gather, n: int, seed: int) -> tf.data.Dataset:
-        from tfresp.privacy.sampling import poisson_indices
-
         q = float(self.sample_rate)
         bmax = self.batch_max
 
