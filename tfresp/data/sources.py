@@ -139,7 +139,6 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     same values; tests/data/test_stream.py compares them).
     """
     import codecs
-    import csv
 
     if encoding is not None and codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig"):
         return None
@@ -157,15 +156,9 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     if "\n" not in head:
         return None
     notes = {}
-    sep = delimiter or _sniff_delimiter(head)
+    sep, header = _sep_and_header(head, delimiter, notes)
     if sep == ";":
         return None
-    if sep != ",":
-        notes["delimiter"] = sep
-    try:
-        header = next(csv.reader(io.StringIO(head), delimiter=sep))
-    except (StopIteration, csv.Error):
-        header = None
     parts = {}
     try:
         for chunk in pd.read_csv(path, sep=sep, encoding="utf-8-sig", chunksize=CHUNK_ROWS):
@@ -264,8 +257,6 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
     ``(frame, notes)``; ``notes["header"]`` is the header row as written (pandas renames a repeated ``a`` to
     ``a.1``, which must not be confused with a real column named ``a.1``).
     """
-    import csv
-
     if compressed:
         import bz2
         import lzma
@@ -281,13 +272,7 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
                 raw = z.read(z.namelist()[0])
     text, notes = _decode(raw, field, source, encoding)
-    sep = delimiter or _sniff_delimiter(text)
-    if sep != ",":
-        notes["delimiter"] = sep
-    try:
-        header = next(csv.reader(io.StringIO(text), delimiter=sep))
-    except (StopIteration, csv.Error):
-        header = None
+    sep, header = _sep_and_header(text, delimiter, notes)
     df = pd.read_csv(io.StringIO(text), sep=sep)
     df, header = _drop_trailing_empty(df, header, notes)
     if sep == ";":
@@ -470,6 +455,21 @@ def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, enc
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
     return load_file(source, fmt, delimiter=delimiter, encoding=encoding)
+
+
+def _sep_and_header(text: str, delimiter, notes: dict):
+    """``(sep, header)``: the given or sniffed delimiter (noted when not a comma) and the first line's fields
+    (``None`` when unreadable), for both CSV readers."""
+    import csv
+
+    sep = delimiter or _sniff_delimiter(text)
+    if sep != ",":
+        notes["delimiter"] = sep
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=sep))
+    except (StopIteration, csv.Error):
+        header = None
+    return sep, header
 
 
 def _drop_trailing_empty(df: pd.DataFrame, header, notes: dict):
