@@ -88,6 +88,7 @@ class PruningScheduler(keras.callbacks.Callback):
         self.kernels: List[tf.Variable] = []
         self.skipped: List[tuple] = []
         self._masks: List[tf.Variable] = []
+        self._apply_fn, self._apply_pairs = None, ()
         self._active = False
         self._ready = False
         self.completed_early = False
@@ -163,14 +164,22 @@ class PruningScheduler(keras.callbacks.Callback):
             m.assign(new.astype(k.dtype.as_numpy_dtype))
         self._active = bool(self.kernels) and (self.structured is not None or target > 0)
 
-    @tf.function
-    def _apply_fn(self, pairs):
-        for k, m in pairs:
-            k.assign(k * m)
-
     def _apply(self) -> None:
-        if self.kernels:
-            self._apply_fn(list(zip(self.kernels, self._masks)))
+        if not self.kernels:
+            return
+        pairs = tuple(zip(self.kernels, self._masks))
+        # compared by identity (``==`` on variables is elementwise); the held pairs keep the ids unique
+        if self._apply_fn is None or [id(v) for p in self._apply_pairs for v in p] != [id(v) for p in pairs for v in p]:
+            # One argument-free graph over the current (kernel, mask) pairs: called after every step, and a
+            # tf.function taking the variables as arguments spent ~1 ms a call flattening them (measured on the
+            # quickstart: 0.6 s of a 4 s fit), the argument-free call a tenth of that.
+            @tf.function(autograph=False)
+            def apply():
+                for k, m in pairs:
+                    k.assign(k * m)
+
+            self._apply_fn, self._apply_pairs = apply, pairs
+        self._apply_fn()
 
     def masks(self) -> Dict[str, np.ndarray]:
         return {k.name: m.numpy() for k, m in zip(self.kernels, self._masks)}

@@ -33,7 +33,7 @@ from tfresp.errors import ConfigError
 from tfresp.models.base import ResponsibleModel
 from tfresp.models.registry import build_core
 from tfresp.privacy.budget import make_budget
-from tfresp.run.training import class_weights, make_optimizer
+from tfresp.run.training import EpochTensorBoard, class_weights, make_optimizer
 
 log = logging.getLogger("tfresp")
 
@@ -95,8 +95,7 @@ def _train_dataset(ctx: RunContext):
 def _standard_callbacks(ctx: RunContext) -> list:
     from tfresp.run.non_finite_loss import NonFiniteLossStop
 
-    cbs = [NonFiniteLossStop(), keras.callbacks.TensorBoard(log_dir=str(ctx.run_dir / "tensorboard"),
-                                                            profile_batch=0, write_graph=False)]
+    cbs = [NonFiniteLossStop(), EpochTensorBoard(str(ctx.run_dir / "tensorboard"))]
     es = ctx.config.train.early_stopping
     if es and ctx.data.validation is not None:
         cbs.append(keras.callbacks.EarlyStopping(monitor=ctx.config.train.early_stopping_monitor, patience=es,
