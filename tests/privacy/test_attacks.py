@@ -1,0 +1,184 @@
+"""A user's own Keras model attacking DP-SGD's per-example bound through the public doors (``make_private`` then
+``model.fit``). Each case once produced a wrong clipped sum or a release outside the noise.
+
+Oracle: a per-example Python loop (one GradientTape per example, each gradient clipped to C, summed).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tfresp.errors import IncompatibleModelError
+from tfresp.privacy import clipping
+from tfresp.privacy.private import make_private
+
+C = 1.0
+D = 5
+
+
+def _oracle(model, x, y):
+    variables = model.core.trainable_variables
+    ref = [np.zeros(v.shape, np.float64) for v in variables]
+    for i in range(int(y.shape[0])):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model.base_per_example_loss(y[i:i + 1], model.core(x[i:i + 1], training=True)))
+        g = [tf.convert_to_tensor(t).numpy().astype(np.float64) for t in
+             tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)]
+        n = np.sqrt(sum((t ** 2).sum() for t in g))
+        for a, t in zip(ref, g):
+            a += t * min(1.0, C / max(n, 1e-12))
+    return ref
+
+
+def _diff_to_oracle(dp, rows=12):
+    x = tf.constant(np.random.default_rng(1).normal(size=(rows, D)) * 3, tf.float32)
+    y = tf.constant(np.arange(rows) % 3)
+    got, *_ = clipping.clipped_sum(dp.clipping, dp.model, x, y, {"sample_weight": tf.ones(rows)}, C)
+    ref = _oracle(dp.model, x, y)
+    return max(float(np.max(np.abs(tf.convert_to_tensor(a).numpy() - b))) for a, b in zip(got, ref))
+
+
+def _mlp(middle=None):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((D,))
+    h = keras.layers.Dense(8, activation="tanh")(inp)
+    if middle is not None:
+        h = middle(h)
+    return keras.Model(inp, keras.layers.Dense(3)(h))
+
+
+def _private(core, batch_size=10):
+    return make_private(core, num_examples=100, batch_size=batch_size, epochs=1, noise_multiplier=1.0)
+
+
+# -- mixing layers the 4-row probe does not trigger ----------------------------------------------------------------
+def test_mixing_only_above_the_probe_batch_size_is_refused():
+    """Centres on the batch mean only when the batch has more than 6 rows: the 4-row probe never takes that branch,
+    the run's batches (Poisson, ~10 rows) always do. Before the fix: ghost clipping, clipped sum off by ~0.1."""
+    gated = keras.layers.Lambda(lambda t: tf.cond(tf.shape(t)[0] > 6, lambda: t - tf.reduce_mean(t, 0),
+                                                  lambda: t), name="size_gated")
+    with pytest.raises(IncompatibleModelError, match="mixes examples"):
+        _private(_mlp(gated))
+
+
+def test_mixing_that_only_one_row_feeds_is_refused():
+    """Row 0 gets the last row added: changing the probe's example 1 moves nothing, every row must be tried."""
+    class FirstGetsLast(keras.layers.Layer):
+        def call(self, t):
+            return tf.concat([t[:1] + t[-1:], t[1:]], 0)
+
+    with pytest.raises(IncompatibleModelError, match="mixes examples"):
+        _private(_mlp(FirstGetsLast()))
+
+
+def test_a_size_gate_above_every_likely_batch_is_harmless_and_admitted():
+    """The gate is measured at the run's largest likely batch size, not at an arbitrary one: mixing that no batch
+    of this run can trigger (> 1000 rows out of 100) changes nothing and is not refused."""
+    gated = keras.layers.Lambda(lambda t: tf.cond(tf.shape(t)[0] > 1000, lambda: t - tf.reduce_mean(t, 0),
+                                                  lambda: t), name="size_gated")
+    dp = _private(_mlp(gated))
+    assert _diff_to_oracle(dp) < 1e-4
+
+
+# -- the user's loss -----------------------------------------------------------------------------------------------
+def _centred_logits_loss(y, p):
+    """Shape [B], but each row's loss depends on the batch mean of the logits."""
+    return keras.losses.sparse_categorical_crossentropy(y, p - tf.reduce_mean(p, 0), from_logits=True)
+
+
+class _BatchSizeScaled(keras.losses.Loss):
+    def call(self, y, p):
+        loss = keras.losses.sparse_categorical_crossentropy(y, p, from_logits=True)
+        return loss * tf.cast(tf.shape(loss)[0], loss.dtype) / 4.0
+
+
+@pytest.mark.parametrize("loss", [_centred_logits_loss, _BatchSizeScaled()], ids=["centred", "size_scaled"])
+def test_a_loss_that_mixes_examples_is_computed_one_example_at_a_time(loss):
+    """Ghost clipping evaluated the compiled loss on the whole batch, so one example moved every other example's
+    output gradient (clipped sum off by ~1 at C = 1). Now each example's loss sees its own row only, as in the
+    vectorized path and the oracle."""
+    dp = _private(_mlp())
+    assert dp.clipping == "ghost"
+    dp.model.compile("sgd", loss)
+    assert _diff_to_oracle(dp) < 1e-4
+
+
+def test_a_loss_reduced_over_the_batch_is_refused_with_a_message():
+    def batch_mean(y, p):
+        return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, p, from_logits=True))
+
+    dp = _private(_mlp())
+    dp.model.compile("sgd", batch_mean)
+    with pytest.raises(IncompatibleModelError, match="`loss`: .*one value for the whole batch.*Remedy"):
+        _diff_to_oracle(dp)
+
+
+# -- losses added by layers ----------------------------------------------------------------------------------------
+class _DataLoss(keras.layers.Layer):
+    """``add_loss`` of a batch statistic of the activations (a batch-level, data-dependent term)."""
+
+    def call(self, t):
+        self.add_loss(tf.reduce_mean(tf.square(t)))
+        return t
+
+
+class _LazyDataLoss(keras.layers.Layer):
+    """A callable loss closing over the last batch: evaluated inside the regulariser tape, after the noise."""
+
+    def build(self, shape):
+        self.seen = None
+        self.add_loss(lambda: tf.reduce_mean(tf.square(self.seen)) if self.seen is not None else 0.0)
+
+    def call(self, t):
+        self.seen = t
+        return t
+
+
+@pytest.mark.parametrize("layer", [_DataLoss, _LazyDataLoss])
+def test_a_data_dependent_add_loss_is_refused(layer):
+    with pytest.raises(IncompatibleModelError, match="add_loss.*depends on the batch"):
+        _private(_mlp(layer()))
+
+
+def test_a_weight_regulariser_is_still_admitted():
+    keras.utils.set_random_seed(0)
+    core = keras.Sequential([keras.Input((D,)), keras.layers.Dense(8, kernel_regularizer="l2"), keras.layers.Dense(3)])
+    dp = _private(core)
+    assert _diff_to_oracle(dp) < 1e-4
+
+
+# -- the model changed after admission ------------------------------------------------------------------------------
+def _data(n=100):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, D)).astype("float32"), np.arange(n) % 3
+
+
+def test_unfreezing_a_layer_after_make_private_is_refused_before_training():
+    """A frozen BatchNormalization is admitted; unfrozen afterwards, it would update its moving statistics from
+    the private rows (released with the model, outside the noise)."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((D,))
+    bn = keras.layers.BatchNormalization()
+    core = keras.Model(inp, keras.layers.Dense(3)(bn(keras.layers.Dense(8)(inp))))
+    bn.trainable = False
+    dp = _private(core)
+    bn.trainable = True
+    dp.model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = bn.moving_mean.numpy().copy()
+    x, y = _data()
+    with pytest.raises(IncompatibleModelError, match="`model`: .*trainable.*after make_private.*Remedy"):
+        dp.model.fit(dp.dataset(x, y), epochs=1, verbose=0)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+
+
+def test_freezing_a_layer_after_make_private_still_trains():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((D,))
+    first = keras.layers.Dense(8)
+    core = keras.Model(inp, keras.layers.Dense(3)(first(inp)))
+    dp = _private(core)
+    first.trainable = False
+    dp.model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    dp.model.fit(dp.dataset(x, y), epochs=1, verbose=0)
+    assert dp.steps > 0
