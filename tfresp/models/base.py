@@ -189,6 +189,12 @@ class ResponsibleModel(keras.Model):
     def base_per_example_loss(self, y, logits):
         if self._loss_fn is not None:
             loss = self._loss_fn(y, logits)
+            if loss.shape.rank == 0:
+                raise IncompatibleModelError(
+                    f"`loss`: {getattr(self._loss_fn, 'name', 'the loss')!r} returns one value for the whole batch "
+                    "(it reduces over the examples), but training needs one loss per example (sample weights, "
+                    "per-example clipping under DP). Received: a scalar loss. Remedy: reduce only over the "
+                    "non-batch axes (e.g. axis=-1), or use a Keras loss object")
             return loss if loss.shape.rank == 1 else tf.reduce_mean(tf.reshape(loss, [tf.shape(loss)[0], -1]), 1)
         return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
 

@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -350,17 +350,27 @@ def _close(a, b, rtol=1e-5) -> bool:
     return bool(np.all(np.abs(a - b) <= rtol * (1.0 + np.abs(a))))
 
 
-def independence_problem(core, x=None, j: int = 1) -> Optional[str]:
+def independence_problem(core, x=None, rows: Optional[Sequence[int]] = None) -> Optional[str]:
     """Why one example of a batch can change another's loss or gradient (``None`` when the probe finds none).
 
-    The probe runs in training mode; when the model is stochastic there (dropout: two passes on the same batch
-    differ) it runs with ``tf.random`` reseeded before each pass.
+    Each example ``j`` in ``rows`` (default: every example of the probe batch) is replaced in turn and the other
+    examples' outputs and loss gradient compared: a layer that feeds only one row into another (row 0 gets the last
+    row) is found whichever rows it pairs. The probe runs in training mode; when the model is stochastic there
+    (dropout: two passes on the same batch differ) it runs with ``tf.random`` reseeded before each pass.
     """
     x = probe_batch(core) if x is None else x
     if x is None:
         return None
-    rows = int(tf.shape(tf.nest.flatten(x)[0])[0])
-    others = [k for k in range(rows) if k != j]
+    n = int(tf.shape(tf.nest.flatten(x)[0])[0])
+    for j in (range(n) if rows is None else rows):
+        problem = _independence_of(core, x, int(j), n)
+        if problem:
+            return problem
+    return None
+
+
+def _independence_of(core, x, j: int, n: int) -> Optional[str]:
+    others = [k for k in range(n) if k != j]
     x2 = _replace_row(x, j, seed=11)
     snap = _snapshot(core)
     try:
@@ -377,7 +387,7 @@ def independence_problem(core, x=None, j: int = 1) -> Optional[str]:
         changed, changed_g = run(x2)
     finally:
         _restore(snap)
-    return _compare(base, changed, base_g, changed_g, j)
+    return _compare(base, changed, base_g, changed_g, j, n)
 
 
 def _deterministic_problem(core, x, x2, others, snap, j) -> Optional[str]:
@@ -387,19 +397,19 @@ def _deterministic_problem(core, x, x2, others, snap, j) -> Optional[str]:
         changed, changed_g = _outputs_and_grads(core, x2, others, False)
     finally:
         _restore(snap)
-    return _compare(base, changed, base_g, changed_g, j)
+    return _compare(base, changed, base_g, changed_g, j, len(others) + 1)
 
 
-def _compare(base, changed, base_g, changed_g, j) -> Optional[str]:
+def _compare(base, changed, base_g, changed_g, j, n) -> Optional[str]:
     if not _close(base, changed):
         d = float(np.max(np.abs(base - changed)))
-        return (f"changing example {j} of a probe batch changed the outputs of the other examples (by up to "
-                f"{d:.3g}): a layer mixes examples within a batch (e.g. subtracts a batch mean), so per-example "
+        return (f"changing example {j} of a {n}-row probe batch changed the outputs of the other examples (by up "
+                f"to {d:.3g}): a layer mixes examples within a batch (e.g. subtracts a batch mean), so per-example "
                 "clipping cannot bound one example's influence")
     if not all(_close(a, b) for a, b in zip(base_g, changed_g)):
-        return (f"changing example {j} of a probe batch changed the gradient of the other examples' loss: a layer "
-                "mixes examples within a batch in its gradient, so per-example clipping cannot bound one example's "
-                "influence")
+        return (f"changing example {j} of a {n}-row probe batch changed the gradient of the other examples' loss: "
+                "a layer mixes examples within a batch in its gradient, so per-example clipping cannot bound one "
+                "example's influence")
     return None
 
 
@@ -545,11 +555,41 @@ def _state_problems(model, core, x, exclude) -> List[str]:
     if unknown:
         problems.append("the traced training step writes " + ", ".join(sorted(set(unknown))) + "; remedy: remove "
                         "the update from the model's call")
+    added = added_loss_problem(core, x)
+    if added:
+        problems.append(added)
     mixing = independence_problem(core, x)
     if mixing:
         problems.append(mixing + "; remedy: remove the batch-level operation (use LayerNormalization for a "
                                  "normalisation)")
     return problems
+
+
+def _added_losses(core, x) -> List[float]:
+    core(x, training=True)
+    return [float(tf.reduce_sum(tf.cast(loss, tf.float64))) for loss in core.losses]
+
+
+def added_loss_problem(core, x) -> Optional[str]:
+    """Why a loss the model adds itself (``add_loss``, evaluated in ``model.losses``) is not a weight penalty.
+
+    DP-SGD adds the gradient of ``model.losses`` after the noise, as a data-independent regulariser (weight decay):
+    a term whose value changes with the batch (a statistic of the activations, a callable closing over the last
+    batch) is a batch-level term outside per-example clipping. Measured: the values after a forward pass on two
+    different probe batches must be equal.
+    """
+    snap = _snapshot(core)
+    try:
+        first = _added_losses(core, x)
+        second = _added_losses(core, _replace_row(x, 0, seed=13))
+    finally:
+        _restore(snap)
+    if len(first) == len(second) and _close(np.array(first), np.array(second), 1e-6):
+        return None
+    return ("a loss the model adds itself (add_loss, model.losses) depends on the batch (its value changed with "
+            "one probe example), so it is a batch-level, data-dependent term outside per-example clipping; remedy: "
+            "return it as part of the per-example loss, or keep only weight penalties (kernel_regularizer) in "
+            "add_loss")
 
 
 def needs_loop(model) -> Optional[str]:
@@ -575,6 +615,7 @@ def needs_loop(model) -> Optional[str]:
     return None
 
 
-__all__ = ["assigned_variables", "foreign_weight_uses", "independence_problem", "ghost_exactness_problem",
+__all__ = ["added_loss_problem", "assigned_variables", "foreign_weight_uses", "independence_problem",
+           "ghost_exactness_problem",
            "needs_loop",
            "probe_batch", "state_problems"]

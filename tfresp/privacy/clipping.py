@@ -129,7 +129,11 @@ def ghost_blockers(core: keras.Model) -> List[str]:
     return blockers
 
 
-def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
+#: The most rows of the second independence probe (the run's largest likely batch; memory bound).
+MAX_PROBE_ROWS = 4096
+
+
+def select_clipping(model, requested: str = "auto", batch_rows: Optional[int] = None) -> Tuple[str, str]:
     """Choose ``ghost``, ``vectorized`` or ``loop`` clipping for ``model`` (a ResponsibleModel) and say why.
 
     Ghost is chosen only where it is exact: no static blocker (:func:`ghost_blockers`) and, measured on a probe
@@ -138,11 +142,18 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
     (``tf.vectorized_map``), or ``loop`` (``tf.map_fn``, exact and slower) where the forward pass has a
     ``tf.while_loop`` (recurrent layers) whose gradient ``tf.vectorized_map`` cannot vectorise.
 
+    Ghost clipping runs the forward pass on the whole batch, so it also needs that no example mixes into another
+    at the run's batch size: with ``batch_rows`` (the largest batch the run is likely to draw, at most
+    :data:`MAX_PROBE_ROWS`) the independence probe runs again at that size before ghost is chosen (a layer that
+    mixes only above the 4-row probe's size is refused). The per-example paths compute each example's gradient
+    on a batch of its own, where no mixing can cross examples.
+
     Returns:
         ``(mode, reason)``.
 
     Raises:
-        IncompatibleModelError: ``ghost`` was requested but is not applicable (the message lists why).
+        IncompatibleModelError: ``ghost`` was requested but is not applicable (the message lists why), or ghost
+            would be chosen and examples mix at ``batch_rows``.
     """
     blockers = ghost_blockers(model.core)
     if model.per_example_losses:
@@ -154,6 +165,8 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
         inexact = admission.ghost_exactness_problem(model.core)
         if inexact:
             blockers.append(inexact)
+    if requested != "vectorized" and not blockers:
+        _check_mixing_at(model.core, batch_rows)
     if requested == "ghost":
         if blockers:
             raise IncompatibleModelError("`privacy.clipping`: ghost clipping is not possible: " + "; ".join(blockers)
@@ -170,6 +183,20 @@ def select_clipping(model, requested: str = "auto") -> Tuple[str, str]:
     if loop:
         return "loop", f"{why}; {loop}"
     return "vectorized", why
+
+
+def _check_mixing_at(core, batch_rows: Optional[int]) -> None:
+    """Refuse ``core`` when examples mix in a probe batch of ``batch_rows`` rows (first and last row changed)."""
+    rows = min(int(batch_rows or 0), MAX_PROBE_ROWS)
+    if rows <= 4:  # the 4-row probe of check_model covered it
+        return
+    mixing = admission.independence_problem(core, admission.probe_batch(core, rows=rows), rows=(0, rows - 1))
+    if mixing:
+        raise IncompatibleModelError(
+            f"`model`: the model cannot be trained with DP-SGD: {mixing} (at {rows} rows, the largest batch this run "
+            "is likely to draw; the 4-row probe did not trigger it). Received: a model whose layers mix examples "
+            "at the run's batch size. Remedy: remove the batch-level operation (use LayerNormalization for a "
+            "normalisation)")
 
 
 def _expand(t):
@@ -241,7 +268,11 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     w = extras.get("sample_weight") if isinstance(extras, dict) else None
 
     def loss_fn(logits):
-        loss = model.base_per_example_loss(y, logits)
+        if model._loss_fn is None:  # tfresp's cross-entropy: per example by construction
+            loss = model.base_per_example_loss(y, logits)
+        else:  # the user's loss, each example's on its own row only (a loss may mix rows: batch mean, size)
+            loss = tf.vectorized_map(lambda a: tf.reshape(model.base_per_example_loss(_expand(a[0]), _expand(a[1])),
+                                                          []), (y, logits), fallback_to_while_loop=True)
         return loss * tf.cast(w, loss.dtype) if w is not None else loss
 
     return ghost.ghost_clip(model.core, x, loss_fn, l2_norm_clip, model.core.trainable_variables)

@@ -51,6 +51,7 @@ from scipy import stats
 from tfresp.data.stream import row_gather
 from tfresp.errors import BudgetExhaustedError, ConfigError, DataError, IncompatibleModelError
 from tfresp.privacy import accounting
+from tfresp.privacy.ghost import all_layers
 from tfresp.privacy.sampling import poisson_indices
 from tfresp.run.training import steps_per_epoch
 
@@ -114,6 +115,12 @@ def _nested_has_train_step(model) -> Optional[str]:
         owner = next((k for k in cls.__mro__ if "train_step" in vars(k)), cls)
         return f"{owner.__module__}.{owner.__qualname__}"
     return None
+
+
+def _trainable_state(core):
+    """``(ids of the trainable variables, {id(layer): layer.trainable})`` of ``core``: what admission saw."""
+    return ({id(v) for v in core.trainable_variables},
+            {id(layer): bool(layer.trainable) for layer in all_layers(core)})
 
 
 class DPSGD:
@@ -297,8 +304,9 @@ class DPSGD:
             model = ResponsibleModel(model)
         clipping.check_model(model)  # the model: its terms and input transform are traced with the core
         clipping.check_no_batch_terms(model)
-        mode, reason = clipping.select_clipping(model, self.clipping_mode_requested)
+        mode, reason = clipping.select_clipping(model, self.clipping_mode_requested, batch_rows=self.largest_batch())
         model.gradient_fn = self.gradient_fn(mode)
+        self._admitted = _trainable_state(model.core)
         self.model, self.clipping, self.clipping_reason = model, mode, reason
         return model
 
@@ -506,8 +514,32 @@ class DPSGD:
         if self.canaries is not None:
             self.canaries.set_state(state)
 
+    def largest_batch(self) -> int:
+        """The largest batch a step draws with probability above 1e-9 (the admission probes ghost clipping there)."""
+        if self.batch_max is not None:
+            return int(self.batch_max)
+        if self.sampling != "poisson":
+            return self.batch_size
+        rows = self.num_examples + self.synthetic_rows
+        return int(min(rows, stats.binom.isf(1e-9, rows, self.sample_rate)))
+
     def check_model(self, model) -> None:
-        """Refuse (at fit time) a model whose class overrides ``train_step`` (see :meth:`attach`)."""
+        """Refuse (at fit time) a model whose class overrides ``train_step`` (see :meth:`attach`), or whose layers
+        were made trainable after admission (a BatchNormalization unfrozen after ``make_private`` would update its
+        moving statistics from the private rows, outside the noise; a new trainable weight was never probed)."""
+        admitted = getattr(self, "_admitted", None)
+        core = getattr(model, "core", model)
+        if admitted is not None and model is self.model:
+            variables, layers = _trainable_state(core)
+            grown = sorted({layer.name for layer in all_layers(core) if layers.get(id(layer)) and
+                            not admitted[1].get(id(layer), False)}
+                           | {v.name for v in core.trainable_variables if id(v) in variables - admitted[0]})
+            if grown:
+                raise IncompatibleModelError(
+                    "`model`: layers or weights became trainable after make_private admitted the model, so they were "
+                    "never checked (a BatchNormalization unfrozen now would update its moving statistics from the "
+                    f"private rows, outside the noise). Received: newly trainable {grown}. Remedy: set "
+                    "layer.trainable before make_private (or the privacy concern), then build a new one")
         own = _nested_has_train_step(model)
         if own is not None:
             raise IncompatibleModelError(
