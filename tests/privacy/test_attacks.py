@@ -182,3 +182,60 @@ def test_freezing_a_layer_after_make_private_still_trains():
     x, y = _data()
     dp.model.fit(dp.dataset(x, y), epochs=1, verbose=0)
     assert dp.steps > 0
+
+
+# -- releases of the rows outside the noise: prints, Python calls, summaries, tables, files ------------------------
+_STASH = []
+
+
+def _to_python(a):
+    _STASH.append(a.numpy())
+    return a
+
+
+class _Printer(keras.layers.Layer):
+    def call(self, t):
+        tf.print("row", t[0])
+        return t
+
+
+class _PyFunc(keras.layers.Layer):
+    def call(self, t):
+        return tf.ensure_shape(tf.py_function(_to_python, [t], t.dtype), t.shape)
+
+
+class _Summary(keras.layers.Layer):
+    def call(self, t):
+        tf.summary.histogram("activations", t, step=0)
+        return t
+
+
+class _TableStore(keras.layers.Layer):
+    def build(self, shape):
+        self.table = tf.lookup.experimental.MutableHashTable(tf.int64, tf.float32, default_value=0.0)
+
+    def call(self, t):
+        self.table.insert(tf.range(tf.shape(t)[0], dtype=tf.int64), t[:, 0])
+        return t
+
+
+class _FileWriter(keras.layers.Layer):
+    def __init__(self, path, **kw):
+        super().__init__(**kw)
+        self.path = path
+
+    def call(self, t):
+        tf.io.write_file(self.path, tf.strings.as_string(t[0, 0]))
+        return t
+
+
+@pytest.mark.parametrize("layer, shown", [(_Printer, "PrintV2"), (_PyFunc, "PyFunc"), (_Summary, "Summary"),
+                                          (_TableStore, "resource"), (_FileWriter, "WriteFile")],
+                         ids=["print", "py_function", "summary", "hash_table", "file"])
+def test_a_step_that_sends_the_rows_elsewhere_is_refused(layer, shown, tmp_path):
+    """Each of these was admitted (ghost) and sent activations of private rows to stdout, Python, TensorBoard, a
+    table saved with the model or a file: none of it clipped or noised."""
+    _STASH.clear()
+    made = layer(str(tmp_path / "leak.txt")) if layer is _FileWriter else layer()
+    with pytest.raises(IncompatibleModelError, match=f"(?s){shown}.*remedy"):
+        _private(_mlp(made))
