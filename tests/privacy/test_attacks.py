@@ -239,3 +239,39 @@ def test_a_step_that_sends_the_rows_elsewhere_is_refused(layer, shown, tmp_path)
     made = layer(str(tmp_path / "leak.txt")) if layer is _FileWriter else layer()
     with pytest.raises(IncompatibleModelError, match=f"(?s){shown}.*remedy"):
         _private(_mlp(made))
+
+
+def test_a_model_with_two_outputs_is_refused_before_training():
+    """tfresp's per-example loss takes one output; a second head failed later inside the traced step."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((D,))
+    h = keras.layers.Dense(8)(inp)
+    core = keras.Model(inp, [keras.layers.Dense(3)(h), keras.layers.Dense(1)(h)])
+    with pytest.raises(IncompatibleModelError, match="`model`: .*2 outputs.*remedy"):
+        _private(core)
+
+
+# -- the documented limit: a mixing no probe can trigger ------------------------------------------------------------
+class _SwitchedCentering(keras.layers.Layer):
+    """Centres on the batch mean once ``switch`` is set (a step counter reaching 10,000, in a real attack)."""
+
+    def build(self, shape):
+        self.switch = self.add_weight(name="switch", shape=(), initializer="zeros", trainable=False)
+
+    def call(self, t):
+        return t - self.switch * tf.reduce_mean(t, 0)
+
+
+def test_limit_a_mixing_switched_on_after_admission_escapes_ghost_but_not_the_per_example_paths():
+    """What measuring cannot catch (README, Privacy): the probes see no mixing while the switch is off. Ghost
+    clipping runs the forward pass on the whole batch, so once it is on the clipped sum is wrong; the vectorized
+    path computes each example's gradient on a batch of its own, so it still equals the oracle."""
+    errors = {}
+    for mode in ("auto", "vectorized"):
+        layer = _SwitchedCentering()
+        dp = make_private(_mlp(layer), num_examples=100, batch_size=10, epochs=1, noise_multiplier=1.0,
+                          clipping_mode=mode)
+        layer.switch.assign(1.0)
+        errors[dp.clipping] = _diff_to_oracle(dp)
+    assert errors["vectorized"] < 1e-4
+    assert errors["ghost"] > 1e-2  # the limit is real: README says so; use clipping: vectorized for untrusted code

@@ -9,10 +9,20 @@ Three probes on synthetic inputs (never on private rows, so the decision itself 
    state that is released with the model outside the clipped and noised gradient; a random probe batch cannot
    trigger a memory gated on the input range or a step counter, the traced graph shows it anyway. Writes by the
    optimizer (trainable weights, slots), metrics and tfresp's DP state happen outside this trace; RNG state
-   advances (``RngReadAndSkip`` and kin) are data-independent and not counted as writes.
-2. **Independence** (:func:`independence_problem`): changing example ``j`` of a probe batch must leave every other
-   example's output and the gradient of their loss unchanged; otherwise one example can move the clipped sum by
-   more than ``C`` (a layer computing ``t - mean over the batch``).
+   advances (``RngReadAndSkip`` and kin) are data-independent and not counted as writes. Table, queue and stack
+   writes count as writes, and ops that send a value out of the step (``tf.print``, ``tf.py_function``,
+   ``tf.io.write_file``, ``tf.summary`` writes: traced under a temporary default writer) are refused too.
+2. **Independence** (:func:`independence_problem`): changing any example ``j`` of a 4-row probe batch must leave
+   every other example's output and the gradient of their loss unchanged; otherwise one example can move the
+   clipped sum by more than ``C`` (a layer computing ``t - mean over the batch``). Before ghost clipping (which
+   runs the forward pass on the whole batch) is chosen, the probe runs again at the run's largest likely batch
+   size. A loss the model adds itself (``add_loss``) must not change with the batch (:func:`added_loss_problem`).
+
+What a probe cannot see: a mixing that only happens on some steps (a ``tf.cond`` on a counter), for some input
+values, or at batch sizes other than the probed ones (4 rows and the largest likely batch). On the ``vectorized``
+and ``loop`` paths such a mixing cannot cross examples (each example's gradient is computed on a batch of its
+own); on the ``ghost`` path it would break the bound, so a model whose code is not trusted should use
+``clipping: vectorized``.
 3. **Ghost exactness** (:func:`ghost_exactness_problem`): no weight of a supported layer is used by a graph op
    outside that layer's call (:func:`foreign_weight_uses`, static, so also inside a ``tf.cond`` a probe does not
    take), and ghost per-example norms equal a per-example loop within ``1e-5`` (relative) on a probe batch;
@@ -27,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -42,10 +53,20 @@ _WRITE_PREFIXES = ("Assign", "ResourceScatter", "ResourceApply", "ResourceSparse
 _WRITE_OPS = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp", "AssignVariableXlaConcatND",
               "ResourceStridedSliceAssign"}
 _WHILE_OPS = {"While", "StatelessWhile"}
+#: Resource writes that are not variables: a table, queue or stack filled from the batch keeps rows in the model.
+_RESOURCE_WRITE_PREFIXES = ("LookupTableInsert", "LookupTableRemove", "LookupTableImport", "QueueEnqueue",
+                            "StackPush")
+#: Ops that send a value out of the step (stdout, Python, a file, a summary): read from the traced graph.
+_OUTPUT_OPS = {"PrintV2", "Print", "EagerPyFunc", "PyFunc", "PyFuncStateless", "WriteFile", "Save", "SaveV2",
+               "SaveSlices"}
+
+
+def _is_output(op_type: str) -> bool:
+    return op_type in _OUTPUT_OPS or (op_type.startswith("Write") and op_type.endswith("Summary"))
 
 
 def _is_write(op_type: str) -> bool:
-    return op_type in _WRITE_OPS or op_type.startswith(_WRITE_PREFIXES)
+    return op_type in _WRITE_OPS or op_type.startswith(_WRITE_PREFIXES + _RESOURCE_WRITE_PREFIXES)
 
 
 def _last_line(e: Exception) -> str:
@@ -175,6 +196,8 @@ class _WriteScan:
         self.library = {f.signature.name: f for f in library.function}
         self._memo: Dict[str, set] = {}
         self.has_while = False
+        #: types of the ops that send a value out of the step (see :data:`_OUTPUT_OPS`)
+        self.outputs: set = set()
 
     def function_writes(self, name: str) -> set:
         """Indices of ``name``'s arguments that are written (transitively)."""
@@ -210,6 +233,8 @@ class _WriteScan:
         for node in node_defs:
             if node.op in _WHILE_OPS:
                 self.has_while = True
+            if _is_output(node.op):
+                self.outputs.add(node.op)
             if _is_write(node.op) and node.input:
                 written.append(self._source(node.input[0], nodes))
                 continue
@@ -286,6 +311,19 @@ def _traced_step(model, x):
     return tf.function(step_core).get_concrete_function(x)
 
 
+@contextlib.contextmanager
+def _recording_summaries():
+    """A default summary writer (to a temporary directory) while the step is traced: without one ``tf.summary``
+    calls trace to nothing, and during ``fit`` a TensorBoard callback sets one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = tf.summary.create_file_writer(tmp)
+        try:
+            with writer.as_default(), tf.summary.record_if(True):
+                yield
+        finally:
+            writer.close()
+
+
 def assigned_variables(model, x=None) -> Tuple[List[tf.Variable], List[str], bool]:
     """Variables the traced training forward/loss/gradient writes.
 
@@ -301,13 +339,16 @@ def assigned_variables(model, x=None) -> Tuple[List[tf.Variable], List[str], boo
     x = probe_batch(core) if x is None else x
     snap = _snapshot(core)
     try:
-        cf = _traced_step(model, x)
+        with _recording_summaries():
+            cf = _traced_step(model, x)
     finally:
         _restore(snap)
     graph_def = cf.graph.as_graph_def()
     scan = _WriteScan(graph_def.library)
     nodes = {n.name: n for n in graph_def.node}
     sources = set(scan.scan(graph_def.node, nodes))
+    for name in list(scan.library):  # functions reached only through attributes the scan does not follow
+        scan.function_writes(name)
     by_placeholder = {internal.op.name: external for external, internal in cf.graph.captures}
     known = _known_variables(model)
     written, unknown = [], []
@@ -321,6 +362,7 @@ def assigned_variables(model, x=None) -> Tuple[List[tf.Variable], List[str], boo
             unknown.append(f"a resource captured from outside the model ({name})")
         else:
             unknown.append(f"a resource created inside the step ({name})")
+    unknown += [f"an op that sends values out of the step ({op})" for op in sorted(scan.outputs)]
     return written, unknown, scan.has_while
 
 
@@ -553,8 +595,10 @@ def _state_problems(model, core, x, exclude) -> List[str]:
                         "input or a counter); remedy: freeze the layer (layer.trainable = False), remove the update, "
                         "or make it a trainable weight")
     if unknown:
-        problems.append("the traced training step writes " + ", ".join(sorted(set(unknown))) + "; remedy: remove "
-                        "the update from the model's call")
+        problems.append("the traced training step writes " + ", ".join(sorted(set(unknown))) + " (a print, a Python "
+                        "call (tf.py_function), a summary, a file, a table or other state outside the model's "
+                        "variables receives values computed from the private rows outside the clipped and noised "
+                        "gradient); remedy: remove the update or output from the model's call")
     added = added_loss_problem(core, x)
     if added:
         problems.append(added)

@@ -70,6 +70,11 @@ def check_model(model: keras.Model) -> None:
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer {layer.name!r} has an activity_regularizer (a batch-level, data-dependent "
                             "loss that escapes clipping); remedy: remove it or use a weight regularizer")
+    outputs = len(core.outputs) if ghost.is_functional(core) and core.outputs else 1
+    if outputs > 1:
+        problems.append(f"the core has {outputs} outputs, but the per-example loss (and its clipping) takes one "
+                        "output tensor; remedy: concatenate the heads into one output (keras.layers.Concatenate) "
+                        "and split it in the loss")
     problems += admission.state_problems(model, exclude=mixing)
     if problems:
         raise IncompatibleModelError("`model`: the model cannot be trained with DP-SGD: " + "; ".join(problems))
@@ -271,8 +276,8 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
         if model._loss_fn is None:  # tfresp's cross-entropy: per example by construction
             loss = model.base_per_example_loss(y, logits)
         else:  # the user's loss, each example's on its own row only (a loss may mix rows: batch mean, size)
-            loss = tf.vectorized_map(lambda a: tf.reshape(model.base_per_example_loss(_expand(a[0]), _expand(a[1])),
-                                                          []), (y, logits), fallback_to_while_loop=True)
+            loss = tf.vectorized_map(lambda a: tf.reshape(model.base_per_example_loss(
+                *tf.nest.map_structure(_expand, a)), []), (y, logits), fallback_to_while_loop=True)
         return loss * tf.cast(w, loss.dtype) if w is not None else loss
 
     return ghost.ghost_clip(model.core, x, loss_fn, l2_norm_clip, model.core.trainable_variables)
