@@ -275,3 +275,34 @@ def test_limit_a_mixing_switched_on_after_admission_escapes_ghost_but_not_the_pe
         errors[dp.clipping] = _diff_to_oracle(dp)
     assert errors["vectorized"] < 1e-4
     assert errors["ghost"] > 1e-2  # the limit is real: README says so; use clipping: vectorized for untrusted code
+
+
+# -- the tfresp.fit door: the user's code must not see private rows before admission ---------------------------------
+def test_tfresp_fit_calls_the_users_model_on_synthetic_rows_before_admission(tmp_path):
+    """``tfresp.fit(model=...)`` checked the output shape and kind on 8 training rows, before DP admission: a model
+    that prints (refused afterwards) had already printed 8 private rows. The check now gets zero rows; the
+    admission probes their own 4 synthetic rows."""
+    import tfresp
+
+    seen = []
+
+    class Recorder(keras.layers.Layer):
+        def call(self, t):
+            if tf.executing_eagerly():
+                seen.append(t.numpy())
+            tf.print("row", t[0])  # a graph op that sends values out: refused by admission
+            return t
+
+    def build(spec):
+        inp = keras.Input(spec.shape)
+        return keras.Model(inp, keras.layers.Dense(spec.num_classes)(Recorder()(inp)))
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype("float32") + 5.0
+    y = (x[:, 0] > 5.0).astype("int64")
+    with pytest.raises(IncompatibleModelError, match="PrintV2"):
+        tfresp.fit({"train": {"epochs": 1, "batch_size": 32}, "privacy": {"target_epsilon": 3},
+                    "data": {"categories": {"label": [0, 1]}}}, model=build, data=(x, y), out=tmp_path / "r",
+                   quiet=True)
+    assert seen, "the model was never called eagerly: the test checks nothing"
+    assert all(len(batch) == 4 or not np.any(batch) for batch in seen), [b.shape for b in seen]
