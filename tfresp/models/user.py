@@ -94,7 +94,13 @@ def _with_logits(core, source: str):
 
 
 def _sample(x, n: int = 8):
-    return tf.nest.map_structure(lambda a: a[:n], x)
+    """``n`` synthetic rows shaped like ``x``'s (zeros; empty strings). The user's model is called on them before
+    DP admission, so its code (a print, a Python callback) never sees a training row outside the mechanism."""
+    def blank(a):
+        a = np.asarray(a[:n])
+        return np.full_like(a, "") if a.dtype.kind in "OSU" else np.zeros_like(a)
+
+    return tf.nest.map_structure(blank, x)
 
 
 def output_kind(core, out: np.ndarray, declared: str) -> str:
@@ -130,7 +136,7 @@ def output_kind(core, out: np.ndarray, declared: str) -> str:
 
 
 def resolve(model: Any, config, data) -> Tuple[keras.Model, dict]:
-    """``(core, report_info)`` for a user's model or builder, checked on a few training rows.
+    """``(core, report_info)`` for a user's model or builder, checked on a few synthetic rows shaped like the data.
 
     Raises:
         ConfigError: ``model`` is neither a keras.Model nor a builder returning one.
