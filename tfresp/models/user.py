@@ -1,7 +1,8 @@
 """Bring your own model: a user's ``keras.Model`` (or a builder ``fn(input_spec) -> keras.Model``) as a run's core.
 
 tfresp trains, audits and exports a core that outputs logits ``[batch, num_classes]``. A user's model is checked
-on a few training rows before any training: its output must have ``num_classes`` columns (or one column for a
+on a few synthetic rows shaped like the data (zeros; never training rows, which under DP only the mechanism sees)
+before any training: its output must have ``num_classes`` columns (or one column for a
 binary label); a softmax/sigmoid output is converted to log-probabilities by a weightless layer appended to it
 (``softmax(log p) = p``, so predictions, metrics and the export are the user's probabilities); a one-column linear
 output is taken as the positive-class logit. Where tfresp cannot tell logits from probabilities (a subclassed model
