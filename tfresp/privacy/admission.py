@@ -404,32 +404,40 @@ def independence_problem(core, x=None, rows: Optional[Sequence[int]] = None) -> 
     if x is None:
         return None
     n = int(tf.shape(tf.nest.flatten(x)[0])[0])
-    for j in (range(n) if rows is None else rows):
-        problem = _independence_of(core, x, int(j), n)
+    rows = [int(j) for j in (range(n) if rows is None else rows)]
+    snap = _snapshot(core)
+    seeded = False
+
+    def run(inputs, others):
+        try:
+            if not seeded:  # reseeding clears TF's eager kernel cache: only for models random in training mode
+                return _outputs_and_grads(core, inputs, others, True)
+            with _probe_seed(1234):  # identical dropout masks for both passes (eager op seeds restart)
+                return _outputs_and_grads(core, inputs, others, True)
+        finally:
+            _restore(snap)
+
+    def same(a, b):
+        return _close(a[0], b[0], 1e-6) and all(_close(u, v, 1e-6) for u, v in zip(a[1], b[1]))
+
+    head = [k for k in range(n) if k != rows[0]]
+    first = run(x, head)
+    if not same(first, run(x, head)):
+        seeded = True
+        first = run(x, head)
+    stochastic = seeded and not same(first, run(x, head))
+    for j in rows:
+        others = [k for k in range(n) if k != j]
+        x2 = _replace_row(x, j, seed=11)
+        if stochastic:  # random even with a reseed: the probe in inference mode
+            problem = _deterministic_problem(core, x, x2, others, snap, j)
+        else:
+            base, base_g = first if j == rows[0] else run(x, others)
+            changed, changed_g = run(x2, others)
+            problem = _compare(base, changed, base_g, changed_g, j, n)
         if problem:
             return problem
     return None
-
-
-def _independence_of(core, x, j: int, n: int) -> Optional[str]:
-    others = [k for k in range(n) if k != j]
-    x2 = _replace_row(x, j, seed=11)
-    snap = _snapshot(core)
-    try:
-        def run(inputs):
-            with _probe_seed(1234):  # identical dropout masks for both passes (eager op seeds restart)
-                return _outputs_and_grads(core, inputs, others, True)
-
-        base, base_g = run(x)
-        _restore(snap)
-        again, again_g = run(x)
-        _restore(snap)
-        if not (_close(base, again, 1e-6) and all(_close(a, b, 1e-6) for a, b in zip(base_g, again_g))):
-            return _deterministic_problem(core, x, x2, others, snap, j)
-        changed, changed_g = run(x2)
-    finally:
-        _restore(snap)
-    return _compare(base, changed, base_g, changed_g, j, n)
 
 
 def _deterministic_problem(core, x, x2, others, snap, j) -> Optional[str]:
