@@ -25,6 +25,22 @@ def report_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def served_run(tmp_path_factory):
+    """A run whose SavedModel post-processes its output: fairness group thresholds on sex (3,000 rows, 3 epochs)."""
+    import tfresp
+
+    out = tmp_path_factory.mktemp("served") / "run"
+    cfg = tiny_adult(train={"epochs": 3},
+                     fairness={"sensitive": ["sex"], "bootstrap": 20, "mitigation": "threshold",
+                               "mitigate_on": ["sex"], "constraint": "equal_opportunity"},
+                     export={"saved_model": True})
+    res = tfresp.fit(cfg, out=str(out), quiet=True)
+    if not res.report["fairness"]["mitigation"].get("served"):
+        pytest.skip("the threshold rule was refused on this data: nothing is post-processed")
+    return out
+
+
 def synthetic_report(**over) -> dict:
     """A schema-shaped report with every schema section filled (no training needed)."""
     cfg = {"name": "synthetic", "seed": 0, "data": {"sensitive": ["sex"]}, "gates": [], "scorecard": None,

@@ -8,6 +8,9 @@ that the artifacts determine and compares it with the recorded value, field by f
   ``serving_default`` outputs on the re-prepared test rows (the test file's sha256 is checked first), and the
   per-group fairness metrics with their seeded bootstrap intervals (same seed as the run, same code);
 - the served decisions of a post-processed model (group thresholds) against the SavedModel's ``class_id``;
+- decisions of rows whose scores lie within SCORE_TOL of a threshold (another machine's float noise may put them on
+  the other side): when the numbers differ, each assignment of those few rows is tried and one that reproduces
+  every recorded number is accepted with a note naming the rows (:mod:`tfresp.commands.verify_ambiguous`);
 - the release gates and the scorecard, re-evaluated from the recomputed numbers;
 - compression: sparsity and sizes of the SavedModel weights and TFLite files, the TFLite accuracy and round trip;
   the SavedModel round trip;
@@ -356,9 +359,51 @@ def _model_numbers(run_dir: Path, config, report: dict, data_file, found: Findin
 
 
 def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, class_id, report, found):
+    from tfresp.commands import verify_ambiguous
+
+    def recompute(scores):
+        return _recompute(scratch, run_dir, config, data, loaded, scores, report)
+
+    ctx, out = recompute(predictions)
+    ev = out["evaluation"]
+    # rows within SCORE_TOL of a threshold: on this machine they may fall on the other side than in the run
+    rows = verify_ambiguous.find(ctx, predictions, SCORE_TOL, (ev.get("test") or {}).get("threshold"))
+    settled = np.zeros(len(class_id), bool)
+    settled[[r.index for r in rows if r.split == "test"]] = True
+    served = ctx.serving.served_class_id_test
+    if "fairness" in out and served is not None:  # the SavedModel applies the rule the served metrics come from
+        found.checked += 1
+        bad = int(np.sum((np.asarray(served) != class_id) & ~settled))
+        if bad:
+            found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
+                      f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
+    out = _settle(report, out, rows, recompute, data, predictions, found)
+    export = (report.get("export") or {}).get("saved_model")
+    if isinstance(export, dict):
+        n = int(export.get("roundtrip_rows") or min(1000, len(data.test)))
+        core = loaded.core
+        x = data.test.x
+        head = {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
+        import tensorflow as tf
+
+        direct = tf.nn.softmax(core(tf.nest.map_structure(tf.constant, head), training=False)).numpy()
+        size = sum(f.stat().st_size for f in (run_dir / "saved_model").rglob("*") if f.is_file())
+        rec = {"roundtrip_rows": n, "roundtrip_max_abs_diff": float(np.max(np.abs(predictions["test"][:n] - direct))),
+               "bytes": int(size)}
+        if served is not None and "roundtrip_class_id_mismatches" in export:
+            rec["roundtrip_class_id_mismatches"] = int(np.sum((class_id[:n] != np.asarray(served)[:n])
+                                                              & ~settled[:n]))
+        found.compare("export.saved_model", export, rec, abs_tol=1e-5)
+    return out
+
+
+def _recompute(scratch: Path, run_dir: Path, config, data, loaded, predictions, report):
+    """``(ctx, {"evaluation", "fairness", "per_example"})``: the sections whose numbers the scores determine,
+    recomputed from ``predictions`` as the run computes them (the fairness post-fit, then the audits)."""
     from tfresp.run.builder import RunContext
     from tfresp.evaluation.concern import Evaluation
     from tfresp.report.derive import add_metric_cis
+    from tfresp.report.scorecard import per_example_stats
 
     ctx = RunContext(config=config, data=data, run_dir=scratch, core=loaded.core, quiet=True)
     ctx.predictions.update(predictions)
@@ -369,40 +414,63 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
     out = {"evaluation": ev}
     if fairness is not None:
         out["fairness"] = fairness.audit(ctx)
-        served = ctx.serving.served_class_id_test
-        if served is not None:  # the SavedModel applies the rule the report's served metrics come from
-            found.checked += 1
-            bad = int(np.sum(np.asarray(served) != class_id))
-            if bad:
-                found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
-                          f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
     add_metric_cis(ev)
-    bounded = _with_auc_intervals(ev, data, predictions)
-    found.compare("evaluation", report.get("evaluation"), bounded)
-    _adopt_consistent_aucs(ev, bounded, report.get("evaluation"))
-    if "fairness" in out:
-        found.compare("fairness", report.get("fairness"), out["fairness"])
-    from tfresp.report.scorecard import per_example_stats
-
     threshold = (ev.get("test") or {}).get("threshold") or 0.5
     out["per_example"] = per_example_stats(data.test.y, predictions["test"], getattr(data.test, "groups", None),
                                            threshold=threshold) if predictions["test"].ndim == 2 else None
-    export = (report.get("export") or {}).get("saved_model")
-    if isinstance(export, dict):
-        n = int(export.get("roundtrip_rows") or min(1000, len(data.test)))
-        core = loaded.core
-        x = data.test.x
-        rows = {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
-        import tensorflow as tf
+    return ctx, out
 
-        direct = tf.nn.softmax(core(tf.nest.map_structure(tf.constant, rows), training=False)).numpy()
-        size = sum(f.stat().st_size for f in (run_dir / "saved_model").rglob("*") if f.is_file())
-        rec = {"roundtrip_rows": n, "roundtrip_max_abs_diff": float(np.max(np.abs(predictions["test"][:n] - direct))),
-               "bytes": int(size)}
-        if ctx.serving.served_class_id_test is not None and "roundtrip_class_id_mismatches" in export:
-            rec["roundtrip_class_id_mismatches"] = int(np.sum(class_id[:n] != np.asarray(
-                ctx.serving.served_class_id_test)[:n]))
-        found.compare("export.saved_model", export, rec, abs_tol=1e-5)
+
+def _decisions_found(report: dict, out: dict, data, predictions) -> Findings:
+    """Evaluation and fairness of ``out`` compared with the report (ROC-AUC against the range of ``predictions``)."""
+    found = Findings()
+    found.compare("evaluation", report.get("evaluation"), _with_auc_intervals(out["evaluation"], data, predictions))
+    if "fairness" in out:
+        found.compare("fairness", report.get("fairness"), out["fairness"])
+    return found
+
+
+def _settle(report: dict, out: dict, rows, recompute, data, predictions, found: Findings) -> dict:
+    """Compare evaluation and fairness; when they (or the per-example stats) differ and ``rows`` lie within
+    SCORE_TOL of a threshold, accept the first assignment of those rows that reproduces every recorded number
+    (:mod:`tfresp.commands.verify_ambiguous`). Returns the numbers the gates and scorecard are re-derived from."""
+    from tfresp.commands import verify_ambiguous as amb
+
+    recorded_pe = (report.get("scorecard") or {}).get("per_example")
+
+    def reproduces(candidate):  # (the comparison, whether every recorded number holds)
+        mine = _decisions_found(report, candidate, data, predictions)
+        pe = Findings()
+        pe.compare("scorecard.per_example", recorded_pe, candidate.get("per_example"))
+        return mine, not mine.mismatches and not pe.mismatches
+
+    first, ok = reproduces(out)
+    adopted = None
+    if not ok and rows and len(rows) <= amb.MAX_ROWS:
+        kept = {}
+
+        def attempt(scores) -> bool:
+            candidate = recompute(scores)[1]
+            kept["found"], good = reproduces(candidate)
+            kept["out"] = candidate
+            return good
+
+        signs = amb.search(rows, predictions, SCORE_TOL, attempt)
+        if signs is not None:
+            first, adopted, out = kept["found"], signs, kept["out"]
+    found.checked += first.checked
+    found.mismatches.extend(first.mismatches)
+    what = f"{len(rows)} row(s) within {SCORE_TOL:g} of a decision threshold ({amb.describe(rows)})"
+    if adopted is not None:
+        found.notes.append(f"{what}: the recorded numbers match an assignment of these rows' decisions (each row's "
+                           f"scores moved by at most {SCORE_TOL:g}, the float noise allowed between machines); on "
+                           "this machine they fall on the other side of the threshold")
+    elif not ok and rows:
+        tried = (f"no assignment of their decisions (2^{len(rows)} tried) reproduces the recorded numbers"
+                 if len(rows) <= amb.MAX_ROWS else f"more than {amb.MAX_ROWS}: their assignments were not tried")
+        found.notes.append(f"{what}: {tried}")
+    _adopt_consistent_aucs(out["evaluation"], _with_auc_intervals(out["evaluation"], data, predictions),
+                           report.get("evaluation"))
     return out
 
 
