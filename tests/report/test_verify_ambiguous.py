@@ -95,19 +95,18 @@ def machine(monkeypatch):
 
 def test_a_row_moved_across_its_threshold_by_float_noise_verifies_with_a_note(run, machine, capsys, monkeypatch):
     seen = machine(run, NEAR)
-    # what verify did before: the plain recomputation differs from the report (served metrics, fairness and
-    # their bootstrap CIs)
+    code, out = _verify(run, capsys)
+    assert code == 0, out
+    assert "MISMATCH" not in out
+    assert f"test row [{seen['row']}]" in out and "match an assignment" in out, out
+    # without trying the assignments (what verify did before): the plain recomputation differs from the report,
+    # in the served metrics, the fairness numbers and their bootstrap CIs
     monkeypatch.setattr(verify_ambiguous, "MAX_ROWS", 0)
     code, out = _verify(run, capsys)
     assert code == 2, out
     assert "MISMATCH evaluation.served.accuracy" in out, out
     assert any("_ci" in line for line in out.splitlines() if line.startswith("MISMATCH fairness.")), out
-    assert "assignments were not tried" in out
-    monkeypatch.setattr(verify_ambiguous, "MAX_ROWS", 6)
-    code, out = _verify(run, capsys)
-    assert code == 0, out
-    assert "MISMATCH" not in out
-    assert f"test row [{seen['row']}]" in out and "match an assignment" in out, out
+    assert "1 row(s) within 1e-05 of a decision threshold" in out and "assignments were not tried" in out, out
 
 
 def test_gates_and_the_cross_check_read_the_adopted_assignment(run, machine, capsys, monkeypatch):
@@ -223,3 +222,23 @@ def test_find_and_moved_on_synthetic_scores():
     calls = []
     assert verify_ambiguous.search(rows * 2, {"test": m}, tol, lambda s: calls.append(s) or False) is None
     assert len(calls) == 4
+
+
+def test_validation_rows_near_a_group_threshold_of_the_served_rule():
+    """On validation the served rule's probability of a positive decision is read (the expected gap and accuracy
+    of fairness.mitigation.validation): a row within tol of its group's t0 or t1, or of the default threshold for
+    an unknown group, is ambiguous even where its randomized decision would not flip."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from tfresp.fairness.postprocess import GroupThresholds
+
+    rule = {"p_ignore": 0.0, "constant": 0.0, "p0": 0.3, "op0": ">", "t0": 0.4, "p1": 0.7, "op1": ">", "t1": 0.6}
+    module = GroupThresholds(["sex"], {"rules": {"Female": rule}, "default": 0.5}, ["sex"], 0, 1)
+    frame = pd.DataFrame({"sex": ["Female", "Female", "Female", "Male", "Male"]})
+    s = np.array([0.4 + 3e-6, 0.6 - 8e-6, 0.5, 0.5 + 1e-6, 0.6], np.float32)
+    ctx = SimpleNamespace(data=SimpleNamespace(num_classes=2, validation=SimpleNamespace(frame=frame)),
+                          config=SimpleNamespace(fairness=None), serving=SimpleNamespace(postprocess=module))
+    rows = verify_ambiguous.find(ctx, {"validation": np.stack([1 - s, s], axis=1)}, 1e-5, threshold=0.7)
+    assert [(r.split, r.index) for r in rows] == [("validation", 0), ("validation", 1), ("validation", 3)]
