@@ -242,3 +242,13 @@ def test_validation_rows_near_a_group_threshold_of_the_served_rule():
                           config=SimpleNamespace(fairness=None), serving=SimpleNamespace(postprocess=module))
     rows = verify_ambiguous.find(ctx, {"validation": np.stack([1 - s, s], axis=1)}, 1e-5, threshold=0.7)
     assert [(r.split, r.index) for r in rows] == [("validation", 0), ("validation", 1), ("validation", 3)]
+
+
+def test_a_report_without_per_example_stats_is_settled_too(run, machine, capsys):
+    """An older report has no scorecard.per_example: it is not compared, so it cannot block the assignment."""
+    _edit(run, lambda r: r["scorecard"].pop("per_example"))
+    code, out = _verify(run, capsys)
+    assert code == 0, out
+    machine(run, NEAR)
+    code, out = _verify(run, capsys)
+    assert code == 0 and "match an assignment" in out, out

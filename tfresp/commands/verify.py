@@ -436,12 +436,12 @@ def _settle(report: dict, out: dict, rows, recompute, data, predictions, found: 
     (:mod:`tfresp.commands.verify_ambiguous`). Returns the numbers the gates and scorecard are re-derived from."""
     from tfresp.commands import verify_ambiguous as amb
 
-    recorded_pe = (report.get("scorecard") or {}).get("per_example")
+    scorecard = report.get("scorecard") if isinstance(report.get("scorecard"), dict) else {}
 
     def reproduces(candidate):  # (the comparison, whether every recorded number holds)
         mine = _decisions_found(report, candidate, data, predictions)
-        pe = Findings()
-        pe.compare("scorecard.per_example", recorded_pe, candidate.get("per_example"))
+        pe = Findings()  # compared again by _gates; here only to decide (a report without it: not compared)
+        pe.compare("scorecard", scorecard, {"per_example": candidate.get("per_example")})
         return mine, not mine.mismatches and not pe.mismatches
 
     first, ok = reproduces(out)
