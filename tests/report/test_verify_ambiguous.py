@@ -252,3 +252,24 @@ def test_a_report_without_per_example_stats_is_settled_too(run, machine, capsys)
     machine(run, NEAR)
     code, out = _verify(run, capsys)
     assert code == 0 and "match an assignment" in out, out
+
+
+def test_settle_keeps_the_plain_numbers_unless_an_assignment_reproduces_every_one():
+    tol = 1e-5
+    p = {"test": np.array([[0.5 - 3e-6, 0.5 + 3e-6], [0.2, 0.8]], np.float32)}
+    rows = [verify_ambiguous.Row("test", 0, 1, 0)]
+
+    def recompute(scores):
+        return int(scores["test"][0, 1] >= 0.5)  # "the numbers": the row's decision
+
+    def check(recorded):
+        return lambda numbers: (f"compared {numbers}", numbers == recorded)
+
+    plain = recompute(p)
+    assert verify_ambiguous.settle(rows, p, tol, plain, recompute, check(1)) == ("compared 1", 1, None)
+    comparison, numbers, note = verify_ambiguous.settle(rows, p, tol, plain, recompute, check(0))
+    assert (comparison, numbers) == ("compared 0", 0) and "match an assignment" in note and "[0]" in note
+    comparison, numbers, note = verify_ambiguous.settle(rows, p, tol, plain, recompute, check(2))  # a forgery
+    assert (comparison, numbers) == ("compared 1", 1) and "no assignment" in note
+    comparison, numbers, note = verify_ambiguous.settle(rows * 7, p, tol, plain, recompute, check(0))
+    assert (comparison, numbers) == ("compared 1", 1) and "were not tried" in note

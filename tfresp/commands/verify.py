@@ -444,31 +444,12 @@ def _settle(report: dict, out: dict, rows, recompute, data, predictions, found: 
         pe.compare("scorecard", scorecard, {"per_example": candidate.get("per_example")})
         return mine, not mine.mismatches and not pe.mismatches
 
-    first, ok = reproduces(out)
-    adopted = None
-    if not ok and rows and len(rows) <= amb.MAX_ROWS:
-        kept = {}
-
-        def attempt(scores) -> bool:
-            candidate = recompute(scores)[1]
-            kept["found"], good = reproduces(candidate)
-            kept["out"] = candidate
-            return good
-
-        signs = amb.search(rows, predictions, SCORE_TOL, attempt)
-        if signs is not None:
-            first, adopted, out = kept["found"], signs, kept["out"]
+    first, out, note = amb.settle(rows, predictions, SCORE_TOL, out, lambda scores: recompute(scores)[1],
+                                  reproduces)
     found.checked += first.checked
     found.mismatches.extend(first.mismatches)
-    what = f"{len(rows)} row(s) within {SCORE_TOL:g} of a decision threshold ({amb.describe(rows)})"
-    if adopted is not None:
-        found.notes.append(f"{what}: the recorded numbers match an assignment of these rows' decisions (each row's "
-                           f"scores moved by at most {SCORE_TOL:g}, the float noise allowed between machines); on "
-                           "this machine they fall on the other side of the threshold")
-    elif not ok and rows:
-        tried = (f"no assignment of their decisions (2^{len(rows)} tried) reproduces the recorded numbers"
-                 if len(rows) <= amb.MAX_ROWS else f"more than {amb.MAX_ROWS}: their assignments were not tried")
-        found.notes.append(f"{what}: {tried}")
+    if note:
+        found.notes.append(note)
     _adopt_consistent_aucs(out["evaluation"], _with_auc_intervals(out["evaluation"], data, predictions),
                            report.get("evaluation"))
     return out

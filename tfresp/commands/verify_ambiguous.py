@@ -7,14 +7,15 @@ rule (the fairness group thresholds the SavedModel applies, read from the same r
 the evaluation threshold (binary) or the argmax (the top two scores within ``2·tol``, multi-class), and for the
 fairness audit its decision threshold, its threshold sweep and the calibration bin edges.
 
-:func:`find` lists those rows; :func:`search` tries every side each of them may have taken (each row's scores
-moved by ``tol``, one class up and the other down) and returns the first assignment that reproduces every
-recorded number. Forgeries stay caught: an assignment only moves these few rows, so a number changed by more
-than flipping them can explain is reproduced by none.
+:func:`find` lists those rows; when the plain recomputation disagrees with the report, :func:`settle` tries every
+side each of them may have taken (each row's scores moved by ``tol``, one class up and the other down; at most
+``2**MAX_ROWS`` assignments) and keeps the first whose numbers reproduce every recorded one. Forgeries stay caught:
+an assignment only moves these few rows, so a number changed by more than flipping them explains is reproduced by
+none.
 
 Example:
     >>> rows = find(ctx, {"test": proba}, 1e-5)
-    >>> signs = search(rows, {"test": proba}, 1e-5, lambda moved: matches(recompute(moved)))
+    >>> comparison, numbers, note = settle(rows, {"test": proba}, 1e-5, plain, recompute, check)
 """
 from __future__ import annotations
 
@@ -141,6 +142,40 @@ def search(rows: List[Row], predictions: Dict[str, np.ndarray], tol: float,
         if reproduces(moved(predictions, rows, signs, tol)):
             return signs
     return None
+
+
+def settle(rows: List[Row], predictions: Dict[str, np.ndarray], tol: float, plain, recompute: Callable,
+           check: Callable) -> Tuple[object, object, Optional[str]]:
+    """``(comparison, numbers, note)``: the plain numbers' comparison when every recorded number holds (or no row is
+    ambiguous, or more than ``MAX_ROWS`` are); else the first assignment's whose numbers hold, or the plain one's.
+
+    Args:
+        rows: the ambiguous rows (:func:`find`).
+        predictions: the scores ``plain`` was recomputed from.
+        plain: the numbers recomputed from ``predictions``.
+        recompute: ``fn(predictions) -> numbers``.
+        check: ``fn(numbers) -> (comparison, every recorded number holds)``.
+    """
+    first, ok = check(plain)
+    if ok or not rows:
+        return first, plain, None
+    what = f"{len(rows)} row(s) within {tol:g} of a decision threshold ({describe(rows)})"
+    if len(rows) > MAX_ROWS:
+        return first, plain, f"{what}: more than {MAX_ROWS}: their assignments were not tried"
+    kept = {}
+
+    def attempt(scores) -> bool:
+        kept["numbers"] = recompute(scores)
+        kept["comparison"], good = check(kept["numbers"])
+        return good
+
+    if search(rows, predictions, tol, attempt) is None:
+        return first, plain, (f"{what}: no assignment of their decisions (2^{len(rows)} tried) reproduces the "
+                              "recorded numbers")
+    return kept["comparison"], kept["numbers"], (
+        f"{what}: the recorded numbers match an assignment of these rows' decisions (each row's scores moved by at "
+        f"most {tol:g}, the float noise allowed between machines); on this machine they fall on the other side of a "
+        "threshold")
 
 
 def describe(rows: List[Row]) -> str:
