@@ -124,6 +124,15 @@ def find(ctx, predictions: Dict[str, np.ndarray], tol: float, threshold: Optiona
     return rows
 
 
+def argmax_rows(proba: np.ndarray, tol: float, split: str = "test") -> List[Row]:
+    """The rows whose argmax another machine's noise can change (binary: P(class 1) within ``tol`` of 0.5;
+    multi-class: the top two scores within ``2·tol``): what numbers computed from the argmax alone read (the
+    accuracy and group gap of a TFLite variant)."""
+    proba = np.asarray(proba)
+    near, up, down = _near(proba, {1: [0.5]} if proba.shape[1] == 2 else {}, tol)
+    return [Row(split, int(i), int(up[i]), int(down[i])) for i in np.flatnonzero(near)]
+
+
 def moved(predictions: Dict[str, np.ndarray], rows: List[Row], signs, tol: float) -> Dict[str, np.ndarray]:
     """A copy of ``predictions`` with each row's scores moved by ``tol`` (``sign`` +1: ``up`` rises, ``down``
     falls; -1 the reverse)."""
@@ -181,7 +190,7 @@ def settle(rows: List[Row], predictions: Dict[str, np.ndarray], tol: float, plai
 def describe(rows: List[Row]) -> str:
     """``test rows [12, 40], validation rows [3]``."""
     parts = []
-    for split in ("test", "validation"):
+    for split in dict.fromkeys(r.split for r in rows):
         idx = [r.index for r in rows if r.split == split]
         if idx:
             parts.append(f"{split} row{'s' if len(idx) > 1 else ''} {idx[:20]}{' ...' if len(idx) > 20 else ''}")
