@@ -1,6 +1,7 @@
 """Fixtures of the report tests: one real tiny run (shared by the module tests) and synthetic reports."""
 import copy
 import hashlib
+import json
 
 import pytest
 
@@ -82,3 +83,20 @@ def synthetic_report(**over) -> dict:
             node = node[p]
         node[parts[-1]] = copy.deepcopy(value)
     return r
+
+
+def verify_cli(run, capsys, *extra):
+    """``(exit code, stdout + stderr)`` of ``tfresp verify RUN [extra]``."""
+    from tfresp.cli import main
+
+    code = main(["verify", str(run), *extra])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def edit_report(run, fn):
+    """Apply ``fn`` to the run's report.json in place."""
+    path = run / "report.json"
+    report = json.loads(path.read_text())
+    fn(report)
+    path.write_text(json.dumps(report, indent=2))

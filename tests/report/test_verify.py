@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_adult
+from tests.report.conftest import edit_report, verify_cli
 from tfresp.cli import main
 
 GATES = ["privacy.epsilon <= 3", "accuracy >= 0.1", "fairness.sex.equal_opportunity_difference <= 0.9"]
@@ -37,17 +38,7 @@ def run(fitted, tmp_path):
     return dst
 
 
-def _verify(run, capsys, *extra):
-    code = main(["verify", str(run), *extra])
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def _edit(run, fn):
-    path = run / "report.json"
-    report = json.loads(path.read_text())
-    fn(report)
-    path.write_text(json.dumps(report, indent=2))
+_verify, _edit = verify_cli, edit_report
 
 
 def _tree_digest(root: Path) -> str:

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tfresp.cli import main
+from tests.report.conftest import edit_report, verify_cli
 from tfresp.commands import verify, verify_ambiguous
 
 NEAR = 2e-6  # well inside verify.SCORE_TOL
@@ -24,17 +24,7 @@ def run(served_run, tmp_path):
     return tmp_path / "run"
 
 
-def _verify(run, capsys, *extra):
-    code = main(["verify", str(run), *extra])
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def _edit(run, fn):
-    path = run / "report.json"
-    report = json.loads(path.read_text())
-    fn(report)
-    path.write_text(json.dumps(report, indent=2))
+_verify, _edit = verify_cli, edit_report
 
 
 def _served_rule(run, data):
