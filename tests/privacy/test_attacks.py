@@ -306,3 +306,20 @@ def test_tfresp_fit_calls_the_users_model_on_synthetic_rows_before_admission(tmp
                    quiet=True)
     assert seen, "the model was never called eagerly: the test checks nothing"
     assert all(len(batch) == 4 or not np.any(batch) for batch in seen), [b.shape for b in seen]
+
+
+def test_a_data_dependent_add_loss_added_after_make_private_is_refused_at_fit():
+    class Keeper(keras.layers.Layer):
+        def call(self, t):
+            self.seen = t
+            return t
+
+    keeper = Keeper()
+    core = _mlp(keeper)
+    dp = _private(core)
+    core.add_loss(lambda: tf.reduce_mean(tf.square(keeper.seen)))
+    dp.model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    with pytest.raises(IncompatibleModelError, match="`model`: after make_private.*add_loss.*depends on the batch"):
+        dp.model.fit(dp.dataset(x, y), epochs=1, verbose=0)
+    assert dp.steps == 0

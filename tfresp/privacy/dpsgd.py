@@ -50,7 +50,7 @@ from scipy import stats
 
 from tfresp.data.stream import row_gather
 from tfresp.errors import BudgetExhaustedError, ConfigError, DataError, IncompatibleModelError
-from tfresp.privacy import accounting
+from tfresp.privacy import accounting, admission
 from tfresp.privacy.ghost import all_layers
 from tfresp.privacy.sampling import poisson_indices
 from tfresp.run.training import steps_per_epoch
@@ -536,10 +536,15 @@ class DPSGD:
                            | {v.name for v in core.trainable_variables if id(v) in variables - admitted[0]})
             if grown:
                 raise IncompatibleModelError(
-                    "`model`: layers or weights became trainable after make_private admitted the model, so they were "
-                    "never checked (a BatchNormalization unfrozen now would update its moving statistics from the "
-                    f"private rows, outside the noise). Received: newly trainable {grown}. Remedy: set "
-                    "layer.trainable before make_private (or the privacy concern), then build a new one")
+                    "`model`: layers or weights were added or made trainable after make_private admitted the model, "
+                    "so they were never checked (a BatchNormalization unfrozen now would update its moving statistics "
+                    "from the private rows, outside the noise; an add_loss added now escapes the probe). Received: "
+                    f"newly trainable {grown}. Remedy: finish the model (layer.trainable, add_loss) before "
+                    "make_private (or the privacy concern), then build a new one")
+            probe = admission.probe_batch(core)
+            added = admission.added_loss_problem(core, probe) if probe is not None and core.losses else None
+            if added:
+                raise IncompatibleModelError(f"`model`: after make_private admitted the model, {added}")
         own = _nested_has_train_step(model)
         if own is not None:
             raise IncompatibleModelError(
