@@ -104,3 +104,56 @@ def test_streamed_dp_statistics_equal_the_whole_column(monkeypatch):
     clipped = np.clip(x, 0.0, 100.0)
     assert mean == pytest.approx(clipped.mean(), rel=1e-9) and std == pytest.approx(clipped.std(), rel=1e-6)
     assert want_cnt.sum() == len(x)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 250_000])
+def test_a_row_with_more_fields_than_the_header_is_refused_by_both_readers(tmp_path, monkeypatch, chunk_rows):
+    # pandas makes the first column an index when the first row has one field more than the header (every value
+    # shifts one column left), and its chunked reader drops the extra field of a chunk's first row silently
+    monkeypatch.setattr(sources, "CHUNK_ROWS", chunk_rows)
+    for text in ["a,b\n1,2\n3,4\n5,6,7\n8,9\n", "a,b\n1,2,3\n4,5,6\n", "a,b\n1,2,3\n4,5\n", "a,b\n1,2\n3,4,5,6\n"]:
+        path = _write(tmp_path / "r.csv", text)
+        for stream_bytes in (0, 1 << 40):
+            monkeypatch.setattr(sources, "STREAM_BYTES", stream_bytes)
+            with pytest.raises(sources.DataError, match=r"^`data.source`: .*more fields than the header.*"
+                                                        r"Received: .*Remedy: "):
+                sources.load_file(str(path))
+
+
+def test_a_delimiter_at_the_end_of_the_data_rows_only_keeps_the_columns_in_place(tmp_path, monkeypatch):
+    path = _write(tmp_path / "t.csv", "a,b\n1,x,\n2,y,\n3,z,\n")  # header without the trailing delimiter
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert whole["a"].tolist() == [1, 2, 3] and whole["b"].tolist() == ["x", "y", "z"]
+    _same_values(whole, chunked)
+    assert list(whole.index) == [0, 1, 2]
+
+
+def test_numbers_then_text_in_one_chunk_read_like_the_whole_file(tmp_path, monkeypatch):
+    # pandas types a large chunk in pieces (low_memory): ints then text made one column of int and str objects,
+    # whose categories could not be sorted (TypeError from union_categoricals)
+    n = 100_000  # 20 columns: pandas types 32,768 rows at a time
+    z = [str(i % 5) if i < 50_000 else "xyz"[i % 3] for i in range(n)]
+    rows = [",".join(f"c{j}" for j in range(19)) + ",z"] + [f"{'1,' * 19}{v}" for v in z]
+    path = _write(tmp_path / "m.csv", "\n".join(rows) + "\n")
+    monkeypatch.setattr(sources, "STREAM_BYTES", 0)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 250_000)
+    chunked, _ = sources.load_file(str(path))
+    assert sources.as_category_strings(chunked["train"]["z"]).tolist() == z
+
+
+def test_a_bool_column_missing_in_a_whole_chunk_stays_bool(tmp_path, monkeypatch):
+    path = _write(tmp_path / "b.csv", "a,b\nTrue,1\nFalse,2\nTrue,3\n,4\nFalse,5\nTrue,6\n")
+    whole, _, chunked, _ = _both(path, monkeypatch)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 1)
+    chunked, _ = sources.load_file(str(path))
+    assert [repr(v) for v in chunked["train"]["a"]] == [repr(v) for v in whole["a"]]
+
+
+def test_a_large_tsv_file_is_read_with_tabs_like_a_small_one(tmp_path, monkeypatch):
+    # one comma and one tab a line: the sniffer would choose ','; a .tsv file is tab-separated
+    rows = ["city,zip\tnote"] + [f"c{i % 3},{i}\tx" for i in range(30)]
+    path = _write(tmp_path / "d.tsv", "\n".join(rows) + "\n")
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert list(whole.columns) == ["city,zip", "note"]
+    _same_values(whole, chunked)
+    assert info_c == info_w

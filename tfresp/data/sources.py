@@ -91,6 +91,8 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
         raise DataError(f"`{field}`: is {kind}, not a regular file (reading it could hang or never end). "
                         f"Received: source={source!r}. Remedy: write the data to a file first")
     kind = _infer_format(path, fmt, field)
+    if kind == "csv" and delimiter is None and ".tsv" in [s.lower() for s in path.suffixes]:
+        delimiter = "\t"  # both readers (the sniffer prefers ',' when a line holds as many commas as tabs)
     if kind == "csv" and _compression(path) is None and path.stat().st_size >= STREAM_BYTES:
         streamed = _stream_csv(path, field, source, delimiter, encoding)
         if streamed is not None:  # None: a file the chunked reader leaves to the whole-file one (below)
@@ -105,19 +107,14 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
     read_notes = {}
     try:
         if kind == "csv":
-            tsv = ".tsv" in [s.lower() for s in path.suffixes]
-            df, read_notes = read_csv_bytes(raw, field, source, delimiter="\t" if tsv and delimiter is None
-                                            else delimiter, encoding=encoding, compressed=_compression(path))
+            df, read_notes = read_csv_bytes(raw, field, source, delimiter=delimiter, encoding=encoding,
+                                            compressed=_compression(path))
         elif kind == "parquet":
             df = pd.read_parquet(path)
         else:
             df = pd.read_json(path, lines=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise DataError(f"Invalid value for `{field}`: cannot read {kind} file ({first}). "
-                        f"Received: source={source!r}") from None
+        raise _unreadable(exc, kind, field, source) from None
     _check_columns(df, field, raw_header=read_notes.pop("header", None))
     info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)},
             **read_notes}
@@ -159,25 +156,32 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     sep, header = _sep_and_header(head, delimiter, notes)
     if sep == ";":
         return None
-    parts = {}
+    parts, extra = {}, _ExtraFields()
     try:
-        for chunk in pd.read_csv(path, sep=sep, encoding="utf-8-sig", chunksize=CHUNK_ROWS):
+        # low_memory=False: each chunk's columns are typed once (in pieces, a column of numbers then text in one
+        # chunk became int and str objects, whose categories cannot be sorted)
+        for chunk in _read_csv(lambda: path, sep, header, encoding="utf-8-sig", chunksize=CHUNK_ROWS,
+                               low_memory=False):
+            extra.pop(chunk)
             for c in chunk.columns:
                 col = chunk[c]
                 if col.dtype == object:
                     col = col.astype("category")
                 parts.setdefault(c, []).append(col)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise DataError(f"Invalid value for `{field}`: cannot read csv file ({first}). "
-                        f"Received: source={source!r}") from None
+        raise _unreadable(exc, "csv", field, source) from None
+    extra.check(field, source, sep, len(parts))
     columns = {}
     for c, pieces in parts.items():
         cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
+        bools = [p.dtype == bool for p in pieces]
+        if any(bools) and not all(bools):
+            return None  # True/False in some chunks, all missing in others: the whole-file reader keeps the bools
         if all(cats):
-            columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
+            try:
+                columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
+            except TypeError:  # values of several types in one chunk (not sortable): the whole-file reader decides
+                return None
         elif any(cats):
             blank = [p.isna().all() for p in pieces]  # a chunk where a text column is empty reads as float NaN
             if not all(cat or b for cat, b in zip(cats, blank)):
@@ -193,6 +197,24 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     df, header = _drop_trailing_empty(df, header, notes)
     notes["header"] = header
     return df, notes, h.hexdigest()
+
+
+def _unreadable(exc: Exception, kind: str, field: str, source) -> DataError:
+    """The :class:`DataError` of a file pandas cannot parse (``exc``), in the one error style."""
+    import re
+
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return DataError(f"`{field}`: the file has no rows. Received: source={source!r}. Remedy: point it at a file "
+                         "with a header line and at least one data row")
+    first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+    fields = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", first)
+    if fields:
+        return DataError(f"`{field}`: a data row has more fields than the header (line {fields.group(1)}: "
+                         f"{fields.group(2)} fields). Received: source={source!r}. Remedy: name every column in the "
+                         "header, or remove the extra delimiters from that row (quote a field that holds the "
+                         "delimiter)")
+    return DataError(f"`{field}`: cannot read the {kind} file ({first}). Received: source={source!r}. Remedy: check "
+                     f"that it is a {kind} file (or set data.format), and data.delimiter / data.encoding for a CSV")
 
 
 def _compression(path: Path):
@@ -273,7 +295,9 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
                 raw = z.read(z.namelist()[0])
     text, notes = _decode(raw, field, source, encoding)
     sep, header = _sep_and_header(text, delimiter, notes)
-    df = pd.read_csv(io.StringIO(text), sep=sep)
+    df, extra = _read_csv(lambda: io.StringIO(text), sep, header), _ExtraFields()
+    extra.pop(df)
+    extra.check(field, source, sep, len(df.columns))
     df, header = _drop_trailing_empty(df, header, notes)
     if sep == ";":
         decimal = _decimal_comma(df)
@@ -470,6 +494,47 @@ def _sep_and_header(text: str, delimiter, notes: dict):
     except (StopIteration, csv.Error):
         header = None
     return sep, header
+
+
+#: a column past the header's last: a data row with more fields than the header fills it
+_EXTRA = "\x00tfresp: fields past the header"
+
+
+def _read_csv(src, sep: str, header, **kw):
+    """``pd.read_csv(src(), sep=sep, **kw)`` with one more column than the header, :data:`_EXTRA`, which a data row
+    with more fields than the header fills (:class:`_ExtraFields` refuses it). Without it pandas makes the first
+    column the index when the first data row has one field more (every value moves one column left) and its
+    chunked reader drops the extra fields of a chunk's first row. ``header``: the first line's fields (a blank
+    first line: pandas finds the header itself, without the extra column)."""
+    if not header:
+        return pd.read_csv(src(), sep=sep, index_col=False, **kw)
+    enc = {"encoding": kw["encoding"]} if "encoding" in kw else {}
+    names = list(pd.read_csv(src(), sep=sep, nrows=0, index_col=False, **enc).columns)
+    return pd.read_csv(src(), sep=sep, header=None, skiprows=1, names=names + [_EXTRA], index_col=False, **kw)
+
+
+class _ExtraFields:
+    """Counts the data rows with more fields than the header over the frames (chunks) it is given."""
+
+    def __init__(self):
+        self.rows, self.first, self.seen = 0, None, 0
+
+    def pop(self, df: pd.DataFrame) -> None:
+        extra = df.pop(_EXTRA) if _EXTRA in df.columns else None
+        if extra is not None:
+            bad = np.flatnonzero(extra.notna().to_numpy())
+            if len(bad) and self.first is None:
+                self.first = self.seen + int(bad[0]) + 1
+            self.rows += len(bad)
+        self.seen += len(df)
+
+    def check(self, field: str, source, sep: str, columns: int) -> None:
+        if self.rows:
+            raise DataError(f"`{field}`: {self.rows} data row(s) have more fields than the header's {columns} (the "
+                            f"first: data row {self.first}); their values would be dropped or moved into other "
+                            f"columns. Received: source={source!r}, delimiter={sep!r}. Remedy: name every column in "
+                            "the header, or remove the extra delimiters from those rows (quote a field that holds "
+                            "the delimiter)")
 
 
 def _drop_trailing_empty(df: pd.DataFrame, header, notes: dict):
