@@ -158,7 +158,8 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
 def _load(config, memory):
     """Step 1: ``(frames, info, split_mode)``: the source read, a user test file attached, de-identified."""
     dc = config.data
-    frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding)
+    frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding,
+                               with_counts=config.privacy is None)  # counts of private rows stay out of the report
     # a user test file is attached first, so de-identification applies to it as to the source
     frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format,
                                                       owned=reads_file(dc.source, memory))

@@ -77,8 +77,10 @@ def _infer_format(path: Path, fmt: str, field: str = "data.source") -> str:
     return mapping[ext]
 
 
-def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimiter=None, encoding=None):
-    """A local CSV / Parquet / JSONL file (optionally gzip-compressed)."""
+def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimiter=None, encoding=None,
+              with_counts: bool = True):
+    """A local CSV / Parquet / JSONL file (optionally gzip-compressed). ``with_counts=False`` (DP runs): the
+    notes for the report count nothing in the rows."""
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"Invalid value for `{field}`: file not found. Received: source={source!r}")
@@ -108,7 +110,7 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
     try:
         if kind == "csv":
             df, read_notes = read_csv_bytes(raw, field, source, delimiter=delimiter, encoding=encoding,
-                                            compressed=_compression(path))
+                                            compressed=_compression(path), with_counts=with_counts)
         elif kind == "parquet":
             df = pd.read_parquet(path)
         else:
@@ -221,11 +223,12 @@ def _compression(path: Path):
     return {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz"}.get(path.suffix.lower())
 
 
-def _decode(raw: bytes, field: str, source, encoding):
+def _decode(raw: bytes, field: str, source, encoding, with_counts: bool = True):
     """``(text, notes)``: UTF-8 (BOM stripped) when the bytes are UTF-8; else the encoding charset-normalizer
     measures (cp1252 preferred on a tie, the commonest single-byte encoding of spreadsheets), with a warning.
 
-    A UTF-8 file with a few invalid bytes is decoded with U+FFFD replacements and a warning that counts them.
+    A UTF-8 file with a few invalid bytes is decoded with U+FFFD replacements and a warning that counts them
+    (``with_counts``; a DP run's report holds no count of the private rows).
     """
     if encoding is not None:
         try:
@@ -242,7 +245,7 @@ def _decode(raw: bytes, field: str, source, encoding):
     bad = text.count("\ufffd")
     if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # valid multi-byte UTF-8 too: a damaged UTF-8 file
         return text, {"encoding": "utf-8", "warnings": [
-            f"the file is UTF-8 with {bad} invalid byte sequence(s), read as U+FFFD; set data.encoding to read "
+            f"the file is UTF-8 with {bad if with_counts else 'some'} invalid byte sequence(s), read as U+FFFD; set data.encoding to read "
             "it in another encoding"]}
     from charset_normalizer import from_bytes
 
@@ -271,7 +274,8 @@ def _sniff_delimiter(text: str) -> str:
         return ","
 
 
-def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None, compressed=None):
+def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None, compressed=None,
+                   with_counts: bool = True):
     """A CSV file's bytes as a DataFrame: the one place tfresp reads CSV.
 
     Detects (and notes for the report) the encoding (:func:`_decode`) and the delimiter (``,``, ``;``, tab,
@@ -293,7 +297,7 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
         else:
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
                 raw = z.read(z.namelist()[0])
-    text, notes = _decode(raw, field, source, encoding)
+    text, notes = _decode(raw, field, source, encoding, with_counts)
     sep, header = _sep_and_header(text, delimiter, notes)
     df, extra = _read_csv(lambda: io.StringIO(text), sep, header), _ExtraFields()
     extra.pop(df)
@@ -467,7 +471,7 @@ def reads_file(source: str, memory=None) -> bool:
         not source.startswith("tfds:")
 
 
-def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None):
+def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None, with_counts=True):
     if memory is not None:
         return load_memory(memory)
     if source == "adult":
@@ -478,7 +482,7 @@ def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, enc
         return load_digits(source)
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
-    return load_file(source, fmt, delimiter=delimiter, encoding=encoding)
+    return load_file(source, fmt, delimiter=delimiter, encoding=encoding, with_counts=with_counts)
 
 
 def _sep_and_header(text: str, delimiter, notes: dict):
