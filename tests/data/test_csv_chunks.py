@@ -157,3 +157,18 @@ def test_a_large_tsv_file_is_read_with_tabs_like_a_small_one(tmp_path, monkeypat
     assert list(whole.columns) == ["city,zip", "note"]
     _same_values(whole, chunked)
     assert info_c == info_w
+
+
+@pytest.mark.parametrize("stream_bytes", [0, 1 << 40])
+def test_a_value_reads_as_one_category_wherever_its_row_is(tmp_path, monkeypatch, stream_bytes):
+    # pandas types a file in pieces of rows (32,768 here): "1" next to empty cells in an early piece read as the
+    # float 1.0, in a later piece next to text as the string "1": two categories ("1.0", "1") for one value
+    n = 40_000
+    z = ["1" if i % 2 else "" for i in range(35_000)] + ["x" if i % 2 else "1" for i in range(n - 35_000)]
+    rows = [",".join(f"c{j}" for j in range(19)) + ",z"] + [f"{'1,' * 19}{v}" for v in z]
+    path = _write(tmp_path / "m.csv", "\n".join(rows) + "\n")
+    monkeypatch.setattr(sources, "STREAM_BYTES", stream_bytes)
+    got = sources.as_category_strings(sources.load_file(str(path))[0]["train"]["z"])
+    oracle = pd.read_csv(path, dtype=str)["z"]  # every cell as its text
+    assert got.tolist() == sources.as_category_strings(oracle).tolist()
+    assert sorted(set(got)) == ["1", "<missing>", "x"]

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import stat
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -299,9 +300,12 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
                 raw = z.read(z.namelist()[0])
     text, notes = _decode(raw, field, source, encoding, with_counts)
     sep, header = _sep_and_header(text, delimiter, notes)
-    df, extra = _read_csv(lambda: io.StringIO(text), sep, header), _ExtraFields()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed columns: read again below
+        df, extra = _read_csv(lambda: io.StringIO(text), sep, header), _ExtraFields()
     extra.pop(df)
     extra.check(field, source, sep, len(df.columns))
+    _text_again(df, lambda: io.StringIO(text), sep)
     df, header = _drop_trailing_empty(df, header, notes)
     if sep == ";":
         decimal = _decimal_comma(df)
@@ -539,6 +543,21 @@ class _ExtraFields:
                             f"columns. Received: source={source!r}, delimiter={sep!r}. Remedy: name every column in "
                             "the header, or remove the extra delimiters from those rows (quote a field that holds "
                             "the delimiter)")
+
+
+def _text_again(df: pd.DataFrame, src, sep: str) -> None:
+    """Columns of text and non-text values (in place) read again as text. pandas types a file in pieces of rows
+    (``low_memory``): a column of numbers and empty cells in one piece and of text in another holds the float
+    ``1.0`` and the string ``"1"`` for one value ``1`` (two categories). The whole file typed at once
+    (``low_memory=False``) would need the tokens of every row at the same time."""
+    mixed = [c for c in df.columns if df[c].dtype == object
+             and pd.api.types.infer_dtype(df[c], skipna=True).startswith("mixed")]
+    if mixed:
+        names = list(df.columns)
+        pos = sorted(names.index(c) for c in mixed)
+        again = pd.read_csv(src(), sep=sep, usecols=pos, dtype=str, index_col=False)
+        for k, i in enumerate(pos):
+            df[names[i]] = again.iloc[:, k].to_numpy()
 
 
 def _drop_trailing_empty(df: pd.DataFrame, header, notes: dict):
