@@ -73,8 +73,8 @@ def _infer_format(path: Path, fmt: str, field: str = "data.source") -> str:
     mapping = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
     if ext not in mapping:
-        raise DataError(f"Invalid value for `{field}`: cannot tell the format of {str(path)!r}; "
-                        "use a .csv/.parquet/.jsonl file or set data.format")
+        raise DataError(f"`{field}`: cannot tell the file's format from its name. Received: source={str(path)!r}. "
+                        "Remedy: use a .csv/.tsv/.parquet/.jsonl file name or set data.format")
     return mapping[ext]
 
 
@@ -84,9 +84,11 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
     notes for the report count nothing in the rows."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"Invalid value for `{field}`: file not found. Received: source={source!r}")
+        raise DataError(f"`{field}`: file not found. Received: source={source!r}. Remedy: check the path (a "
+                        "relative path is read from the current directory)")
     if path.is_dir():
-        raise DataError(f"Invalid value for `{field}`: is a directory, expected a file. Received: source={source!r}")
+        raise DataError(f"`{field}`: is a directory, expected a file. Received: source={source!r}. Remedy: name "
+                        "the data file inside it")
     mode = path.stat().st_mode  # stat() never blocks; opening a named pipe would wait for a writer
     if not stat.S_ISREG(mode):
         kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
@@ -106,7 +108,8 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
             return {"train": df}, info
     raw = path.read_bytes()
     if len(raw) == 0:
-        raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
+        raise DataError(f"`{field}`: the file is empty. Received: source={source!r}. Remedy: point it at a file "
+                        "with a header line and at least one data row")
     read_notes = {}
     try:
         if kind == "csv":
@@ -340,12 +343,13 @@ def _check_columns(df: pd.DataFrame, field: str, raw_header=None):
     """No rows, or a column name used twice (for CSV: in the header as written, so ``score`` and ``score.1``
     are two columns while ``score``, ``score`` is refused)."""
     if len(df) == 0:
-        raise DataError(f"Invalid value for `{field}`: the data has no rows")
+        raise DataError(f"`{field}`: the data has no rows. Received: columns={[str(c) for c in df.columns][:10]}. "
+                        "Remedy: give at least one row (a CSV file: data rows after the header line)")
     cols = [str(c) for c in (raw_header if raw_header is not None else df.columns)]
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
-        raise DataError(f"Invalid value for `{field}`: duplicate column names {dup}. Remedy: give each column "
-                        "its own name")
+        raise DataError(f"`{field}`: a column name is used more than once. Received: duplicated={dup}. Remedy: "
+                        "give each column its own name")
 
 
 def load_memory(data):
@@ -357,8 +361,8 @@ def load_memory(data):
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         df = _frame_of_xy(*data)
     else:
-        raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
-                        f"Received: type={type(data).__name__}")
+        raise DataError(f"`data`: expected a DataFrame, a dict of columns or (X, y). Received: "
+                        f"type={type(data).__name__}. Remedy: pass one of those, or a file path as data.source")
     names = [str(c) for c in df.columns]
     _check_columns(df, "data", raw_header=names)
     df.columns = names  # integer column names (0, 1, ...) are addressed as "0", "1" in the config
@@ -381,10 +385,10 @@ def _label_vector(y) -> np.ndarray:
         what = "one-hot" if one_hot else "multi-column (multi-label or multi-output)"
         remedy = ("pass class ids, e.g. y.argmax(axis=1), or the class names" if one_hot else
                   "tfresp trains single-label classifiers: pass one label column")
-        raise DataError(f"Invalid value for `data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
+        raise DataError(f"`data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
                         f"dimensions. Remedy: {remedy}")
     if y.ndim != 1:
-        raise DataError(f"Invalid value for `data`: y must hold one label per row. Received: shape={y.shape}. "
+        raise DataError(f"`data`: y must hold one label per row. Received: shape={y.shape}. "
                         "Remedy: pass a 1-D array of labels")
     return y
 
@@ -395,20 +399,28 @@ def _frame_of_xy(x, y) -> pd.DataFrame:
     y = _label_vector(y)
     if isinstance(x, pd.DataFrame):
         if "label" in [str(c) for c in x.columns]:
-            raise DataError("Invalid value for `data`: X already has a column named 'label', the name tfresp gives "
+            raise DataError("`data`: X already has a column named 'label', the name tfresp gives "
                             "y. Received: (DataFrame, y). Remedy: rename that column, or pass one DataFrame with "
                             "data.label naming its label column")
         if len(x) != len(y):
-            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+            raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                        f"{len(y)}. Remedy: pass one label per row of X")
         df = x.reset_index(drop=True).copy()
         df.columns = [str(c) for c in df.columns]
         df["label"] = y
         return df
     x = np.asarray(x)
+    if x.dtype.names and x.ndim == 1:  # a structured array: a table whose fields are its columns
+        if len(x) != len(y):
+            raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                            f"{len(y)}. Remedy: pass one label per row of X")
+        return _frame_of_xy(pd.DataFrame.from_records(x), y)
     if x.ndim != 2:
-        raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
+        raise DataError(f"`data`: X must be 2-D (rows, features). Received: shape={x.shape}. Remedy: reshape X "
+                        "to (rows, features), e.g. X.reshape(len(X), -1)")
     if len(x) != len(y):
-        raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+        raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                        f"{len(y)}. Remedy: pass one label per row of X")
     df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     df["label"] = y
     return df
