@@ -200,3 +200,22 @@ def test_prepare_leaves_the_callers_frame_untouched():
                                 "split": {"test": 0.2, "validation": 0.1}}})
     prepare(cfg, memory=df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_a_user_test_file_is_read_with_the_declared_delimiter_and_encoding(tmp_path):
+    # one '|' and one ',' a line: the sniffer alone would split at ','; cp1251 text is not detected reliably
+    rng = np.random.default_rng(0)
+    names = ["\u041c\u043e\u0441\u043a\u0432\u0430", "\u041a\u0438\u0435\u0432"]  # Moscow, Kiev (Cyrillic)
+
+    def write(path, n):
+        rows = ["x|city,zone|y"] + [f"{rng.normal():.3f}|{names[i % 2]},z{i % 3}|{'ab'[i % 2]}" for i in range(n)]
+        path.write_bytes(("\n".join(rows) + "\n").encode("cp1251"))
+        return str(path)
+
+    cfg = load_config({"data": {"source": write(tmp_path / "tr.csv", 200), "label": "y", "delimiter": "|",
+                                "encoding": "cp1251", "split": {"test": write(tmp_path / "te.csv", 60),
+                                                                "validation": 0.0}},
+                       "model": {"kind": "mlp", "hidden": [4]}})
+    b = prepare(cfg)
+    assert set(b.test.frame["city,zone"]) == {f"{names[i % 2]},z{i % 3}" for i in range(6)}
+    assert b.info["test_file"].get("delimiter") == "|" and b.info["test_file"].get("encoding") == "cp1251"

@@ -162,7 +162,8 @@ def _load(config, memory):
                                with_counts=config.privacy is None)  # counts of private rows stay out of the report
     # a user test file is attached first, so de-identification applies to it as to the source
     frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format,
-                                                      owned=reads_file(dc.source, memory))
+                                                      owned=reads_file(dc.source, memory), delimiter=dc.delimiter,
+                                                      encoding=dc.encoding)
     if dc.deidentify is not None:
         from tfresp.privacy.deid import deidentify_frames
 

@@ -137,21 +137,23 @@ def _consolidated(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto",
-                     owned: bool = False) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
+                     owned: bool = False, delimiter=None,
+                     encoding=None) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
     """Resolve ``data.split.test``: returns ``(frames, info, mode)``, ``mode`` ``"official"`` or a fraction.
 
     A path: the file becomes ``frames["test"]`` (``info.test_file`` has its provenance and sha256) and the
     mode is ``official``. A fraction drops the source's own test split. Frames are copies: the data checks
     repair them in place. ``owned``: the frames were just read from a file for this run and nobody else holds
     them, so they are not copied (a copy doubled the table in memory: ~1 GB at 10M Adult rows), only consolidated
-    (:func:`_consolidated`).
+    (:func:`_consolidated`). ``delimiter`` / ``encoding`` (``data.delimiter`` / ``data.encoding``): the test file is
+    read as the source is.
     """
     test_file = False
     if isinstance(test, str) and test != "official":
         from tfresp.data.sources import load_file
 
         test_file = True  # read here: a fresh frame
-        test_frames, test_info = load_file(test, fmt, "data.split.test")
+        test_frames, test_info = load_file(test, fmt, "data.split.test", delimiter=delimiter, encoding=encoding)
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         test = "official"
