@@ -221,12 +221,13 @@ def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str
     dc, label, train_df = config.data, config.data.label, parts.train
     # str_labels: the values of astype(str) without a str object per row (labels_compact.py)
     classes = order_classes(sorted(pd.unique(str_labels(train_df[label])).tolist()), dc.positive_class)
+    seen = set(classes)
     declared_classes = (dc.categories or {}).get(label)
     if declared_classes is not None:
-        unknown = sorted(set(classes) - {str(v) for v in declared_classes})
-        if unknown:
-            raise DataError(f"Invalid value for `data.categories.{label}`: training labels {unknown[:5]} are not "
-                            f"declared. Received: {list(declared_classes)[:10]}. Remedy: declare every class")
+        unknown = sorted(seen - {str(v) for v in declared_classes})
+        if unknown:  # named with the other problems below
+            problems.add(f"data.categories.{label}", f"training labels {unknown[:5]} are not declared",
+                         list(declared_classes)[:10], "declare every class")
         classes = order_classes([str(v) for v in declared_classes], dc.positive_class)
     if len(classes) < 2:
         problems.add("data.label", f"column {label!r} has a single class {classes} in the training split; "
@@ -234,7 +235,7 @@ def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str
     for name, df in (("test", parts.test), ("validation", parts.validation)):
         if df is None:
             continue
-        unseen = sorted(set(pd.unique(str_labels(df[label])).tolist()) - set(classes))
+        unseen = sorted(set(pd.unique(str_labels(df[label])).tolist()) - set(classes) - seen)
         if unseen:
             problems.add("data.label", f"the {name} split has labels {unseen[:5]} never seen in training "
                          f"(training classes: {classes[:10]})", None, "make every class appear in training")
