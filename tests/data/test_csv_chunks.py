@@ -120,6 +120,14 @@ def test_a_row_with_more_fields_than_the_header_is_refused_by_both_readers(tmp_p
                 sources.load_file(str(path))
 
 
+@pytest.mark.parametrize("first", ["", "   \n", "\n", "\r\n"])
+def test_blank_lines_before_the_header_are_skipped_by_both_readers(tmp_path, monkeypatch, first):
+    path = _write(tmp_path / "b.csv", first + "a,b\n1,x\n2,y\n\n3,z\n")
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert list(whole.columns) == ["a", "b"] and whole["a"].tolist() == [1, 2, 3]
+    _same_values(whole, chunked)
+
+
 def test_a_delimiter_at_the_end_of_the_data_rows_only_keeps_the_columns_in_place(tmp_path, monkeypatch):
     path = _write(tmp_path / "t.csv", "a,b\n1,x,\n2,y,\n3,z,\n")  # header without the trailing delimiter
     whole, info_w, chunked, info_c = _both(path, monkeypatch)

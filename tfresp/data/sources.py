@@ -524,9 +524,9 @@ def _read_csv(src, sep: str, header, **kw):
     """``pd.read_csv(src(), sep=sep, **kw)`` with one more column than the header, :data:`_EXTRA`, which a data row
     with more fields than the header fills (:class:`_ExtraFields` refuses it). Without it pandas makes the first
     column the index when the first data row has one field more (every value moves one column left) and its
-    chunked reader drops the extra fields of a chunk's first row. ``header``: the first line's fields (a blank
-    first line: pandas finds the header itself, without the extra column)."""
-    if not header:
+    chunked reader drops the extra fields of a chunk's first row. ``header``: the first line's fields (a blank or
+    empty-fields first line: pandas finds the header itself, without the extra column)."""
+    if not "".join(header or []).strip():  # a blank (or whitespace) first line: pandas skips it to the header
         return pd.read_csv(src(), sep=sep, index_col=False, **kw)
     enc = {"encoding": kw["encoding"]} if "encoding" in kw else {}
     names = list(pd.read_csv(src(), sep=sep, nrows=0, index_col=False, **enc).columns)
