@@ -219,3 +219,19 @@ def test_a_user_test_file_is_read_with_the_declared_delimiter_and_encoding(tmp_p
     b = prepare(cfg)
     assert set(b.test.frame["city,zone"]) == {f"{names[i % 2]},z{i % 3}" for i in range(6)}
     assert b.info["test_file"].get("delimiter") == "|" and b.info["test_file"].get("encoding") == "cp1251"
+
+
+def test_splits_follow_the_seed_and_the_row_order_as_documented():
+    # README "Data": same rows, same order -> same splits; the index is not used; another order -> other splits
+    df = frame(300)
+    df["id"] = np.arange(300)
+    cfg = load_config({"data": {"source": "memory", "label": "y", "features": ["x"],
+                                "split": {"test": 0.2, "validation": 0.1}}, "model": {"kind": "mlp", "hidden": [4]}})
+
+    def test_ids(d):
+        return prepare(cfg, memory=d).test.frame["id"].tolist()
+
+    first = test_ids(df)
+    assert test_ids(df.copy()) == first
+    assert test_ids(df.set_index(np.arange(300)[::-1])) == first
+    assert test_ids(df.iloc[::-1].reset_index(drop=True)) != first
