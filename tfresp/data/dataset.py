@@ -132,6 +132,7 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     checks.check_datetime(both, features, dc.categories, problems)
     if config.privacy is None:  # counts of the private rows stay out of a DP run's report
         notes["warnings"] += checks.high_cardinality(frames["train"], features, dc.categories)
+        notes["warnings"] += checks.undeclared_values(frames["train"], features, dc.categories)
     parsed = {}
     for df in frames.values():
         parsed.update(checks.parse_numeric_text(df, [c for c in features if c in df.columns], problems))
