@@ -50,11 +50,17 @@ def test_chunked_read_equals_the_whole_file(tmp_path, monkeypatch):
     assert info_c["files"]["d.csv"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_chunked_read_gives_way_to_the_whole_file_reader(tmp_path, monkeypatch):
-    # text in one chunk, numbers in the others: the whole-file reader decides the column's type
-    mixed = _write(tmp_path / "m.csv", "a,b\n" + "\n".join(f"{i},{'x' if i == 20 else i}" for i in range(30)))
+def test_text_in_one_chunk_and_numbers_in_the_others_is_read_again_as_text(tmp_path, monkeypatch):
+    # the whole-file reader (a whole 10M-row table as Python strings) is not needed: a second chunked pass
+    mixed = _write(tmp_path / "m.csv", "a,b\n" + "\n".join(f"{i},{'x' if i == 20 else f'0{i}'}" for i in range(30)))
     whole, _, chunked, _ = _both(mixed, monkeypatch)
-    pd.testing.assert_frame_equal(whole, chunked)
+    monkeypatch.setattr(sources, "read_csv_bytes", None)  # the chunked reader must not give way
+    chunked = sources.load_file(str(mixed))[0]["train"]
+    assert isinstance(chunked["b"].dtype, pd.CategoricalDtype) and chunked["b"].iloc[3] == "03"
+    _same_values(whole, chunked)
+
+
+def test_chunked_read_gives_way_to_the_whole_file_reader(tmp_path, monkeypatch):
     # a `;` file with decimal commas
     semi = _write(tmp_path / "s.csv", "a;b\n" + "\n".join(f"{i};{i},5" for i in range(30)))
     whole, info_w, chunked, info_c = _both(semi, monkeypatch)

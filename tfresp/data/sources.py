@@ -136,7 +136,9 @@ CHUNK_ROWS = 250_000
 def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     """``(frame, notes, sha256)`` of a large uncompressed UTF-8 CSV file read in chunks, or ``None`` for a file
     the whole-file reader (:func:`read_csv_bytes`) handles instead: another encoding, a ``;`` delimiter (decimal
-    commas are detected on text columns), a column that is text in some chunks and numbers in others.
+    commas are detected on text columns), a bool column missing in a whole chunk. A column that is text in some
+    chunks and numbers in others is read again (a second pass), as text in every chunk, as the whole-file reader
+    reads it (:func:`_text_again`): the memory stays that of the table.
 
     The result equals the whole-file read but for the dtype of text columns (``category`` instead of ``object``,
     same values; tests/data/test_stream.py compares them).
@@ -162,36 +164,26 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     sep, header = _sep_and_header(head, delimiter, notes)
     if sep == ";":
         return None
-    parts, extra = {}, _ExtraFields()
-    try:
-        # low_memory=False: each chunk's columns are typed once (in pieces, a column of numbers then text in one
-        # chunk became int and str objects, whose categories cannot be sorted)
-        for chunk in _read_csv(lambda: path, sep, header, encoding="utf-8-sig", chunksize=CHUNK_ROWS,
-                               low_memory=False):
-            extra.pop(chunk)
-            for c in chunk.columns:
-                col = chunk[c]
-                if col.dtype == object:
-                    col = col.astype("category")
-                parts.setdefault(c, []).append(col)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise _unreadable(exc, "csv", field, source) from None
-    extra.check(field, source, sep, len(parts))
+    text = []
+    for _ in range(2):  # a column of text in some chunks and numbers in others: read again, as text throughout
+        parts = _csv_chunks(path, sep, header, field, source, text)
+        if any(_bool_and_blank(pieces) for pieces in parts.values()):
+            return None  # True/False in some chunks, all missing in others: the whole-file reader keeps the bools
+        mixed = [c for c, pieces in parts.items() if _text_and_numbers(pieces)]
+        if not mixed:
+            break
+        text, parts = text + mixed, None
+    else:
+        return None
     columns = {}
     for c, pieces in parts.items():
         cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
-        bools = [p.dtype == bool for p in pieces]
-        if any(bools) and not all(bools):
-            return None  # True/False in some chunks, all missing in others: the whole-file reader keeps the bools
         if all(cats):
             try:
                 columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
             except TypeError:  # values of several types in one chunk (not sortable): the whole-file reader decides
                 return None
-        elif any(cats):
-            blank = [p.isna().all() for p in pieces]  # a chunk where a text column is empty reads as float NaN
-            if not all(cat or b for cat, b in zip(cats, blank)):
-                return None  # text in some chunks, numbers in others: the whole-file reader decides
+        elif any(cats):  # a chunk where a text column is empty reads as float NaN
             pieces = [p if cat else pd.Series(pd.Categorical([np.nan] * len(p), pd.Index([], dtype=object)), name=c)
                       for p, cat in zip(pieces, cats)]
             columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
@@ -203,6 +195,38 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     df, header = _drop_trailing_empty(df, header, notes)
     notes["header"] = header
     return df, notes, h.hexdigest()
+
+
+def _csv_chunks(path: Path, sep: str, header, field: str, source, text) -> dict:
+    """``{column: [chunk pieces]}`` of a CSV file read ``CHUNK_ROWS`` rows at a time, text columns as categories;
+    the columns in ``text`` are read as text (``str``) in every chunk."""
+    parts, extra = {}, _ExtraFields()
+    try:
+        # low_memory=False: each chunk's columns are typed once (in pieces, a column of numbers then text in one
+        # chunk became int and str objects, whose categories cannot be sorted)
+        for chunk in _read_csv(lambda: path, sep, header, encoding="utf-8-sig", chunksize=CHUNK_ROWS,
+                               low_memory=False, dtype={c: str for c in text} or None):
+            extra.pop(chunk)
+            for c in chunk.columns:
+                col = chunk[c]
+                if col.dtype == object:
+                    col = col.astype("category")
+                parts.setdefault(c, []).append(col)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise _unreadable(exc, "csv", field, source) from None
+    extra.check(field, source, sep, len(parts))
+    return parts
+
+
+def _bool_and_blank(pieces) -> bool:
+    bools = [p.dtype == bool for p in pieces]
+    return any(bools) and not all(bools)
+
+
+def _text_and_numbers(pieces) -> bool:
+    """Text (categories) in some chunks, numbers (not all missing) in others."""
+    cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
+    return any(cats) and not all(cat or p.isna().all() for cat, p in zip(cats, pieces))
 
 
 def _unreadable(exc: Exception, kind: str, field: str, source) -> DataError:
