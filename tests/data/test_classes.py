@@ -62,3 +62,21 @@ def test_feature_values_outside_the_declared_vocabulary_are_warned_about():
 def test_under_dp_the_undeclared_values_are_not_named():
     bundle, _ = _declared_city(privacy=True)
     assert "Nice" not in " ".join(bundle.summary().get("warnings", []))
+
+
+def test_dp_class_counts_follow_the_class_order():
+    # data.positive_class puts "bad" (sorted first) last: the DP counts (sorted by label) must be reordered too
+    from tfresp.privacy.budget import make_budget
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame({"x": rng.normal(size=n), "y": np.where(np.arange(n) % 5 == 0, "bad", "good")})
+    cfg = load_config({"data": {"source": "memory", "label": "y", "positive_class": "bad",
+                                "numeric_ranges": {"x": [-4, 4]}, "split": {"test": 0.2, "validation": 0.0}},
+                       "model": {"kind": "mlp", "hidden": [4]}, "privacy": {"target_epsilon": 3.0}})
+    b = prepare(cfg, memory=df, budget=make_budget(cfg))
+    assert b.classes == ["good", "bad"]
+    counts = b.extra["class_counts"]
+    exact = [int((b.train.y == i).sum()) for i in range(2)]
+    assert exact[0] > 3 * exact[1]
+    assert abs(counts[0] - exact[0]) < 400 and abs(counts[1] - exact[1]) < 400  # noise std ~100 rows

@@ -264,8 +264,10 @@ def _fit_preprocessor(config, train_df, features, classes, fills, budget, prepro
             raise DataError(f"Invalid value in `data.label`: classes {missing} are held by too few training rows to "
                             f"pass the DP threshold ({dp_summary['threshold']:.0f} rows). Remedy: declare the "
                             f"classes in data.categories.{dc.label}, raise privacy.preprocessing_epsilon, or drop them")
-        if dp_summary["class_counts"] is not None:
-            extra["class_counts"] = np.asarray(dp_summary["class_counts"], np.float64)
+        if dp_summary["class_counts"] is not None:  # in the order of `classes` (the DP release is sorted by label;
+            # data.positive_class or a declared order can put them otherwise): class weights and label balance
+            noisy = dict(zip(dp_summary["classes"], dp_summary["class_counts"]))
+            extra["class_counts"] = np.asarray([noisy[c] for c in classes], np.float64)
         extra["summary"] = {"preprocessing": {k: v for k, v in dp_summary.items() if k != "class_counts"}}
     else:
         pre = TabularPreprocessor.fit(train_df, features, dc.categories, dc.numeric_ranges)
