@@ -22,6 +22,10 @@ Why the goal is not reached on CPU (``benchmarks/dp_xla_cpu.py`` times the piece
 kernels for this small graph (non-private 1.07x, clipping only 1.17x, DP 1.21x eager). The noise was the worst part:
 ``auto_select`` is ThreeFry under XLA (DP step 1.9x eager); tfresp now names Philox (results in
 ``dp_static_shapes_philox.json``: whole fit 4.24x, later epochs 1.56x, against 4.34x / 1.88x before).
+On a quiet machine (``dp_static_shapes_session7.json``) the whole fit is 2.0x: 5 epochs take 2.3 s eager and the
+compilation alone about 3 s. ``benchmarks/xla_compile_cpu.py`` shows the compilation is not LLVM's optimiser
+(``--xla_backend_optimization_level=0`` leaves the first call at ~4 s and makes the step 4-5x slower; no XLA CPU
+flag tried shortens it): a fit whose whole step time is a few seconds cannot reach 1.0x on this CPU.
 
 Usage:
     .venv/bin/python benchmarks/dp_static_shapes.py --rounds 3 --epochs 2

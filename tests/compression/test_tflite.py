@@ -38,6 +38,9 @@ def test_roundtrip_within_tolerance(trained_mlp, variant, tmp_path):
     res = tflite.roundtrip(variant, _proba(core, x), got)
     assert res["passed"], res
     if variant == "float":
+        with pytest.raises(ValueError, match="no rows to predict"):
+            model.predict_logits(x[:0])
+    if variant == "float":
         assert res["max_abs_diff"] < 1e-5
     else:  # a quantized model really is a different model: it must not be bit-identical
         assert res["max_abs_diff"] > 0

@@ -1,6 +1,7 @@
 """Fixtures of the report tests: one real tiny run (shared by the module tests) and synthetic reports."""
 import copy
 import hashlib
+import json
 
 import pytest
 
@@ -22,6 +23,22 @@ def report_run(tmp_path_factory):
         report={"description": "Tiny run. " + HOSTILE, "intended_use": "Tests only & <b>nothing</b> else.",
                 "out_of_scope": "Everything", "limitations": "Toy " + HOSTILE, "license": "apache-2.0"})
     tfresp.fit(cfg, out=str(out), quiet=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def served_run(tmp_path_factory):
+    """A run whose SavedModel post-processes its output: fairness group thresholds on sex (3,000 rows, 3 epochs)."""
+    import tfresp
+
+    out = tmp_path_factory.mktemp("served") / "run"
+    cfg = tiny_adult(train={"epochs": 3},
+                     fairness={"sensitive": ["sex"], "bootstrap": 20, "mitigation": "threshold",
+                               "mitigate_on": ["sex"], "constraint": "equal_opportunity"},
+                     export={"saved_model": True})
+    res = tfresp.fit(cfg, out=str(out), quiet=True)
+    if not res.report["fairness"]["mitigation"].get("served"):
+        pytest.skip("the threshold rule was refused on this data: nothing is post-processed")
     return out
 
 
@@ -66,3 +83,20 @@ def synthetic_report(**over) -> dict:
             node = node[p]
         node[parts[-1]] = copy.deepcopy(value)
     return r
+
+
+def verify_cli(run, capsys, *extra):
+    """``(exit code, stdout + stderr)`` of ``tfresp verify RUN [extra]``."""
+    from tfresp.cli import main
+
+    code = main(["verify", str(run), *extra])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def edit_report(run, fn):
+    """Apply ``fn`` to the run's report.json in place."""
+    path = run / "report.json"
+    report = json.loads(path.read_text())
+    fn(report)
+    path.write_text(json.dumps(report, indent=2))

@@ -7,9 +7,11 @@ import shutil
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import tiny_adult
+from tests.report.conftest import edit_report, verify_cli
 from tfresp.cli import main
 
 GATES = ["privacy.epsilon <= 3", "accuracy >= 0.1", "fairness.sex.equal_opportunity_difference <= 0.9"]
@@ -36,17 +38,7 @@ def run(fitted, tmp_path):
     return dst
 
 
-def _verify(run, capsys, *extra):
-    code = main(["verify", str(run), *extra])
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def _edit(run, fn):
-    path = run / "report.json"
-    report = json.loads(path.read_text())
-    fn(report)
-    path.write_text(json.dumps(report, indent=2))
+_verify, _edit = verify_cli, edit_report
 
 
 def _tree_digest(root: Path) -> str:
@@ -284,3 +276,97 @@ def test_a_shared_run_without_the_owners_private_key_verifies(run, capsys):
     code, out = _verify(run, capsys)
     assert code == 0, out
     assert "manifest" not in out.split("not checked:")[0]
+
+
+
+def _tflite_sections(report):
+    return [sec for sec in list((report.get("compression") or {}).values())
+            + list(((report.get("export") or {}).get("tflite") or {}).values())
+            if isinstance(sec, dict) and str(sec.get("path", "")).endswith("model_float.tflite")]
+
+
+def _observe(run, capsys, monkeypatch):
+    """One verify pass recording what it computes from: the SavedModel's and the TFLite model's test scores and
+    the arguments of the TFLite variant's scores."""
+    from tfresp.commands import verify
+    from tfresp.compression import measure
+    from tfresp.export import tflite
+
+    seen = {}
+    real_softmax, real_scores, real_serve = tflite._softmax, measure.scores, verify._serve
+
+    def softmax(z):
+        seen.setdefault("tflite", real_softmax(z))
+        return seen["tflite"]
+
+    def scores(y, proba, groups, k):
+        seen["scores_args"] = (y, groups, k)
+        return real_scores(y, proba, groups, k)
+
+    def serve(signature, loaded, data, part):
+        out = real_serve(signature, loaded, data, part)
+        if part is data.test:
+            seen["saved_model"] = out[0]
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(tflite, "_softmax", softmax)
+        m.setattr(measure, "scores", scores)
+        m.setattr(verify, "_serve", serve)
+        assert _verify(run, capsys)[0] == 0
+    return seen
+
+
+def _tflite_on(monkeypatch, proba):
+    from tfresp.export import tflite
+
+    monkeypatch.setattr(tflite, "_softmax", lambda z: proba.copy())
+
+
+def test_tflite_decision_within_float_noise_of_the_boundary_verifies(run, capsys, monkeypatch):
+    """Two machines, one honest run: on the run's machine the TFLite model put the test row nearest the argmax
+    boundary 2e-6 on one side (the report records that), on the auditor's 2e-6 on the other. Verify passes and
+    notes the row; the accuracy, group gap and round-trip agreement are settled, not waved through (moved 1e-2 the
+    same row fails)."""
+    from tfresp.compression.measure import scores
+    from tfresp.export.tflite import roundtrip
+
+    seen = _observe(run, capsys, monkeypatch)
+    y, groups, k = seen["scores_args"]
+    base, ref = seen["tflite"], seen["saved_model"]
+    i = int(np.argmin(np.abs(base[:, 1] - 0.5)))
+    side = 1.0 if ref[i, 1] >= 0.5 else -1.0  # the SavedModel's side: the run's TFLite agreed with it
+
+    def at(gap):
+        p = base.copy()
+        p[i] = [0.5 - gap, 0.5 + gap]
+        return p
+
+    run_side, other_side = at(side * 2e-6), at(-side * 2e-6)
+    report = json.loads((run / "report.json").read_text())
+    sections = _tflite_sections(report)
+    assert sections
+    for sec in sections:  # what the run's machine recorded from its own TFLite scores
+        sec.update(scores(y, run_side, groups, k))
+        n = int(sec["roundtrip"]["rows"])
+        sec["roundtrip"] = roundtrip("float", ref[:n], run_side[:n])
+        assert sec["roundtrip"]["agreement"] == 1.0
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    _tflite_on(monkeypatch, other_side)
+    code, out = _verify(run, capsys)
+    assert code == 0, out
+    assert f"tflite row [{i}]" in out and f"test row [{i}]" in out and "export.tflite.float" in out, out
+    _tflite_on(monkeypatch, at(-side * 1e-2))
+    code, out = _verify(run, capsys)
+    assert code == 2 and "export.tflite.float.roundtrip.agreement" in out, out
+
+
+def test_tflite_decision_beyond_float_noise_is_a_mismatch(run, capsys, monkeypatch):
+    """A confident row (farthest from the boundary) on the other side: not float noise, a mismatch."""
+    seen = _observe(run, capsys, monkeypatch)
+    p = seen["tflite"].copy()
+    i = int(np.argmax(np.abs(p[:, 1] - 0.5)))
+    p[i] = p[i, ::-1]
+    _tflite_on(monkeypatch, p)
+    code, out = _verify(run, capsys)
+    assert code == 2 and "compression.float.accuracy" in out and "float.roundtrip.agreement" in out, out

@@ -5,28 +5,12 @@ import shutil
 
 import pytest
 
-from tests.conftest import tiny_adult
 from tfresp.cli import main
 
 
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    import tfresp
-
-    out = tmp_path_factory.mktemp("served") / "run"
-    cfg = tiny_adult(train={"epochs": 3},
-                     fairness={"sensitive": ["sex"], "bootstrap": 20, "mitigation": "threshold",
-                               "mitigate_on": ["sex"], "constraint": "equal_opportunity"},
-                     export={"saved_model": True})
-    res = tfresp.fit(cfg, out=str(out), quiet=True)
-    if not res.report["fairness"]["mitigation"].get("served"):
-        pytest.skip("the threshold rule was refused on this data: nothing is post-processed")
-    return out
-
-
 @pytest.fixture
-def run(fitted, tmp_path):
-    shutil.copytree(fitted, tmp_path / "run")
+def run(served_run, tmp_path):
+    shutil.copytree(served_run, tmp_path / "run")
     return tmp_path / "run"
 
 

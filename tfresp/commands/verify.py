@@ -8,6 +8,9 @@ that the artifacts determine and compares it with the recorded value, field by f
   ``serving_default`` outputs on the re-prepared test rows (the test file's sha256 is checked first), and the
   per-group fairness metrics with their seeded bootstrap intervals (same seed as the run, same code);
 - the served decisions of a post-processed model (group thresholds) against the SavedModel's ``class_id``;
+- decisions of rows whose scores lie within SCORE_TOL of a threshold (another machine's float noise may put them on
+  the other side): when the numbers differ, each assignment of those few rows is tried and one that reproduces
+  every recorded number is accepted with a note naming the rows (:mod:`tfresp.commands.verify_ambiguous`);
 - the release gates and the scorecard, re-evaluated from the recomputed numbers;
 - compression: sparsity and sizes of the SavedModel weights and TFLite files, the TFLite accuracy and round trip;
   the SavedModel round trip;
@@ -356,9 +359,51 @@ def _model_numbers(run_dir: Path, config, report: dict, data_file, found: Findin
 
 
 def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, class_id, report, found):
+    from tfresp.commands import verify_ambiguous
+
+    def recompute(scores):
+        return _recompute(scratch, run_dir, config, data, loaded, scores, report)
+
+    ctx, out = recompute(predictions)
+    ev = out["evaluation"]
+    # rows within SCORE_TOL of a threshold: on this machine they may fall on the other side than in the run
+    rows = verify_ambiguous.find(ctx, predictions, SCORE_TOL, (ev.get("test") or {}).get("threshold"))
+    settled = np.zeros(len(class_id), bool)
+    settled[[r.index for r in rows if r.split == "test"]] = True
+    served = ctx.serving.served_class_id_test
+    if "fairness" in out and served is not None:  # the SavedModel applies the rule the served metrics come from
+        found.checked += 1
+        bad = int(np.sum((np.asarray(served) != class_id) & ~settled))
+        if bad:
+            found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
+                      f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
+    out = _settle(report, out, rows, recompute, data, predictions, found)
+    export = (report.get("export") or {}).get("saved_model")
+    if isinstance(export, dict):
+        n = int(export.get("roundtrip_rows") or min(1000, len(data.test)))
+        core = loaded.core
+        x = data.test.x
+        head = {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
+        import tensorflow as tf
+
+        direct = tf.nn.softmax(core(tf.nest.map_structure(tf.constant, head), training=False)).numpy()
+        size = sum(f.stat().st_size for f in (run_dir / "saved_model").rglob("*") if f.is_file())
+        rec = {"roundtrip_rows": n, "roundtrip_max_abs_diff": float(np.max(np.abs(predictions["test"][:n] - direct))),
+               "bytes": int(size)}
+        if served is not None and "roundtrip_class_id_mismatches" in export:
+            rec["roundtrip_class_id_mismatches"] = int(np.sum((class_id[:n] != np.asarray(served)[:n])
+                                                              & ~settled[:n]))
+        found.compare("export.saved_model", export, rec, abs_tol=1e-5)
+    return out
+
+
+def _recompute(scratch: Path, run_dir: Path, config, data, loaded, predictions, report):
+    """``(ctx, {"evaluation", "fairness", "per_example"})``: the sections whose numbers the scores determine,
+    recomputed from ``predictions`` as the run computes them (the fairness post-fit, then the audits)."""
     from tfresp.run.builder import RunContext
     from tfresp.evaluation.concern import Evaluation
     from tfresp.report.derive import add_metric_cis
+    from tfresp.report.scorecard import per_example_stats
 
     ctx = RunContext(config=config, data=data, run_dir=scratch, core=loaded.core, quiet=True)
     ctx.predictions.update(predictions)
@@ -369,40 +414,44 @@ def _sections(scratch: Path, run_dir: Path, config, data, loaded, predictions, c
     out = {"evaluation": ev}
     if fairness is not None:
         out["fairness"] = fairness.audit(ctx)
-        served = ctx.serving.served_class_id_test
-        if served is not None:  # the SavedModel applies the rule the report's served metrics come from
-            found.checked += 1
-            bad = int(np.sum(np.asarray(served) != class_id))
-            if bad:
-                found.add(f"saved_model class_id: the SavedModel's decisions differ from the report's served rule "
-                          f"(preprocessing/thresholds.json) on {bad} of {len(class_id)} test rows")
     add_metric_cis(ev)
-    bounded = _with_auc_intervals(ev, data, predictions)
-    found.compare("evaluation", report.get("evaluation"), bounded)
-    _adopt_consistent_aucs(ev, bounded, report.get("evaluation"))
-    if "fairness" in out:
-        found.compare("fairness", report.get("fairness"), out["fairness"])
-    from tfresp.report.scorecard import per_example_stats
-
     threshold = (ev.get("test") or {}).get("threshold") or 0.5
     out["per_example"] = per_example_stats(data.test.y, predictions["test"], getattr(data.test, "groups", None),
                                            threshold=threshold) if predictions["test"].ndim == 2 else None
-    export = (report.get("export") or {}).get("saved_model")
-    if isinstance(export, dict):
-        n = int(export.get("roundtrip_rows") or min(1000, len(data.test)))
-        core = loaded.core
-        x = data.test.x
-        rows = {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else x[:n]
-        import tensorflow as tf
+    return ctx, out
 
-        direct = tf.nn.softmax(core(tf.nest.map_structure(tf.constant, rows), training=False)).numpy()
-        size = sum(f.stat().st_size for f in (run_dir / "saved_model").rglob("*") if f.is_file())
-        rec = {"roundtrip_rows": n, "roundtrip_max_abs_diff": float(np.max(np.abs(predictions["test"][:n] - direct))),
-               "bytes": int(size)}
-        if ctx.serving.served_class_id_test is not None and "roundtrip_class_id_mismatches" in export:
-            rec["roundtrip_class_id_mismatches"] = int(np.sum(class_id[:n] != np.asarray(
-                ctx.serving.served_class_id_test)[:n]))
-        found.compare("export.saved_model", export, rec, abs_tol=1e-5)
+
+def _decisions_found(report: dict, out: dict, data, predictions) -> Findings:
+    """Evaluation and fairness of ``out`` compared with the report (ROC-AUC against the range of ``predictions``)."""
+    found = Findings()
+    found.compare("evaluation", report.get("evaluation"), _with_auc_intervals(out["evaluation"], data, predictions))
+    if "fairness" in out:
+        found.compare("fairness", report.get("fairness"), out["fairness"])
+    return found
+
+
+def _settle(report: dict, out: dict, rows, recompute, data, predictions, found: Findings) -> dict:
+    """Compare evaluation and fairness; when they (or the per-example stats) differ and ``rows`` lie within
+    SCORE_TOL of a threshold, accept the first assignment of those rows that reproduces every recorded number
+    (:mod:`tfresp.commands.verify_ambiguous`). Returns the numbers the gates and scorecard are re-derived from."""
+    from tfresp.commands import verify_ambiguous as amb
+
+    scorecard = report.get("scorecard") if isinstance(report.get("scorecard"), dict) else {}
+
+    def reproduces(candidate):  # (the comparison, whether every recorded number holds)
+        mine = _decisions_found(report, candidate, data, predictions)
+        pe = Findings()  # compared again by _gates; here only to decide (a report without it: not compared)
+        pe.compare("scorecard", scorecard, {"per_example": candidate.get("per_example")})
+        return mine, not mine.mismatches and not pe.mismatches
+
+    first, out, note = amb.settle(rows, predictions, SCORE_TOL, out, lambda scores: recompute(scores)[1],
+                                  reproduces)
+    found.checked += first.checked
+    found.mismatches.extend(first.mismatches)
+    if note:
+        found.notes.append(note)
+    _adopt_consistent_aucs(out["evaluation"], _with_auc_intervals(out["evaluation"], data, predictions),
+                           report.get("evaluation"))
     return out
 
 
@@ -442,10 +491,14 @@ def _fairness_post_fit(ctx, run_dir: Path, report: dict):
     rows, so the audit reads the served decisions."""
     from tfresp.fairness.concern import Fairness
 
+    class Unplotted(Fairness):  # verify compares no plot (SKIP_KEYS): drawing them was ~40 % of a recomputation
+        def _plots(self, ctx, reports):
+            return []
+
     saved = run_dir / "preprocessing" / "thresholds.json"
     if ctx.config.fairness.mitigation == "threshold" and saved.is_file():
         ctx.own(Fairness).saved_thresholds = json.loads(saved.read_text())
-    concern = Fairness()
+    concern = Unplotted()
     concern.validate(ctx)
     old = report.get("fairness") or {}
     ctx.own(Fairness).mitigation = dict(old.get("mitigation") or {"name": ctx.config.fairness.mitigation})
@@ -478,14 +531,16 @@ def _compression(run_dir: Path, config, data, loaded, proba, report: dict, found
             found.checked += 1
             found.add(f"{entries[0][0]}.path: {rel!r} is not a file of the run")
             continue
+        from tfresp.commands import verify_ambiguous as amb
         from tfresp.export.tflite import TFLiteModel, _softmax, roundtrip, tflite_sparsity
 
         content = path.read_bytes()
         sp = tflite_sparsity(content)
         got = _softmax(TFLiteModel(content).predict_logits(data.test.x))
         measured = {"bytes": len(content), "gzip_bytes": gzip_size(content), "sparsity": sp["global"],
-                    "per_layer_sparsity": sp["per_layer"],
-                    **scores(data.test.y, got, data.test.groups, data.num_classes)}
+                    "per_layer_sparsity": sp["per_layer"]}
+        plain = scores(data.test.y, got, data.test.groups, data.num_classes)
+        ambiguous = amb.argmax_rows(got, SCORE_TOL)  # the TFLite kernels' float noise differs between machines too
         for key, sec in entries:
             where = f"compression.{key}" if sec in (comp or {}).values() else f"export.tflite.{key}"
             rt = sec.get("roundtrip")
@@ -497,8 +552,41 @@ def _compression(run_dir: Path, config, data, loaded, proba, report: dict, found
                 except KeyError:
                     measured_rt = None
                 if measured_rt is not None:
-                    found.compare(f"{where}.roundtrip", rt, measured_rt, abs_tol=1e-5)
-            found.compare(where, sec, {k: v for k, v in measured.items() if k != "roundtrip"})
+                    found.compare(f"{where}.roundtrip", rt, _settled_roundtrip(
+                        variant, rt, proba[:n], got[:n], measured_rt, f"{where}.roundtrip", found), abs_tol=1e-5)
+            recorded = {k: sec.get(k) for k in plain}
+
+            def check(numbers, where=where, recorded=recorded):
+                mine = Findings()
+                mine.compare(where, recorded, numbers)
+                return mine, not mine.mismatches
+
+            _, numbers, note = amb.settle(ambiguous, {"test": got}, SCORE_TOL, plain, lambda p: scores(
+                data.test.y, p["test"], data.test.groups, data.num_classes), check)
+            if note:
+                found.notes.append(f"{where}: {note}")
+            found.compare(where, sec, {**measured, **numbers})
+
+
+def _settled_roundtrip(variant: str, recorded: dict, proba, got, plain: dict, where: str, found: Findings) -> dict:
+    """The round trip's numbers, with its ``agreement`` (argmax of the SavedModel vs the TFLite model) settled over
+    the rows either of them puts within SCORE_TOL of its argmax boundary (:func:`verify_ambiguous.settle`); the
+    differences stay those of the unmoved scores."""
+    from tfresp.commands import verify_ambiguous as amb
+    from tfresp.export.tflite import roundtrip
+
+    def check(numbers):  # a trial moves scores by SCORE_TOL on each side: the differences may move by twice that
+        mine = Findings()
+        mine.compare(where, recorded, numbers, abs_tol=1e-5 + 2 * SCORE_TOL)
+        return mine, not mine.mismatches
+
+    rows = amb.argmax_rows(proba, SCORE_TOL, "saved_model") + amb.argmax_rows(got, SCORE_TOL, "tflite")
+    _, numbers, note = amb.settle(rows, {"saved_model": proba, "tflite": got}, SCORE_TOL, plain,
+                                  lambda p: roundtrip(variant, p["saved_model"], p["tflite"]), check)
+    if note:
+        found.notes.append(f"{where}: {note}")
+    return plain if numbers is plain else {**numbers, "max_abs_diff": plain["max_abs_diff"],
+                                           "mean_abs_diff": plain["mean_abs_diff"]}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -194,7 +194,10 @@ class TFLiteModel:
             if out is None:
                 out = np.empty((n,) + logits.shape[1:], np.float32)
             out[start:start + len(logits)] = logits
-        return out if out is not None else np.concatenate([], axis=0)  # no rows: the error it always raised
+        if out is None:  # the output width is only known from a run of the interpreter
+            raise ValueError("`x`: TFLiteModel.predict_logits has no rows to predict. Received: 0 rows. "
+                             "Remedy: pass at least one row.")
+        return out
 
 
 def _softmax(z):
