@@ -46,3 +46,35 @@ def test_a_structured_array_keeps_its_field_names():
     df = frames["train"]
     assert list(df.columns) == ["age", "city", "label"]
     assert df["age"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and df["city"].tolist() == list("abcab")
+
+
+def test_a_zip_archive_must_hold_one_data_file(tmp_path):
+    import zipfile
+
+    one = tmp_path / "one.csv.zip"
+    with zipfile.ZipFile(one, "w") as z:
+        z.writestr("data/", "")
+        z.writestr("data/rows.csv", "a,b\n1,2\n")
+        z.writestr("__MACOSX/data/._rows.csv", "\x00\x05junk")  # macOS Finder's resource forks are not data
+    assert sources.load_file(str(one))[0]["train"].to_dict("list") == {"a": [1], "b": [2]}
+    two = tmp_path / "two.csv.zip"
+    with zipfile.ZipFile(two, "w") as z:
+        z.writestr("old.csv", "a,b\n9,9\n")
+        z.writestr("new.csv", "a,b\n1,2\n")
+    with pytest.raises(DataError) as err:
+        sources.load_file(str(two))
+    assert STYLE.match(str(err.value)) and "old.csv" in str(err.value) and "new.csv" in str(err.value)
+
+
+def test_a_damaged_compressed_file_is_refused_in_the_style(tmp_path):
+    import gzip
+    import lzma
+
+    data = ("a,b\n" + "".join(f"{i},{i}\n" for i in range(2000))).encode()
+    files = {"bad.csv.zip": b"not a zip", "bad.csv.xz": b"not xz", "cut.csv.gz": gzip.compress(data)[:200],
+             "cut.csv.xz": lzma.compress(data)[:200], "bad.csv.gz": b"not gz"}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(DataError) as err:
+            sources.load_file(str(tmp_path / name))
+        assert STYLE.match(str(err.value)), (name, str(err.value))

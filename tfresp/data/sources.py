@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import lzma
 import stat
 import warnings
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -119,7 +121,8 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
             df = pd.read_parquet(path)
         else:
             df = pd.read_json(path, lines=True)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, zipfile.BadZipFile,
+            lzma.LZMAError) as exc:  # EOFError: a cut gzip/xz/bz2 file
         raise _unreadable(exc, kind, field, source) from None
     _check_columns(df, field, raw_header=read_notes.pop("header", None))
     info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)},
@@ -313,8 +316,6 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
     """
     if compressed:
         import bz2
-        import lzma
-        import zipfile
 
         if compressed == "gzip":
             raw = gzip.decompress(raw)
@@ -324,7 +325,12 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
             raw = lzma.decompress(raw)
         else:
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                raw = z.read(z.namelist()[0])
+                members = [n for n in z.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+                if len(members) != 1:  # the first of several would be read without a word (or a folder entry)
+                    raise DataError(f"`{field}`: the zip archive must hold one data file. Received: source="
+                                    f"{source!r}, files={members[:10]}. Remedy: put one file in the archive, or "
+                                    "extract the one to use and point data.source at it")
+                raw = z.read(members[0])
     text, notes = _decode(raw, field, source, encoding, with_counts)
     sep, header = _sep_and_header(text, delimiter, notes)
     with warnings.catch_warnings():
