@@ -78,3 +78,12 @@ def test_a_damaged_compressed_file_is_refused_in_the_style(tmp_path):
         with pytest.raises(DataError) as err:
             sources.load_file(str(tmp_path / name))
         assert STYLE.match(str(err.value)), (name, str(err.value))
+
+
+def test_a_complex_column_is_refused_not_cut_to_its_real_part():
+    from tfresp.data import checks
+
+    frame = pd.DataFrame({"z": np.arange(4) + 1j, "x": np.arange(4.0)})
+    problems = checks.Problems()
+    checks.check_types(frame, ["z", "x"], problems)
+    assert len(problems) == 1 and "'z' holds ['complex128']" in problems[0]

@@ -129,10 +129,13 @@ def check_privileged_groups(config, frame: pd.DataFrame, problems: Problems) -> 
 
 
 def check_types(frame: pd.DataFrame, columns: List[str], problems: Problems) -> None:
-    """Nested (list / struct / map) and binary values cannot be model inputs; refuse them by name."""
+    """Nested (list / struct / map), binary and complex values cannot be model inputs; refuse them by name."""
     bad = {}
     for c in columns:
         s = frame[c]
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "c":  # float64 keeps the real part, without a word
+            bad[c] = [s.dtype.name]
+            continue
         if not is_text_dtype(s):
             continue
         sample = s.dropna()
