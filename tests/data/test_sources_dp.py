@@ -3,7 +3,6 @@ rows into the report (the owner's non-DP runs keep the counts)."""
 import warnings
 
 import numpy as np
-import pandas as pd
 
 from tfresp.config import load_config
 from tfresp.data.dataset import prepare
@@ -22,8 +21,9 @@ def _file(tmp_path):
 
 
 def _summary(path, privacy):
-    cfg = {"seed": 0, "data": {"source": str(path), "label": "y", "features": ["x", "city"], "categories": {"y": ["a", "b"]},
-                               "split": {"test": 0.2, "validation": 0.0}}, "model": {"kind": "mlp", "hidden": [4]}}
+    cfg = {"seed": 0, "data": {"source": str(path), "label": "y", "features": ["x", "city"],
+                               "categories": {"y": ["a", "b"]}, "split": {"test": 0.2, "validation": 0.0}},
+           "model": {"kind": "mlp", "hidden": [4]}}
     if privacy:
         cfg["privacy"] = {"target_epsilon": 3.0}
     config = load_config(cfg)

@@ -276,8 +276,8 @@ def _decode(raw: bytes, field: str, source, encoding, with_counts: bool = True):
     bad = text.count("\ufffd")
     if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # valid multi-byte UTF-8 too: a damaged UTF-8 file
         return text, {"encoding": "utf-8", "warnings": [
-            f"the file is UTF-8 with {bad if with_counts else 'some'} invalid byte sequence(s), read as U+FFFD; set data.encoding to read "
-            "it in another encoding"]}
+            f"the file is UTF-8 with {bad if with_counts else 'some'} invalid byte sequence(s), read as U+FFFD; "
+            "set data.encoding to read it in another encoding"]}
     from charset_normalizer import from_bytes
 
     matches = list(from_bytes(raw))
