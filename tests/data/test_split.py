@@ -235,3 +235,20 @@ def test_splits_follow_the_seed_and_the_row_order_as_documented():
     assert test_ids(df.copy()) == first
     assert test_ids(df.set_index(np.arange(300)[::-1])) == first
     assert test_ids(df.iloc[::-1].reset_index(drop=True)) != first
+
+
+def test_a_whole_number_column_is_named_alike_in_the_source_and_the_test_file(tmp_path):
+    # the test file's sensitive column has a missing value: pandas reads it as floats (1.0) where the source has
+    # ints (1); its groups were '0.0'/'1.0' beside the training groups '0'/'1' (fairness matched no group)
+    rng = np.random.default_rng(0)
+    (tmp_path / "tr.csv").write_text("x,g,y\n" + "".join(f"{rng.normal():.3f},{i % 2},{'ab'[i % 3 == 0]}\n"
+                                                          for i in range(300)))
+    (tmp_path / "te.csv").write_text("x,g,y\n" + "".join(f"{rng.normal():.3f},{'' if i == 0 else i % 2},"
+                                                          f"{'ab'[i % 3 == 0]}\n" for i in range(100)))
+    cfg = load_config({"data": {"source": str(tmp_path / "tr.csv"), "label": "y", "sensitive": ["g"],
+                                "split": {"test": str(tmp_path / "te.csv"), "validation": 0.1}},
+                       "model": {"kind": "mlp", "hidden": [4]}})
+    with pytest.warns(UserWarning, match="missing values"):
+        b = prepare(cfg)
+    assert sorted(set(b.train.groups["g"])) == ["0", "1"]
+    assert sorted(set(b.test.groups["g"])) == ["0", "1", "<missing>"]

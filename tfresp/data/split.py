@@ -159,7 +159,25 @@ def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[fl
         test = "official"
     keep = {k: _consolidated(v) if owned or k == "test" and test_file else v.copy() for k, v in frames.items()
             if k == "train" or (k == "test" and test == "official")}
+    if test_file:
+        _whole_numbers_alike(keep)
     return keep, info, test
+
+
+def _whole_numbers_alike(frames: Dict[str, pd.DataFrame]) -> None:
+    """A column of whole numbers in one file and of whole numbers with missing cells in the other (which pandas
+    reads as floats) becomes nullable ``Int64`` there (in place), so its values read alike in both (``1``, not
+    ``1.0`` beside ``1``: sensitive groups, declared categories, labels)."""
+    train, test = frames.get("train"), frames.get("test")
+    if train is None or test is None:
+        return
+    for c in train.columns.intersection(test.columns):
+        a, b = train[c], test[c]
+        for df, mine, other in ((train, a, b), (test, b, a)):
+            if pd.api.types.is_integer_dtype(other.dtype) and pd.api.types.is_float_dtype(mine.dtype):
+                present = mine.dropna().to_numpy()
+                if len(present) and np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2.0 ** 53):
+                    df[c] = mine.astype("Int64")
 
 
 def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Union[float, str],
