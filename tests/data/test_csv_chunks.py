@@ -50,11 +50,17 @@ def test_chunked_read_equals_the_whole_file(tmp_path, monkeypatch):
     assert info_c["files"]["d.csv"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_chunked_read_gives_way_to_the_whole_file_reader(tmp_path, monkeypatch):
-    # text in one chunk, numbers in the others: the whole-file reader decides the column's type
-    mixed = _write(tmp_path / "m.csv", "a,b\n" + "\n".join(f"{i},{'x' if i == 20 else i}" for i in range(30)))
+def test_text_in_one_chunk_and_numbers_in_the_others_is_read_again_as_text(tmp_path, monkeypatch):
+    # the whole-file reader (a whole 10M-row table as Python strings) is not needed: a second chunked pass
+    mixed = _write(tmp_path / "m.csv", "a,b\n" + "\n".join(f"{i},{'x' if i == 20 else f'0{i}'}" for i in range(30)))
     whole, _, chunked, _ = _both(mixed, monkeypatch)
-    pd.testing.assert_frame_equal(whole, chunked)
+    monkeypatch.setattr(sources, "read_csv_bytes", None)  # the chunked reader must not give way
+    chunked = sources.load_file(str(mixed))[0]["train"]
+    assert isinstance(chunked["b"].dtype, pd.CategoricalDtype) and chunked["b"].iloc[3] == "03"
+    _same_values(whole, chunked)
+
+
+def test_chunked_read_gives_way_to_the_whole_file_reader(tmp_path, monkeypatch):
     # a `;` file with decimal commas
     semi = _write(tmp_path / "s.csv", "a;b\n" + "\n".join(f"{i};{i},5" for i in range(30)))
     whole, info_w, chunked, info_c = _both(semi, monkeypatch)
@@ -104,3 +110,79 @@ def test_streamed_dp_statistics_equal_the_whole_column(monkeypatch):
     clipped = np.clip(x, 0.0, 100.0)
     assert mean == pytest.approx(clipped.mean(), rel=1e-9) and std == pytest.approx(clipped.std(), rel=1e-6)
     assert want_cnt.sum() == len(x)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 250_000])
+def test_a_row_with_more_fields_than_the_header_is_refused_by_both_readers(tmp_path, monkeypatch, chunk_rows):
+    # pandas makes the first column an index when the first row has one field more than the header (every value
+    # shifts one column left), and its chunked reader drops the extra field of a chunk's first row silently
+    monkeypatch.setattr(sources, "CHUNK_ROWS", chunk_rows)
+    for text in ["a,b\n1,2\n3,4\n5,6,7\n8,9\n", "a,b\n1,2,3\n4,5,6\n", "a,b\n1,2,3\n4,5\n", "a,b\n1,2\n3,4,5,6\n"]:
+        path = _write(tmp_path / "r.csv", text)
+        for stream_bytes in (0, 1 << 40):
+            monkeypatch.setattr(sources, "STREAM_BYTES", stream_bytes)
+            with pytest.raises(sources.DataError, match=r"^`data.source`: .*more fields than the header.*"
+                                                        r"Received: .*Remedy: "):
+                sources.load_file(str(path))
+
+
+@pytest.mark.parametrize("first", ["", "   \n", "\n", "\r\n"])
+def test_blank_lines_before_the_header_are_skipped_by_both_readers(tmp_path, monkeypatch, first):
+    path = _write(tmp_path / "b.csv", first + "a,b\n1,x\n2,y\n\n3,z\n")
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert list(whole.columns) == ["a", "b"] and whole["a"].tolist() == [1, 2, 3]
+    _same_values(whole, chunked)
+
+
+def test_a_delimiter_at_the_end_of_the_data_rows_only_keeps_the_columns_in_place(tmp_path, monkeypatch):
+    path = _write(tmp_path / "t.csv", "a,b\n1,x,\n2,y,\n3,z,\n")  # header without the trailing delimiter
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert whole["a"].tolist() == [1, 2, 3] and whole["b"].tolist() == ["x", "y", "z"]
+    _same_values(whole, chunked)
+    assert list(whole.index) == [0, 1, 2]
+
+
+def test_numbers_then_text_in_one_chunk_read_like_the_whole_file(tmp_path, monkeypatch):
+    # pandas types a large chunk in pieces (low_memory): ints then text made one column of int and str objects,
+    # whose categories could not be sorted (TypeError from union_categoricals)
+    n = 100_000  # 20 columns: pandas types 32,768 rows at a time
+    z = [str(i % 5) if i < 50_000 else "xyz"[i % 3] for i in range(n)]
+    rows = [",".join(f"c{j}" for j in range(19)) + ",z"] + [f"{'1,' * 19}{v}" for v in z]
+    path = _write(tmp_path / "m.csv", "\n".join(rows) + "\n")
+    monkeypatch.setattr(sources, "STREAM_BYTES", 0)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 250_000)
+    chunked, _ = sources.load_file(str(path))
+    assert sources.as_category_strings(chunked["train"]["z"]).tolist() == z
+
+
+def test_a_bool_column_missing_in_a_whole_chunk_stays_bool(tmp_path, monkeypatch):
+    path = _write(tmp_path / "b.csv", "a,b\nTrue,1\nFalse,2\nTrue,3\n,4\nFalse,5\nTrue,6\n")
+    whole, _, chunked, _ = _both(path, monkeypatch)
+    monkeypatch.setattr(sources, "CHUNK_ROWS", 1)
+    chunked, _ = sources.load_file(str(path))
+    assert [repr(v) for v in chunked["train"]["a"]] == [repr(v) for v in whole["a"]]
+
+
+def test_a_large_tsv_file_is_read_with_tabs_like_a_small_one(tmp_path, monkeypatch):
+    # one comma and one tab a line: the sniffer would choose ','; a .tsv file is tab-separated
+    rows = ["city,zip\tnote"] + [f"c{i % 3},{i}\tx" for i in range(30)]
+    path = _write(tmp_path / "d.tsv", "\n".join(rows) + "\n")
+    whole, info_w, chunked, info_c = _both(path, monkeypatch)
+    assert list(whole.columns) == ["city,zip", "note"]
+    _same_values(whole, chunked)
+    assert info_c == info_w
+
+
+@pytest.mark.parametrize("stream_bytes", [0, 1 << 40])
+def test_a_value_reads_as_one_category_wherever_its_row_is(tmp_path, monkeypatch, stream_bytes):
+    # pandas types a file in pieces of rows (32,768 here): "1" next to empty cells in an early piece read as the
+    # float 1.0, in a later piece next to text as the string "1": two categories ("1.0", "1") for one value
+    n = 40_000
+    z = ["1" if i % 2 else "" for i in range(35_000)] + ["x" if i % 2 else "1" for i in range(n - 35_000)]
+    rows = [",".join(f"c{j}" for j in range(19)) + ",z"] + [f"{'1,' * 19}{v}" for v in z]
+    path = _write(tmp_path / "m.csv", "\n".join(rows) + "\n")
+    monkeypatch.setattr(sources, "STREAM_BYTES", stream_bytes)
+    got = sources.as_category_strings(sources.load_file(str(path))[0]["train"]["z"])
+    oracle = pd.read_csv(path, dtype=str)["z"]  # every cell as its text
+    assert got.tolist() == sources.as_category_strings(oracle).tolist()
+    assert sorted(set(got)) == ["1", "<missing>", "x"]

@@ -17,6 +17,9 @@ from tfresp.fairness import postprocess
     pd.Series(np.array([b"abc", b"de", b"abc"], dtype="S3")),  # bytes labels from a tf.data source (CI failure)
     pd.Series(pd.Categorical(["b", "a", "b"], categories=["z", "a", "b"])),  # an unobserved category
     pd.Series(["a", None, np.nan], dtype=object),  # missing values: 'None' / 'nan' exactly as astype(str)
+    # equal under == (one key for pd.factorize) but printed apart
+    pd.Series([1, "1", 1.0, True, "a", 1], dtype=object), pd.Series([-0.0, 0.0, 1.0]),
+    pd.Series(np.array([-0.0, 0.0], np.float32)), pd.Series([1.0, True, 1], dtype=object),
 ])
 def test_series_labels_equal_astype_str(values):
     got = str_labels(values)
@@ -27,6 +30,7 @@ def test_series_labels_equal_astype_str(values):
 @pytest.mark.parametrize("values", [
     np.array([1, 2, 1]), np.array([1.5, 2.0, 0.1 + 0.2]), np.array([b"x", b"yy", b"x"]), np.array(["x", "yy", "x"]), np.array([True, False, True]),
     np.array([1, "1", 2.0], dtype=object), np.array(["a", np.nan, None], dtype=object), ["p", "q", "p"],
+    np.array([-0.0, 0.0, 2.0]), np.array([1, 1.0, True, 2], dtype=object), [1, 1.0, "x"],
 ])
 def test_array_labels_equal_astype_str(values):
     assert str_labels(values).tolist() == np.asarray(values).astype(str).tolist()

@@ -200,3 +200,55 @@ def test_prepare_leaves_the_callers_frame_untouched():
                                 "split": {"test": 0.2, "validation": 0.1}}})
     prepare(cfg, memory=df)
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_a_user_test_file_is_read_with_the_declared_delimiter_and_encoding(tmp_path):
+    # one '|' and one ',' a line: the sniffer alone would split at ','; cp1251 text is not detected reliably
+    rng = np.random.default_rng(0)
+    names = ["\u041c\u043e\u0441\u043a\u0432\u0430", "\u041a\u0438\u0435\u0432"]  # Moscow, Kiev (Cyrillic)
+
+    def write(path, n):
+        rows = ["x|city,zone|y"] + [f"{rng.normal():.3f}|{names[i % 2]},z{i % 3}|{'ab'[i % 2]}" for i in range(n)]
+        path.write_bytes(("\n".join(rows) + "\n").encode("cp1251"))
+        return str(path)
+
+    cfg = load_config({"data": {"source": write(tmp_path / "tr.csv", 200), "label": "y", "delimiter": "|",
+                                "encoding": "cp1251", "split": {"test": write(tmp_path / "te.csv", 60),
+                                                                "validation": 0.0}},
+                       "model": {"kind": "mlp", "hidden": [4]}})
+    b = prepare(cfg)
+    assert set(b.test.frame["city,zone"]) == {f"{names[i % 2]},z{i % 3}" for i in range(6)}
+    assert b.info["test_file"].get("delimiter") == "|" and b.info["test_file"].get("encoding") == "cp1251"
+
+
+def test_splits_follow_the_seed_and_the_row_order_as_documented():
+    # README "Data": same rows, same order -> same splits; the index is not used; another order -> other splits
+    df = frame(300)
+    df["id"] = np.arange(300)
+    cfg = load_config({"data": {"source": "memory", "label": "y", "features": ["x"],
+                                "split": {"test": 0.2, "validation": 0.1}}, "model": {"kind": "mlp", "hidden": [4]}})
+
+    def test_ids(d):
+        return prepare(cfg, memory=d).test.frame["id"].tolist()
+
+    first = test_ids(df)
+    assert test_ids(df.copy()) == first
+    assert test_ids(df.set_index(np.arange(300)[::-1])) == first
+    assert test_ids(df.iloc[::-1].reset_index(drop=True)) != first
+
+
+def test_a_whole_number_column_is_named_alike_in_the_source_and_the_test_file(tmp_path):
+    # the test file's sensitive column has a missing value: pandas reads it as floats (1.0) where the source has
+    # ints (1); its groups were '0.0'/'1.0' beside the training groups '0'/'1' (fairness matched no group)
+    rng = np.random.default_rng(0)
+    (tmp_path / "tr.csv").write_text("x,g,y\n" + "".join(f"{rng.normal():.3f},{i % 2},{'ab'[i % 3 == 0]}\n"
+                                                          for i in range(300)))
+    (tmp_path / "te.csv").write_text("x,g,y\n" + "".join(f"{rng.normal():.3f},{'' if i == 0 else i % 2},"
+                                                          f"{'ab'[i % 3 == 0]}\n" for i in range(100)))
+    cfg = load_config({"data": {"source": str(tmp_path / "tr.csv"), "label": "y", "sensitive": ["g"],
+                                "split": {"test": str(tmp_path / "te.csv"), "validation": 0.1}},
+                       "model": {"kind": "mlp", "hidden": [4]}})
+    with pytest.warns(UserWarning, match="missing values"):
+        b = prepare(cfg)
+    assert sorted(set(b.train.groups["g"])) == ["0", "1"]
+    assert sorted(set(b.test.groups["g"])) == ["0", "1", "<missing>"]

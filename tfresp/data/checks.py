@@ -129,10 +129,13 @@ def check_privileged_groups(config, frame: pd.DataFrame, problems: Problems) -> 
 
 
 def check_types(frame: pd.DataFrame, columns: List[str], problems: Problems) -> None:
-    """Nested (list / struct / map) and binary values cannot be model inputs; refuse them by name."""
+    """Nested (list / struct / map), binary and complex values cannot be model inputs; refuse them by name."""
     bad = {}
     for c in columns:
         s = frame[c]
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind == "c":  # float64 keeps the real part, without a word
+            bad[c] = [s.dtype.name]
+            continue
         if not is_text_dtype(s):
             continue
         sample = s.dropna()
@@ -414,4 +417,24 @@ def high_cardinality(frame: pd.DataFrame, features: List[str], declared) -> List
             out.append(f"column {c!r} has {k} distinct values in {n} rows: one-hot encoded, most values are seen "
                        "once or twice and the model memorises them; group rare values, or leave it out with "
                        "data.features")
+    return out
+
+
+def undeclared_values(frame: pd.DataFrame, features: List[str], declared) -> List[str]:
+    """Warnings for text features whose values are not all in their declared vocabulary (``data.categories``): the
+    model sees such a value as unknown (all zeros in its one-hot). Missing values are the ``<missing>`` category,
+    not counted here. Names values and counts of the rows: not for a DP run's report."""
+    out = []
+    for c in features:
+        if c not in (declared or {}) or c not in frame.columns:
+            continue
+        s = frame[c]
+        vocab = {str(v) for v in declared[c]}
+        present = s[~missing_mask(s)]
+        counts = str_value_counts(present) if is_text_dtype(present) else present.astype(str).value_counts().to_dict()
+        other = {k: n for k, n in counts.items() if k not in vocab}
+        if other:
+            out.append(f"column {c!r}: {sum(other.values())} row(s) hold values not in data.categories.{c} "
+                       f"({_short(sorted(other))}); the model sees them as unknown (all zeros in the one-hot); "
+                       "declare them to give them their own input")
     return out

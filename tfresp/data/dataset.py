@@ -132,6 +132,7 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
     checks.check_datetime(both, features, dc.categories, problems)
     if config.privacy is None:  # counts of the private rows stay out of a DP run's report
         notes["warnings"] += checks.high_cardinality(frames["train"], features, dc.categories)
+        notes["warnings"] += checks.undeclared_values(frames["train"], features, dc.categories)
     parsed = {}
     for df in frames.values():
         parsed.update(checks.parse_numeric_text(df, [c for c in features if c in df.columns], problems))
@@ -158,10 +159,12 @@ def _check_frames(config, frames: Dict[str, pd.DataFrame], problems: checks.Prob
 def _load(config, memory):
     """Step 1: ``(frames, info, split_mode)``: the source read, a user test file attached, de-identified."""
     dc = config.data
-    frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding)
+    frames, info = load_source(dc.source, dc.format, memory, delimiter=dc.delimiter, encoding=dc.encoding,
+                               with_counts=config.privacy is None)  # counts of private rows stay out of the report
     # a user test file is attached first, so de-identification applies to it as to the source
     frames, info, split_mode = split.attach_test_file(frames, info, dc.split.test, dc.format,
-                                                      owned=reads_file(dc.source, memory))
+                                                      owned=reads_file(dc.source, memory), delimiter=dc.delimiter,
+                                                      encoding=dc.encoding)
     if dc.deidentify is not None:
         from tfresp.privacy.deid import deidentify_frames
 
@@ -219,12 +222,13 @@ def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str
     dc, label, train_df = config.data, config.data.label, parts.train
     # str_labels: the values of astype(str) without a str object per row (labels_compact.py)
     classes = order_classes(sorted(pd.unique(str_labels(train_df[label])).tolist()), dc.positive_class)
+    seen = set(classes)
     declared_classes = (dc.categories or {}).get(label)
     if declared_classes is not None:
-        unknown = sorted(set(classes) - {str(v) for v in declared_classes})
-        if unknown:
-            raise DataError(f"Invalid value for `data.categories.{label}`: training labels {unknown[:5]} are not "
-                            f"declared. Received: {list(declared_classes)[:10]}. Remedy: declare every class")
+        unknown = sorted(seen - {str(v) for v in declared_classes})
+        if unknown:  # named with the other problems below
+            problems.add(f"data.categories.{label}", f"training labels {unknown[:5]} are not declared",
+                         list(declared_classes)[:10], "declare every class")
         classes = order_classes([str(v) for v in declared_classes], dc.positive_class)
     if len(classes) < 2:
         problems.add("data.label", f"column {label!r} has a single class {classes} in the training split; "
@@ -232,7 +236,7 @@ def _classes(config, parts: split.Frames, problems: checks.Problems) -> List[str
     for name, df in (("test", parts.test), ("validation", parts.validation)):
         if df is None:
             continue
-        unseen = sorted(set(pd.unique(str_labels(df[label])).tolist()) - set(classes))
+        unseen = sorted(set(pd.unique(str_labels(df[label])).tolist()) - set(classes) - seen)
         if unseen:
             problems.add("data.label", f"the {name} split has labels {unseen[:5]} never seen in training "
                          f"(training classes: {classes[:10]})", None, "make every class appear in training")
@@ -260,8 +264,10 @@ def _fit_preprocessor(config, train_df, features, classes, fills, budget, prepro
             raise DataError(f"Invalid value in `data.label`: classes {missing} are held by too few training rows to "
                             f"pass the DP threshold ({dp_summary['threshold']:.0f} rows). Remedy: declare the "
                             f"classes in data.categories.{dc.label}, raise privacy.preprocessing_epsilon, or drop them")
-        if dp_summary["class_counts"] is not None:
-            extra["class_counts"] = np.asarray(dp_summary["class_counts"], np.float64)
+        if dp_summary["class_counts"] is not None:  # in the order of `classes` (the DP release is sorted by label;
+            # data.positive_class or a declared order can put them otherwise): class weights and label balance
+            noisy = dict(zip(dp_summary["classes"], dp_summary["class_counts"]))
+            extra["class_counts"] = np.asarray([noisy[c] for c in classes], np.float64)
         extra["summary"] = {"preprocessing": {k: v for k, v in dp_summary.items() if k != "class_counts"}}
     else:
         pre = TabularPreprocessor.fit(train_df, features, dc.categories, dc.numeric_ranges)

@@ -24,9 +24,10 @@ def str_labels(values) -> np.ndarray:
     arr = values if series else np.asarray(values)
     if not series and arr.ndim != 1:
         return arr.astype(str)
-    codes, uniques = pd.factorize(arr, use_na_sentinel=False)
-    if len(uniques) and bool(np.any(pd.isna(np.asarray(uniques, dtype=object)))):  # NaN/None: astype(str) itself
-        out = (values.astype(str).to_numpy() if series else arr.astype(str))
+    keys = _factorize_keys(arr)
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False) if keys is not None else (None, None)
+    if keys is None or len(uniques) and bool(np.any(pd.isna(np.asarray(uniques, dtype=object)))):
+        out = (values.astype(str).to_numpy() if series else arr.astype(str))  # NaN/None: astype(str) itself
         return np.asarray(out, dtype=object)
     # astype(str) of one row per distinct value (its first), on the original container and dtype: the same
     # conversion as the whole column gets (bytes, categoricals, numbers), row for row
@@ -35,6 +36,22 @@ def str_labels(values) -> np.ndarray:
     names = np.empty(len(uniques), dtype=object)
     names[present] = [str(v) for v in converted]
     return names[codes]
+
+
+def _factorize_keys(arr):
+    """What :func:`pd.factorize` groups for :func:`str_labels`, or ``None`` where equal values print apart and
+    ``astype(str)`` itself must decide: ``0.0`` and ``-0.0`` are one float key (the bits tell them apart), and an
+    object column of ``1``, ``1.0``, ``True`` and ``"1"`` mixes types whose equal values print differently."""
+    dtype = arr.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        raw = np.asarray(arr)
+        if dtype.itemsize not in (2, 4, 8) or np.isnan(raw).any():
+            return None
+        return raw.view(f"i{dtype.itemsize}")
+    if dtype == object and pd.api.types.infer_dtype(arr, skipna=False) not in ("string", "bytes", "integer",
+                                                                              "boolean", "empty"):
+        return None
+    return arr
 
 
 def codes_of(labels) -> Tuple[list, np.ndarray]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import lzma
 import stat
+import warnings
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -72,18 +75,22 @@ def _infer_format(path: Path, fmt: str, field: str = "data.source") -> str:
     mapping = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
     if ext not in mapping:
-        raise DataError(f"Invalid value for `{field}`: cannot tell the format of {str(path)!r}; "
-                        "use a .csv/.parquet/.jsonl file or set data.format")
+        raise DataError(f"`{field}`: cannot tell the file's format from its name. Received: source={str(path)!r}. "
+                        "Remedy: use a .csv/.tsv/.parquet/.jsonl file name or set data.format")
     return mapping[ext]
 
 
-def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimiter=None, encoding=None):
-    """A local CSV / Parquet / JSONL file (optionally gzip-compressed)."""
+def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimiter=None, encoding=None,
+              with_counts: bool = True):
+    """A local CSV / Parquet / JSONL file (optionally gzip-compressed). ``with_counts=False`` (DP runs): the
+    notes for the report count nothing in the rows."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"Invalid value for `{field}`: file not found. Received: source={source!r}")
+        raise DataError(f"`{field}`: file not found. Received: source={source!r}. Remedy: check the path (a "
+                        "relative path is read from the current directory)")
     if path.is_dir():
-        raise DataError(f"Invalid value for `{field}`: is a directory, expected a file. Received: source={source!r}")
+        raise DataError(f"`{field}`: is a directory, expected a file. Received: source={source!r}. Remedy: name "
+                        "the data file inside it")
     mode = path.stat().st_mode  # stat() never blocks; opening a named pipe would wait for a writer
     if not stat.S_ISREG(mode):
         kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
@@ -91,6 +98,8 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
         raise DataError(f"`{field}`: is {kind}, not a regular file (reading it could hang or never end). "
                         f"Received: source={source!r}. Remedy: write the data to a file first")
     kind = _infer_format(path, fmt, field)
+    if kind == "csv" and delimiter is None and ".tsv" in [s.lower() for s in path.suffixes]:
+        delimiter = "\t"  # both readers (the sniffer prefers ',' when a line holds as many commas as tabs)
     if kind == "csv" and _compression(path) is None and path.stat().st_size >= STREAM_BYTES:
         streamed = _stream_csv(path, field, source, delimiter, encoding)
         if streamed is not None:  # None: a file the chunked reader leaves to the whole-file one (below)
@@ -101,23 +110,20 @@ def load_file(source: str, fmt: str = "auto", field: str = "data.source", delimi
             return {"train": df}, info
     raw = path.read_bytes()
     if len(raw) == 0:
-        raise DataError(f"Invalid value for `{field}`: the file is empty. Received: source={source!r}")
+        raise DataError(f"`{field}`: the file is empty. Received: source={source!r}. Remedy: point it at a file "
+                        "with a header line and at least one data row")
     read_notes = {}
     try:
         if kind == "csv":
-            tsv = ".tsv" in [s.lower() for s in path.suffixes]
-            df, read_notes = read_csv_bytes(raw, field, source, delimiter="\t" if tsv and delimiter is None
-                                            else delimiter, encoding=encoding, compressed=_compression(path))
+            df, read_notes = read_csv_bytes(raw, field, source, delimiter=delimiter, encoding=encoding,
+                                            compressed=_compression(path), with_counts=with_counts)
         elif kind == "parquet":
             df = pd.read_parquet(path)
         else:
             df = pd.read_json(path, lines=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise DataError(f"Invalid value for `{field}`: cannot read {kind} file ({first}). "
-                        f"Received: source={source!r}") from None
+    except (ValueError, OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, zipfile.BadZipFile,
+            lzma.LZMAError) as exc:  # EOFError: a cut gzip/xz/bz2 file
+        raise _unreadable(exc, kind, field, source) from None
     _check_columns(df, field, raw_header=read_notes.pop("header", None))
     info = {"name": path.name, "kind": kind, "path": str(path.resolve()), "files": {path.name: _sha256(raw)},
             **read_notes}
@@ -133,7 +139,9 @@ CHUNK_ROWS = 250_000
 def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     """``(frame, notes, sha256)`` of a large uncompressed UTF-8 CSV file read in chunks, or ``None`` for a file
     the whole-file reader (:func:`read_csv_bytes`) handles instead: another encoding, a ``;`` delimiter (decimal
-    commas are detected on text columns), a column that is text in some chunks and numbers in others.
+    commas are detected on text columns), a bool column missing in a whole chunk. A column that is text in some
+    chunks and numbers in others is read again (a second pass), as text in every chunk, as the whole-file reader
+    reads it (:func:`_text_again`): the memory stays that of the table.
 
     The result equals the whole-file read but for the dtype of text columns (``category`` instead of ``object``,
     same values; tests/data/test_stream.py compares them).
@@ -159,29 +167,26 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     sep, header = _sep_and_header(head, delimiter, notes)
     if sep == ";":
         return None
-    parts = {}
-    try:
-        for chunk in pd.read_csv(path, sep=sep, encoding="utf-8-sig", chunksize=CHUNK_ROWS):
-            for c in chunk.columns:
-                col = chunk[c]
-                if col.dtype == object:
-                    col = col.astype("category")
-                parts.setdefault(c, []).append(col)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"Invalid value for `{field}`: the file has no rows. Received: source={source!r}") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
-        raise DataError(f"Invalid value for `{field}`: cannot read csv file ({first}). "
-                        f"Received: source={source!r}") from None
+    text = []
+    for _ in range(2):  # a column of text in some chunks and numbers in others: read again, as text throughout
+        parts = _csv_chunks(path, sep, header, field, source, text)
+        if any(_bool_and_blank(pieces) for pieces in parts.values()):
+            return None  # True/False in some chunks, all missing in others: the whole-file reader keeps the bools
+        mixed = [c for c, pieces in parts.items() if _text_and_numbers(pieces)]
+        if not mixed:
+            break
+        text, parts = text + mixed, None
+    else:
+        return None
     columns = {}
     for c, pieces in parts.items():
         cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
         if all(cats):
-            columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
-        elif any(cats):
-            blank = [p.isna().all() for p in pieces]  # a chunk where a text column is empty reads as float NaN
-            if not all(cat or b for cat, b in zip(cats, blank)):
-                return None  # text in some chunks, numbers in others: the whole-file reader decides
+            try:
+                columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
+            except TypeError:  # values of several types in one chunk (not sortable): the whole-file reader decides
+                return None
+        elif any(cats):  # a chunk where a text column is empty reads as float NaN
             pieces = [p if cat else pd.Series(pd.Categorical([np.nan] * len(p), pd.Index([], dtype=object)), name=c)
                       for p, cat in zip(pieces, cats)]
             columns[c] = pd.Series(pd.api.types.union_categoricals(pieces, sort_categories=True), name=c)
@@ -195,15 +200,66 @@ def _stream_csv(path: Path, field: str, source, delimiter=None, encoding=None):
     return df, notes, h.hexdigest()
 
 
+def _csv_chunks(path: Path, sep: str, header, field: str, source, text) -> dict:
+    """``{column: [chunk pieces]}`` of a CSV file read ``CHUNK_ROWS`` rows at a time, text columns as categories;
+    the columns in ``text`` are read as text (``str``) in every chunk."""
+    parts, extra = {}, _ExtraFields()
+    try:
+        # low_memory=False: each chunk's columns are typed once (in pieces, a column of numbers then text in one
+        # chunk became int and str objects, whose categories cannot be sorted)
+        for chunk in _read_csv(lambda: path, sep, header, encoding="utf-8-sig", chunksize=CHUNK_ROWS,
+                               low_memory=False, dtype={c: str for c in text} or None):
+            extra.pop(chunk)
+            for c in chunk.columns:
+                col = chunk[c]
+                if col.dtype == object:
+                    col = col.astype("category")
+                parts.setdefault(c, []).append(col)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise _unreadable(exc, "csv", field, source) from None
+    extra.check(field, source, sep, len(parts))
+    return parts
+
+
+def _bool_and_blank(pieces) -> bool:
+    bools = [p.dtype == bool for p in pieces]
+    return any(bools) and not all(bools)
+
+
+def _text_and_numbers(pieces) -> bool:
+    """Text (categories) in some chunks, numbers (not all missing) in others."""
+    cats = [isinstance(p.dtype, pd.CategoricalDtype) for p in pieces]
+    return any(cats) and not all(cat or p.isna().all() for cat, p in zip(cats, pieces))
+
+
+def _unreadable(exc: Exception, kind: str, field: str, source) -> DataError:
+    """The :class:`DataError` of a file pandas cannot parse (``exc``), in the one error style."""
+    import re
+
+    if isinstance(exc, pd.errors.EmptyDataError):
+        return DataError(f"`{field}`: the file has no rows. Received: source={source!r}. Remedy: point it at a file "
+                         "with a header line and at least one data row")
+    first = str(exc).splitlines()[0][:200] if str(exc) else exc.__class__.__name__
+    fields = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", first)
+    if fields:
+        return DataError(f"`{field}`: a data row has more fields than the header (line {fields.group(1)}: "
+                         f"{fields.group(2)} fields). Received: source={source!r}. Remedy: name every column in the "
+                         "header, or remove the extra delimiters from that row (quote a field that holds the "
+                         "delimiter)")
+    return DataError(f"`{field}`: cannot read the {kind} file ({first}). Received: source={source!r}. Remedy: check "
+                     f"that it is a {kind} file (or set data.format), and data.delimiter / data.encoding for a CSV")
+
+
 def _compression(path: Path):
     return {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz"}.get(path.suffix.lower())
 
 
-def _decode(raw: bytes, field: str, source, encoding):
+def _decode(raw: bytes, field: str, source, encoding, with_counts: bool = True):
     """``(text, notes)``: UTF-8 (BOM stripped) when the bytes are UTF-8; else the encoding charset-normalizer
     measures (cp1252 preferred on a tie, the commonest single-byte encoding of spreadsheets), with a warning.
 
-    A UTF-8 file with a few invalid bytes is decoded with U+FFFD replacements and a warning that counts them.
+    A UTF-8 file with a few invalid bytes is decoded with U+FFFD replacements and a warning that counts them
+    (``with_counts``; a DP run's report holds no count of the private rows).
     """
     if encoding is not None:
         try:
@@ -220,8 +276,8 @@ def _decode(raw: bytes, field: str, source, encoding):
     bad = text.count("\ufffd")
     if any(ord(ch) > 127 and ch != "\ufffd" for ch in text):  # valid multi-byte UTF-8 too: a damaged UTF-8 file
         return text, {"encoding": "utf-8", "warnings": [
-            f"the file is UTF-8 with {bad} invalid byte sequence(s), read as U+FFFD; set data.encoding to read "
-            "it in another encoding"]}
+            f"the file is UTF-8 with {bad if with_counts else 'some'} invalid byte sequence(s), read as U+FFFD; "
+            "set data.encoding to read it in another encoding"]}
     from charset_normalizer import from_bytes
 
     matches = list(from_bytes(raw))
@@ -249,7 +305,8 @@ def _sniff_delimiter(text: str) -> str:
         return ","
 
 
-def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None, compressed=None):
+def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None, compressed=None,
+                   with_counts: bool = True):
     """A CSV file's bytes as a DataFrame: the one place tfresp reads CSV.
 
     Detects (and notes for the report) the encoding (:func:`_decode`) and the delimiter (``,``, ``;``, tab,
@@ -259,8 +316,6 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
     """
     if compressed:
         import bz2
-        import lzma
-        import zipfile
 
         if compressed == "gzip":
             raw = gzip.decompress(raw)
@@ -270,10 +325,20 @@ def read_csv_bytes(raw: bytes, field: str, source, delimiter=None, encoding=None
             raw = lzma.decompress(raw)
         else:
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                raw = z.read(z.namelist()[0])
-    text, notes = _decode(raw, field, source, encoding)
+                members = [n for n in z.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+                if len(members) != 1:  # the first of several would be read without a word (or a folder entry)
+                    raise DataError(f"`{field}`: the zip archive must hold one data file. Received: source="
+                                    f"{source!r}, files={members[:10]}. Remedy: put one file in the archive, or "
+                                    "extract the one to use and point data.source at it")
+                raw = z.read(members[0])
+    text, notes = _decode(raw, field, source, encoding, with_counts)
     sep, header = _sep_and_header(text, delimiter, notes)
-    df = pd.read_csv(io.StringIO(text), sep=sep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed columns: read again below
+        df, extra = _read_csv(lambda: io.StringIO(text), sep, header), _ExtraFields()
+    extra.pop(df)
+    extra.check(field, source, sep, len(df.columns))
+    _text_again(df, lambda: io.StringIO(text), sep)
     df, header = _drop_trailing_empty(df, header, notes)
     if sep == ";":
         decimal = _decimal_comma(df)
@@ -308,12 +373,13 @@ def _check_columns(df: pd.DataFrame, field: str, raw_header=None):
     """No rows, or a column name used twice (for CSV: in the header as written, so ``score`` and ``score.1``
     are two columns while ``score``, ``score`` is refused)."""
     if len(df) == 0:
-        raise DataError(f"Invalid value for `{field}`: the data has no rows")
+        raise DataError(f"`{field}`: the data has no rows. Received: columns={[str(c) for c in df.columns][:10]}. "
+                        "Remedy: give at least one row (a CSV file: data rows after the header line)")
     cols = [str(c) for c in (raw_header if raw_header is not None else df.columns)]
     dup = sorted({c for c in cols if cols.count(c) > 1})
     if dup:
-        raise DataError(f"Invalid value for `{field}`: duplicate column names {dup}. Remedy: give each column "
-                        "its own name")
+        raise DataError(f"`{field}`: a column name is used more than once. Received: duplicated={dup}. Remedy: "
+                        "give each column its own name")
 
 
 def load_memory(data):
@@ -325,8 +391,8 @@ def load_memory(data):
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         df = _frame_of_xy(*data)
     else:
-        raise DataError(f"Invalid value for `data`: expected a DataFrame, dict or (X, y). "
-                        f"Received: type={type(data).__name__}")
+        raise DataError(f"`data`: expected a DataFrame, a dict of columns or (X, y). Received: "
+                        f"type={type(data).__name__}. Remedy: pass one of those, or a file path as data.source")
     names = [str(c) for c in df.columns]
     _check_columns(df, "data", raw_header=names)
     df.columns = names  # integer column names (0, 1, ...) are addressed as "0", "1" in the config
@@ -349,10 +415,10 @@ def _label_vector(y) -> np.ndarray:
         what = "one-hot" if one_hot else "multi-column (multi-label or multi-output)"
         remedy = ("pass class ids, e.g. y.argmax(axis=1), or the class names" if one_hot else
                   "tfresp trains single-label classifiers: pass one label column")
-        raise DataError(f"Invalid value for `data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
+        raise DataError(f"`data`: y is {what} with shape {y.shape}. Received: y of {y.ndim} "
                         f"dimensions. Remedy: {remedy}")
     if y.ndim != 1:
-        raise DataError(f"Invalid value for `data`: y must hold one label per row. Received: shape={y.shape}. "
+        raise DataError(f"`data`: y must hold one label per row. Received: shape={y.shape}. "
                         "Remedy: pass a 1-D array of labels")
     return y
 
@@ -363,20 +429,28 @@ def _frame_of_xy(x, y) -> pd.DataFrame:
     y = _label_vector(y)
     if isinstance(x, pd.DataFrame):
         if "label" in [str(c) for c in x.columns]:
-            raise DataError("Invalid value for `data`: X already has a column named 'label', the name tfresp gives "
+            raise DataError("`data`: X already has a column named 'label', the name tfresp gives "
                             "y. Received: (DataFrame, y). Remedy: rename that column, or pass one DataFrame with "
                             "data.label naming its label column")
         if len(x) != len(y):
-            raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+            raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                        f"{len(y)}. Remedy: pass one label per row of X")
         df = x.reset_index(drop=True).copy()
         df.columns = [str(c) for c in df.columns]
         df["label"] = y
         return df
     x = np.asarray(x)
+    if x.dtype.names and x.ndim == 1:  # a structured array: a table whose fields are its columns
+        if len(x) != len(y):
+            raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                            f"{len(y)}. Remedy: pass one label per row of X")
+        return _frame_of_xy(pd.DataFrame.from_records(x), y)
     if x.ndim != 2:
-        raise DataError(f"Invalid value for `data`: X must be 2-D (rows, features). Received: shape={x.shape}")
+        raise DataError(f"`data`: X must be 2-D (rows, features). Received: shape={x.shape}. Remedy: reshape X "
+                        "to (rows, features), e.g. X.reshape(len(X), -1)")
     if len(x) != len(y):
-        raise DataError(f"Invalid value for `data`: X has {len(x)} rows but y has {len(y)}")
+        raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
+                        f"{len(y)}. Remedy: pass one label per row of X")
     df = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     df["label"] = y
     return df
@@ -443,7 +517,7 @@ def reads_file(source: str, memory=None) -> bool:
         not source.startswith("tfds:")
 
 
-def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None):
+def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, encoding=None, with_counts=True):
     if memory is not None:
         return load_memory(memory)
     if source == "adult":
@@ -454,7 +528,7 @@ def load_source(source: str, fmt: str = "auto", memory=None, delimiter=None, enc
         return load_digits(source)
     if source.startswith("tfds:"):
         return load_tfds(source[5:])
-    return load_file(source, fmt, delimiter=delimiter, encoding=encoding)
+    return load_file(source, fmt, delimiter=delimiter, encoding=encoding, with_counts=with_counts)
 
 
 def _sep_and_header(text: str, delimiter, notes: dict):
@@ -470,6 +544,62 @@ def _sep_and_header(text: str, delimiter, notes: dict):
     except (StopIteration, csv.Error):
         header = None
     return sep, header
+
+
+#: a column past the header's last: a data row with more fields than the header fills it
+_EXTRA = "\x00tfresp: fields past the header"
+
+
+def _read_csv(src, sep: str, header, **kw):
+    """``pd.read_csv(src(), sep=sep, **kw)`` with one more column than the header, :data:`_EXTRA`, which a data row
+    with more fields than the header fills (:class:`_ExtraFields` refuses it). Without it pandas makes the first
+    column the index when the first data row has one field more (every value moves one column left) and its
+    chunked reader drops the extra fields of a chunk's first row. ``header``: the first line's fields (a blank or
+    empty-fields first line: pandas finds the header itself, without the extra column)."""
+    if not "".join(header or []).strip():  # a blank (or whitespace) first line: pandas skips it to the header
+        return pd.read_csv(src(), sep=sep, index_col=False, **kw)
+    enc = {"encoding": kw["encoding"]} if "encoding" in kw else {}
+    names = list(pd.read_csv(src(), sep=sep, nrows=0, index_col=False, **enc).columns)
+    return pd.read_csv(src(), sep=sep, header=None, skiprows=1, names=names + [_EXTRA], index_col=False, **kw)
+
+
+class _ExtraFields:
+    """Counts the data rows with more fields than the header over the frames (chunks) it is given."""
+
+    def __init__(self):
+        self.rows, self.first, self.seen = 0, None, 0
+
+    def pop(self, df: pd.DataFrame) -> None:
+        extra = df.pop(_EXTRA) if _EXTRA in df.columns else None
+        if extra is not None:
+            bad = np.flatnonzero(extra.notna().to_numpy())
+            if len(bad) and self.first is None:
+                self.first = self.seen + int(bad[0]) + 1
+            self.rows += len(bad)
+        self.seen += len(df)
+
+    def check(self, field: str, source, sep: str, columns: int) -> None:
+        if self.rows:
+            raise DataError(f"`{field}`: {self.rows} data row(s) have more fields than the header's {columns} (the "
+                            f"first: data row {self.first}); their values would be dropped or moved into other "
+                            f"columns. Received: source={source!r}, delimiter={sep!r}. Remedy: name every column in "
+                            "the header, or remove the extra delimiters from those rows (quote a field that holds "
+                            "the delimiter)")
+
+
+def _text_again(df: pd.DataFrame, src, sep: str) -> None:
+    """Columns of text and non-text values (in place) read again as text. pandas types a file in pieces of rows
+    (``low_memory``): a column of numbers and empty cells in one piece and of text in another holds the float
+    ``1.0`` and the string ``"1"`` for one value ``1`` (two categories). The whole file typed at once
+    (``low_memory=False``) would need the tokens of every row at the same time."""
+    mixed = [c for c in df.columns if df[c].dtype == object
+             and pd.api.types.infer_dtype(df[c], skipna=True).startswith("mixed")]
+    if mixed:
+        names = list(df.columns)
+        pos = sorted(names.index(c) for c in mixed)
+        again = pd.read_csv(src(), sep=sep, usecols=pos, dtype=str, index_col=False)
+        for k, i in enumerate(pos):
+            df[names[i]] = again.iloc[:, k].to_numpy()
 
 
 def _drop_trailing_empty(df: pd.DataFrame, header, notes: dict):

@@ -137,27 +137,47 @@ def _consolidated(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def attach_test_file(frames: Dict[str, pd.DataFrame], info: dict, test: Union[float, str], fmt: str = "auto",
-                     owned: bool = False) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
+                     owned: bool = False, delimiter=None,
+                     encoding=None) -> Tuple[Dict[str, pd.DataFrame], dict, Union[float, str]]:
     """Resolve ``data.split.test``: returns ``(frames, info, mode)``, ``mode`` ``"official"`` or a fraction.
 
     A path: the file becomes ``frames["test"]`` (``info.test_file`` has its provenance and sha256) and the
     mode is ``official``. A fraction drops the source's own test split. Frames are copies: the data checks
     repair them in place. ``owned``: the frames were just read from a file for this run and nobody else holds
     them, so they are not copied (a copy doubled the table in memory: ~1 GB at 10M Adult rows), only consolidated
-    (:func:`_consolidated`).
+    (:func:`_consolidated`). ``delimiter`` / ``encoding`` (``data.delimiter`` / ``data.encoding``): the test file is
+    read as the source is.
     """
     test_file = False
     if isinstance(test, str) and test != "official":
         from tfresp.data.sources import load_file
 
         test_file = True  # read here: a fresh frame
-        test_frames, test_info = load_file(test, fmt, "data.split.test")
+        test_frames, test_info = load_file(test, fmt, "data.split.test", delimiter=delimiter, encoding=encoding)
         frames = {**frames, "test": test_frames["train"]}
         info = {**info, "test_file": test_info}
         test = "official"
     keep = {k: _consolidated(v) if owned or k == "test" and test_file else v.copy() for k, v in frames.items()
             if k == "train" or (k == "test" and test == "official")}
+    if test_file:
+        _whole_numbers_alike(keep)
     return keep, info, test
+
+
+def _whole_numbers_alike(frames: Dict[str, pd.DataFrame]) -> None:
+    """A column of whole numbers in one file and of whole numbers with missing cells in the other (which pandas
+    reads as floats) becomes nullable ``Int64`` there (in place), so its values read alike in both (``1``, not
+    ``1.0`` beside ``1``: sensitive groups, declared categories, labels)."""
+    train, test = frames.get("train"), frames.get("test")
+    if train is None or test is None:
+        return
+    for c in train.columns.intersection(test.columns):
+        a, b = train[c], test[c]
+        for df, mine, other in ((train, a, b), (test, b, a)):
+            if pd.api.types.is_integer_dtype(other.dtype) and pd.api.types.is_float_dtype(mine.dtype):
+                present = mine.dropna().to_numpy()
+                if len(present) and np.all(np.mod(present, 1) == 0) and np.all(np.abs(present) < 2.0 ** 53):
+                    df[c] = mine.astype("Int64")
 
 
 def split_frames(frames: Dict[str, pd.DataFrame], label: Optional[str], mode: Union[float, str],
