@@ -103,6 +103,40 @@ def test_a_loss_that_mixes_examples_is_computed_one_example_at_a_time(loss):
     assert _diff_to_oracle(dp) < 1e-4
 
 
+@pytest.mark.parametrize("name", sorted(getattr(f, "__name__", "") for f in __import__(
+    "tfresp.models.base", fromlist=["ROWWISE_LOSSES"]).ROWWISE_LOSSES))
+def test_tf_keras_own_losses_are_measured_rowwise(name):
+    """Ghost clipping evaluates tf_keras' own losses on the whole batch (no per-example map): each must give every
+    row the value it gives that row alone (measured, for the classes and the functions)."""
+    from tfresp.models.base import is_rowwise, per_example_loss_fn
+
+    loss = getattr(keras.losses, name)
+    fn = per_example_loss_fn(loss() if isinstance(loss, type) else loss)
+    assert is_rowwise(fn)
+    rng = np.random.default_rng(0)
+    p = tf.constant(rng.uniform(0.1, 0.9, size=(6, 3)), tf.float32)
+    y = tf.constant(np.arange(6) % 3) if "sparse" in name.lower() else tf.constant(
+        rng.uniform(0.1, 0.9, size=(6, 3)), tf.float32)
+    whole = fn(y, p).numpy()
+    alone = np.concatenate([fn(y[i:i + 1], p[i:i + 1]).numpy() for i in range(6)])
+    np.testing.assert_allclose(whole, alone, rtol=1e-6, atol=1e-7)
+
+
+def test_a_subclass_of_a_keras_loss_that_mixes_is_not_taken_as_rowwise():
+    """Identity, not isinstance: a subclass may override ``call`` (here: centred logits) and is computed one example
+    at a time like any user loss."""
+    from tfresp.models.base import is_rowwise
+
+    class Centred(keras.losses.SparseCategoricalCrossentropy):
+        def call(self, y, p):
+            return super().call(y, p - tf.reduce_mean(p, 0))
+
+    dp = _private(_mlp())
+    dp.model.compile("sgd", Centred(from_logits=True))
+    assert not is_rowwise(dp.model._loss_fn)
+    assert _diff_to_oracle(dp) < 1e-4
+
+
 def test_a_loss_reduced_over_the_batch_is_refused_with_a_message():
     def batch_mean(y, p):
         return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, p, from_logits=True))

@@ -62,6 +62,23 @@ def per_example_loss_fn(loss):
     return _PerExampleFunction(loss)
 
 
+_ROWWISE_NAMES = ("BinaryCrossentropy", "BinaryFocalCrossentropy", "CategoricalCrossentropy",
+                  "CategoricalFocalCrossentropy", "CategoricalHinge", "CosineSimilarity", "Hinge", "Huber",
+                  "KLDivergence", "LogCosh", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredError",
+                  "MeanSquaredLogarithmicError", "Poisson", "SparseCategoricalCrossentropy", "SquaredHinge")
+#: tf_keras' own losses, classes and functions: each row's value reads that row only (tests/privacy/test_attacks.py
+#: measures it for every one). Matched by identity, not isinstance: a subclass may override ``call``.
+ROWWISE_LOSSES = frozenset(getattr(keras.losses, n) for n in _ROWWISE_NAMES) | frozenset(
+    keras.losses.get(getattr(keras.losses, n)().get_config()["name"]) for n in _ROWWISE_NAMES)
+
+
+def is_rowwise(loss_fn) -> bool:
+    """True for the per-example form (:func:`per_example_loss_fn`) of one of :data:`ROWWISE_LOSSES`."""
+    if isinstance(loss_fn, _PerExampleFunction):
+        return loss_fn.fn in ROWWISE_LOSSES
+    return type(loss_fn) in ROWWISE_LOSSES
+
+
 class _PerExampleFunction(keras.losses.Loss):
     """A Keras loss function as an unreduced ``Loss``; ``y`` ``[B]`` meets a ``[B, 1]`` output as ``[B, 1]``
     (what Keras' compile does for such functions, via a private wrapper we do not import)."""

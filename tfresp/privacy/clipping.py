@@ -27,6 +27,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfresp.errors import IncompatibleModelError
+from tfresp.models.base import is_rowwise
 from tfresp.privacy import admission, ghost
 
 #: Layers whose training-time output mixes examples of a batch: per-example clipping cannot bound them.
@@ -273,8 +274,8 @@ def clipped_sum_ghost(model, x, y, extras, l2_norm_clip: float):
     w = extras.get("sample_weight") if isinstance(extras, dict) else None
 
     def loss_fn(logits):
-        if model._loss_fn is None:  # tfresp's cross-entropy: per example by construction
-            loss = model.base_per_example_loss(y, logits)
+        if model._loss_fn is None or is_rowwise(model._loss_fn):  # tfresp's cross-entropy, tf_keras' own losses:
+            loss = model.base_per_example_loss(y, logits)  # per example by construction (measured in the tests)
         else:  # the user's loss, each example's on its own row only (a loss may mix rows: batch mean, size)
             loss = tf.vectorized_map(lambda a: tf.reshape(model.base_per_example_loss(
                 *tf.nest.map_structure(_expand, a)), []), (y, logits), fallback_to_while_loop=True)
