@@ -115,6 +115,8 @@ def test_budget_registers_every_artifact(monkeypatch):
     for col in ("age", "hours"):
         assert items[f"preprocessing.numeric.{col}"] == "dp"
         assert items[f"preprocessing.numeric_range.{col}"] == "dp"
+    # which columns are numbers was read from the rows (a non-numeric cell flips it): named, not hidden
+    assert items["preprocessing.column_kinds"] == "not_covered"
     assert budget.epsilon() <= 0.5 * 1.001  # the two releases compose to the preprocessing ε
     hist = next(s for s in budget.spends if s.source == "preprocessing.histogram")
     assert 0 < hist.params["delta"] < budget.delta

@@ -67,6 +67,13 @@ def fit_dp(df: pd.DataFrame, columns: List[str], categories: Optional[dict], ran
     if label is not None and label not in categories:
         cat_cols.append(label)
     num_cols = [c for c in columns if kinds[c] == "numeric" and c not in ranges]
+    undeclared = [c for c in columns if c not in categories and c not in ranges]
+    if undeclared:  # a column's type in the file is read from its rows: one non-numeric cell makes it categorical
+        budget.declare_not_covered(
+            "preprocessing.column_kinds",
+            f"numeric or categorical for {undeclared[:10]}{' ...' if len(undeclared) > 10 else ''}: taken from each "
+            "column's type as read from the training rows (one non-numeric value makes a column categorical); "
+            "declare data.categories / data.numeric_ranges to make them public")
     spec: Dict[str, dict] = {}
     for c in columns:
         if c in categories:
