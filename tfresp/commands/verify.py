@@ -554,18 +554,27 @@ def _compression(run_dir: Path, config, data, loaded, proba, report: dict, found
                 if measured_rt is not None:
                     found.compare(f"{where}.roundtrip", rt, _settled_roundtrip(
                         variant, rt, proba[:n], got[:n], measured_rt, f"{where}.roundtrip", found), abs_tol=1e-5)
-            recorded = {k: sec.get(k) for k in plain}
-
-            def check(numbers, where=where, recorded=recorded):
-                mine = Findings()
-                mine.compare(where, recorded, numbers)
-                return mine, not mine.mismatches
-
-            _, numbers, note = amb.settle(ambiguous, {"test": got}, SCORE_TOL, plain, lambda p: scores(
-                data.test.y, p["test"], data.test.groups, data.num_classes), check)
-            if note:
-                found.notes.append(f"{where}: {note}")
+            numbers = _settled(ambiguous, {"test": got}, plain, lambda p: scores(
+                data.test.y, p["test"], data.test.groups, data.num_classes), where,
+                {k: sec.get(k) for k in plain}, found)
             found.compare(where, sec, {**measured, **numbers})
+
+
+def _settled(rows, predictions: dict, plain: dict, recompute, where: str, recorded: dict, found: Findings,
+             abs_tol: float = ABS_TOL) -> dict:
+    """``plain``, or the numbers of the first assignment of ``rows`` that reproduces ``recorded`` within ``abs_tol``
+    (:func:`verify_ambiguous.settle`); its note goes to ``found``."""
+    from tfresp.commands import verify_ambiguous as amb
+
+    def check(numbers):
+        mine = Findings()
+        mine.compare(where, recorded, numbers, abs_tol=abs_tol)
+        return mine, not mine.mismatches
+
+    _, numbers, note = amb.settle(rows, predictions, SCORE_TOL, plain, recompute, check)
+    if note:
+        found.notes.append(f"{where}: {note}")
+    return numbers
 
 
 def _settled_roundtrip(variant: str, recorded: dict, proba, got, plain: dict, where: str, found: Findings) -> dict:
@@ -575,16 +584,10 @@ def _settled_roundtrip(variant: str, recorded: dict, proba, got, plain: dict, wh
     from tfresp.commands import verify_ambiguous as amb
     from tfresp.export.tflite import roundtrip
 
-    def check(numbers):  # a trial moves scores by SCORE_TOL on each side: the differences may move by twice that
-        mine = Findings()
-        mine.compare(where, recorded, numbers, abs_tol=1e-5 + 2 * SCORE_TOL)
-        return mine, not mine.mismatches
-
     rows = amb.argmax_rows(proba, SCORE_TOL, "saved_model") + amb.argmax_rows(got, SCORE_TOL, "tflite")
-    _, numbers, note = amb.settle(rows, {"saved_model": proba, "tflite": got}, SCORE_TOL, plain,
-                                  lambda p: roundtrip(variant, p["saved_model"], p["tflite"]), check)
-    if note:
-        found.notes.append(f"{where}: {note}")
+    numbers = _settled(rows, {"saved_model": proba, "tflite": got}, plain,
+                       lambda p: roundtrip(variant, p["saved_model"], p["tflite"]), where, recorded, found,
+                       abs_tol=1e-5 + 2 * SCORE_TOL)  # a trial moves scores by SCORE_TOL each side: diffs by twice
     return plain if numbers is plain else {**numbers, "max_abs_diff": plain["max_abs_diff"],
                                            "mean_abs_diff": plain["mean_abs_diff"]}
 
