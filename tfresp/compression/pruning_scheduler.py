@@ -88,7 +88,7 @@ class PruningScheduler(keras.callbacks.Callback):
         self.kernels: List[tf.Variable] = []
         self.skipped: List[tuple] = []
         self._masks: List[tf.Variable] = []
-        self._apply_fn, self._apply_pairs = None, ()
+        self._apply_fn = None
         self._active = False
         self._ready = False
         self.completed_early = False
@@ -129,6 +129,7 @@ class PruningScheduler(keras.callbacks.Callback):
         if not variables:
             return
         self.kernels, self.skipped = select_kernels(variables, self.include, self.exclude, self.structured)
+        self._apply_fn = None  # its graph holds the previous kernels and masks
         if len(self._masks) != len(self.kernels) or any(
                 m.shape != k.shape for m, k in zip(self._masks, self.kernels)):
             self._masks = [tf.Variable(tf.ones(k.shape, k.dtype), trainable=False, name="prune_mask")
@@ -167,18 +168,18 @@ class PruningScheduler(keras.callbacks.Callback):
     def _apply(self) -> None:
         if not self.kernels:
             return
-        pairs = tuple(zip(self.kernels, self._masks))
-        # compared by identity (``==`` on variables is elementwise); the held pairs keep the ids unique
-        if self._apply_fn is None or [id(v) for p in self._apply_pairs for v in p] != [id(v) for p in pairs for v in p]:
+        if self._apply_fn is None:  # reset by _init_targets whenever the kernels or masks are chosen again
             # One argument-free graph over the current (kernel, mask) pairs: called after every step, and a
             # tf.function taking the variables as arguments spent ~1 ms a call flattening them (measured on the
             # quickstart: 0.6 s of a 4 s fit), the argument-free call a tenth of that.
+            pairs = tuple(zip(self.kernels, self._masks))
+
             @tf.function(autograph=False)
             def apply():
                 for k, m in pairs:
                     k.assign(k * m)
 
-            self._apply_fn, self._apply_pairs = apply, pairs
+            self._apply_fn = apply
         self._apply_fn()
 
     def masks(self) -> Dict[str, np.ndarray]:
