@@ -440,10 +440,7 @@ def _frame_of_xy(x, y) -> pd.DataFrame:
         df["label"] = y
         return df
     x = np.asarray(x)
-    if x.dtype.names and x.ndim == 1:  # a structured array: a table whose fields are its columns
-        if len(x) != len(y):
-            raise DataError(f"`data`: X and y have different numbers of rows. Received: X of {len(x)} rows, y of "
-                            f"{len(y)}. Remedy: pass one label per row of X")
+    if x.dtype.names and x.ndim == 1:  # a structured array: a table whose fields are its columns (checked there)
         return _frame_of_xy(pd.DataFrame.from_records(x), y)
     if x.ndim != 2:
         raise DataError(f"`data`: X must be 2-D (rows, features). Received: shape={x.shape}. Remedy: reshape X "
